@@ -1,0 +1,717 @@
+"""StyleGAN2 with explicit sinusoidal positional encoding (Choi et al., ICCV 2021).
+
+Module and state-dict names follow rosinality/stylegan2-pytorch, so its checkpoints load into
+`Generator(..., position='none')` with strict=True. `position='sspe'` replaces the learned 4x4
+constant by a sinusoidal positional encoding (PE); `position='mspe'` also adds a PE, scaled by
+a learned gamma, after the first styled conv of every resolution from 8 up (../shared/SPEC.md).
+"""
+
+import math
+import random
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from op import FusedLeakyReLU, conv2d_gradfix, fused_leaky_relu, upfirdn2d
+
+POSITIONS = ("none", "sspe", "mspe")
+
+
+def channel_counts(channel_multiplier=2, channel_max=512):
+    """Feature channels per resolution (StyleGAN2 config-f for the defaults), capped."""
+    channels = {
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256 * channel_multiplier,
+        128: 128 * channel_multiplier,
+        256: 64 * channel_multiplier,
+        512: 32 * channel_multiplier,
+        1024: 16 * channel_multiplier,
+    }
+    return {res: min(channel, channel_max) for res, channel in channels.items()}
+
+
+def check_size(size):
+    if size not in channel_counts() or size < 8:
+        raise ValueError(f"size must be a power of two from 8 to 1024, not {size}")
+    return int(math.log2(size))
+
+
+class PixelNorm(nn.Module):
+    def forward(self, input):
+        return input * torch.rsqrt(torch.mean(input**2, dim=1, keepdim=True) + 1e-8)
+
+
+def make_kernel(k):
+    k = torch.tensor(k, dtype=torch.float32)
+    if k.ndim == 1:
+        k = k[None, :] * k[:, None]
+    k /= k.sum()
+    return k
+
+
+class Upsample(nn.Module):
+    def __init__(self, kernel, factor=2):
+        super().__init__()
+        self.factor = factor
+        kernel = make_kernel(kernel) * (factor**2)
+        self.register_buffer("kernel", kernel)
+        p = kernel.shape[0] - factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, input):
+        return upfirdn2d(input, self.kernel, up=self.factor, down=1, pad=self.pad)
+
+
+class Blur(nn.Module):
+    def __init__(self, kernel, pad, upsample_factor=1):
+        super().__init__()
+        kernel = make_kernel(kernel)
+        if upsample_factor > 1:
+            kernel = kernel * (upsample_factor**2)
+        self.register_buffer("kernel", kernel)
+        self.pad = pad
+
+    def forward(self, input):
+        return upfirdn2d(input, self.kernel, pad=self.pad)
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, in_channel, out_channel, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channel, in_channel, kernel_size, kernel_size))
+        self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
+        self.stride = stride
+        self.padding = padding
+        self.bias = nn.Parameter(torch.zeros(out_channel)) if bias else None
+
+    def forward(self, input):
+        return conv2d_gradfix.conv2d(
+            input, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding
+        )
+
+    def __repr__(self):
+        out_channel, in_channel, kernel_size, _ = self.weight.shape
+        return (
+            f"{self.__class__.__name__}({in_channel}, {out_channel}, {kernel_size},"
+            f" stride={self.stride}, padding={self.padding})"
+        )
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, in_dim, out_dim, bias=True, bias_init=0, lr_mul=1, activation=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
+        self.bias = nn.Parameter(torch.zeros(out_dim).fill_(bias_init)) if bias else None
+        self.activation = activation
+        self.scale = (1 / math.sqrt(in_dim)) * lr_mul
+        self.lr_mul = lr_mul
+
+    def forward(self, input):
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        if self.activation:
+            return fused_leaky_relu(F.linear(input, self.weight * self.scale), bias)
+        return F.linear(input, self.weight * self.scale, bias=bias)
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}({self.weight.shape[1]}, {self.weight.shape[0]})"
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated, optionally demodulated convolution of StyleGAN2.
+
+    `fused=True` folds the styles into per-sample weights and runs one grouped convolution
+    (the original); `fused=False` scales the activations instead, runs one ordinary
+    convolution with the shared weight and demodulates the output, which is the same function
+    and usually faster for training batches.
+    """
+
+    def __init__(
+        self,
+        in_channel,
+        out_channel,
+        kernel_size,
+        style_dim,
+        demodulate=True,
+        upsample=False,
+        downsample=False,
+        blur_kernel=[1, 3, 3, 1],
+        fused=True,
+    ):
+        super().__init__()
+        self.eps = 1e-8
+        self.kernel_size = kernel_size
+        self.in_channel = in_channel
+        self.out_channel = out_channel
+        self.upsample = upsample
+        self.downsample = downsample
+
+        if upsample:
+            factor = 2
+            p = (len(blur_kernel) - factor) - (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+        if downsample:
+            factor = 2
+            p = (len(blur_kernel) - factor) + (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2, p // 2))
+
+        self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
+        self.demodulate = demodulate
+        self.fused = fused
+
+    def __repr__(self):
+        return (
+            f"{self.__class__.__name__}({self.in_channel}, {self.out_channel}, {self.kernel_size}, "
+            f"upsample={self.upsample}, downsample={self.downsample})"
+        )
+
+    def forward(self, input, style):
+        batch, in_channel, height, width = input.shape
+        style = self.modulation(style)
+
+        if not self.fused:
+            weight = self.scale * self.weight.squeeze(0)
+            if self.demodulate:
+                modulated = weight.unsqueeze(0) * style.view(batch, 1, in_channel, 1, 1)
+                demod = (modulated.square().sum((2, 3, 4)) + self.eps).rsqrt()
+            input = input * style.reshape(batch, in_channel, 1, 1)
+            if self.upsample:
+                out = conv2d_gradfix.conv_transpose2d(input, weight.transpose(0, 1), padding=0, stride=2)
+                out = self.blur(out)
+            elif self.downsample:
+                out = conv2d_gradfix.conv2d(self.blur(input), weight, padding=0, stride=2)
+            else:
+                out = conv2d_gradfix.conv2d(input, weight, padding=self.padding)
+            if self.demodulate:
+                out = out * demod.view(batch, -1, 1, 1)
+            return out
+
+        weight = self.scale * self.weight * style.view(batch, 1, in_channel, 1, 1)
+        if self.demodulate:
+            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps)
+            weight = weight * demod.view(batch, self.out_channel, 1, 1, 1)
+        kernel = self.kernel_size
+
+        if self.upsample:
+            input = input.reshape(1, batch * in_channel, height, width)
+            weight = weight.transpose(1, 2).reshape(batch * in_channel, self.out_channel, kernel, kernel)
+            out = conv2d_gradfix.conv_transpose2d(input, weight, padding=0, stride=2, groups=batch)
+            out = out.view(batch, self.out_channel, *out.shape[2:])
+            return self.blur(out)
+
+        weight = weight.view(batch * self.out_channel, in_channel, kernel, kernel)
+        if self.downsample:
+            input = self.blur(input)
+            input = input.reshape(1, batch * in_channel, *input.shape[2:])
+            out = conv2d_gradfix.conv2d(input, weight, padding=0, stride=2, groups=batch)
+        else:
+            input = input.reshape(1, batch * in_channel, height, width)
+            out = conv2d_gradfix.conv2d(input, weight, padding=self.padding, groups=batch)
+        return out.view(batch, self.out_channel, *out.shape[2:])
+
+
+def tile(tensor, height, width):
+    """Repeat a [..., h, w] map circularly to [..., height, width] (crops when smaller)."""
+    h, w = tensor.shape[-2:]
+    if (h, w) == (height, width):
+        return tensor
+    repeats = [1] * (tensor.ndim - 2) + [-(-height // h), -(-width // w)]
+    return tensor.repeat(*repeats)[..., :height, :width]
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, image, noise=None):
+        batch, _, height, width = image.shape
+        if noise is None:
+            noise = image.new_empty(batch, 1, height, width).normal_()
+        else:
+            # stored noise maps have the default canvas; other canvases and scales tile them
+            noise = tile(noise, height, width)
+        return image + self.weight * noise
+
+
+def circular_subpixel_roll(input, shift, dim):
+    """Roll by a real-valued `shift` along `dim`: linear blend of the two nearest integer rolls."""
+    if shift == 0:
+        return input
+    whole = math.floor(shift)
+    fraction = shift - whole
+    rolled = torch.roll(input, whole, dim)
+    if fraction == 0:
+        return rolled
+    return rolled * (1 - fraction) + torch.roll(input, whole + 1, dim) * fraction
+
+
+class ConstantInput(nn.Module):
+    """The learned 4x4 input of StyleGAN2 (`position='none'`)."""
+
+    def __init__(self, channel, size=4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channel, size, size))
+
+    def forward(self, batch, height, width, shift_h=0.0, shift_w=0.0):
+        """[batch, channel, height, width]: tiled circularly to the canvas, shifted as an image."""
+        out = tile(self.input, height, width)
+        out = circular_subpixel_roll(out, shift_h, 2)
+        out = circular_subpixel_roll(out, shift_w, 3)
+        return out.repeat(batch, 1, 1, 1)
+
+
+def shifted_positions(length, shift, circular=True, device=None):
+    """Pixel positions 0..length-1 after a shift of `shift` pixels (SPEC section 4).
+
+    Circular (the original): the positions are rolled by round(shift) and offset by
+    round(shift) - shift, so position i becomes i - shift, plus the length for entries that
+    wrapped. Otherwise the plane is infinite: i - shift.
+    """
+    positions = torch.arange(length, dtype=torch.float32, device=device)
+    if shift == 0:
+        return positions
+    if not circular:
+        return positions - shift
+    whole = round(shift)
+    return torch.roll(positions, whole, 0) + (whole - shift)
+
+
+def sinusoidal_encoding(coord_x, coord_y, channel, scale=1.0):
+    """The 2-D sinusoidal PE of SPEC section 3 at the given coordinates.
+
+    Args:
+        coord_x, coord_y: horizontal and vertical coordinates, broadcastable to [..., H, W]
+            (e.g. [1, W] and [H, 1] for an axis-aligned grid, [B, H, W] for a rotated one).
+        channel: number of PE channels (divisible by 4).
+        scale: grid refinement; frequencies are divided by it.
+    Returns:
+        [..., channel, H, W]: channels 2k / 2k+1 of the first half hold sin / cos(x * f_k),
+        those of the second half sin / cos(y * f_k), f_k = 10000^(-2k / (channel / 2)) / scale.
+    """
+    if channel % 4:
+        raise ValueError(f"sinusoidal PE needs a channel count divisible by 4, got {channel}")
+    half = channel // 2
+    device = coord_x.device
+    freqs = torch.exp(torch.arange(0.0, half, 2, device=device) * -(math.log(10000.0) / half)) / scale
+    freqs = freqs.view(-1, 1, 1)
+
+    def encode(coord):
+        angle = coord.unsqueeze(-3) * freqs
+        return torch.stack([angle.sin(), angle.cos()], -3).flatten(-4, -3)
+
+    x_part, y_part = encode(coord_x), encode(coord_y)
+    shape = torch.broadcast_shapes(x_part.shape, y_part.shape)
+    return torch.cat([x_part.expand(shape), y_part.expand(shape)], -3)
+
+
+class SinusoidalPE(nn.Module):
+    """PE maps of one resolution; the unshifted map of the default grid is a cached buffer."""
+
+    def __init__(self, channel, height, width, scale=1.0):
+        super().__init__()
+        self.channel = channel
+        self.scale = scale
+        height, width = int(height * scale), int(width * scale)
+        self.register_buffer("pe", self._compute(height, width, 0.0, 0.0, scale, True, "cpu"), persistent=False)
+
+    def _compute(self, height, width, shift_h, shift_w, scale, circular, device):
+        pos_h = shifted_positions(height, shift_h, circular, device)
+        pos_w = shifted_positions(width, shift_w, circular, device)
+        return sinusoidal_encoding(pos_w.view(1, width), pos_h.view(height, 1), self.channel, scale)
+
+    def encoding(self, height, width, shift_h=0.0, shift_w=0.0, scale=None, circular=True):
+        """[channel, height, width] PE, shifted by (shift_h, shift_w) pixels of this grid."""
+        scale = self.scale if scale is None else scale
+        if (height, width) == tuple(self.pe.shape[-2:]) and shift_h == shift_w == 0 and scale == self.scale:
+            return self.pe
+        return self._compute(height, width, shift_h, shift_w, scale, circular, self.pe.device)
+
+
+class PositionalInput(SinusoidalPE):
+    """The input of `sspe`/`mspe`: a parameter-free PE replacing the learned constant.
+
+    With a `transform` (r_c, r_s, t_x, t_y) per sample, every channel is sampled on the grid
+    rotated about its centre by the angle whose cosine and sine are (r_c, r_s) after
+    normalisation, and translated by (t_x, t_y) grid pixels (the Fourier input of the
+    alias-free GAN).
+    """
+
+    def forward(self, batch, height, width, shift_h=0.0, shift_w=0.0, scale=None, circular=True, transform=None):
+        if transform is None:
+            return self.encoding(height, width, shift_h, shift_w, scale, circular).expand(batch, -1, -1, -1)
+
+        scale = self.scale if scale is None else scale
+        device = self.pe.device
+        transform = transform.to(device=device, dtype=torch.float32).reshape(-1, 4).expand(batch, 4)
+        transform = transform / transform[:, :2].norm(dim=1, keepdim=True)
+        r_c, r_s, t_x, t_y = transform.view(batch, 4, 1, 1).unbind(1)
+        pos_w = shifted_positions(width, shift_w, circular, device).view(1, 1, width) - (width - 1) / 2
+        pos_h = shifted_positions(height, shift_h, circular, device).view(1, height, 1) - (height - 1) / 2
+        coord_x = r_c * pos_w + r_s * pos_h + (width - 1) / 2 - t_x
+        coord_y = -r_s * pos_w + r_c * pos_h + (height - 1) / 2 - t_y
+        return sinusoidal_encoding(coord_x, coord_y, self.channel, scale)
+
+
+class PositionalAdd(SinusoidalPE):
+    """MS-PE: x + gamma * PE, with one learned scalar gamma per resolution."""
+
+    def __init__(self, channel, height, width, scale=1.0):
+        super().__init__(channel, height, width, scale)
+        self.gamma = nn.Parameter(torch.ones(1))
+
+    def forward(self, input, shift_h=0.0, shift_w=0.0, scale=None, circular=True):
+        pe = self.encoding(*input.shape[-2:], shift_h, shift_w, scale, circular)
+        return input + self.gamma * pe.to(input.dtype)
+
+
+class StyledConv(nn.Module):
+    def __init__(
+        self,
+        in_channel,
+        out_channel,
+        kernel_size,
+        style_dim,
+        upsample=False,
+        blur_kernel=[1, 3, 3, 1],
+        demodulate=True,
+    ):
+        super().__init__()
+        self.conv = ModulatedConv2d(
+            in_channel,
+            out_channel,
+            kernel_size,
+            style_dim,
+            upsample=upsample,
+            blur_kernel=blur_kernel,
+            demodulate=demodulate,
+        )
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_channel)
+
+    def forward(self, input, style, noise=None):
+        out = self.conv(input, style)
+        out = self.noise(out, noise=noise)
+        return self.activate(out)
+
+
+class ToRGB(nn.Module):
+    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=[1, 3, 3, 1]):
+        super().__init__()
+        if upsample:
+            self.upsample = Upsample(blur_kernel)
+        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, input, style, skip=None):
+        out = self.conv(input, style) + self.bias
+        if skip is not None:
+            out = out + self.upsample(skip)
+        return out
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator with `position` 'none' | 'sspe' | 'mspe' (see the module docstring).
+
+    Keyword-only extras: `affine` (a learned Fourier-feature transform of the input, identity
+    at initialisation), `channel_max` (cap on every channel count, for tiny models) and
+    `device` (where to put the model; the original scripts pass it).
+    """
+
+    def __init__(
+        self,
+        size,
+        style_dim,
+        n_mlp,
+        channel_multiplier=2,
+        blur_kernel=[1, 3, 3, 1],
+        lr_mlp=0.01,
+        position="none",
+        kernel_size=3,
+        scale=1.0,
+        *,
+        affine=False,
+        channel_max=512,
+        device=None,
+    ):
+        super().__init__()
+        if position not in POSITIONS:
+            raise ValueError(f"position must be one of {', '.join(POSITIONS)}, not {position!r}")
+        if affine and position == "none":
+            raise ValueError("affine=True transforms a positional encoding: use position 'sspe' or 'mspe'")
+        self.log_size = check_size(size)
+        self.size = size
+        self.style_dim = style_dim
+        self.position = position
+        self.scale = scale
+        self.affine = affine
+
+        layers = [PixelNorm()]
+        for _ in range(n_mlp):
+            layers.append(EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu"))
+        self.style = nn.Sequential(*layers)
+
+        self.channels = channel_counts(channel_multiplier, channel_max)
+        if position == "none":
+            if scale != 1:
+                raise ValueError("scale changes the grid of a positional encoding: use position 'sspe' or 'mspe'")
+            self.input = ConstantInput(self.channels[4])
+        else:
+            self.input = PositionalInput(self.channels[4], 4, 4, scale)
+        if affine:
+            self.affine_fourier = EqualLinear(style_dim, 4)
+            with torch.no_grad():
+                self.affine_fourier.weight.zero_()
+                self.affine_fourier.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+
+        self.conv1 = StyledConv(self.channels[4], self.channels[4], kernel_size, style_dim, blur_kernel=blur_kernel)
+        self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False)
+
+        self.num_layers = (self.log_size - 2) * 2 + 1
+        self.convs = nn.ModuleList()
+        self.upsamples = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        self.noises = nn.Module()
+        if position == "mspe":
+            self.pes = nn.ModuleList()
+
+        for layer_idx in range(self.num_layers):
+            res = (layer_idx + 5) // 2
+            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, 2**res, 2**res))
+
+        in_channel = self.channels[4]
+        for i in range(3, self.log_size + 1):
+            out_channel = self.channels[2**i]
+            self.convs.append(
+                StyledConv(in_channel, out_channel, kernel_size, style_dim, upsample=True, blur_kernel=blur_kernel)
+            )
+            if position == "mspe":
+                self.pes.append(PositionalAdd(out_channel, 2**i, 2**i, scale))
+            self.convs.append(StyledConv(out_channel, out_channel, kernel_size, style_dim, blur_kernel=blur_kernel))
+            self.to_rgbs.append(ToRGB(out_channel, style_dim))
+            in_channel = out_channel
+
+        self.n_latent = self.log_size * 2 - 2
+        if device is not None:
+            self.to(device)
+
+    @property
+    def device(self):
+        return self.conv1.conv.weight.device
+
+    def make_noise(self):
+        noises = [torch.randn(1, 1, 4, 4, device=self.device)]
+        for i in range(3, self.log_size + 1):
+            for _ in range(2):
+                noises.append(torch.randn(1, 1, 2**i, 2**i, device=self.device))
+        return noises
+
+    def mean_latent(self, n_latent):
+        latent_in = torch.randn(n_latent, self.style_dim, device=self.device)
+        return self.style(latent_in).mean(0, keepdim=True)
+
+    def get_latent(self, input):
+        return self.style(input)
+
+    def input_grid(self, canvas=None, scale=None):
+        """(height, width) of the input feature map for an output canvas and scale."""
+        scale = self.scale if scale is None else scale
+        height, width = canvas if canvas is not None else (self.size, self.size)
+        stride = self.size // 4
+        if height % stride or width % stride:
+            raise ValueError(
+                f"canvas {height}x{width} must be a multiple of {stride} pixels "
+                f"(one cell of the 4x4 input grid of a {self.size}px generator)"
+            )
+        grid_h, grid_w = height // stride * scale, width // stride * scale
+        if grid_h != int(grid_h) or grid_w != int(grid_w) or grid_h < 1 or grid_w < 1:
+            raise ValueError(
+                f"scale {scale} turns the {height // stride}x{width // stride} input grid into "
+                f"{grid_h}x{grid_w}; choose a scale that gives whole cells"
+            )
+        return int(grid_h), int(grid_w)
+
+    def forward(
+        self,
+        styles,
+        return_latents=False,
+        inject_index=None,
+        truncation=1,
+        truncation_latent=None,
+        input_is_latent=False,
+        noise=None,
+        randomize_noise=True,
+        shift_h=0,
+        shift_w=0,
+        *,
+        scale=None,
+        canvas=None,
+        circular=True,
+        transform=None,
+    ):
+        """Render images; returns (image [N, 3, H, W], latent or None).
+
+        shift_h, shift_w: move the content by this many output pixels (may be fractional).
+        scale: render the same content on a grid `scale` times finer (default: the model's).
+        canvas: (height, width) in output pixels, any multiple of size / 4 (default: size).
+            At scale s the image is s times larger.
+        circular: wrap shifted positions around the canvas (the original); False shifts an
+            infinite plane (positional models only).
+        transform: (r_c, r_s, t_x, t_y), shape [4] or [N, 4], rotating and translating the
+            input PE (positional models only); by default the model's learned `affine`.
+        """
+        if not input_is_latent:
+            styles = [self.style(s) for s in styles]
+
+        if noise is None:
+            if randomize_noise:
+                noise = [None] * self.num_layers
+            else:
+                noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+
+        if truncation < 1:
+            styles = [truncation_latent + truncation * (style - truncation_latent) for style in styles]
+
+        if len(styles) < 2:
+            inject_index = self.n_latent
+            if styles[0].ndim < 3:
+                latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
+            else:
+                latent = styles[0]
+        else:
+            if inject_index is None:
+                inject_index = random.randint(1, self.n_latent - 1)
+            latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
+            latent2 = styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)
+            latent = torch.cat([latent, latent2], 1)
+
+        batch = latent.shape[0]
+        grid_h, grid_w = self.input_grid(canvas, scale)
+        input_shift_h, input_shift_w = shift_h / (self.size // 4), shift_w / (self.size // 4)
+        if self.position == "none":
+            if not circular and (shift_h or shift_w):
+                raise ValueError("circular=False needs a positional encoding: use position 'sspe' or 'mspe'")
+            if transform is not None:
+                raise ValueError("transform rotates a positional encoding: use position 'sspe' or 'mspe'")
+            out = self.input(batch, grid_h, grid_w, input_shift_h, input_shift_w)
+        else:
+            if transform is None and self.affine:
+                transform = self.affine_fourier(latent[:, 0])
+            out = self.input(batch, grid_h, grid_w, input_shift_h, input_shift_w, scale, circular, transform)
+            out = out.to(latent.dtype)
+
+        out = self.conv1(out, latent[:, 0], noise=noise[0])
+        skip = self.to_rgb1(out, latent[:, 1])
+
+        i = 1
+        for conv1, conv2, noise1, noise2, to_rgb in zip(
+            self.convs[::2], self.convs[1::2], noise[1::2], noise[2::2], self.to_rgbs
+        ):
+            out = conv1(out, latent[:, i], noise=noise1)
+            if self.position == "mspe":
+                pixels_per_cell = self.size // (4 * 2 ** ((i + 1) // 2))
+                out = self.pes[(i - 1) // 2](
+                    out, shift_h / pixels_per_cell, shift_w / pixels_per_cell, scale, circular
+                )
+            out = conv2(out, latent[:, i + 1], noise=noise2)
+            skip = to_rgb(out, latent[:, i + 2], skip)
+            i += 2
+
+        if return_latents:
+            return skip, latent
+        return skip, None
+
+
+class ConvLayer(nn.Sequential):
+    def __init__(
+        self,
+        in_channel,
+        out_channel,
+        kernel_size,
+        downsample=False,
+        blur_kernel=[1, 3, 3, 1],
+        bias=True,
+        activate=True,
+    ):
+        layers = []
+        if downsample:
+            factor = 2
+            p = (len(blur_kernel) - factor) + (kernel_size - 1)
+            layers.append(Blur(blur_kernel, pad=((p + 1) // 2, p // 2)))
+            stride = 2
+            self.padding = 0
+        else:
+            stride = 1
+            self.padding = kernel_size // 2
+        layers.append(
+            EqualConv2d(
+                in_channel,
+                out_channel,
+                kernel_size,
+                padding=self.padding,
+                stride=stride,
+                bias=bias and not activate,
+            )
+        )
+        if activate:
+            layers.append(FusedLeakyReLU(out_channel, bias=bias))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channel, out_channel, blur_kernel=[1, 3, 3, 1]):
+        super().__init__()
+        self.conv1 = ConvLayer(in_channel, in_channel, 3)
+        self.conv2 = ConvLayer(in_channel, out_channel, 3, downsample=True)
+        self.skip = ConvLayer(in_channel, out_channel, 1, downsample=True, activate=False, bias=False)
+
+    def forward(self, input):
+        out = self.conv2(self.conv1(input))
+        skip = self.skip(input)
+        return (out + skip) / math.sqrt(2)
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 residual discriminator with minibatch standard deviation."""
+
+    def __init__(self, size, channel_multiplier=2, blur_kernel=[1, 3, 3, 1], *, channel_max=512):
+        super().__init__()
+        log_size = check_size(size)
+        channels = channel_counts(channel_multiplier, channel_max)
+
+        convs = [ConvLayer(3, channels[size], 1)]
+        in_channel = channels[size]
+        for i in range(log_size, 2, -1):
+            out_channel = channels[2 ** (i - 1)]
+            convs.append(ResBlock(in_channel, out_channel, blur_kernel))
+            in_channel = out_channel
+        self.convs = nn.Sequential(*convs)
+
+        self.stddev_group = 4
+        self.stddev_feat = 1
+        self.final_conv = ConvLayer(in_channel + 1, channels[4], 3)
+        self.final_linear = nn.Sequential(
+            EqualLinear(channels[4] * 4 * 4, channels[4], activation="fused_lrelu"),
+            EqualLinear(channels[4], 1),
+        )
+
+    def forward(self, input):
+        out = self.convs(input)
+        batch, channel, height, width = out.shape
+        group = min(batch, self.stddev_group)
+        if batch % group:
+            raise ValueError(f"the discriminator's minibatch-stddev groups need a batch divisible by {group}, got {batch}")
+        stddev = out.view(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
+        stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8)
+        stddev = stddev.mean([2, 3, 4], keepdim=True).squeeze(2)
+        stddev = stddev.repeat(group, 1, height, width)
+        out = torch.cat([out, stddev], 1)
+        out = self.final_conv(out)
+        out = out.view(batch, -1)
+        return self.final_linear(out)

@@ -1,0 +1,64 @@
+"""Lazy, fail-soft loading of the CUDA extensions in this folder.
+
+Nothing is compiled at import time. The first CUDA tensor that reaches an op asks for its
+extension; `torch.utils.cpp_extension.load` builds it (once per machine, cached by torch).
+If the build is impossible (no nvcc, no compiler, a mismatched toolkit) one warning is printed
+and the op keeps using its PyTorch reference implementation.
+"""
+
+import os
+import warnings
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_loaded = {}
+
+# STYLEGAN_OP_IMPL=ref forces the PyTorch reference implementations everywhere (for comparisons
+# and for machines where building is not wanted).
+FORCE_REF = os.environ.get("STYLEGAN_OP_IMPL", "auto") == "ref"
+
+
+def get_plugin(name, sources):
+    """Return the compiled extension `name`, or None when it cannot be built here.
+
+    Args:
+        name: extension name (also torch's build-cache folder name).
+        sources: file names inside op/ (.cpp and .cu).
+    """
+    if FORCE_REF:
+        return None
+    if name in _loaded:
+        return _loaded[name]
+    module = None
+    try:
+        from torch.utils.cpp_extension import load
+
+        module = load(
+            name=name,
+            sources=[os.path.join(_HERE, source) for source in sources],
+            extra_cuda_cflags=["--use_fast_math"],
+            verbose=False,
+        )
+    except Exception as error:  # any build failure means: fall back, say so once
+        reason = str(error).strip().splitlines()
+        reason = reason[-1] if reason else type(error).__name__
+        warnings.warn(
+            f"op/{name}: could not build the CUDA extension ({reason}); using the PyTorch "
+            "reference implementation. Install a CUDA toolkit matching torch.version.cuda "
+            "to get the fused kernel, or set STYLEGAN_OP_IMPL=ref to silence this.",
+            stacklevel=3,
+        )
+    _loaded[name] = module
+    return module
+
+
+def use_cuda_kernel(tensor, impl):
+    """Decide between the CUDA kernel and the reference for `tensor` under `impl`."""
+    if impl not in ("auto", "ref", "cuda"):
+        raise ValueError(f"impl must be 'auto', 'ref' or 'cuda', not {impl!r}")
+    if impl == "ref":
+        return False
+    if not tensor.is_cuda:
+        if impl == "cuda":
+            raise ValueError("impl='cuda' needs a CUDA tensor")
+        return False
+    return True

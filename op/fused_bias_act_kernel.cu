@@ -1,0 +1,55 @@
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/types.h>
+
+#include <algorithm>
+
+template <typename scalar_t>
+__global__ void fused_bias_act_kernel(scalar_t* __restrict__ out, const scalar_t* __restrict__ x,
+                                      const scalar_t* __restrict__ bias,
+                                      const scalar_t* __restrict__ refer, int grad,
+                                      float negative_slope, float scale, int64_t count,
+                                      int64_t bias_step, int64_t bias_len) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
+       i += (int64_t)blockDim.x * gridDim.x) {
+    float value = static_cast<float>(x[i]);
+    bool positive;
+    if (grad == 0) {
+      if (bias != nullptr) value += static_cast<float>(bias[(i / bias_step) % bias_len]);
+      positive = value > 0.f;
+    } else {
+      positive = static_cast<float>(refer[i]) > 0.f;
+    }
+    out[i] = static_cast<scalar_t>((positive ? value : value * negative_slope) * scale);
+  }
+}
+
+torch::Tensor fused_bias_act_op(const torch::Tensor& input, const torch::Tensor& bias,
+                                const torch::Tensor& refer, int grad, float negative_slope,
+                                float scale) {
+  const at::cuda::OptionalCUDAGuard device_guard(device_of(input));
+  auto x = input.contiguous();
+  auto b = bias.contiguous();
+  auto r = refer.contiguous();
+  auto out = at::empty_like(x);
+  const int64_t count = x.numel();
+  if (count == 0) return out;
+
+  int64_t bias_step = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) bias_step *= x.size(d);
+  const int64_t bias_len = x.dim() > 1 ? x.size(1) : 1;
+
+  const int threads = 256;
+  const int64_t blocks = std::min<int64_t>((count + threads - 1) / threads, 65536);
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      at::ScalarType::Half, at::ScalarType::BFloat16, x.scalar_type(), "fused_bias_act", [&] {
+        fused_bias_act_kernel<scalar_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            out.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+            b.numel() ? b.data_ptr<scalar_t>() : nullptr,
+            r.numel() ? r.data_ptr<scalar_t>() : nullptr, grad, negative_slope, scale, count,
+            bias_step, bias_len);
+      });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}

@@ -1,0 +1,105 @@
+"""Upsample, FIR-filter, downsample (StyleGAN2's `upfirdn2d`).
+
+For each channel independently: insert up-1 zeros between pixels, pad (negative pads crop),
+convolve with the 2-D FIR `kernel` (a true convolution: the kernel is flipped), keep every
+`down`-th pixel. Output size per axis: (in * up + pad0 + pad1 - kernel + down) // down.
+`impl='ref'` is plain PyTorch; `impl='cuda'` a direct CUDA kernel whose gradient is the same op
+with the flipped kernel and up/down swapped, so it is differentiable to any order.
+"""
+
+import torch
+from torch.autograd import Function
+from torch.nn import functional as F
+
+from ._plugin import get_plugin, use_cuda_kernel
+
+_SOURCES = ["upfirdn2d.cpp", "upfirdn2d_kernel.cu"]
+
+
+def _plugin():
+    return get_plugin("stylegan_upfirdn2d", _SOURCES)
+
+
+def _parse(up, down, pad):
+    up_x, up_y = (up, up) if isinstance(up, int) else up
+    down_x, down_y = (down, down) if isinstance(down, int) else down
+    if len(pad) == 2:
+        pad = (pad[0], pad[1], pad[0], pad[1])
+    return (up_x, up_y), (down_x, down_y), tuple(int(p) for p in pad)
+
+
+def _output_size(in_size, up, down, pad0, pad1, kernel_size):
+    return (in_size * up + pad0 + pad1 - kernel_size + down) // down
+
+
+def upfirdn2d_ref(input, kernel, up=1, down=1, pad=(0, 0)):
+    """Reference implementation; arguments as `upfirdn2d`."""
+    (up_x, up_y), (down_x, down_y), (pad_x0, pad_x1, pad_y0, pad_y1) = _parse(up, down, pad)
+    batch, channel, in_h, in_w = input.shape
+    kernel_h, kernel_w = kernel.shape
+
+    out = input.reshape(batch, channel, in_h, 1, in_w, 1)
+    out = F.pad(out, [0, up_x - 1, 0, 0, 0, up_y - 1])
+    out = out.reshape(batch, channel, in_h * up_y, in_w * up_x)
+    out = F.pad(out, [max(pad_x0, 0), max(pad_x1, 0), max(pad_y0, 0), max(pad_y1, 0)])
+    out = out[
+        :,
+        :,
+        max(-pad_y0, 0) : out.shape[2] - max(-pad_y1, 0),
+        max(-pad_x0, 0) : out.shape[3] - max(-pad_x1, 0),
+    ]
+    weight = torch.flip(kernel, [0, 1]).to(out.dtype).view(1, 1, kernel_h, kernel_w)
+    weight = weight.expand(channel, 1, kernel_h, kernel_w)
+    return F.conv2d(out, weight, stride=(down_y, down_x), groups=channel)
+
+
+def _kernel(input, kernel, up, down, pad):
+    """Forward pass without autograd: the CUDA kernel, or the reference on CPU."""
+    plugin = _plugin() if input.is_cuda else None
+    if plugin is None:
+        with torch.no_grad():
+            return upfirdn2d_ref(input, kernel, up, down, pad)
+    return plugin.upfirdn2d(input.contiguous(), kernel.float().contiguous(), *up, *down, *pad)
+
+
+class UpFirDn2dFunction(Function):
+    @staticmethod
+    def forward(ctx, input, kernel, up, down, pad):
+        ctx.save_for_backward(kernel)
+        ctx.config = (input.shape[2], input.shape[3], up, down, pad)
+        return _kernel(input, kernel, up, down, pad)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (kernel,) = ctx.saved_tensors
+        in_h, in_w, (up_x, up_y), (down_x, down_y), (pad_x0, pad_x1, pad_y0, pad_y1) = ctx.config
+        kernel_h, kernel_w = kernel.shape
+        out_h, out_w = grad_output.shape[2:]
+        grad_pad = (
+            kernel_w - pad_x0 - 1,
+            in_w * up_x - out_w * down_x + pad_x0 - up_x + 1,
+            kernel_h - pad_y0 - 1,
+            in_h * up_y - out_h * down_y + pad_y0 - up_y + 1,
+        )
+        grad_input = UpFirDn2dFunction.apply(
+            grad_output, torch.flip(kernel, [0, 1]), (down_x, down_y), (up_x, up_y), grad_pad
+        )
+        return grad_input, None, None, None, None
+
+
+def upfirdn2d(input, kernel, up=1, down=1, pad=(0, 0), impl="auto"):
+    """Upsample, filter and downsample a batch of images.
+
+    Args:
+        input: [N, C, H, W] tensor.
+        kernel: [kernel_h, kernel_w] FIR filter (float32).
+        up, down: int, or (x, y) pair.
+        pad: (pad0, pad1) for both axes, or (pad_x0, pad_x1, pad_y0, pad_y1); negative crops.
+        impl: 'auto' | 'ref' | 'cuda'.
+    Returns:
+        [N, C, out_h, out_w] tensor, out = (in * up + pad0 + pad1 - kernel + down) // down.
+    """
+    up, down, pad = _parse(up, down, pad)
+    if use_cuda_kernel(input, impl) and _plugin() is not None:
+        return UpFirDn2dFunction.apply(input, kernel, up, down, pad)
+    return upfirdn2d_ref(input, kernel, up, down, pad)

@@ -1,0 +1,224 @@
+"""What several scripts need, once: device and precision, checkpoints and their model
+configuration, images, grids and GIFs."""
+
+import argparse
+import contextlib
+import os
+
+import torch
+from PIL import Image
+from torchvision import utils as tv_utils
+
+from model import Discriminator, Generator
+
+# Model configuration as stored in a checkpoint's `args`, with the values the original code used
+# for keys its checkpoints lack.
+MODEL_DEFAULTS = {
+    "size": 256,
+    "latent": 512,
+    "n_mlp": 8,
+    "channel_multiplier": 2,
+    "position": "none",
+    "kernel_size": 3,
+    "channel_max": 512,
+    "affine": False,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# device and precision
+
+
+def choose_device(name="auto"):
+    """torch.device for 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def setup_precision(precision, device):
+    """Configure matmul/conv precision; return a context manager for the forward passes.
+
+    fp32: exact float32. tf32: float32 storage with TF32 tensor-core math on CUDA (same as
+    fp32 on CPU). bf16: autocast to bfloat16 (losses, R1 and EMA stay float32 outside it).
+    """
+    if precision not in PRECISIONS:
+        raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if device.type == "cuda":
+        allow_tf32 = precision != "fp32"
+        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+        torch.backends.cudnn.allow_tf32 = allow_tf32
+    if precision == "bf16":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def resolve_checkpoint(ckpt, name):
+    """`--ckpt 550000.pt` means checkpoint/<name>/550000.pt unless it is a path that exists."""
+    if os.path.exists(ckpt):
+        return ckpt
+    candidate = os.path.join("checkpoint", name or "", ckpt)
+    if os.path.exists(candidate):
+        return candidate
+    folder = os.path.dirname(candidate)
+    present = sorted(f for f in os.listdir(folder) if f.endswith(".pt")) if os.path.isdir(folder) else []
+    hint = f"; {folder} holds {', '.join(present)}" if present else ""
+    raise SystemExit(f"checkpoint {ckpt!r} not found (looked at {ckpt} and {candidate}{hint})")
+
+
+def checkpoint_iteration(path):
+    """The training iteration a checkpoint file's numeric name encodes (0 when it has none)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return int(stem) if stem.isdigit() else 0
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """torch.load with weights_only=True: tensors, plain containers and argparse.Namespace only.
+
+    A file that would need to run code to unpickle is refused, never executed.
+    """
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(
+            f"{path} is not a checkpoint this project can load safely ({reason}). Checkpoints hold "
+            "tensors, plain containers and argparse.Namespace only; re-save it from its state dicts."
+        ) from None
+    if not isinstance(checkpoint, dict) or not any(key in checkpoint for key in ("g_ema", "g")):
+        raise SystemExit(f"{path} is not a generator checkpoint: it has no 'g_ema' or 'g' entry")
+    return checkpoint
+
+
+def save_checkpoint(checkpoint, path):
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.tmp")
+    torch.save(checkpoint, temporary)
+    os.replace(temporary, path)
+
+
+def model_config(args):
+    """The model configuration (MODEL_DEFAULTS keys) of a Namespace or dict, defaults filled in."""
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    return {key: default if values.get(key) is None else values[key] for key, default in MODEL_DEFAULTS.items()}
+
+
+def explicit_flags(parser, argv):
+    """The `dest` of every option that appears on the command line `argv`."""
+    given = set()
+    for action in parser._actions:
+        for option in action.option_strings:
+            if any(token == option or token.startswith(option + "=") for token in argv):
+                given.add(action.dest)
+    return given
+
+
+def merge_model_config(checkpoint_args, args, explicit, source="the checkpoint"):
+    """Fill `args` with the checkpoint's model configuration.
+
+    Keys not given on the command line are taken from the checkpoint; a key given explicitly
+    with a different value is an error that names every such key.
+    """
+    stored = model_config(checkpoint_args)
+    present = vars(checkpoint_args) if isinstance(checkpoint_args, argparse.Namespace) else dict(checkpoint_args or {})
+    differing = [
+        f"{key}: {source} has {stored[key]!r}, the command line {getattr(args, key)!r}"
+        for key in MODEL_DEFAULTS
+        if key in explicit and key in present and getattr(args, key) != stored[key]
+    ]
+    if differing:
+        raise SystemExit(
+            f"the model configuration disagrees with {source}:\n  " + "\n  ".join(differing)
+            + "\ndrop these flags to use the checkpoint's values, or pick a matching checkpoint"
+        )
+    for key in MODEL_DEFAULTS:
+        if key not in explicit:
+            setattr(args, key, stored[key])
+    return args
+
+
+def build_generator(config, device="cpu"):
+    """Generator from a model configuration (a dict or Namespace with MODEL_DEFAULTS keys)."""
+    config = model_config(config)
+    return Generator(
+        config["size"],
+        config["latent"],
+        config["n_mlp"],
+        channel_multiplier=config["channel_multiplier"],
+        position=config["position"],
+        kernel_size=config["kernel_size"],
+        affine=config["affine"],
+        channel_max=config["channel_max"],
+    ).to(device)
+
+
+def build_discriminator(config, device="cpu"):
+    config = model_config(config)
+    return Discriminator(
+        config["size"], channel_multiplier=config["channel_multiplier"], channel_max=config["channel_max"]
+    ).to(device)
+
+
+def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
+    """Load checkpoint `path` and return (generator in eval mode, checkpoint, merged args).
+
+    `args`/`explicit`: the command line's Namespace and explicitly given flags, merged with the
+    checkpoint's configuration by `merge_model_config` (checkpoints without `args` use `args`).
+    """
+    checkpoint = load_checkpoint(path)
+    args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
+    if "args" in checkpoint:
+        merge_model_config(checkpoint["args"], args, set(explicit), source=path)
+    generator = build_generator(args, device)
+    state = checkpoint.get(key, checkpoint.get("g"))
+    try:
+        generator.load_state_dict(state)
+    except RuntimeError as error:
+        raise SystemExit(
+            f"{path} does not fit a {args.position} generator of size {args.size} "
+            f"(channel_multiplier {args.channel_multiplier}, channel_max {args.channel_max}): "
+            f"{str(error).splitlines()[0]}. Pass the flags it was trained with."
+        ) from None
+    return generator.eval(), checkpoint, args
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+
+
+def to_pil(image):
+    """A [3, H, W] tensor in [-1, 1] as a PIL image."""
+    array = image.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
+
+
+def make_grid(images, nrow=None):
+    """A [N, 3, H, W] batch in [-1, 1] as one [3, H', W'] grid, still in [-1, 1]."""
+    nrow = nrow or max(1, int(len(images) ** 0.5))
+    return tv_utils.make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=-1)
+
+
+def save_grid(images, path, nrow=None):
+    """Save a batch in [-1, 1] as a PNG grid (as rosinality's sample grids)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    to_pil(make_grid(images, nrow)).save(path)
+
+
+def save_gif(frames, path, duration=40):
+    """Save frames (PIL images or [3, H, W] tensors in [-1, 1]) as a looping GIF."""
+    frames = [frame if isinstance(frame, Image.Image) else to_pil(frame) for frame in frames]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0, optimize=False)
