@@ -1,0 +1,254 @@
+"""model.py against ../shared/SPEC.md: shapes, the PE layout, shift semantics, canvases, scales,
+the affine input and rosinality-compatible state dicts."""
+
+import math
+
+import pytest
+import torch
+
+from model import Discriminator, Generator, PositionalInput, sinusoidal_encoding
+
+LATENT = 32
+
+
+def tiny_generator(position="mspe", size=32, **kwargs):
+    torch.manual_seed(0)
+    return Generator(size, LATENT, 2, position=position, channel_max=16, **kwargs).eval()
+
+
+def render(generator, **kwargs):
+    torch.manual_seed(1)
+    z = torch.randn(2, LATENT, dtype=generator.conv1.conv.weight.dtype)
+    with torch.no_grad():
+        return generator([z], randomize_noise=False, **kwargs)[0]
+
+
+@pytest.mark.parametrize("size", [32, 64, 128, 256])
+@pytest.mark.parametrize("position", ["none", "sspe", "mspe"])
+def test_generator_renders_its_size(size, position):
+    generator = tiny_generator(position, size)
+    assert generator.n_latent == 2 * int(math.log2(size)) - 2
+    assert generator.num_layers == 2 * int(math.log2(size)) - 3
+    image = render(generator)
+    assert image.shape == (2, 3, size, size)
+    assert torch.isfinite(image).all()
+    assert Discriminator(size, channel_max=16)(image).shape == (2, 1)
+
+
+@pytest.mark.parametrize("size", [512, 1024])
+def test_config_f_channels_for_large_sizes(size):
+    generator = Generator(size, 512, 8, position="mspe")
+    m = 2  # channel_multiplier
+    expected = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * m, 128: 128 * m, 256: 64 * m, 512: 32 * m, 1024: 16 * m}
+    assert generator.channels == expected
+    assert generator.convs[-1].conv.weight.shape == (1, expected[size], expected[size], 3, 3)
+    assert len(generator.pes) == int(math.log2(size)) - 2
+    assert generator.n_latent == 2 * int(math.log2(size)) - 2
+
+
+def test_pe_channel_layout_follows_spec():
+    channel, height, width, scale = 16, 3, 5, 2.0
+    pe = sinusoidal_encoding(torch.arange(width).float().view(1, width), torch.arange(height).float().view(height, 1), channel, scale)
+    d = channel // 2
+    for k in range(d // 2):
+        frequency = math.exp(-(2 * k) * math.log(10000) / d) / scale
+        for y in range(height):
+            for x in range(width):
+                expected = [math.sin(x * frequency), math.cos(x * frequency), math.sin(y * frequency), math.cos(y * frequency)]
+                got = [pe[2 * k, y, x], pe[2 * k + 1, y, x], pe[d + 2 * k, y, x], pe[d + 2 * k + 1, y, x]]
+                assert [float(v) for v in got] == pytest.approx(expected, abs=1e-5)
+
+
+def pe_contributions(generator, **kwargs):
+    """What each MS-PE layer adds (gamma * PE), recorded with forward hooks."""
+    added = []
+    hooks = [pe.register_forward_hook(lambda m, i, o: added.append(o - i[0])) for pe in generator.pes]
+    render(generator, **kwargs)
+    for hook in hooks:
+        hook.remove()
+    return added
+
+
+def test_integer_shift_rolls_every_pe_circularly():
+    generator = tiny_generator("mspe", 32)
+    shift_h, shift_w = 8, -16  # whole cells of the 4x4 input grid: integer at every level
+    unshifted = pe_contributions(generator)
+    shifted = pe_contributions(generator, shift_h=shift_h, shift_w=shift_w)
+    for level, (before, after) in enumerate(zip(unshifted, shifted)):
+        cells = 8 * 2**level / 32
+        expected = torch.roll(before, (int(shift_h * cells), int(shift_w * cells)), (2, 3))
+        assert torch.allclose(after, expected, atol=1e-6)
+    input_pe = generator.input(1, 4, 4, shift_h / 8, shift_w / 8)
+    assert torch.allclose(input_pe, torch.roll(generator.input(1, 4, 4), (1, -2), (2, 3)), atol=1e-6)
+
+
+def test_fractional_shift_moves_positions_continuously():
+    pe = PositionalInput(8, 4, 4)
+    quarter = pe.encoding(4, 4, 0.0, 0.25)
+    # position i becomes i - 0.25 (plus the grid length where the roll wrapped)
+    frequency = 1.0  # f_0
+    for x in range(4):
+        assert float(quarter[0, 0, x]) == pytest.approx(math.sin((x - 0.25) * frequency), abs=1e-6)
+    plane = pe.encoding(4, 4, 0.0, 2.75, circular=False)
+    wrapped = pe.encoding(4, 4, 0.0, 2.75)
+    positions_plane = [x - 2.75 for x in range(4)]
+    positions_wrapped = [x - 2.75 + (4 if x < 3 else 0) for x in range(4)]
+    for x in range(4):
+        assert float(plane[0, 0, x]) == pytest.approx(math.sin(positions_plane[x]), abs=1e-6)
+        assert float(wrapped[0, 0, x]) == pytest.approx(math.sin(positions_wrapped[x]), abs=1e-6)
+
+
+@pytest.mark.parametrize("position", ["none", "sspe", "mspe"])
+def test_shift_zero_is_exact_and_shifts_do_not_leak(position):
+    generator = tiny_generator(position)
+    reference = render(generator)
+    assert torch.equal(render(generator, shift_h=0, shift_w=0), reference)
+    shifted = render(generator, shift_h=3.5, shift_w=-2)
+    assert not torch.allclose(shifted, reference)
+    assert torch.equal(render(generator), reference)  # the original kept shifts in module state
+
+
+def test_constant_input_shifts_as_an_image():
+    generator = tiny_generator("none")
+    constant = generator.input.input
+    one_cell = generator.input(1, 4, 4, 1.0, 0.0)
+    assert torch.equal(one_cell, torch.roll(constant, 1, 2))
+    half = generator.input(1, 4, 4, 0.0, -0.5)  # floor(-0.5) = -1: blend of rolls by -1 and 0
+    assert torch.allclose(half, 0.5 * torch.roll(constant, -1, 3) + 0.5 * constant)
+
+
+@pytest.mark.parametrize("position", ["none", "sspe", "mspe"])
+def test_arbitrary_canvas(position):
+    generator = tiny_generator(position)
+    wide = render(generator, canvas=(32, 96))
+    assert wide.shape == (2, 3, 32, 96)
+    torch.manual_seed(3)
+    assert generator([torch.randn(1, LATENT)], canvas=(48, 16))[0].shape == (1, 3, 48, 16)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        render(generator, canvas=(30, 32))
+
+
+def test_wide_canvas_of_a_constant_input_tiles_it():
+    generator = tiny_generator("none")
+    tiled = generator.input(1, 4, 12)
+    for start in (0, 4, 8):
+        assert torch.equal(tiled[..., start : start + 4], generator.input.input)
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_scale_changes_resolution_not_content_placement(scale):
+    generator = tiny_generator("mspe")
+    image = render(generator, scale=scale)
+    assert image.shape[-1] == int(32 * scale)
+    # the scaled input samples the same continuous coordinates: x / scale
+    pe = generator.input.encoding(int(4 * scale), int(4 * scale), scale=scale)
+    reference = generator.input.encoding(4, 4)
+    if scale == 2.0:
+        assert torch.allclose(pe[:, ::2, ::2], reference, atol=1e-6)
+    else:
+        assert torch.allclose(pe, reference[:, ::2, ::2], atol=1e-6)
+    with pytest.raises(ValueError, match="scale"):
+        Generator(32, LATENT, 2, position="none", scale=2.0)
+
+
+def test_non_wrapping_shift_needs_a_positional_model():
+    assert render(tiny_generator("sspe"), shift_w=40, circular=False).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="circular=False"):
+        render(tiny_generator("none"), shift_w=4, circular=False)
+
+
+def test_affine_input_starts_as_identity():
+    plain = tiny_generator("mspe")
+    affine = Generator(32, LATENT, 2, position="mspe", channel_max=16, affine=True).eval()
+    missing, unexpected = affine.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["affine_fourier.weight", "affine_fourier.bias"] and not unexpected
+    assert torch.allclose(render(affine), render(plain), atol=1e-6)
+    identity = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert torch.allclose(render(plain, transform=identity), render(plain), atol=1e-6)
+
+
+def test_rotated_input_samples_every_channel_on_the_rotated_grid():
+    pe_input = PositionalInput(16, 4, 4)
+    upright = pe_input(1, 4, 4)[0]
+    quarter_turn = pe_input(1, 4, 4, transform=torch.tensor([0.0, 2.0, 0.0, 0.0]))[0]  # normalised to 90 deg
+    half = 8
+    # x' = y and y' = (W - 1) - x on a square grid rotated by 90 degrees about its centre
+    assert torch.allclose(quarter_turn[:half], upright[half:], atol=1e-5)
+    assert torch.allclose(quarter_turn[half:], upright[:half].flip(-1), atol=1e-5)
+    translated = pe_input(1, 4, 4, transform=torch.tensor([1.0, 0.0, 1.0, 0.0]))[0]
+    assert torch.allclose(translated, pe_input.encoding(4, 4, 0.0, 1.0, circular=False), atol=1e-6)
+
+
+def rosinality_keys(size, n_mlp):
+    """The generator state-dict keys of rosinality/stylegan2-pytorch, written out by hand."""
+    keys = []
+    for i in range(1, n_mlp + 1):
+        keys += [f"style.{i}.weight", f"style.{i}.bias"]
+    keys.append("input.input")
+
+    def styled(prefix, upsample):
+        names = [f"{prefix}.conv.weight", f"{prefix}.conv.modulation.weight", f"{prefix}.conv.modulation.bias",
+                 f"{prefix}.noise.weight", f"{prefix}.activate.bias"]
+        return names + ([f"{prefix}.conv.blur.kernel"] if upsample else [])
+
+    def to_rgb(prefix, upsample):
+        names = [f"{prefix}.bias", f"{prefix}.conv.weight", f"{prefix}.conv.modulation.weight", f"{prefix}.conv.modulation.bias"]
+        return names + ([f"{prefix}.upsample.kernel"] if upsample else [])
+
+    keys += styled("conv1", False) + to_rgb("to_rgb1", False)
+    levels = int(math.log2(size)) - 2
+    for level in range(levels):
+        keys += styled(f"convs.{2 * level}", True) + styled(f"convs.{2 * level + 1}", False)
+        keys += to_rgb(f"to_rgbs.{level}", True)
+    keys += [f"noises.noise_{i}" for i in range(2 * levels + 1)]
+    return set(keys)
+
+
+def test_state_dict_names_match_rosinality():
+    plain = tiny_generator("none", 64)
+    assert set(plain.state_dict()) == rosinality_keys(64, 2)
+    mspe = tiny_generator("mspe", 64)
+    expected = (rosinality_keys(64, 2) - {"input.input"}) | {"pes.0.gamma", "pes.1.gamma", "pes.2.gamma", "pes.3.gamma"}
+    assert set(mspe.state_dict()) == expected  # PE grids are buffers, but not saved
+    assert set(tiny_generator("sspe", 64).state_dict()) == rosinality_keys(64, 2) - {"input.input"}
+
+
+def test_rosinality_state_dict_loads_strict_and_renders_identically():
+    source = tiny_generator("none")
+    state = {key: value.clone() for key, value in source.state_dict().items()}
+    target = Generator(32, LATENT, 2, channel_max=16)
+    target.load_state_dict(state, strict=True)
+    assert torch.equal(render(target.eval()), render(source))
+
+
+def test_grids_are_buffers_that_follow_the_module():
+    generator = tiny_generator("mspe").double()
+    assert generator.input.pe.dtype == torch.float64
+    assert render(generator).dtype == torch.float64
+
+
+def test_fused_and_unfused_modulated_convolutions_agree():
+    generator = tiny_generator("mspe")
+    reference = render(generator)
+    for module in generator.modules():
+        if hasattr(module, "fused"):
+            module.fused = False
+    assert torch.allclose(render(generator), reference, atol=1e-5)
+
+
+def test_style_mixing_and_truncation():
+    generator = tiny_generator("mspe")
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(2, 1, LATENT)
+    with torch.no_grad():
+        single = generator([z1], randomize_noise=False)[0]
+        mixed, latent = generator([z1, z2], inject_index=3, randomize_noise=False, return_latents=True)
+        mean = generator.mean_latent(64)
+        truncated = generator([z1], truncation=0.0, truncation_latent=mean, randomize_noise=False)[0]
+        at_mean = generator([mean], input_is_latent=True, randomize_noise=False)[0]
+    w1, w2 = generator.get_latent(z1), generator.get_latent(z2)
+    assert torch.allclose(latent[:, :3], w1.unsqueeze(1).expand(-1, 3, -1))
+    assert torch.allclose(latent[:, 3:], w2.unsqueeze(1).expand(-1, generator.n_latent - 3, -1))
+    assert not torch.allclose(mixed, single)
+    assert torch.allclose(truncated, at_mean, atol=1e-6)
+    assert [noise.shape[-1] for noise in generator.make_noise()] == [4, 8, 8, 16, 16, 32, 32]
