@@ -1,0 +1,200 @@
+"""The LMDB dataset written by prepare_data.py, and the paper's training augmentation.
+
+Training on randomly *circularly translated* real images (Choi et al., 2021) removes the spatial
+bias of aligned datasets such as FFHQ: every position in the frame becomes equally likely.
+"""
+
+import os
+from io import BytesIO
+
+import lmdb
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+# LMDBs of the original tool have no "sizes" key; these are the resolutions probed for instead.
+PROBED_SIZES = [2 ** power for power in range(2, 12)]
+
+
+def image_key(resolution, index):
+    """The LMDB key of image `index` at `resolution`, as the original tool wrote it."""
+    return f"{resolution}-{str(index).zfill(5)}".encode("utf-8")
+
+
+# One read-only environment per LMDB file per process, shared by every dataset that reads it:
+# lmdb refuses to open the same file twice in a process, and an environment inherited through a
+# fork must not be used. Keyed by the file's identity, so a dataset rewritten in place is reopened.
+_environments = {}
+
+
+def lmdb_environment(path):
+    """This process's read-only environment of the LMDB at `path`, opened on first use."""
+    data = os.stat(os.path.join(path, "data.mdb"))
+    key = (data.st_dev, data.st_ino)
+    pid, env = _environments.get(key, (None, None))
+    if pid != os.getpid():
+        if env is not None:
+            env.close()
+        env = lmdb.open(path, max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
+        _environments[key] = (os.getpid(), env)
+
+    return env
+
+
+def read_sizes(txn):
+    """The resolutions an LMDB holds: its "sizes" key or, for LMDBs of the original tool, probing."""
+    stored = txn.get(b"sizes")
+    if stored is not None:
+        return [int(size) for size in stored.decode("utf-8").split(",")]
+
+    return [size for size in PROBED_SIZES if txn.get(image_key(size, 0)) is not None]
+
+
+class MultiResolutionDataset(Dataset):
+    """The images of one resolution of an LMDB from prepare_data.py (or rosinality's original).
+
+    Item `index` is transform(PIL image), or the RGB PIL image itself when `transform` is None.
+    The LMDB is opened on first read in each process, so the dataset works in DataLoader workers
+    started by fork or spawn; the open environment is never pickled or shared across a fork.
+    """
+
+    def __init__(self, path, transform, resolution=256):
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"LMDB {path} does not exist; make it with: "
+                f"python prepare_data.py --out {path} --size {resolution} DATASET_PATH"
+            )
+        if not os.path.exists(os.path.join(path, "data.mdb")):
+            raise FileNotFoundError(
+                f"{path} is not an LMDB (it has no data.mdb); point --path at a folder made by prepare_data.py"
+            )
+
+        with lmdb_environment(path).begin(write=False) as txn:
+            length = txn.get(b"length")
+            sizes = read_sizes(txn)
+            has_resolution = txn.get(image_key(resolution, 0)) is not None
+
+        if length is None:
+            raise ValueError(
+                f"LMDB {path} has no 'length' key, so it is incomplete (prepare_data.py did not finish); "
+                "run prepare_data.py again with --overwrite"
+            )
+        self.length = int(length.decode("utf-8"))
+        if self.length == 0:
+            raise ValueError(f"LMDB {path} holds no images; run prepare_data.py again with --overwrite")
+        if not has_resolution:
+            raise ValueError(
+                f"LMDB {path} holds sizes {', '.join(str(size) for size in sizes)}; "
+                f"--size {resolution} is not among them. "
+                f"Train at one of those sizes, or run prepare_data.py again with --size {resolution}"
+            )
+
+        self.path = path
+        self.sizes = sizes
+        self.resolution = resolution
+        self.transform = transform
+        self.env = None
+        self.env_pid = None
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} is out of range for LMDB {self.path} of {self.length} images")
+
+        if self.env is None or self.env_pid != os.getpid():
+            self.env = lmdb_environment(self.path)
+            self.env_pid = os.getpid()
+
+        with self.env.begin(write=False) as txn:
+            img_bytes = txn.get(image_key(self.resolution, index))
+        if img_bytes is None:
+            raise RuntimeError(
+                f"LMDB {self.path} has no image {index} at size {self.resolution}; it is damaged, prepare it again"
+            )
+
+        img = Image.open(BytesIO(img_bytes)).convert("RGB")
+
+        return self.transform(img) if self.transform is not None else img
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["env"] = None
+        state["env_pid"] = None
+
+        return state
+
+
+def random_offsets(n, max_offset, length, generator=None):
+    """`n` integer offsets uniform in [-max_offset, max_offset], or over a whole period of `length`.
+
+    Once 2 * max_offset + 1 reaches `length`, that range holds every distinct roll, some twice;
+    drawing from [0, length) instead keeps every roll equally likely.
+    """
+    device = generator.device if generator is not None else torch.device("cpu")
+    if 2 * max_offset + 1 >= length:
+        return torch.randint(0, length, (n,), generator=generator, device=device)
+
+    return torch.randint(-max_offset, max_offset + 1, (n,), generator=generator, device=device)
+
+
+def circular_translate(img, max_offset_h, max_offset_w, generator=None):
+    """Roll `img` ([C, H, W] or [N, C, H, W]) by a random integer offset in y and x, wrapping around.
+
+    Offsets are uniform in [-max_offset, max_offset] per axis (0 leaves the axis alone; a range
+    that covers the whole side makes every roll equally likely). Each sample of a batch gets its
+    own offsets. The result equals torch.roll(img, (dy, dx), dims=(-2, -1)) for the drawn offsets,
+    so pixel values are only moved, never changed. Draws from `generator`, else torch's global RNG.
+    """
+    if max_offset_h < 0 or max_offset_w < 0:
+        raise ValueError(f"maximum offsets must be at least 0, not ({max_offset_h}, {max_offset_w})")
+    if max_offset_h == 0 and max_offset_w == 0:
+        return img
+    if img.dim() == 3:
+        return circular_translate(img[None], max_offset_h, max_offset_w, generator)[0]
+
+    n, channel, height, width = img.shape
+    dy = random_offsets(n, max_offset_h, height, generator).to(img.device)
+    dx = random_offsets(n, max_offset_w, width, generator).to(img.device)
+
+    # As torch.roll: output row i is input row (i - dy) mod height, per sample.
+    rows = (torch.arange(height, device=img.device) - dy[:, None]) % height
+    cols = (torch.arange(width, device=img.device) - dx[:, None]) % width
+    img = img.gather(2, rows[:, None, :, None].expand(n, channel, height, width))
+
+    return img.gather(3, cols[:, None, None, :].expand(n, channel, height, width))
+
+
+class RandomCircularTranslate:
+    """Transform: circular translation of a [C, H, W] tensor by up to `translate` times its size."""
+
+    def __init__(self, translate):
+        self.translate = translate
+
+    def __call__(self, img):
+        height, width = img.shape[-2:]
+
+        return circular_translate(img, round(self.translate * height), round(self.translate * width))
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}(translate={self.translate})"
+
+
+def train_transform(translate=0.0, flip=True):
+    """The paper's training augmentation: PIL image -> float tensor [C, H, W] in [-1, 1].
+
+    A random horizontal flip (if `flip`), then a random circular translation by integer offsets
+    uniform in [-round(translate * size), +round(translate * size)] in x and y (0 = off, 1.0 = any
+    offset). Randomness comes from torch's global RNG, which DataLoader seeds in each worker.
+    """
+    if not 0 <= translate <= 1:
+        raise ValueError(f"translate is a fraction of the image size between 0 and 1, not {translate}")
+
+    steps = [transforms.RandomHorizontalFlip()] if flip else []
+    steps += [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)]
+    if translate > 0:
+        steps.append(RandomCircularTranslate(translate))
+
+    return transforms.Compose(steps)
