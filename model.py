@@ -707,11 +707,11 @@ class Discriminator(nn.Module):
         group = min(batch, self.stddev_group)
         if batch % group:
             raise ValueError(f"the discriminator's minibatch-stddev groups need a batch divisible by {group}, got {batch}")
-        stddev = out.view(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
+        stddev = out.reshape(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
         stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8)
         stddev = stddev.mean([2, 3, 4], keepdim=True).squeeze(2)
         stddev = stddev.repeat(group, 1, height, width)
         out = torch.cat([out, stddev], 1)
         out = self.final_conv(out)
-        out = out.view(batch, -1)
+        out = out.reshape(batch, -1)  # reshape: channels-last activations are not viewable
         return self.final_linear(out)

@@ -90,6 +90,13 @@ def _conv2d_gradfix(transpose, weight_shape, stride, padding, output_padding, di
     class Conv2d(torch.autograd.Function):
         @staticmethod
         def forward(ctx, input, weight, bias):
+            device_type = input.device.type
+            if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+                # save what the convolution computes with: the backward pass runs outside
+                # autocast and must not meet float32 weights next to bfloat16 gradients
+                dtype = torch.get_autocast_dtype(device_type)
+                input, weight = input.to(dtype), weight.to(dtype)
+                bias = bias.to(dtype) if bias is not None else None
             ctx.save_for_backward(input, weight)
             if transpose:
                 return F.conv_transpose2d(input, weight, bias, output_padding=output_padding, **common)
