@@ -1,0 +1,102 @@
+"""Multi-process training under torchrun, and the same calls as no-ops in a single process.
+
+    torchrun --nproc_per_node=N train.py ...
+
+torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; `setup` joins the process group (NCCL on GPUs,
+gloo on CPU). Every helper works unchanged without a process group, so train.py has one code path.
+"""
+
+import os
+
+import torch
+from torch import distributed as dist
+
+from utils import choose_device
+
+# A gloo group for small host-side agreements (e.g. "did any rank get SIGTERM?"): it never
+# waits for the GPU, unlike a collective on the NCCL group.
+_control_group = None
+
+
+def is_distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank():
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size():
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def setup(device_name="auto", local_rank=0):
+    """Join the torchrun process group when WORLD_SIZE > 1; return this process's torch.device.
+
+    On CUDA each rank takes GPU LOCAL_RANK (`--local_rank` when the launcher passes it instead).
+    """
+    global _control_group
+    device = choose_device(device_name)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+
+    local_rank = int(os.environ.get("LOCAL_RANK", local_rank))
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise SystemExit(
+                f"rank {local_rank} needs GPU {local_rank}, but this machine has {torch.cuda.device_count()}; "
+                "start at most one process per GPU (--nproc_per_node)"
+            )
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", init_method="env://", device_id=device)
+        _control_group = dist.new_group(backend="gloo")
+    else:
+        dist.init_process_group("gloo", init_method="env://")
+        _control_group = dist.group.WORLD
+    return device
+
+
+def cleanup():
+    """Leave the process group (every rank, at the end of training)."""
+    global _control_group
+    if is_distributed():
+        dist.destroy_process_group()
+    _control_group = None
+
+
+def synchronize():
+    if is_distributed() and get_world_size() > 1:
+        dist.barrier()
+
+
+def reduce_sum(tensor):
+    """Sum of `tensor` over all ranks (a copy; `tensor` itself is left alone)."""
+    if not is_distributed():
+        return tensor
+    tensor = tensor.clone()
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def reduce_mean(tensor):
+    """Mean of `tensor` over all ranks."""
+    return reduce_sum(tensor) / get_world_size()
+
+
+def reduce_loss_dict(loss_dict):
+    """{name: scalar tensor} averaged over all ranks (rosinality's helper, kept for scripts)."""
+    if not is_distributed() or not loss_dict:
+        return loss_dict
+    keys = sorted(loss_dict)
+    means = reduce_mean(torch.stack([loss_dict[key].detach().float() for key in keys]))
+    return dict(zip(keys, means))
+
+
+def any_rank(flag):
+    """True on every rank when `flag` is true on at least one (a host-side collective)."""
+    if not is_distributed():
+        return bool(flag)
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_control_group)
+    return bool(value.item())

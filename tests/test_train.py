@@ -1,0 +1,388 @@
+"""train.py, augment.py and distributed.py on a CPU with a tiny model (32 px, 32 channels)."""
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+import train
+from augment import AdaptiveAugment, apply_color, apply_geometric, augment, rotate2d, sample_color, scale2d
+from utils import build_generator, load_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "train.py")
+NAME = "tiny"
+TINY = ["--size", "32", "--channel_max", "32", "--latent", "32", "--n_mlp", "2", "--batch", "4", "--n_sample", "4"]
+# One thread per process: the tests share two cores, and oversubscribed OpenMP threads crawl.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """In-process training on one thread too (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_train(cwd, lmdb, *flags, timeout=180):
+    command = [sys.executable, TRAIN, "--name", NAME, "--path", lmdb, *TINY, "--workers", "0", *flags]
+    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def refusal(monkeypatch, cwd, lmdb, *flags):
+    """The message with which an in-process train.main refuses to run (SystemExit)."""
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as stopped:
+        train.main(["--name", NAME, "--path", lmdb, *TINY, "--workers", "0", *flags])
+    return str(stopped.value)
+
+
+def read_log(cwd):
+    with open(os.path.join(cwd, "checkpoint", NAME, "log.jsonl")) as log_file:
+        return [json.loads(line) for line in log_file]
+
+
+def checkpoints(cwd):
+    return sorted(name for name in os.listdir(os.path.join(cwd, "checkpoint", NAME)) if name.endswith(".pt"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_lmdb):
+    """A run of 2 iterations of a tiny MS-PE model with ADA and translation; its folder."""
+    cwd = tmp_path_factory.mktemp("trained")
+    result = run_train(
+        cwd, synthetic_lmdb, "--position", "mspe", "--iter", "2", "--save_every", "2", "--sample_every", "1",
+        "--log_every", "1", "--translate", "1.0", "--augment", "--ada_every", "4", "--ada_length", "100",
+        "--workers", "1",  # overrides run_train's 0: one loader process, as in real runs
+    )
+    assert result.returncode == 0, result.stderr
+    return cwd
+
+
+def copy_run(trained, tmp_path):
+    shutil.copytree(os.path.join(trained, "checkpoint"), tmp_path / "checkpoint")
+    return tmp_path
+
+
+def test_training_writes_checkpoint_samples_config_and_log(trained):
+    assert checkpoints(trained) == ["000002.pt"]
+    for iteration in (1, 2):
+        grid = Image.open(os.path.join(trained, "sample", NAME, f"{iteration:06d}.png"))
+        assert grid.size == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)  # 2x2 images of 32 px, 2 px padding
+
+    checkpoint = load_checkpoint(os.path.join(trained, "checkpoint", NAME, "000002.pt"))
+    assert {"g", "d", "g_ema", "g_optim", "d_optim", "args", "ada_aug_p"} <= set(checkpoint)
+    args = checkpoint["args"]
+    assert (args.position, args.size, args.channel_max, args.latent, args.translate) == ("mspe", 32, 32, 32, 1.0)
+    generator = build_generator(args)
+    generator.load_state_dict(checkpoint["g_ema"])  # strict: the stored config rebuilds the model
+    assert any(key.startswith("pes.") for key in checkpoint["g"])
+
+    log = read_log(trained)
+    assert [record["iter"] for record in log] == [1, 2]
+    for key in ("d", "g", "real_score", "fake_score", "augment_p", "images_per_s"):
+        assert all(math.isfinite(record[key]) for record in log), key
+    assert "r1" in log[0]  # R1 runs at iteration 0, lazily every 16 after that
+    assert checkpoint["ada_aug_p"] == log[-1]["augment_p"]
+
+    with open(os.path.join(trained, "checkpoint", NAME, "config.json")) as config_file:
+        config = json.load(config_file)
+    assert config["precision"] == "fp32" and config["device"] == "cpu" and config["world_size"] == 1
+    assert config["g_reg_every"] == 0  # path-length regularisation off, as in the original
+
+
+def test_resume_continues_iterations_and_optimiser_state(trained, tmp_path, synthetic_lmdb):
+    cwd = copy_run(trained, tmp_path)
+    saved = load_checkpoint(os.path.join(cwd, "checkpoint", NAME, "000002.pt"))
+
+    # the state a resumed run starts from is the saved one
+    args, explicit = train.parse_args(["--name", NAME, "--path", synthetic_lmdb, "--augment"])
+    train.merge_model_config(saved["args"], args, explicit)  # model flags from the checkpoint
+    generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
+    g_optim, d_optim = train.build_optimizers(args, generator, discriminator)
+    ada_p, _ = train.load_training_state(saved, "000002.pt", generator, discriminator, g_ema, g_optim, d_optim, args)
+    assert ada_p == saved["ada_aug_p"]
+    for optimizer, key in ((g_optim, "g_optim"), (d_optim, "d_optim")):
+        restored, stored = optimizer.state_dict(), saved[key]
+        assert restored["param_groups"] == stored["param_groups"]
+        for index, state in stored["state"].items():
+            for name, value in state.items():
+                assert torch.equal(restored["state"][index][name], value), (key, index, name)
+
+    result = run_train(
+        cwd, synthetic_lmdb, "--ckpt", "000002.pt", "--iter", "4", "--save_every", "2", "--log_every", "1", "--augment"
+    )
+    assert result.returncode == 0, result.stderr
+    assert checkpoints(cwd) == ["000002.pt", "000004.pt"]
+    assert [record["iter"] for record in read_log(cwd)] == [1, 2, 3, 4]
+    resumed = load_checkpoint(os.path.join(cwd, "checkpoint", NAME, "000004.pt"))
+    assert resumed["args"].position == "mspe"  # the model configuration came from the checkpoint
+    # Adam counted every step since iteration 0: 4 loss steps (+1 R1 step for D), not 2
+    assert {float(state["step"]) for state in resumed["g_optim"]["state"].values()} == {4.0}
+    assert {float(state["step"]) for state in resumed["d_optim"]["state"].values()} == {5.0}
+
+
+def test_mismatched_checkpoint_is_refused(trained, tmp_path, synthetic_lmdb, monkeypatch):
+    cwd = copy_run(trained, tmp_path)
+    message = refusal(
+        monkeypatch, cwd, synthetic_lmdb, "--ckpt", "000002.pt", "--iter", "4", "--position", "sspe",
+        "--channel_multiplier", "1",
+    )
+    assert "position: " in message and "'mspe'" in message and "'sspe'" in message
+    assert "channel_multiplier" in message
+    assert checkpoints(cwd) == ["000002.pt"]
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path, synthetic_lmdb, monkeypatch):
+    marker = str(tmp_path / "code_ran")
+    os.makedirs(tmp_path / "checkpoint" / NAME)
+    torch.save({"g": RunsCode(marker), "g_ema": {}}, tmp_path / "checkpoint" / NAME / "000010.pt")
+    message = refusal(monkeypatch, tmp_path, synthetic_lmdb, "--ckpt", "000010.pt", "--iter", "12")
+    assert "can load safely" in message
+    assert not os.path.exists(marker)
+
+
+def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(trained, tmp_path, synthetic_lmdb, monkeypatch):
+    cwd = copy_run(trained, tmp_path)
+    checkpoint = load_checkpoint(os.path.join(cwd, "checkpoint", NAME, "000002.pt"))
+    checkpoint["d"]["final_linear.1.bias"].fill_(float("nan"))
+    torch.save(checkpoint, os.path.join(cwd, "checkpoint", NAME, "000010.pt"))
+    message = refusal(
+        monkeypatch, cwd, synthetic_lmdb, "--ckpt", "000010.pt", "--iter", "14", "--save_every", "2", "--log_every", "2"
+    )
+    assert "iteration 12" in message and "non-finite" in message and "000010.pt" in message
+    assert checkpoints(cwd) == ["000002.pt", "000010.pt"]
+
+
+def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path, synthetic_lmdb):
+    command = [
+        sys.executable, TRAIN, "--name", NAME, "--path", synthetic_lmdb, *TINY, "--workers", "0",
+        "--iter", "100000", "--log_every", "1", "--save_every", "100000", "--sample_every", "100000",
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    log_path = tmp_path / "checkpoint" / NAME / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if log_path.exists() and log_path.read_text().strip():  # at least one iteration done
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 0, stderr
+    assert "SIGTERM" in stderr
+    (name,) = checkpoints(tmp_path)
+    last_logged = read_log(tmp_path)[-1]["iter"]
+    assert name == f"{last_logged:06d}.pt"
+    checkpoint = load_checkpoint(str(tmp_path / "checkpoint" / NAME / name))
+    assert build_generator(checkpoint["args"]).load_state_dict(checkpoint["g"])
+
+
+def test_two_ranks_with_gloo_keep_identical_generators(tmp_path, synthetic_lmdb):
+    # Each rank saves the generator it ends with, to compare them (only rank 0 writes outputs).
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import os, sys
+        import torch
+        sys.path.insert(0, {ROOT!r})
+        import train
+        trainer = train.main(sys.argv[1:])
+        torch.save(train.unwrap(trainer.generator).state_dict(), f"rank{{os.environ['RANK']}}.pt")
+    """))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(driver),
+        "--name", NAME, "--path", synthetic_lmdb, *TINY, "--workers", "0", "--device", "cpu",
+        "--iter", "3", "--log_every", "1", "--save_every", "3", "--sample_every", "3", "--augment", "--ada_every", "8",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    rank0, rank1 = (torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1))
+    initial = build_generator(load_checkpoint(str(tmp_path / "checkpoint" / NAME / "000003.pt"))["args"])
+    assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
+    assert not torch.equal(rank0["conv1.conv.weight"], initial.state_dict()["conv1.conv.weight"])  # it trained
+    log = read_log(tmp_path)
+    assert [record["iter"] for record in log] == [1, 2, 3]
+    assert all(math.isfinite(record["d"]) and math.isfinite(record["g"]) for record in log)
+    assert checkpoints(tmp_path) == ["000003.pt"]
+    with open(tmp_path / "checkpoint" / NAME / "config.json") as config_file:
+        assert json.load(config_file)["world_size"] == 2
+
+
+def test_every_spec_flag_is_accepted():
+    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB", "--position", "mspe"])  # SPEC section 7
+    assert (args.size, args.iter, args.batch, args.position, args.lr) == (256, 800000, 16, "mspe", 0.002)
+    assert (args.r1, args.d_reg_every, args.mixing, args.n_sample) == (10, 16, 0.9, 64)
+
+    flags = {
+        "--iter": "10", "--batch": "8", "--n_sample": "16", "--size": "64", "--r1": "5", "--path_regularize": "1",
+        "--path_batch_shrink": "4", "--d_reg_every": "8", "--g_reg_every": "4", "--mixing": "0.5",
+        "--ckpt": "550000.pt", "--lr": "0.001", "--channel_multiplier": "1", "--local_rank": "0",
+        "--augment_p": "0.2", "--ada_target": "0.7", "--ada_length": "1000", "--ada_every": "64", "--kernel_size": "1",
+        "--translate": "0.5", "--channel_max": "128", "--device": "cpu", "--precision": "bf16", "--save_every": "5",
+        "--sample_every": "5", "--keep": "3", "--log_every": "2", "--workers": "2", "--seed": "7", "--latent": "64",
+        "--n_mlp": "4", "--position": "sspe",
+    }
+    switches = ["--wandb", "--augment", "--channels_last", "--affine"]
+    argv = ["--name", "EXP", "--path", "LMDB", *[token for item in flags.items() for token in item], *switches]
+    args, explicit = train.parse_args(argv)
+    for flag, value in flags.items():
+        parsed = getattr(args, flag[2:])
+        assert parsed == type(parsed)(value), flag
+    assert all(getattr(args, switch[2:]) for switch in switches)
+    assert {"size", "position", "channel_max"} <= explicit
+
+    with pytest.raises(SystemExit, match="minibatch-stddev"):
+        train.parse_args(["--name", "EXP", "--path", "LMDB", "--batch", "6"])
+
+
+def test_keep_prunes_the_oldest_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "checkpoint" / NAME
+    folder.mkdir(parents=True)
+    for name in ["000002.pt", "000004.pt", "000010.pt", "000008.pt", "config.json", "best.pt"]:
+        (folder / name).write_bytes(b"")
+    args, _ = train.parse_args(["--name", NAME, "--path", "LMDB", "--keep", "2"])
+    train.prune_checkpoints(args)
+    assert sorted(os.listdir(folder)) == ["000008.pt", "000010.pt", "best.pt", "config.json"]
+
+
+def test_lazy_regularisation_corrects_adam():
+    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB", "--g_reg_every", "4"])
+    settings = train.adam_settings(args)
+    assert settings["d"][0] == pytest.approx(0.002 * 16 / 17)
+    assert settings["d"][1] == pytest.approx((0.0, 0.99 ** (16 / 17)))
+    assert settings["g"][0] == pytest.approx(0.002 * 4 / 5)
+    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB"])  # path length off: no correction
+    assert train.adam_settings(args)["g"] == (0.002, (0.0, 0.99))
+
+
+def tiny_setup():
+    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--g_reg_every", "2"])
+    generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
+    g_optim, d_optim = train.build_optimizers(args, generator, discriminator)
+    return args, generator, discriminator, g_ema, g_optim, d_optim
+
+
+def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2):
+    args, generator, discriminator, g_ema, g_optim, d_optim = tiny_setup()
+    if channels_last:
+        train.use_channels_last(generator, discriminator, g_ema)
+    torch.manual_seed(1)
+    random.seed(1)  # style mixing
+    real = torch.rand(4, 3, 32, 32) * 2 - 1
+    if channels_last:
+        real = real.contiguous(memory_format=torch.channels_last)
+    ada = AdaptiveAugment(p=0.5)
+    mean_path_length = torch.tensor(0.0)
+    history = []
+    for i in range(steps):  # iteration 0 runs R1 and path-length regularisation
+        losses, mean_path_length = train.train_step(
+            i, real, generator, discriminator, g_ema, g_optim, d_optim, args, ada, autocast, mean_path_length
+        )
+        history.append({key: value.item() for key, value in losses.items()})
+    return history, g_ema.state_dict()
+
+
+def test_channels_last_matches_fp32_and_bf16_trains(monkeypatch):
+    plain_losses, plain_ema = run_steps(channels_last=False)
+    fast_losses, fast_ema = run_steps(channels_last=True)
+    assert {"d", "g", "r1", "path"} <= set(plain_losses[0])
+    for plain, fast in zip(plain_losses, fast_losses):
+        for key in plain:
+            assert fast[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
+    for key in plain_ema:
+        torch.testing.assert_close(fast_ema[key], plain_ema[key], rtol=1e-4, atol=1e-5)
+
+    monkeypatch.setattr(train.conv2d_gradfix, "enabled", True)  # restored after the test
+    args, _ = train.parse_args(["--name", "x", "--path", "x", "--precision", "bf16"])
+    autocast = train.configure_precision(args, torch.device("cpu"))
+    bf16_losses, _ = run_steps(channels_last=False, autocast=autocast)
+    assert all(math.isfinite(value) for losses in bf16_losses for value in losses.values())
+    assert bf16_losses[0]["d"] == pytest.approx(plain_losses[0]["d"], rel=0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# augment.py
+
+
+def smooth_images(batch=2, size=32):
+    coords = torch.arange(size, dtype=torch.float32) * 2 * math.pi / size
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    image = torch.stack([torch.sin(x + 0.3) * torch.cos(y), torch.cos(x + 2 * y), torch.sin(2 * y + 1)])
+    return image.expand(batch, -1, -1, -1).clone()
+
+
+def test_augment_with_p_zero_is_the_identity():
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    assert augment(images, 0.0) is images
+
+
+def test_geometric_resampling_is_aligned():
+    images = smooth_images()
+    identity = torch.eye(3).repeat(2, 1, 1)
+    torch.testing.assert_close(apply_geometric(images, identity), images, atol=1e-5, rtol=0)
+    # the inverse matrix of a quarter turn: output = torch.rot90(input) up to filtering
+    quarter = rotate2d(torch.full((2,), math.pi / 2), 2, "cpu")
+    assert (apply_geometric(images, quarter) - torch.rot90(images, 1, (2, 3))).abs().max() < 0.05
+    flip = scale2d(torch.full((2,), -1.0), 1, 2, "cpu")
+    assert (apply_geometric(images, flip) - images.flip(3)).abs().max() < 0.05
+
+
+def test_colour_with_p_zero_is_the_identity_matrix():
+    color = sample_color(0.0, 3, "cpu")
+    assert torch.equal(color, torch.eye(4).repeat(3, 1, 1))
+    images = torch.rand(3, 3, 8, 8)
+    assert torch.equal(apply_color(images, color), images)
+
+
+def test_augment_keeps_shape_and_range_and_is_twice_differentiable():
+    torch.manual_seed(0)
+    images = (torch.rand(8, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    augmented = augment(images, 1.0)
+    assert augmented.shape == images.shape
+    assert torch.isfinite(augmented).all()
+    assert augmented.abs().max() < 8  # colour transforms may leave [-1, 1], but not by far
+    assert not torch.allclose(augmented, images)
+
+    # R1 through augmentation: gradient of a critic at the images, then its gradient
+    weight = torch.randn(4, 3, 3, 3, requires_grad=True)
+    score = torch.nn.functional.conv2d(augmented, weight).square().mean()
+    (grad,) = torch.autograd.grad(score, images, create_graph=True)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    grad.square().sum().backward()
+    assert torch.isfinite(weight.grad).all() and weight.grad.abs().sum() > 0
+
+
+def test_adaptive_augment_moves_p_by_the_sign_of_real_predictions():
+    ada = AdaptiveAugment(target=0.6, length=1000, update_every=8)
+    ada.tune(torch.ones(4, 1))
+    assert ada.p == 0  # not yet 8 images
+    ada.tune(torch.ones(4, 1))
+    assert ada.p == pytest.approx(8 / 1000) and ada.r_t == 1
+    for _ in range(4):
+        ada.tune(-torch.ones(4, 1))
+    assert ada.p == 0  # down by 8/1000 twice, clamped at 0

@@ -1,0 +1,796 @@
+"""Train StyleGAN2 with explicit positional encoding (Choi et al., "Toward Spatially Unbiased
+Generative Models", ICCV 2021), as rosinality/stylegan2-pytorch trains StyleGAN2.
+
+    python train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe
+    python train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe --translate 1.0
+    python train.py --name EXPERIMENT_NAME --path LMDB_PATH --ckpt 550000.pt
+    torchrun --nproc_per_node=N train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe
+
+The loss is the non-saturating logistic loss with lazy R1 on the discriminator every
+--d_reg_every iterations, style mixing, an EMA generator and Adam with the lazy-regularisation
+correction of its learning rate and betas. Path-length regularisation exists as in StyleGAN2
+but is off, as in the original, unless --g_reg_every is positive. --augment enables adaptive
+discriminator augmentation (augment.py); --translate circularly translates the real images.
+
+Writes checkpoint/<name>/<iter:06d>.pt (iter = iterations completed; --ckpt resumes there),
+sample/<name>/<iter:06d>.png (the EMA generator on a fixed latent batch),
+checkpoint/<name>/config.json (the resolved configuration) and checkpoint/<name>/log.jsonl
+(losses, R1, path length, augmentation p and images/s every --log_every iterations).
+SIGINT or SIGTERM saves a checkpoint at the current iteration and exits cleanly.
+"""
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import re
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import autograd, nn, optim
+from torch.nn import functional as F
+from torch.utils import data
+from tqdm import tqdm
+
+import distributed
+from augment import AdaptiveAugment, augment
+from dataset import MultiResolutionDataset, train_transform
+from model import POSITIONS, check_size
+from op import conv2d_gradfix
+from utils import (
+    MODEL_DEFAULTS,
+    PRECISIONS,
+    build_discriminator,
+    build_generator,
+    checkpoint_iteration,
+    explicit_flags,
+    load_checkpoint,
+    merge_model_config,
+    resolve_checkpoint,
+    save_checkpoint,
+    save_grid,
+    setup_precision,
+)
+
+# The generator EMA of the original: a half-life of 10k images at 32 images per step.
+EMA_DECAY = 0.5 ** (32 / (10 * 1000))
+
+
+# ---------------------------------------------------------------------------------------------
+# losses, regularisers and the training iteration
+
+
+def requires_grad(model, flag=True):
+    for parameter in model.parameters():
+        parameter.requires_grad = flag
+
+
+def accumulate(model1, model2, decay=0.999):
+    """model1's parameters <- decay * model1 + (1 - decay) * model2 (the EMA generator)."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(model1.parameters()), list(model2.parameters()), 1 - decay)
+
+
+def d_logistic_loss(real_pred, fake_pred):
+    real_loss = F.softplus(-real_pred.float())
+    fake_loss = F.softplus(fake_pred.float())
+    return real_loss.mean() + fake_loss.mean()
+
+
+def d_r1_loss(real_pred, real_img):
+    """R1: the mean squared norm of the discriminator's gradient at the real images."""
+    with conv2d_gradfix.no_weight_gradients():
+        (grad_real,) = autograd.grad(outputs=real_pred.float().sum(), inputs=real_img, create_graph=True)
+    return grad_real.pow(2).reshape(grad_real.shape[0], -1).sum(1).mean()
+
+
+def g_nonsaturating_loss(fake_pred):
+    return F.softplus(-fake_pred.float()).mean()
+
+
+def g_path_regularize(fake_img, latents, mean_path_length, decay=0.01):
+    """Path-length penalty of StyleGAN2; returns (penalty, new running mean, path lengths)."""
+    noise = torch.randn_like(fake_img) / math.sqrt(fake_img.shape[2] * fake_img.shape[3])
+    # No conv2d_gradfix.no_weight_gradients() here, unlike R1: the fused modulated convolutions
+    # fold the latents into their weights, so these gradients flow through the weights.
+    (grad,) = autograd.grad(outputs=(fake_img * noise).sum(), inputs=latents, create_graph=True)
+    path_lengths = torch.sqrt(grad.float().pow(2).sum(2).mean(1))
+    path_mean = mean_path_length + decay * (path_lengths.detach().mean() - mean_path_length)
+    path_penalty = (path_lengths - path_mean).pow(2).mean()
+    return path_penalty, path_mean.detach(), path_lengths
+
+
+def make_noise(batch, latent_dim, n_noise, device):
+    if n_noise == 1:
+        return torch.randn(batch, latent_dim, device=device)
+    return torch.randn(n_noise, batch, latent_dim, device=device).unbind(0)
+
+
+def mixing_noise(batch, latent_dim, prob, device):
+    """Two latent codes (style mixing) with probability `prob`, else one."""
+    if prob > 0 and random.random() < prob:
+        return make_noise(batch, latent_dim, 2, device)
+    return [make_noise(batch, latent_dim, 1, device)]
+
+
+def d_regularize_now(args, i):
+    return args.r1 > 0 and args.d_reg_every > 0 and i % args.d_reg_every == 0
+
+
+def g_regularize_now(args, i):
+    return args.path_regularize > 0 and args.g_reg_every > 0 and i % args.g_reg_every == 0
+
+
+def train_step(
+    i,
+    real_img,
+    generator,
+    discriminator,
+    g_ema,
+    g_optim,
+    d_optim,
+    args,
+    ada=None,
+    autocast=contextlib.nullcontext,
+    mean_path_length=0.0,
+):
+    """One training iteration `i` on the batch `real_img`: a discriminator step (plus R1 every
+    --d_reg_every iterations), ADA tuning, a generator step (plus path-length regularisation
+    every --g_reg_every iterations when on) and the EMA update of `g_ema`.
+
+    `generator`/`discriminator` may be DistributedDataParallel wrappers. `ada`: AdaptiveAugment
+    when --augment (its p is used; tuned when --augment_p is 0). `autocast`: factory of the
+    forward passes' precision context (utils.setup_precision).
+    Returns (losses, mean_path_length): detached scalar tensors on the device, never read back
+    to the host here, so that steps queue up without waiting for each other.
+    """
+    device = real_img.device
+    batch = real_img.shape[0]
+    p = ada.p if ada is not None else 0.0
+    losses = {}
+
+    requires_grad(generator, False)
+    requires_grad(discriminator, True)
+
+    noise = mixing_noise(batch, args.latent, args.mixing, device)
+    with autocast():
+        fake_img, _ = generator(noise)
+    real_img_aug = augment(real_img, p)
+    fake_img = augment(fake_img, p)
+    with autocast():
+        fake_pred = discriminator(fake_img)
+        real_pred = discriminator(real_img_aug)
+    d_loss = d_logistic_loss(real_pred, fake_pred)
+    losses["d"] = d_loss.detach()
+    losses["real_score"] = real_pred.detach().float().mean()
+    losses["fake_score"] = fake_pred.detach().float().mean()
+
+    discriminator.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_optim.step()
+
+    if ada is not None and args.augment_p == 0:
+        ada.tune(real_pred)
+
+    if d_regularize_now(args, i):
+        real_img = real_img.detach().requires_grad_(True)
+        real_img_aug = augment(real_img, p)
+        with autocast():
+            real_pred = discriminator(real_img_aug)
+        r1_loss = d_r1_loss(real_pred, real_img)
+        discriminator.zero_grad(set_to_none=True)
+        # 0 * real_pred keeps every parameter in the graph (DDP expects a gradient for each)
+        (args.r1 / 2 * r1_loss * args.d_reg_every + 0 * real_pred[0].float()).sum().backward()
+        d_optim.step()
+        losses["r1"] = r1_loss.detach()
+
+    requires_grad(generator, True)
+    requires_grad(discriminator, False)
+
+    noise = mixing_noise(batch, args.latent, args.mixing, device)
+    with autocast():
+        fake_img, _ = generator(noise)
+    fake_img = augment(fake_img, p)
+    with autocast():
+        fake_pred = discriminator(fake_img)
+    g_loss = g_nonsaturating_loss(fake_pred)
+    losses["g"] = g_loss.detach()
+
+    generator.zero_grad(set_to_none=True)
+    g_loss.backward()
+    g_optim.step()
+
+    if g_regularize_now(args, i):
+        path_batch_size = max(1, batch // args.path_batch_shrink)
+        noise = mixing_noise(path_batch_size, args.latent, args.mixing, device)
+        with autocast():
+            fake_img, latents = generator(noise, return_latents=True)
+        path_loss, mean_path_length, path_lengths = g_path_regularize(fake_img, latents, mean_path_length)
+        generator.zero_grad(set_to_none=True)
+        weighted_path_loss = args.path_regularize * args.g_reg_every * path_loss
+        # as R1's 0 * real_pred: every parameter in the graph
+        weighted_path_loss = weighted_path_loss + 0 * fake_img[0, 0, 0, 0].float()
+        weighted_path_loss.backward()
+        g_optim.step()
+        losses["path"] = path_loss.detach()
+        losses["path_length"] = path_lengths.detach().mean()
+
+    accumulate(g_ema, unwrap(generator), EMA_DECAY)
+    return losses, mean_path_length
+
+
+def wrap_ddp(model, device):
+    """DistributedDataParallel; buffers (noise maps, PE tables) are constants, never broadcast."""
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
+def unwrap(model):
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+# ---------------------------------------------------------------------------------------------
+# setup: arguments, models, optimisers, data
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Train a spatially unbiased StyleGAN2 (StyleGAN2 with positional encoding).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--name", type=str, required=True, help="experiment name: outputs go to checkpoint/<name>, sample/<name>")
+    add("--path", type=str, required=True, help="LMDB dataset made by prepare_data.py")
+    add("--iter", type=int, default=800000, help="train until this many iterations are done")
+    add("--batch", type=int, default=16, help="batch size per GPU (per rank)")
+    add("--n_sample", type=int, default=64, help="images in each sample grid")
+    add("--ckpt", type=str, default=None, help="checkpoint to resume: a path, or a file name in checkpoint/<name>")
+    add("--lr", type=float, default=0.002, help="learning rate")
+    add("--seed", type=int, default=0, help="random seed (model initialisation, sample latents, data order)")
+
+    add = parser.add_argument_group("model (stored in checkpoints; taken from --ckpt unless given)").add_argument
+    add("--size", type=int, default=MODEL_DEFAULTS["size"], help="image resolution")
+    add("--position", type=str, default=MODEL_DEFAULTS["position"], choices=POSITIONS, help="positional encoding")
+    add("--kernel_size", type=int, default=MODEL_DEFAULTS["kernel_size"], help="generator convolutions' kernel size")
+    add("--channel_multiplier", type=int, default=MODEL_DEFAULTS["channel_multiplier"], help="2 = config-f")
+    add("--channel_max", type=int, default=MODEL_DEFAULTS["channel_max"], help="cap on every layer's channels")
+    add("--latent", type=int, default=MODEL_DEFAULTS["latent"], help="dimension of z and w")
+    add("--n_mlp", type=int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
+    add("--affine", action="store_true", help="learned rotation/translation of the input PE (Fourier features)")
+
+    add = parser.add_argument_group("loss and regularisation").add_argument
+    add("--r1", type=float, default=10, help="weight of the R1 penalty")
+    add("--d_reg_every", type=int, default=16, help="R1 every this many iterations (0 = no R1)")
+    add("--path_regularize", type=float, default=2, help="weight of the path-length penalty")
+    add("--path_batch_shrink", type=int, default=2, help="path-length batch = batch / this")
+    add(
+        "--g_reg_every", type=int, default=0,
+        help="path-length regularisation every this many iterations; 0 = off, as in the original (StyleGAN2: 4)",
+    )
+    add("--mixing", type=float, default=0.9, help="probability of style mixing")
+
+    add = parser.add_argument_group("augmentation").add_argument
+    add(
+        "--translate", type=float, default=0.0,
+        help="random circular translation of the real images, as a fraction of their size "
+        "(0 = off, 1.0 = any offset: the paper's recipe)",
+    )
+    add("--augment", action="store_true", help="adaptive discriminator augmentation (ADA)")
+    add("--augment_p", type=float, default=0, help="fixed augmentation probability (0 = adapt it)")
+    add("--ada_target", type=float, default=0.6, help="target of the ADA overfitting heuristic r_t")
+    add("--ada_length", type=int, default=500 * 1000, help="real images over which p can go from 0 to 1")
+    add("--ada_every", type=int, default=256, help="update p every this many real images")
+
+    add = parser.add_argument_group("hardware, speed and outputs").add_argument
+    add("--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    add("--precision", type=str, default=None, choices=PRECISIONS, help="default: tf32 on CUDA, fp32 on CPU")
+    add("--channels_last", action="store_true", help="channels-last memory format (for tensor cores)")
+    add("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes per rank")
+    add("--save_every", type=int, default=10000, help="write a checkpoint every this many iterations")
+    add("--sample_every", type=int, default=1000, help="write a sample grid every this many iterations")
+    add("--log_every", type=int, default=100, help="log losses and speed every this many iterations")
+    add("--keep", type=int, default=0, help="keep only the newest this many checkpoints (0 = keep all)")
+    add("--wandb", action="store_true", help="also log to Weights & Biases (needs the wandb package)")
+    add("--local_rank", "--local-rank", type=int, default=0, help="set by torch.distributed.launch")
+    return parser
+
+
+def check_args(args):
+    """Refuse settings that would fail later, naming the flag and what it accepts."""
+    try:
+        check_size(args.size)
+    except ValueError as error:
+        raise SystemExit(f"--size: {error}") from None
+    if args.batch > 4 and args.batch % 4:
+        raise SystemExit(
+            f"--batch {args.batch}: the discriminator's minibatch-stddev groups need a batch of at most 4 "
+            "or a multiple of 4"
+        )
+    if not 0 <= args.translate <= 1:
+        raise SystemExit(f"--translate is a fraction of the image size from 0 to 1, not {args.translate}")
+    if not 0 <= args.augment_p <= 1:
+        raise SystemExit(f"--augment_p is a probability from 0 to 1, not {args.augment_p}")
+    positive = ["latent", "n_mlp", "channel_max", "iter", "batch", "n_sample", "save_every", "sample_every"]
+    positive += ["log_every", "path_batch_shrink", "ada_every", "ada_length"]
+    for flag in positive:
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag} must be at least 1, not {getattr(args, flag)}")
+    for flag in ["d_reg_every", "g_reg_every", "keep", "workers"]:
+        if getattr(args, flag) < 0:
+            raise SystemExit(f"--{flag} must be 0 or more, not {getattr(args, flag)}")
+
+
+def parse_args(argv=None):
+    """Parse and check the command line; returns (args, the set of flags given explicitly)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(args)
+    return args, explicit_flags(parser, argv)
+
+
+def lazy_ratio(reg_every, enabled):
+    """Fraction of the optimiser's steps that are loss steps when a regulariser runs lazily."""
+    return reg_every / (reg_every + 1) if enabled and reg_every > 0 else 1.0
+
+
+def adam_settings(args):
+    """{'g': (lr, betas), 'd': (lr, betas)} with StyleGAN2's lazy-regularisation correction."""
+    g_ratio = lazy_ratio(args.g_reg_every, args.path_regularize > 0)
+    d_ratio = lazy_ratio(args.d_reg_every, args.r1 > 0)
+    return {
+        "g": (args.lr * g_ratio, (0**g_ratio, 0.99**g_ratio)),
+        "d": (args.lr * d_ratio, (0**d_ratio, 0.99**d_ratio)),
+    }
+
+
+def build_models(args, device):
+    """Generator, discriminator and EMA generator; the same initialisation for every seed/rank."""
+    torch.manual_seed(args.seed)
+    generator = build_generator(args, device)
+    discriminator = build_discriminator(args, device)
+    g_ema = copy.deepcopy(generator).eval()
+    requires_grad(g_ema, False)
+    return generator, discriminator, g_ema
+
+
+def build_optimizers(args, generator, discriminator):
+    settings = adam_settings(args)
+    g_lr, g_betas = settings["g"]
+    d_lr, d_betas = settings["d"]
+    g_optim = optim.Adam(generator.parameters(), lr=g_lr, betas=g_betas)
+    d_optim = optim.Adam(discriminator.parameters(), lr=d_lr, betas=d_betas)
+    return g_optim, d_optim
+
+
+def to_channels_last(module):
+    """Put the module's 4-D parameters and buffers in channels-last order (5-D ones stay)."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if tensor.ndim == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return module
+
+
+def use_channels_last(generator, discriminator, g_ema):
+    """Channels-last memory format for the models (--channels_last); same results."""
+    for module in (generator, discriminator, g_ema):
+        to_channels_last(module)
+
+
+def load_training_state(checkpoint, path, generator, discriminator, g_ema, g_optim, d_optim, args):
+    """Restore models and optimisers from `checkpoint` (read from `path`); keep the command
+    line's learning rate and betas. Returns (ada_aug_p, mean_path_length)."""
+    missing = [key for key in ("g", "d", "g_ema", "g_optim", "d_optim") if key not in checkpoint]
+    if missing:
+        raise SystemExit(
+            f"{path} cannot resume training: it lacks {', '.join(missing)} (a generator-only checkpoint?). "
+            "Resume from a checkpoint written by train.py."
+        )
+    for key, module in (("g", generator), ("d", discriminator), ("g_ema", g_ema)):
+        try:
+            module.load_state_dict(checkpoint[key])
+        except RuntimeError as error:
+            raise SystemExit(
+                f"{path}: its '{key}' does not fit a {args.position} model of size {args.size} "
+                f"(channel_multiplier {args.channel_multiplier}, channel_max {args.channel_max}, latent {args.latent}, "
+                f"n_mlp {args.n_mlp}): {str(error).splitlines()[0]}. Pass the flags it was trained with."
+            ) from None
+    settings = adam_settings(args)
+    for key, optimizer in (("g_optim", g_optim), ("d_optim", d_optim)):
+        optimizer.load_state_dict(checkpoint[key])
+        lr, betas = settings[key[0]]
+        for group in optimizer.param_groups:
+            group["lr"], group["betas"] = lr, betas
+    return float(checkpoint.get("ada_aug_p", 0.0)), float(checkpoint.get("mean_path_length", 0.0))
+
+
+def ignore_interrupts(_worker_id):
+    """DataLoader workers leave Ctrl-C to the main process, which saves and stops cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def make_loader(args, dataset, rank, world_size, device):
+    """Per-rank batches of --batch from a DistributedSampler (one rank: the whole dataset)."""
+    sampler = data.DistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed, drop_last=True
+    )
+    loader = data.DataLoader(
+        dataset,
+        batch_size=args.batch,
+        sampler=sampler,
+        num_workers=args.workers,
+        drop_last=True,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+        worker_init_fn=ignore_interrupts,
+    )
+    if len(loader) == 0:
+        raise SystemExit(
+            f"{args.path} holds {len(dataset)} images: less than one batch of {args.batch} for each of "
+            f"{world_size} rank(s). Lower --batch or use a larger dataset."
+        )
+    return loader
+
+
+def sample_data(loader, start_epoch=0):
+    """Batches forever; a new shuffle every pass (the sampler's epoch)."""
+    epoch = start_epoch
+    while True:
+        loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# bookkeeping: logs, signals, checkpoints
+
+
+class LossMeter:
+    """Per-step loss tensors summed on the device; averaged over steps and ranks when read.
+
+    Adding never waits for the device. A non-finite loss anywhere in an interval makes its mean
+    non-finite, which is how the training loop notices.
+    """
+
+    def __init__(self):
+        self.sums, self.counts = {}, {}
+
+    def add(self, losses):
+        for key, value in losses.items():
+            self.sums[key] = self.sums[key] + value.float() if key in self.sums else value.float()
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def means(self):
+        """{name: mean over steps and ranks} as floats, then start a new interval."""
+        keys = sorted(self.sums)
+        if not keys:
+            return {}
+        stacked = torch.stack([self.sums[key] / self.counts[key] for key in keys])
+        values = distributed.reduce_mean(stacked).tolist()
+        self.sums, self.counts = {}, {}
+        return dict(zip(keys, values))
+
+    def all_finite(self):
+        """Whether every loss so far in this interval is finite, on every rank."""
+        if not self.sums:
+            return True
+        bad = sum((~torch.isfinite(value)).int() for value in self.sums.values())
+        return distributed.reduce_sum(bad).item() == 0
+
+
+class StopRequest:
+    """SIGINT/SIGTERM ask training to stop after the current iteration (with a checkpoint).
+
+    A second signal gets the default behaviour, so a stuck run can still be interrupted.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal_name = None
+        self.previous = {signum: signal.signal(signum, self._handle) for signum in self.SIGNALS}
+
+    def _handle(self, signum, _frame):
+        self.signal_name = signal.Signals(signum).name
+        for restored in self.SIGNALS:
+            signal.signal(restored, self.previous[restored])
+
+    def agreed(self):
+        """True on every rank as soon as any rank got a signal (all stop at the same iteration)."""
+        return distributed.any_rank(self.signal_name is not None)
+
+    def restore(self):
+        for signum in self.SIGNALS:
+            signal.signal(signum, self.previous[signum])
+
+
+def checkpoint_dir(args):
+    return os.path.join("checkpoint", args.name)
+
+
+def checkpoint_path(args, iteration):
+    return os.path.join(checkpoint_dir(args), f"{iteration:06d}.pt")
+
+
+def prune_checkpoints(args):
+    """Delete all but the newest --keep numbered checkpoints of this experiment."""
+    if args.keep <= 0:
+        return
+    folder = checkpoint_dir(args)
+    numbered = sorted((int(name[:-3]), name) for name in os.listdir(folder) if re.fullmatch(r"\d+\.pt", name))
+    for _, name in numbered[: -args.keep]:
+        os.remove(os.path.join(folder, name))
+
+
+def nonfinite_parameters(*modules):
+    """Names of the parameters of `modules` that hold a nan or inf (one device sync in all)."""
+    named = [(name, parameter) for module in modules for name, parameter in module.named_parameters()]
+    finite = torch.stack([torch.isfinite(parameter).all() for _, parameter in named]).tolist()
+    return [name for (name, _), ok in zip(named, finite) if not ok]
+
+
+class Trainer:
+    """The training loop's state between iterations: models, optimisers, ADA, logs, outputs."""
+
+    def __init__(
+        self,
+        args,
+        generator,
+        discriminator,
+        g_ema,
+        g_optim,
+        d_optim,
+        device,
+        ada=None,
+        autocast=contextlib.nullcontext,
+        mean_path_length=0.0,
+        resumed_from=None,
+    ):
+        self.args = args
+        self.generator, self.discriminator, self.g_ema = generator, discriminator, g_ema
+        self.g_optim, self.d_optim = g_optim, d_optim
+        self.device = device
+        self.ada = ada
+        self.autocast = autocast
+        self.mean_path_length = torch.tensor(mean_path_length, device=device)
+        self.rank = distributed.get_rank()
+        self.world_size = distributed.get_world_size()
+        self.meter = LossMeter()
+        # the newest checkpoint known to be good: the run's starting point, then each one saved
+        self.last_saved = resumed_from
+        self.last_logged = {}
+        # the same latents for every sample grid of the run, resumed or not
+        sample_generator = torch.Generator().manual_seed(args.seed)
+        self.sample_z = torch.randn(args.n_sample, args.latent, generator=sample_generator).to(device)
+
+    def checkpoint(self):
+        args = self.args
+        return {
+            "g": unwrap(self.generator).state_dict(),
+            "d": unwrap(self.discriminator).state_dict(),
+            "g_ema": self.g_ema.state_dict(),
+            "g_optim": self.g_optim.state_dict(),
+            "d_optim": self.d_optim.state_dict(),
+            "args": argparse.Namespace(**vars(args)),
+            "ada_aug_p": self.ada.p if self.ada is not None else args.augment_p,
+            "mean_path_length": float(self.mean_path_length),
+        }
+
+    def save(self, iteration):
+        """Write checkpoint <iteration>.pt (rank 0) unless the state went non-finite."""
+        self.stop_if_nonfinite(iteration)
+        path = checkpoint_path(self.args, iteration)
+        if self.rank == 0:
+            save_checkpoint(self.checkpoint(), path)
+            prune_checkpoints(self.args)
+        self.last_saved = path
+
+    def stop_if_nonfinite(self, iteration, values=None):
+        """End the run with a clear message when losses or weights stopped being finite."""
+        losses_finite = self.meter.all_finite() if values is None else all(math.isfinite(v) for v in values.values())
+        bad_parameters = nonfinite_parameters(unwrap(self.generator), unwrap(self.discriminator))
+        if losses_finite and not distributed.any_rank(bad_parameters):
+            return
+        what = "the losses" if not losses_finite else "the weights"
+        if values is not None and not losses_finite:
+            bad_losses = [f"{key} {value}" for key, value in values.items() if not math.isfinite(value)]
+            what += f" ({', '.join(bad_losses)})"
+        if bad_parameters:
+            what += f"; non-finite parameters include {', '.join(bad_parameters[:3])}"
+        last = self.last_saved
+        advice = (
+            f"The last good checkpoint is {last}: resume from it (--ckpt {last}) with a lower --lr, "
+            "or a higher --r1." if last else "No checkpoint was written; start again with a lower --lr."
+        )
+        raise SystemExit(f"training stopped at iteration {iteration}: {what} became non-finite (nan or inf). {advice}")
+
+    def log(self, iteration, images, seconds, pbar):
+        """Average the interval's losses over ranks; print, append to log.jsonl, wandb."""
+        values = self.meter.means()
+        self.stop_if_nonfinite(iteration, values)
+        record = {"iter": iteration, **{key: round(value, 6) for key, value in values.items()}}
+        if self.ada is not None:
+            record["augment_p"] = round(self.ada.p, 6)
+            if self.args.augment_p == 0:  # p adapts: the overfitting heuristic it follows
+                record["rt"] = round(self.ada.r_t, 6)
+        record["images_per_s"] = round(images / seconds, 2) if seconds > 0 else None
+        self.last_logged.update(record)
+        if self.rank != 0:
+            return
+        with open(os.path.join(checkpoint_dir(self.args), "log.jsonl"), "a") as log_file:
+            log_file.write(json.dumps(record) + "\n")
+        shown = self.last_logged
+        pbar.set_description(
+            f"d: {shown.get('d', 0):.4f}; g: {shown.get('g', 0):.4f}; r1: {shown.get('r1', 0):.4f}; "
+            f"augment: {shown.get('augment_p', 0):.4f}; {shown.get('images_per_s') or 0:.1f} img/s"
+        )
+        if self.args.wandb:
+            import wandb
+
+            wandb.log(record, step=iteration)
+
+    def sample(self, iteration):
+        """The EMA generator on the fixed latents, as sample/<name>/<iteration>.png (rank 0)."""
+        if self.rank != 0:
+            return
+        with torch.no_grad():
+            images = torch.cat([self.g_ema([z])[0] for z in self.sample_z.split(self.args.batch)])
+        nrow = max(1, int(round(math.sqrt(self.args.n_sample))))
+        save_grid(images, os.path.join("sample", self.args.name, f"{iteration:06d}.png"), nrow=nrow)
+
+    def train(self, loader, start_iter):
+        """Iterations start_iter .. --iter - 1; returns the iteration count reached."""
+        args = self.args
+        stop = StopRequest()
+        batches = sample_data(loader, start_epoch=start_iter // len(loader))
+        pbar = range(start_iter, args.iter)
+        if self.rank == 0:
+            pbar = tqdm(pbar, initial=start_iter, total=args.iter, dynamic_ncols=True, smoothing=0.01)
+        done = start_iter
+        interval_start, interval_iterations = time.perf_counter(), 0
+        try:
+            for i in pbar:
+                if stop.agreed():
+                    break
+                real_img = next(batches).to(self.device, non_blocking=True)
+                if args.channels_last:
+                    real_img = real_img.contiguous(memory_format=torch.channels_last)
+                losses, self.mean_path_length = train_step(
+                    i, real_img, self.generator, self.discriminator, self.g_ema, self.g_optim, self.d_optim,
+                    args, self.ada, self.autocast, self.mean_path_length,
+                )
+                self.meter.add(losses)
+                done = i + 1
+                interval_iterations += 1
+
+                if done % args.log_every == 0 or done == args.iter:
+                    now = time.perf_counter()
+                    images = interval_iterations * args.batch * self.world_size
+                    self.log(done, images, now - interval_start, pbar)
+                    interval_start, interval_iterations = now, 0
+                if done % args.sample_every == 0:
+                    self.sample(done)
+                if done % args.save_every == 0:
+                    self.save(done)
+        finally:
+            stop.restore()
+            if self.rank == 0:
+                pbar.close()
+
+        if stop.signal_name is not None and self.rank == 0:
+            print(f"{stop.signal_name}: saving iteration {done} and stopping", file=sys.stderr)
+        if self.last_saved != checkpoint_path(args, done):
+            self.save(done)
+        if stop.signal_name is None and done % args.sample_every:
+            self.sample(done)  # the final grid; a stopped run exits as soon as it has saved
+        return done
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def configure_precision(args, device):
+    """Resolve --precision (tf32 on CUDA, fp32 on CPU by default) into args.precision and
+    return the autocast factory for the forward passes."""
+    args.precision = args.precision or ("tf32" if device.type == "cuda" else "fp32")
+    return setup_precision(args.precision, device)
+
+
+def write_config(args, device, world_size):
+    config = {**vars(args), "device": str(device), "world_size": world_size}
+    path = os.path.join(checkpoint_dir(args), "config.json")
+    with open(path, "w") as config_file:
+        json.dump(config, config_file, indent=2, sort_keys=True)
+
+
+def main(argv=None):
+    """Train as the command line `argv` says; returns the Trainer (models, optimisers) at the end."""
+    args, explicit = parse_args(argv)
+    device = distributed.setup(args.device, args.local_rank)
+    try:
+        return run(args, explicit, device)
+    finally:
+        distributed.cleanup()
+
+
+def run(args, explicit, device):
+    """Resume or build the models, open the data, train (see main)."""
+    rank, world_size = distributed.get_rank(), distributed.get_world_size()
+    args.distributed = world_size > 1
+    autocast = configure_precision(args, device)
+
+    checkpoint, ckpt_path, args.start_iter = None, None, 0
+    if args.ckpt is not None:
+        ckpt_path = resolve_checkpoint(args.ckpt, args.name)
+        checkpoint = load_checkpoint(ckpt_path)
+        if "args" in checkpoint:
+            merge_model_config(checkpoint["args"], args, explicit, source=ckpt_path)
+        args.start_iter = checkpoint_iteration(ckpt_path)
+        if args.start_iter >= args.iter:
+            raise SystemExit(
+                f"{ckpt_path} is at iteration {args.start_iter}, already at --iter {args.iter}; "
+                "raise --iter to train on"
+            )
+        check_args(args)
+
+    try:
+        generator, discriminator, g_ema = build_models(args, device)
+    except ValueError as error:
+        raise SystemExit(f"cannot build the model: {error}") from None
+    g_optim, d_optim = build_optimizers(args, generator, discriminator)
+    ada_aug_p, mean_path_length = args.augment_p, 0.0
+    if checkpoint is not None:
+        stored_p, mean_path_length = load_training_state(
+            checkpoint, ckpt_path, generator, discriminator, g_ema, g_optim, d_optim, args
+        )
+        if args.augment and args.augment_p == 0:
+            ada_aug_p = stored_p
+        del checkpoint
+    if args.channels_last:
+        use_channels_last(generator, discriminator, g_ema)
+
+    if args.distributed:
+        generator, discriminator = wrap_ddp(generator, device), wrap_ddp(discriminator, device)
+
+    # Models start identical on every rank; noise, mixing and augmentation differ per rank and
+    # per resumed run.
+    seed = int(np.random.SeedSequence([args.seed, rank, args.start_iter]).generate_state(1)[0])
+    torch.manual_seed(seed)
+    random.seed(seed)
+
+    try:
+        dataset = MultiResolutionDataset(args.path, train_transform(translate=args.translate), args.size)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from None
+    loader = make_loader(args, dataset, rank, world_size, device)
+
+    if rank == 0:
+        os.makedirs(checkpoint_dir(args), exist_ok=True)
+        os.makedirs(os.path.join("sample", args.name), exist_ok=True)
+        write_config(args, device, world_size)
+        if args.wandb:
+            try:
+                import wandb
+            except ImportError:
+                raise SystemExit("--wandb needs the wandb package: pip install wandb (or drop --wandb)") from None
+            wandb.init(project="spatially unbiased stylegan2", name=args.name, config=vars(args))
+
+    ada = None
+    if args.augment:
+        ada = AdaptiveAugment(args.ada_target, args.ada_length, args.ada_every, p=ada_aug_p)
+    trainer = Trainer(
+        args, generator, discriminator, g_ema, g_optim, d_optim, device, ada, autocast, mean_path_length, ckpt_path
+    )
+    trainer.train(loader, args.start_iter)
+    return trainer
+
+
+if __name__ == "__main__":
+    main()
