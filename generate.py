@@ -1,0 +1,307 @@
+"""Render images with a trained generator.
+
+Modes (`--mode`), each writing under generate/<name>/<mode>/:
+
+    grid    --n_sample images from seeds --seed, --seed + 1, ... as a grid and single PNGs
+    shift   the paper's demo: every sample moved along a circle of --radius pixels over --pics
+            frames (shift_h / shift_w), saved as frames and an animated GIF per sample and
+            one GIF of the grid
+    scale   the same samples rendered at several scales of the positional grid (--scales)
+    canvas  the same samples on a canvas of another size and aspect ratio (--height, --width)
+    mix     a style-mixing grid: rows of --row_seeds, columns of --col_seeds, each cell the
+            row's latent with the --col_styles layers taken from the column
+
+    python generate.py --name EXPERIMENT_NAME --ckpt 550000.pt --truncation 1.0 --position mspe
+
+Every image depends only on its seed (latent and noise are drawn per seed on the CPU), so a
+seed gives the same picture in any batch size and on any device.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+from tqdm import tqdm
+
+import utils
+
+MODES = ("grid", "shift", "scale", "canvas", "mix")
+SAVE_CHOICES = ("both", "grid", "single")
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def parse_seeds(text):
+    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    seeds = []
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            seeds.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise SystemExit(f"cannot read {text!r} as seeds or layers: use a list like 0-3,7") from None
+    return seeds
+
+
+def parse_scales(text):
+    try:
+        scales = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--scales takes positive numbers like 0.5,1,2, not {text!r}") from None
+    if any(scale <= 0 for scale in scales):
+        raise SystemExit(f"--scales must be positive, not {text!r}")
+    return scales
+
+
+# ---------------------------------------------------------------------------------------------
+# latents and noise
+
+
+def noise_shapes(generator, canvas=None, scale=None):
+    """(height, width) of each layer's noise map for a canvas and scale."""
+    try:
+        grid_h, grid_w = generator.input_grid(canvas, scale)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    shapes = [(grid_h, grid_w)]
+    for log_res in range(3, generator.log_size + 1):
+        factor = 2 ** (log_res - 2)
+        shapes += [(grid_h * factor, grid_w * factor)] * 2
+    return shapes
+
+
+def seed_inputs(generator, seeds, shapes):
+    """Latents z [N, latent] and noise maps ([N, 1, h, w] per layer) for `seeds`.
+
+    Drawn on the CPU from one torch.Generator per seed: independent of device and batching.
+    """
+    latents, noises = [], []
+    for seed in seeds:
+        rng = torch.Generator().manual_seed(seed)
+        latents.append(torch.randn(1, generator.style_dim, generator=rng))
+        noises.append([torch.randn(1, 1, height, width, generator=rng) for height, width in shapes])
+    return torch.cat(latents), [torch.cat(layer) for layer in zip(*noises)]
+
+
+@torch.no_grad()
+def mean_latent(generator, n_latent, device):
+    """Mean of `n_latent` mapped latents (the truncation centre), from a fixed RNG."""
+    z = torch.randn(n_latent, generator.style_dim, generator=torch.Generator().manual_seed(0))
+    return generator.style(z.to(device)).mean(0, keepdim=True)
+
+
+def roll_noise(noises, shift_h, shift_w, out_height, out_width):
+    """Noise maps rolled with the content, by the shift in each map's own pixels.
+
+    Without this the fine texture would stay in place while the face moves under it.
+    """
+    rolled = []
+    for noise in noises:
+        rows = round(shift_h * noise.shape[2] / out_height)
+        cols = round(shift_w * noise.shape[3] / out_width)
+        rolled.append(torch.roll(noise, (rows, cols), (2, 3)))
+    return rolled
+
+
+@torch.no_grad()
+def render(generator, latents, noises, args, truncation_latent, progress, **options):
+    """Images [N, 3, H, W] (CPU) in batches of --batch; `options` go to Generator.forward.
+
+    `latents` are z [N, latent], or per-layer w [N, n_latent, latent] with input_is_latent=True.
+    """
+    device = generator.device
+    images = []
+    for start in range(0, len(latents), args.batch):
+        stop = start + args.batch
+        image, _ = generator(
+            [latents[start:stop].to(device)],
+            noise=[noise[start:stop].to(device) for noise in noises],
+            truncation=args.truncation,
+            truncation_latent=truncation_latent,
+            **options,
+        )
+        images.append(image.float().cpu())
+        progress.update(len(image))
+    return torch.cat(images)
+
+
+# ---------------------------------------------------------------------------------------------
+# modes
+
+
+def seed_tag(seed):
+    return f"seed{seed:04d}"
+
+
+def save_images(images, seeds, folder, grid_name, suffix, args):
+    """The grid and/or one PNG per seed, as --save asks."""
+    if args.save in ("both", "grid"):
+        utils.save_grid(images, os.path.join(folder, grid_name))
+    if args.save in ("both", "single"):
+        for image, seed in zip(images, seeds):
+            utils.to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}{suffix}.png"))
+
+
+def generate_grid(generator, args, truncation_latent, folder):
+    latents, noises = seed_inputs(generator, args.seeds, noise_shapes(generator))
+    with tqdm(total=len(latents), desc="grid", unit="img") as progress:
+        images = render(generator, latents, noises, args, truncation_latent, progress)
+    save_images(images, args.seeds, folder, "grid.png", "", args)
+
+
+def generate_shift(generator, args, truncation_latent, folder):
+    latents, noises = seed_inputs(generator, args.seeds, noise_shapes(generator))
+    frames = []  # per frame: [N, 3, H, W]
+    with tqdm(total=args.pics * len(latents), desc="shift", unit="img") as progress:
+        for frame in range(args.pics):
+            shift_h, shift_w = utils.circle_shift(frame, args.pics, args.radius)
+            images = render(
+                generator,
+                latents,
+                roll_noise(noises, shift_h, shift_w, generator.size, generator.size),
+                args,
+                truncation_latent,
+                progress,
+                shift_h=shift_h,
+                shift_w=shift_w,
+                circular=not args.plane,
+            )
+            frames.append(images)
+            if args.save in ("both", "single"):
+                for image, seed in zip(images, args.seeds):
+                    utils.to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}_{frame:04d}.png"))
+
+    if args.save in ("both", "single"):
+        for index, seed in enumerate(args.seeds):
+            sample_frames = [images[index] for images in frames]
+            utils.save_gif(sample_frames, os.path.join(folder, f"{seed_tag(seed)}.gif"), args.duration)
+    if args.save in ("both", "grid"):
+        grid_frames = [utils.make_grid(images) for images in frames]
+        utils.save_gif(grid_frames, os.path.join(folder, "grid.gif"), args.duration)
+
+
+def generate_scale(generator, args, truncation_latent, folder):
+    shapes = {scale: noise_shapes(generator, scale=scale) for scale in args.scales}
+    with tqdm(total=len(args.seeds) * len(args.scales), desc="scale", unit="img") as progress:
+        for scale in args.scales:
+            # same z at every scale; the noise is drawn at each scale's resolution
+            latents, noises = seed_inputs(generator, args.seeds, shapes[scale])
+            images = render(generator, latents, noises, args, truncation_latent, progress, scale=scale)
+            save_images(images, args.seeds, folder, f"grid_x{scale:g}.png", f"_x{scale:g}", args)
+
+
+def generate_canvas(generator, args, truncation_latent, folder):
+    canvas = (args.height or generator.size, args.width or generator.size)
+    latents, noises = seed_inputs(generator, args.seeds, noise_shapes(generator, canvas=canvas))
+    with tqdm(total=len(latents), desc="canvas", unit="img") as progress:
+        images = render(generator, latents, noises, args, truncation_latent, progress, canvas=canvas)
+    tag = f"{canvas[0]}x{canvas[1]}"
+    save_images(images, args.seeds, folder, f"grid_{tag}.png", f"_{tag}", args)
+
+
+def generate_mix(generator, args, truncation_latent, folder):
+    """StyleGAN's style-mixing figure: column sources on top, row sources on the left."""
+    layers = args.col_styles
+    if not layers or max(layers) >= generator.n_latent:
+        raise SystemExit(f"--col_styles must name layers 0..{generator.n_latent - 1} of this generator")
+    rows, cols = args.row_seeds, args.col_seeds
+    shapes = noise_shapes(generator)
+    row_z, row_noise = seed_inputs(generator, rows, shapes)
+    col_z, col_noise = seed_inputs(generator, cols, shapes)
+    with torch.no_grad():
+        row_w = generator.style(row_z.to(generator.device)).cpu()
+        col_w = generator.style(col_z.to(generator.device)).cpu()
+
+    # cell (r, c): row r's per-layer latent with column c's latent on the mixed layers
+    mixed = row_w[:, None, None, :].repeat(1, len(cols), generator.n_latent, 1)
+    mixed[:, :, layers] = col_w[None, :, None, :]
+    mixed = mixed.flatten(0, 1)
+    mixed_noise = [noise.repeat_interleave(len(cols), 0) for noise in row_noise]
+
+    with tqdm(total=len(rows) + len(cols) + len(mixed), desc="mix", unit="img") as progress:
+        row_images = render(generator, row_z, row_noise, args, truncation_latent, progress)
+        col_images = render(generator, col_z, col_noise, args, truncation_latent, progress)
+        cells = render(generator, mixed, mixed_noise, args, truncation_latent, progress, input_is_latent=True)
+
+    blank = torch.ones_like(row_images[:1])
+    table = [blank, col_images]
+    for row in range(len(rows)):
+        table += [row_images[row : row + 1], cells[row * len(cols) : (row + 1) * len(cols)]]
+    utils.save_grid(torch.cat(table), os.path.join(folder, "grid.png"), nrow=len(cols) + 1)
+
+
+GENERATORS = {
+    "grid": generate_grid,
+    "shift": generate_shift,
+    "scale": generate_scale,
+    "canvas": generate_canvas,
+    "mix": generate_mix,
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Generate samples from the generator",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
+    )
+    utils.add_checkpoint_arguments(parser)
+    parser.add_argument("--mode", type=str, default="grid", choices=MODES,
+                        help="what to render (see the module docstring)")
+    parser.add_argument("--n_sample", "--sample", type=int, default=16, help="number of samples (seeds) to render")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
+    parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
+    parser.add_argument("--truncation", type=float, default=1, help="truncation ratio")
+    parser.add_argument("--truncation_mean", type=int, default=4096,
+                        help="number of vectors to calculate mean for the truncation")
+    parser.add_argument("--save", type=str, default="both", choices=SAVE_CHOICES,
+                        help="write the grid, single images, or both")
+    parser.add_argument("--pics", type=int, default=20, help="shift: frames along the circle")
+    parser.add_argument("--radius", type=float, default=32, help="shift: radius of the circle in pixels")
+    parser.add_argument("--duration", type=int, default=60, help="shift: milliseconds per GIF frame")
+    parser.add_argument("--plane", action="store_true",
+                        help="shift: move an infinite plane instead of wrapping around (PE models)")
+    parser.add_argument("--scales", type=str, default="0.5,1,2",
+                        help="scale: comma-separated scales of the positional grid")
+    parser.add_argument("--height", type=int, default=None, help="canvas: height in pixels (default: --size)")
+    parser.add_argument("--width", type=int, default=None, help="canvas: width in pixels (default: --size)")
+    parser.add_argument("--row_seeds", type=str, default=None,
+                        help="mix: seeds of the rows (default: seed..seed+3)")
+    parser.add_argument("--col_seeds", type=str, default=None,
+                        help="mix: seeds of the columns (default: seed+4..seed+7)")
+    parser.add_argument("--col_styles", type=str, default=None,
+                        help="mix: layers whose latent comes from the column "
+                        "(default: 0-6, fewer for small generators)")
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.n_sample < 1 or args.batch < 1 or args.pics < 1:
+        raise SystemExit("--n_sample, --batch and --pics must be at least 1")
+    args.seeds = list(range(args.seed, args.seed + args.n_sample))
+    args.scales = parse_scales(args.scales)
+    args.row_seeds = parse_seeds(args.row_seeds) if args.row_seeds else list(range(args.seed, args.seed + 4))
+    args.col_seeds = parse_seeds(args.col_seeds) if args.col_seeds else list(range(args.seed + 4, args.seed + 8))
+    generator, args, device = utils.load_model(parser, args, argv)
+    # StyleGAN2's default mixes the coarse and middle layers 0-6; keep the last layer unmixed
+    # in generators too small to have them all
+    default_styles = range(min(7, generator.n_latent - 1))
+    args.col_styles = parse_seeds(args.col_styles) if args.col_styles else list(default_styles)
+    if args.plane and args.position == "none":
+        raise SystemExit("--plane moves a positional encoding: it needs an sspe or mspe generator")
+
+    truncation_latent = mean_latent(generator, args.truncation_mean, device) if args.truncation < 1 else None
+    folder = os.path.join("generate", args.name, args.mode)
+    os.makedirs(folder, exist_ok=True)
+    GENERATORS[args.mode](generator, args, truncation_latent, folder)
+    print(f"wrote {folder}")
+
+
+if __name__ == "__main__":
+    main()

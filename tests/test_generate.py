@@ -1,0 +1,126 @@
+"""generate.py end to end: every mode on a tiny checkpoint, and clear errors for bad inputs."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+import generate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "generate.py")
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, make_tiny_checkpoint):
+    """A folder holding checkpoint/tiny/000100.pt: a tiny untrained MS-PE generator."""
+    folder = tmp_path_factory.mktemp("generate")
+    make_tiny_checkpoint(folder / "checkpoint" / "tiny" / "000100.pt")
+    return folder
+
+
+def run(workdir, *args):
+    """Run generate.py in `workdir`; the repository root goes on PYTHONPATH for its imports."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    return subprocess.run(
+        [sys.executable, SCRIPT, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def check_ok(result):
+    assert result.returncode == 0, result.stderr
+
+
+def image_size(path):
+    with Image.open(path) as image:
+        return image.size
+
+
+def gif_frames(path):
+    with Image.open(path) as image:
+        return image.n_frames
+
+
+@pytest.fixture(scope="module")
+def grid(workdir):
+    """generate/tiny/grid/ after SPEC section 7's command (model flags agreeing with the checkpoint)."""
+    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--truncation", "1.0", "--position", "mspe",
+                 "--n_sample", "4", "--batch", "3"))
+    return workdir / "generate" / "tiny" / "grid"
+
+
+def test_grid_as_in_the_readme(grid):
+    assert image_size(grid / "grid.png") == (2 + 2 * 34, 2 + 2 * 34)  # 2x2 grid, padding 2
+    for seed in range(4):
+        assert image_size(grid / f"seed{seed:04d}.png") == (32, 32)
+
+
+def test_scale_doubles_and_halves_the_size_and_a_seed_is_the_same_image(workdir, grid):
+    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--mode", "scale", "--scales", "0.5,1,2",
+                 "--n_sample", "3", "--batch", "2"))
+    folder = workdir / "generate" / "tiny" / "scale"
+    for seed in range(3):
+        assert image_size(folder / f"seed{seed:04d}_x2.png") == (64, 64)
+        assert image_size(folder / f"seed{seed:04d}_x0.5.png") == (16, 16)
+    assert image_size(folder / "grid_x2.png")[0] > image_size(folder / "grid_x1.png")[0]
+
+    # deterministic per seed, whatever the batch size and mode (grid above used --batch 3)
+    assert (folder / "seed0002_x1.png").read_bytes() == (grid / "seed0002.png").read_bytes()
+
+
+def test_canvas_has_the_requested_aspect_ratio(workdir):
+    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--mode", "canvas", "--height", "32",
+                 "--width", "96", "--n_sample", "2", "--truncation", "0.7", "--truncation_mean", "64"))
+    folder = workdir / "generate" / "tiny" / "canvas"
+    assert image_size(folder / "seed0000_32x96.png") == (96, 32)
+    assert image_size(folder / "seed0001_32x96.png") == (96, 32)
+    assert (folder / "grid_32x96.png").exists()
+
+
+def test_shift_writes_frames_and_gifs_of_pics_frames(workdir):
+    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--mode", "shift", "--pics", "6",
+                 "--radius", "8", "--sample", "2"))
+    folder = workdir / "generate" / "tiny" / "shift"
+    for seed in range(2):
+        assert gif_frames(folder / f"seed{seed:04d}.gif") == 6
+        for frame in range(6):
+            assert image_size(folder / f"seed{seed:04d}_{frame:04d}.png") == (32, 32)
+    assert gif_frames(folder / "grid.gif") == 6
+
+
+def test_mix_grid_has_a_header_row_and_column(workdir):
+    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--mode", "mix", "--row_seeds", "0-2",
+                 "--col_seeds", "3,4", "--col_styles", "0-3"))
+    # (1 + 2 columns) x (1 + 3 rows) cells of 32 pixels, padding 2
+    assert image_size(workdir / "generate" / "tiny" / "mix" / "grid.png") == (2 + 3 * 34, 2 + 4 * 34)
+
+
+def test_explicit_flag_contradicting_the_checkpoint_is_an_error(workdir):
+    result = run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--position", "none")
+    assert result.returncode != 0
+    assert "position" in result.stderr and "mspe" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_checkpoint_is_an_error(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    with pytest.raises(SystemExit, match="not found"):
+        generate.main(["--name", "tiny", "--ckpt", "999999.pt"])
+
+
+def test_a_file_that_is_not_a_checkpoint_is_an_error(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    (workdir / "notes.pt").write_text("not a checkpoint")
+    with pytest.raises(SystemExit, match="not a checkpoint"):
+        generate.main(["--ckpt", "notes.pt"])
+
+
+def test_canvas_that_does_not_fit_the_input_grid_is_an_error(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    with pytest.raises(SystemExit, match="multiple of 8"):
+        generate.main(["--name", "tiny", "--ckpt", "000100.pt", "--mode", "canvas", "--width", "36"])
+
+
+def test_sample_is_an_alias_of_n_sample():
+    assert generate.build_parser().parse_args(["--sample", "3"]).n_sample == 3

@@ -1,0 +1,121 @@
+"""projector.py end to end on a tiny checkpoint, without the network.
+
+LPIPS runs on a randomly initialised VGG16 trunk given as --lpips_weights (the package's own
+linear layers load from its install folder), or the loss is plain MSE.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+import projector
+import utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "projector.py")
+FACE = os.path.join(ROOT, "ref_face", "00006.png")
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, make_tiny_checkpoint):
+    """A folder holding checkpoint/tiny/000100.pt (tiny untrained MS-PE) and vgg16_random.pt."""
+    folder = tmp_path_factory.mktemp("projector")
+    make_tiny_checkpoint(folder / "checkpoint" / "tiny" / "000100.pt")
+    # a torchvision vgg16 `features` state dict, randomly initialised: the shape of the real file
+    features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
+    state = {f"features.{key}": value for key, value in features.state_dict().items()}
+    torch.save(state, folder / "vgg16_random.pt")
+    return folder
+
+
+def run(workdir, *args, env=None):
+    """Run projector.py in `workdir`; the repository root goes on PYTHONPATH for its imports."""
+    env = dict(env or os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    return subprocess.run(
+        [sys.executable, SCRIPT, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def test_shifted_w_plus_projection_with_lpips(workdir):
+    result = run(workdir, "--name", "tiny", "--w_plus", "--ckpt", "000100.pt", "--position", "mspe",
+                 "--lpips_weights", "vgg16_random.pt", "--step", "6", "--shift_h", "4", "--shift_w", "-8", FACE)
+    assert result.returncode == 0, result.stderr
+    assert "PSNR" in result.stdout and "LPIPS" in result.stdout
+    folder = workdir / "inverse" / "tiny"
+
+    # the target is rolled along both axes (the original rolled it along x only)
+    with Image.open(FACE) as face:
+        unshifted = np.asarray(utils.to_pil(projector.to_target(face.convert("RGB"), 32)))
+    with Image.open(folder / "00006-target.png") as target:
+        assert np.array_equal(np.asarray(target), np.roll(unshifted, (4, -8), axis=(0, 1)))
+    with Image.open(folder / "00006-project.png") as reconstruction:
+        assert reconstruction.size == (32, 32)
+
+    saved = torch.load(folder / "00006.pt", weights_only=True)
+    assert saved["latent"].shape == (1, 8, 32)  # W+: one latent per layer of a 32 px generator
+    assert len(saved["noise"]) == 7 and (saved["shift_h"], saved["shift_w"]) == (4, -8)
+
+    metrics = json.loads((folder / "00006.json").read_text())
+    run_metrics = metrics["results"][0]
+    assert run_metrics["loss_end"] < run_metrics["loss_start"]
+    assert metrics["psnr"] > 0 and metrics["lpips"] is not None
+
+
+def test_projection_around_a_circle_with_mse_writes_gifs(workdir):
+    result = run(workdir, "--name", "circle", "--ckpt", "checkpoint/tiny/000100.pt", "--loss", "mse",
+                 "--step", "10", "--pics", "3", "--radius", "8", FACE)
+    assert result.returncode == 0, result.stderr
+    folder = workdir / "inverse" / "circle"
+    for name in ("00006-target.gif", "00006-project.gif"):
+        with Image.open(folder / name) as gif:
+            assert gif.n_frames == 3
+    metrics = json.loads((folder / "00006.json").read_text())
+    assert [(run["shift_h"], run["shift_w"]) for run in metrics["results"]] == [(0, 8), (7, -4), (-7, -4)]
+    assert all(run["loss_end"] < run["loss_start"] for run in metrics["results"])
+    assert metrics["lpips"] is None  # MSE only, and no LPIPS weights given
+    for frame in range(3):
+        assert (folder / f"00006_{frame:04d}-project.png").exists()
+        assert (folder / f"00006_{frame:04d}.pt").exists()
+
+
+def test_without_network_lpips_says_how_to_proceed(workdir, tmp_path):
+    # an empty torch hub cache and an unreachable proxy: torchvision cannot fetch VGG16
+    unreachable = "http://127.0.0.1:9"
+    offline = dict(os.environ, TORCH_HOME=str(tmp_path), NO_PROXY="", no_proxy="")
+    offline.update({name: unreachable for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")})
+    result = run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--step", "1", FACE, env=offline)
+    assert result.returncode != 0
+    assert "--lpips_weights" in result.stderr and "--loss mse" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_target_that_is_not_an_image_is_an_error(workdir):
+    (workdir / "notes.png").write_text("not an image")
+    result = run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--loss", "mse", "notes.png")
+    assert result.returncode != 0
+    assert "notes.png" in result.stderr and "not an image" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_of_the_wrong_kind_is_an_error(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    with pytest.raises(SystemExit, match="position"):
+        projector.main(["--name", "tiny", "--ckpt", "000100.pt", "--position", "none", "--loss", "mse", FACE])
+    torch.save({"weights": torch.zeros(3)}, workdir / "other.pt")
+    with pytest.raises(SystemExit, match="not a generator checkpoint"):
+        projector.main(["--ckpt", "other.pt", "--loss", "mse", FACE])
+    with pytest.raises(SystemExit, match="not found"):
+        projector.main(["--name", "tiny", "--ckpt", "missing.pt", "--loss", "mse", FACE])
+
+
+def test_lpips_weights_that_are_not_vgg16_are_an_error(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    torch.save({"features.0.weight": torch.zeros(1)}, workdir / "small.pt")
+    with pytest.raises(SystemExit, match="vgg16"):
+        projector.main(["--name", "tiny", "--ckpt", "000100.pt", "--lpips_weights", "small.pt", FACE])
