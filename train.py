@@ -41,11 +41,11 @@ from tqdm import tqdm
 import distributed
 from augment import AdaptiveAugment, augment
 from dataset import MultiResolutionDataset, train_transform
-from model import POSITIONS, check_size
+from model import check_size
 from op import conv2d_gradfix
 from utils import (
-    MODEL_DEFAULTS,
     PRECISIONS,
+    add_model_arguments,
     build_discriminator,
     build_generator,
     checkpoint_iteration,
@@ -255,15 +255,7 @@ def build_parser():
     add("--lr", type=float, default=0.002, help="learning rate")
     add("--seed", type=int, default=0, help="random seed (model initialisation, sample latents, data order)")
 
-    add = parser.add_argument_group("model (stored in checkpoints; taken from --ckpt unless given)").add_argument
-    add("--size", type=int, default=MODEL_DEFAULTS["size"], help="image resolution")
-    add("--position", type=str, default=MODEL_DEFAULTS["position"], choices=POSITIONS, help="positional encoding")
-    add("--kernel_size", type=int, default=MODEL_DEFAULTS["kernel_size"], help="generator convolutions' kernel size")
-    add("--channel_multiplier", type=int, default=MODEL_DEFAULTS["channel_multiplier"], help="2 = config-f")
-    add("--channel_max", type=int, default=MODEL_DEFAULTS["channel_max"], help="cap on every layer's channels")
-    add("--latent", type=int, default=MODEL_DEFAULTS["latent"], help="dimension of z and w")
-    add("--n_mlp", type=int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
-    add("--affine", action="store_true", help="learned rotation/translation of the input PE (Fourier features)")
+    add_model_arguments(parser)
 
     add = parser.add_argument_group("loss and regularisation").add_argument
     add("--r1", type=float, default=10, help="weight of the R1 penalty")

@@ -3,13 +3,14 @@ configuration, images, grids and GIFs."""
 
 import argparse
 import contextlib
+import math
 import os
 
 import torch
 from PIL import Image
 from torchvision import utils as tv_utils
 
-from model import Discriminator, Generator
+from model import POSITIONS, Discriminator, Generator
 
 # Model configuration as stored in a checkpoint's `args`, with the values the original code used
 # for keys its checkpoints lack.
@@ -116,6 +117,42 @@ def model_config(args):
     return {key: default if values.get(key) is None else values[key] for key, default in MODEL_DEFAULTS.items()}
 
 
+def add_model_arguments(parser, title="model (stored in checkpoints; taken from --ckpt unless given)"):
+    """The model-configuration flags (MODEL_DEFAULTS keys).
+
+    With a checkpoint, their defaults are only fallbacks: merge_model_config takes the stored
+    value of every flag that is not on the command line.
+    """
+    add = parser.add_argument_group(title).add_argument
+    add("--size", type=int, default=MODEL_DEFAULTS["size"], help="image resolution")
+    add("--latent", type=int, default=MODEL_DEFAULTS["latent"], help="dimension of z and w")
+    add("--n_mlp", type=int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
+    add("--channel_multiplier", type=int, default=MODEL_DEFAULTS["channel_multiplier"], help="channel multiplier (2 = config-f)")
+    add("--channel_max", type=int, default=MODEL_DEFAULTS["channel_max"], help="cap on every layer's channels (small values make tiny models)")
+    add("--position", type=str, default=MODEL_DEFAULTS["position"], choices=POSITIONS, help="positional encoding: none (StyleGAN2), sspe or mspe")
+    add("--kernel_size", type=int, default=MODEL_DEFAULTS["kernel_size"], help="kernel size of the generator's styled convolutions")
+    add("--affine", action="store_true", help="learned rotation/translation of the input PE (alias-free GAN's Fourier features)")
+
+
+def add_checkpoint_arguments(parser):
+    """--ckpt, --name, --device and the model flags: what scripts that load a generator take."""
+    parser.add_argument("--ckpt", type=str, default="550000.pt", help="checkpoint file, or its name inside checkpoint/<name>/")
+    parser.add_argument("--name", type=str, default="test", help="experiment name")
+    parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda or cuda:N")
+    add_model_arguments(parser, "model (read from the checkpoint; a flag given here must agree with it)")
+
+
+def load_model(parser, args, argv):
+    """(generator in eval mode, merged args, device) for a command line of add_checkpoint_arguments."""
+    path = resolve_checkpoint(args.ckpt, args.name)
+    device = choose_device(args.device)
+    try:
+        generator, _, args = load_generator(path, device, args, explicit_flags(parser, argv))
+    except ValueError as error:  # a configuration the model cannot build, e.g. --size 48
+        raise SystemExit(f"cannot build the generator for {path}: {error}") from None
+    return generator, args, device
+
+
 def explicit_flags(parser, argv):
     """The `dest` of every option that appears on the command line `argv`."""
     given = set()
@@ -215,6 +252,12 @@ def save_grid(images, path, nrow=None):
     """Save a batch in [-1, 1] as a PNG grid (as rosinality's sample grids)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     to_pil(make_grid(images, nrow)).save(path)
+
+
+def circle_shift(frame, frames, radius):
+    """(shift_h, shift_w) of frame `frame` of `frames` on the original demo's circle of `radius` pixels."""
+    angle = 2 * math.pi * frame / frames
+    return math.sin(angle) * radius, math.cos(angle) * radius
 
 
 def save_gif(frames, path, duration=40):

@@ -1,5 +1,6 @@
 """Shared pytest fixtures."""
 
+import argparse
 import os
 import sys
 
@@ -20,3 +21,25 @@ def synthetic_lmdb(tmp_path_factory):
     prepare(out, [32, 64], n_synthetic=64, seed=0, n_worker=1, verbose=False)
 
     return out
+
+
+@pytest.fixture(scope="session")
+def make_tiny_checkpoint():
+    """make(path, position="mspe", **config) saves an untrained 32px generator with 16 channels
+    at most (and its model configuration in `args`, as train.py does) and returns str(path)."""
+    import torch
+
+    from utils import build_generator, save_checkpoint
+
+    def make(path, position="mspe", **config):
+        args = argparse.Namespace(
+            size=32, latent=32, n_mlp=2, channel_multiplier=2, channel_max=16, kernel_size=3, affine=False,
+            position=position,
+        )
+        vars(args).update(config)
+        torch.manual_seed(0)
+        generator = build_generator(args)
+        save_checkpoint({"g_ema": generator.state_dict(), "args": args}, str(path))
+        return str(path)
+
+    return make

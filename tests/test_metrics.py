@@ -1,7 +1,6 @@
 """Tests of metrics.py: EQ-T / EQ-R on toy generators with known equivariance, SWD, FID, the
 Inception loader and the spatial-bias report end to end."""
 
-import argparse
 import csv
 import math
 import os
@@ -16,7 +15,7 @@ from torch import nn
 
 import metrics
 from model import PositionalInput
-from utils import build_generator, save_checkpoint
+from utils import build_generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,15 +68,6 @@ class PeriodicToyGenerator(nn.Module):
         weights = self.coefficients(latent).view(batch, 3, -1, 2, 1, 1)
         image = (weights[:, :, :, 0] * phase.cos()[:, None] + weights[:, :, :, 1] * phase.sin()[:, None]).sum(2)
         return image, None
-
-
-def tiny_checkpoint(path, position, **extra):
-    """Save a 32px generator with 16 channels at most and return its path."""
-    args = argparse.Namespace(size=32, latent=32, n_mlp=2, position=position, channel_max=16, **extra)
-    torch.manual_seed(0)
-    generator = build_generator(args)
-    save_checkpoint({"g_ema": generator.state_dict(), "args": args}, str(path))
-    return str(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,17 +154,17 @@ def test_eqt_of_a_real_generator_sees_the_noise_that_does_not_move_with_the_cont
     assert all(math.isfinite(value) for value in plane.values())
 
 
-def test_equivariance_errors_name_the_fix_for_position_none(tmp_path):
-    checkpoint = tiny_checkpoint(tmp_path / "none.pt", "none")
+def test_equivariance_errors_name_the_fix_for_position_none(tmp_path, make_tiny_checkpoint):
+    checkpoint = make_tiny_checkpoint(tmp_path / "none.pt", "none")
     with pytest.raises(SystemExit, match="sspe'/'mspe"):
         metrics.main(["eqr", "--ckpt", checkpoint, "--n", "2", "--device", "cpu", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="circular"):
         metrics.main(["eqt", "--ckpt", checkpoint, "--no_circular", "--n", "2", "--device", "cpu", "--out", str(tmp_path)])
 
 
-def test_eqt_and_eqr_commands_write_their_results(tmp_path, capsys):
-    none = tiny_checkpoint(tmp_path / "none" / "000010.pt", "none")
-    affine = tiny_checkpoint(tmp_path / "affine" / "000010.pt", "mspe", affine=True)
+def test_eqt_and_eqr_commands_write_their_results(tmp_path, capsys, make_tiny_checkpoint):
+    none = make_tiny_checkpoint(tmp_path / "none" / "000010.pt", "none")
+    affine = make_tiny_checkpoint(tmp_path / "affine" / "000010.pt", "mspe", affine=True)
     out = str(tmp_path / "out")
     metrics.main(["eqt", "--ckpt", none, affine, "--n", "2", "--batch", "2", "--device", "cpu", "--out", out])
     metrics.main(["eqr", "--ckpt", affine, "--n", "2", "--batch", "2", "--device", "cpu", "--out", out])
@@ -248,9 +238,9 @@ def test_missing_inception_weights_say_where_they_come_from(tmp_path):
 # the report
 
 
-def test_report_command_end_to_end(synthetic_lmdb, tmp_path):
-    none = tiny_checkpoint(tmp_path / "none" / "000100.pt", "none")
-    mspe = tiny_checkpoint(tmp_path / "mspe" / "000100.pt", "mspe")
+def test_report_command_end_to_end(synthetic_lmdb, tmp_path, make_tiny_checkpoint):
+    none = make_tiny_checkpoint(tmp_path / "none" / "000100.pt", "none")
+    mspe = make_tiny_checkpoint(tmp_path / "mspe" / "000100.pt", "mspe")
     out = tmp_path / "report"
     command = [sys.executable, os.path.join(ROOT, "metrics.py"), "report", "--ckpt", none, mspe]
     command += ["--path", synthetic_lmdb, "--n", "4", "--batch", "4", "--eqt_n", "2", "--shifts", "0,0.5"]
@@ -277,14 +267,14 @@ def test_report_command_end_to_end(synthetic_lmdb, tmp_path):
     assert Image.open(out / "samples.png").size[0] > 2 * 32  # one column per shift
 
 
-def test_report_with_fid_adds_a_fid_column(synthetic_lmdb, tmp_path, inception_weights, monkeypatch):
+def test_report_with_fid_adds_a_fid_column(synthetic_lmdb, tmp_path, inception_weights, monkeypatch, make_tiny_checkpoint):
     # scipy's sqrtm of two 2048x2048 covariances takes a minute on 2 cores: the plumbing is
     # tested here with a cheap stand-in, the distance itself above
     def mean_distance(mean_a, cov_a, mean_b, cov_b):
         return float(np.abs(mean_a - mean_b).sum())
 
     monkeypatch.setattr(metrics, "frechet_distance", mean_distance)
-    mspe = tiny_checkpoint(tmp_path / "mspe" / "000100.pt", "mspe")
+    mspe = make_tiny_checkpoint(tmp_path / "mspe" / "000100.pt", "mspe")
     out = tmp_path / "report"
     metrics.main(
         ["report", "--ckpt", mspe, "--path", synthetic_lmdb, "--n", "2", "--batch", "2", "--eqt_n", "0"]
@@ -297,7 +287,7 @@ def test_report_with_fid_adds_a_fid_column(synthetic_lmdb, tmp_path, inception_w
     assert Image.open(out / "report.png").size[0] == 2 * 560  # SWD and FID panels
 
 
-def test_report_needs_real_images(tmp_path):
-    checkpoint = tiny_checkpoint(tmp_path / "mspe.pt", "mspe")
+def test_report_needs_real_images(tmp_path, make_tiny_checkpoint):
+    checkpoint = make_tiny_checkpoint(tmp_path / "mspe.pt", "mspe")
     with pytest.raises(SystemExit, match="--path LMDB"):
         metrics.main(["report", "--ckpt", checkpoint, "--device", "cpu"])
