@@ -14,7 +14,6 @@ FLOPs are counted once per configuration with torch.utils.flop_counter on the `m
 """
 
 import argparse
-import contextlib
 import json
 import time
 
