@@ -404,8 +404,11 @@ def load_training_state(checkpoint, path, generator, discriminator, g_ema, g_opt
 
 
 def ignore_interrupts(_worker_id):
-    """DataLoader workers leave Ctrl-C to the main process, which saves and stops cleanly."""
+    """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which saves and stops
+    cleanly; both reach the workers too when a terminal or a job scheduler signals the whole
+    process group."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(args, dataset, rank, world_size, device):

@@ -177,11 +177,13 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(trained, tm
 
 def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path, synthetic_lmdb):
     command = [
-        sys.executable, TRAIN, "--name", NAME, "--path", synthetic_lmdb, *TINY, "--workers", "0",
+        sys.executable, TRAIN, "--name", NAME, "--path", synthetic_lmdb, *TINY, "--workers", "1",
         "--iter", "100000", "--log_every", "1", "--save_every", "100000", "--sample_every", "100000",
     ]
+    # its own process group: the signal goes to the loader worker too, as a job scheduler's does
     process = subprocess.Popen(
-        command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
     )
     log_path = tmp_path / "checkpoint" / NAME / "log.jsonl"
     deadline = time.monotonic() + 120
@@ -189,7 +191,7 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path, synthet
         if log_path.exists() and log_path.read_text().strip():  # at least one iteration done
             break
         time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
 
     assert process.returncode == 0, stderr
