@@ -3,6 +3,7 @@ configuration, images, grids and GIFs."""
 
 import argparse
 import contextlib
+import copy
 import math
 import os
 
@@ -154,13 +155,15 @@ def load_model(parser, args, argv):
 
 
 def explicit_flags(parser, argv):
-    """The `dest` of every option that appears on the command line `argv`."""
-    given = set()
-    for action in parser._actions:
-        for option in action.option_strings:
-            if any(token == option or token.startswith(option + "=") for token in argv):
-                given.add(action.dest)
-    return given
+    """The `dest` of every option that the command line `argv` gives, in any spelling argparse
+    accepts (abbreviated, `--flag=value`): argparse itself parses `argv` again with every
+    default suppressed, so only what was given comes back."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    given, _ = probe.parse_known_args(argv)
+    return set(vars(given))
 
 
 def merge_model_config(checkpoint_args, args, explicit, source="the checkpoint"):
