@@ -17,8 +17,9 @@ padding, 2x upsampling with the symlet-6 lowpass filter (op.upfirdn2d), bilinear
 differentiable with respect to the images (and twice, for R1 through augmented reals), so it
 is used on the generator's images in the generator step too.
 
-`AdaptiveAugment` tunes p from the sign of the discriminator's outputs on real images: p rises
-while more than `target` of them are positive (the discriminator overfits), falls otherwise.
+`AdaptiveAugment` holds p and tunes it from the sign of the discriminator's outputs on real
+images: p rises while more than `target` of them are positive (the discriminator overfits),
+falls otherwise.
 """
 
 import math
@@ -270,10 +271,12 @@ class AdaptiveAugment:
     (summed over all ranks), r_t = mean(sign(real_pred)) over them; p moves by
     images / `length` towards more augmentation while r_t > `target`, towards less otherwise,
     and stays within [0, 1] (rosinality's AdaptiveAugment). The signs are summed on the device;
-    the host reads them once per update, not once per step.
+    the host reads them once per update, not once per step. With `adaptive=False`, p stays
+    fixed (train.py's --augment_p) and `tune` does nothing.
     """
 
-    def __init__(self, target=0.6, length=500_000, update_every=256, p=0.0):
+    def __init__(self, target=0.6, length=500_000, update_every=256, p=0.0, adaptive=True):
+        self.adaptive = adaptive
         self.target = target
         self.length = length
         self.update_every = update_every
@@ -284,6 +287,8 @@ class AdaptiveAugment:
 
     def tune(self, real_pred):
         """Account for one batch of real predictions; returns the (possibly updated) p."""
+        if not self.adaptive:
+            return self.p
         signs = torch.sign(real_pred.detach().float()).sum()
         self.sign_sum = signs if self.sign_sum is None else self.sign_sum + signs
         self.count += real_pred.shape[0] * distributed.get_world_size()

@@ -4,16 +4,18 @@
     python bench.py --size 256 --batch 16 --position mspe --precision bf16 --modconv plain
     python bench.py --size 32 --batch 4 --channel_max 32 --device cpu   # a CPU smoke run
 
-One training iteration is exactly train.py's `train_step`: a discriminator step, lazy R1 every
---d_reg_every iterations, a generator step (no path-length regularisation, as the original
-trains) and the EMA update, on random "real" images already on the device (data loading is not
-timed). Timed iterations are a multiple of --d_reg_every so that R1 is counted at its real rate.
+One training iteration is exactly train.py's `TrainingStep` with train.py's defaults: a
+discriminator step, lazy R1 every 16 iterations, a generator step (no path-length
+regularisation, as the original trains) and the EMA update, on random "real" images already on
+the device (data loading is not timed). Timed iterations are a multiple of 16 so that R1 is
+counted at its real rate.
 FLOPs are counted once per configuration with torch.utils.flop_counter on the `meta` device
 (nothing runs), averaging an R1 iteration and a plain one; MFU divides the achieved rate by
 --peak_tflops. Figures, never asserts: compare runs taken on the same machine.
 """
 
 import argparse
+import contextlib
 import json
 import time
 
@@ -24,7 +26,8 @@ from tqdm import tqdm
 
 import op._plugin
 import train
-from utils import choose_device, setup_precision
+from device import choose_device, default_precision, setup_precision
+from model import MODCONVS, POSITIONS
 
 # The original code (its CUDA kernels, PyTorch 2.11, TF32) on one H100 80GB, config-f.
 REFERENCE = {
@@ -39,11 +42,11 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--size", type=int, help="one workload of this size instead of the four reference ones")
     parser.add_argument("--batch", type=int, help="batch of the single workload")
-    parser.add_argument("--position", default="mspe", choices=["none", "sspe", "mspe"], help="position of the single workload")
+    parser.add_argument("--position", default="mspe", choices=POSITIONS, help="position of the single workload")
     parser.add_argument("--channel_multiplier", type=int, default=2)
     parser.add_argument("--channel_max", type=int, default=512)
     parser.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16"], help="default: tf32 on CUDA, fp32 on CPU")
-    parser.add_argument("--modconv", default="grouped", choices=["grouped", "plain"],
+    parser.add_argument("--modconv", default="grouped", choices=MODCONVS,
                         help="modulated convolution: grouped per-sample weights (the original) or a plain convolution of scaled activations")
     parser.add_argument("--impl", default="auto", choices=["auto", "ref"], help="custom CUDA ops (auto) or the PyTorch references")
     parser.add_argument("--channels_last", action="store_true", help="channels-last memory format")
@@ -67,19 +70,18 @@ def workloads(args, device):
     return list(REFERENCE)
 
 
-def training_setup(position, size, batch, args, device):
-    """train.py's arguments, models and optimisers for one workload."""
-    argv = ["--name", "bench", "--path", "-", "--size", str(size), "--batch", str(batch), "--position", position,
-            "--channel_multiplier", str(args.channel_multiplier), "--channel_max", str(args.channel_max)]
-    train_args, _ = train.parse_args(argv)
-    generator, discriminator, g_ema = train.build_models(train_args, device)
-    for module in list(generator.modules()) + list(g_ema.modules()):
-        if hasattr(module, "fused"):
-            module.fused = args.modconv == "grouped"
+def training_step(position, size, args, device, modconv, compile=False, autocast=contextlib.nullcontext):
+    """train.py's TrainingStep, with train.py's default hyperparameters, for one workload."""
+    config = {"size": size, "position": position, "channel_multiplier": args.channel_multiplier,
+              "channel_max": args.channel_max}
+    generator, discriminator, g_ema = train.build_models(config, device, modconv=modconv)
     if args.channels_last:
         train.use_channels_last(generator, discriminator, g_ema)
-    g_optim, d_optim = train.build_optimizers(train_args, generator, discriminator)
-    return train_args, generator, discriminator, g_ema, g_optim, d_optim
+    settings = train.StepSettings()
+    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
+    return train.TrainingStep(
+        generator, discriminator, g_ema, g_optim, d_optim, settings, autocast=autocast, compile=compile
+    )
 
 
 class FlopCounter(TorchDispatchMode):
@@ -102,17 +104,15 @@ class FlopCounter(TorchDispatchMode):
 def count_flops(position, size, batch, args):
     """Average FLOPs of one training iteration (R1 at its lazy rate), counted on `meta`."""
     meta = torch.device("meta")
-    train_args, generator, discriminator, g_ema, g_optim, d_optim = training_setup(position, size, batch, args, meta)
-    for module in generator.modules():
-        if hasattr(module, "fused"):
-            module.fused = False  # the grouped path counts the same multiply-adds; plain is clearer
+    # the grouped modulated convolution counts the same multiply-adds; plain is clearer
+    step = training_step(position, size, args, meta, "plain")
     real = torch.empty(batch, 3, size, size, device=meta)
     counts = {}
     for iteration in (0, 1):  # iteration 0 runs R1, iteration 1 does not
         with FlopCounter() as counter:
-            train.train_step(iteration, real, generator, discriminator, g_ema, g_optim, d_optim, train_args)
+            step(iteration, real)
         counts[iteration] = counter.total
-    every = train_args.d_reg_every
+    every = step.settings.d_reg_every
     return (counts[0] + (every - 1) * counts[1]) / every
 
 
@@ -122,38 +122,33 @@ def synchronize(device):
 
 
 def measure(position, size, batch, args, device, autocast):
-    train_args, generator, discriminator, g_ema, g_optim, d_optim = training_setup(position, size, batch, args, device)
-    if args.compile:
-        generator, discriminator = torch.compile(generator), torch.compile(discriminator)
+    step = training_step(position, size, args, device, args.modconv, args.compile, autocast)
     real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
     if args.channels_last:
         real = real.contiguous(memory_format=torch.channels_last)
-    every = train_args.d_reg_every
+    every = step.settings.d_reg_every
     timed = -(-args.iters // every) * every
 
-    def step(iteration):
-        train.train_step(iteration, real, generator, discriminator, g_ema, g_optim, d_optim, train_args, autocast=autocast)
-
     for iteration in tqdm(range(args.warmup), desc=f"{position} {size} warm-up", leave=False):
-        step(iteration)
+        step(iteration, real)
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for iteration in tqdm(range(timed), desc=f"{position} {size} train", leave=False):
-        step(iteration)
+        step(iteration, real)
     synchronize(device)
     train_seconds = time.perf_counter() - start
     peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
 
-    z = torch.randn(batch, train_args.latent, device=device)
+    z = torch.randn(batch, step.settings.latent, device=device)
     with torch.no_grad(), autocast():
         for _ in range(3):
-            g_ema([z])
+            step.g_ema([z])
         synchronize(device)
         start = time.perf_counter()
         for _ in tqdm(range(args.gen_iters), desc=f"{position} {size} generate", leave=False):
-            g_ema([z])
+            step.g_ema([z])
         synchronize(device)
     generate_seconds = time.perf_counter() - start
 
@@ -193,7 +188,7 @@ def table(results):
 def main():
     args = parse_args()
     device = choose_device(args.device)
-    args.precision = args.precision or ("tf32" if device.type == "cuda" else "fp32")
+    args.precision = args.precision or default_precision(device)
     autocast = setup_precision(args.precision, device)
     op._plugin.FORCE_REF = args.impl == "ref"
     results = [measure(*workload, args, device, autocast) for workload in workloads(args, device)]

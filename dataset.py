@@ -1,4 +1,9 @@
-"""The LMDB dataset written by prepare_data.py, and the paper's training augmentation.
+"""The LMDB dataset format, its reader, and the paper's training augmentation.
+
+The format is that of rosinality/stylegan2-pytorch, so LMDBs of either project work with both:
+key f"{size}-{index:05d}" (UTF-8) holds the encoded image (JPEG or PNG) of image `index` at
+resolution `size`, and key "length" the number of images as decimal text. prepare_data.py also
+writes key "sizes", the resolutions it holds as comma-separated text ("64,128").
 
 Training on randomly *circularly translated* real images (Choi et al., 2021) removes the spatial
 bias of aligned datasets such as FFHQ: every position in the frame becomes equally likely.
@@ -13,6 +18,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
+from images import to_tensor
+from shift import roll_each
+
+LENGTH_KEY = b"length"
+SIZES_KEY = b"sizes"
 # LMDBs of the original tool have no "sizes" key; these are the resolutions probed for instead.
 PROBED_SIZES = [2 ** power for power in range(2, 12)]
 
@@ -20,6 +30,12 @@ PROBED_SIZES = [2 ** power for power in range(2, 12)]
 def image_key(resolution, index):
     """The LMDB key of image `index` at `resolution`, as the original tool wrote it."""
     return f"{resolution}-{str(index).zfill(5)}".encode("utf-8")
+
+
+def summary_records(length, sizes):
+    """The (key, value) records that describe an LMDB of `length` images at `sizes`; written last,
+    so that an LMDB with a "length" is complete."""
+    return [(SIZES_KEY, ",".join(str(size) for size in sizes).encode("utf-8")), (LENGTH_KEY, str(length).encode("utf-8"))]
 
 
 # One read-only environment per LMDB file per process, shared by every dataset that reads it:
@@ -44,7 +60,7 @@ def lmdb_environment(path):
 
 def read_sizes(txn):
     """The resolutions an LMDB holds: its "sizes" key or, for LMDBs of the original tool, probing."""
-    stored = txn.get(b"sizes")
+    stored = txn.get(SIZES_KEY)
     if stored is not None:
         return [int(size) for size in stored.decode("utf-8").split(",")]
 
@@ -71,7 +87,7 @@ class MultiResolutionDataset(Dataset):
             )
 
         with lmdb_environment(path).begin(write=False) as txn:
-            length = txn.get(b"length")
+            length = txn.get(LENGTH_KEY)
             sizes = read_sizes(txn)
             has_resolution = txn.get(image_key(resolution, 0)) is not None
 
@@ -155,16 +171,11 @@ def circular_translate(img, max_offset_h, max_offset_w, generator=None):
     if img.dim() == 3:
         return circular_translate(img[None], max_offset_h, max_offset_w, generator)[0]
 
-    n, channel, height, width = img.shape
-    dy = random_offsets(n, max_offset_h, height, generator).to(img.device)
-    dx = random_offsets(n, max_offset_w, width, generator).to(img.device)
+    n, _, height, width = img.shape
+    dy = random_offsets(n, max_offset_h, height, generator)
+    dx = random_offsets(n, max_offset_w, width, generator)
 
-    # As torch.roll: output row i is input row (i - dy) mod height, per sample.
-    rows = (torch.arange(height, device=img.device) - dy[:, None]) % height
-    cols = (torch.arange(width, device=img.device) - dx[:, None]) % width
-    img = img.gather(2, rows[:, None, :, None].expand(n, channel, height, width))
-
-    return img.gather(3, cols[:, None, None, :].expand(n, channel, height, width))
+    return roll_each(img, dy, dx)
 
 
 class RandomCircularTranslate:
@@ -193,7 +204,7 @@ def train_transform(translate=0.0, flip=True):
         raise ValueError(f"translate is a fraction of the image size between 0 and 1, not {translate}")
 
     steps = [transforms.RandomHorizontalFlip()] if flip else []
-    steps += [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)]
+    steps.append(to_tensor)
     if translate > 0:
         steps.append(RandomCircularTranslate(translate))
 

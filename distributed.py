@@ -11,7 +11,7 @@ import os
 import torch
 from torch import distributed as dist
 
-from utils import choose_device
+from device import choose_device
 
 # A gloo group for small host-side agreements (e.g. "did any rank get SIGTERM?"): it never
 # waits for the GPU, unlike a collective on the NCCL group.
@@ -65,11 +65,6 @@ def cleanup():
     _control_group = None
 
 
-def synchronize():
-    if is_distributed() and get_world_size() > 1:
-        dist.barrier()
-
-
 def reduce_sum(tensor):
     """Sum of `tensor` over all ranks (a copy; `tensor` itself is left alone)."""
     if not is_distributed():
@@ -82,15 +77,6 @@ def reduce_sum(tensor):
 def reduce_mean(tensor):
     """Mean of `tensor` over all ranks."""
     return reduce_sum(tensor) / get_world_size()
-
-
-def reduce_loss_dict(loss_dict):
-    """{name: scalar tensor} averaged over all ranks (rosinality's helper, kept for scripts)."""
-    if not is_distributed() or not loss_dict:
-        return loss_dict
-    keys = sorted(loss_dict)
-    means = reduce_mean(torch.stack([loss_dict[key].detach().float() for key in keys]))
-    return dict(zip(keys, means))
 
 
 def any_rank(flag):

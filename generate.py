@@ -24,9 +24,11 @@ import sys
 import torch
 from tqdm import tqdm
 
-import utils
+from checkpoint import add_checkpoint_arguments, load_generator_from_args
+from images import make_grid, save_gif, save_grid, to_pil
+from model import require_positional
+from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, move_noise
 
-MODES = ("grid", "shift", "scale", "canvas", "mix")
 SAVE_CHOICES = ("both", "grid", "single")
 
 
@@ -60,20 +62,7 @@ def parse_scales(text):
 # latents and noise
 
 
-def noise_shapes(generator, canvas=None, scale=None):
-    """(height, width) of each layer's noise map for a canvas and scale."""
-    try:
-        grid_h, grid_w = generator.input_grid(canvas, scale)
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
-    shapes = [(grid_h, grid_w)]
-    for log_res in range(3, generator.log_size + 1):
-        factor = 2 ** (log_res - 2)
-        shapes += [(grid_h * factor, grid_w * factor)] * 2
-    return shapes
-
-
-def seed_inputs(generator, seeds, shapes):
+def seed_inputs(generator, seeds, canvas=None, scale=None):
     """Latents z [N, latent] and noise maps ([N, 1, h, w] per layer) for `seeds`.
 
     Drawn on the CPU from one torch.Generator per seed: independent of device and batching.
@@ -82,28 +71,8 @@ def seed_inputs(generator, seeds, shapes):
     for seed in seeds:
         rng = torch.Generator().manual_seed(seed)
         latents.append(torch.randn(1, generator.style_dim, generator=rng))
-        noises.append([torch.randn(1, 1, height, width, generator=rng) for height, width in shapes])
+        noises.append(generator.make_noise(canvas=canvas, scale=scale, rng=rng))
     return torch.cat(latents), [torch.cat(layer) for layer in zip(*noises)]
-
-
-@torch.no_grad()
-def mean_latent(generator, n_latent, device):
-    """Mean of `n_latent` mapped latents (the truncation centre), from a fixed RNG."""
-    z = torch.randn(n_latent, generator.style_dim, generator=torch.Generator().manual_seed(0))
-    return generator.style(z.to(device)).mean(0, keepdim=True)
-
-
-def roll_noise(noises, shift_h, shift_w, out_height, out_width):
-    """Noise maps rolled with the content, by the shift in each map's own pixels.
-
-    Without this the fine texture would stay in place while the face moves under it.
-    """
-    rolled = []
-    for noise in noises:
-        rows = round(shift_h * noise.shape[2] / out_height)
-        cols = round(shift_w * noise.shape[3] / out_width)
-        rolled.append(torch.roll(noise, (rows, cols), (2, 3)))
-    return rolled
 
 
 @torch.no_grad()
@@ -139,29 +108,29 @@ def seed_tag(seed):
 def save_images(images, seeds, folder, grid_name, suffix, args):
     """The grid and/or one PNG per seed, as --save asks."""
     if args.save in ("both", "grid"):
-        utils.save_grid(images, os.path.join(folder, grid_name))
+        save_grid(images, os.path.join(folder, grid_name))
     if args.save in ("both", "single"):
         for image, seed in zip(images, seeds):
-            utils.to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}{suffix}.png"))
+            to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}{suffix}.png"))
 
 
 def generate_grid(generator, args, truncation_latent, folder):
-    latents, noises = seed_inputs(generator, args.seeds, noise_shapes(generator))
+    latents, noises = seed_inputs(generator, args.seeds)
     with tqdm(total=len(latents), desc="grid", unit="img") as progress:
         images = render(generator, latents, noises, args, truncation_latent, progress)
     save_images(images, args.seeds, folder, "grid.png", "", args)
 
 
 def generate_shift(generator, args, truncation_latent, folder):
-    latents, noises = seed_inputs(generator, args.seeds, noise_shapes(generator))
+    latents, noises = seed_inputs(generator, args.seeds)
     frames = []  # per frame: [N, 3, H, W]
     with tqdm(total=args.pics * len(latents), desc="shift", unit="img") as progress:
         for frame in range(args.pics):
-            shift_h, shift_w = utils.circle_shift(frame, args.pics, args.radius)
+            shift_h, shift_w = circle_shift(frame, args.pics, args.radius)
             images = render(
                 generator,
                 latents,
-                roll_noise(noises, shift_h, shift_w, generator.size, generator.size),
+                move_noise(noises, shift_h, shift_w, generator.size, generator.size, args.noise_shift),
                 args,
                 truncation_latent,
                 progress,
@@ -172,30 +141,31 @@ def generate_shift(generator, args, truncation_latent, folder):
             frames.append(images)
             if args.save in ("both", "single"):
                 for image, seed in zip(images, args.seeds):
-                    utils.to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}_{frame:04d}.png"))
+                    to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}_{frame:04d}.png"))
 
     if args.save in ("both", "single"):
         for index, seed in enumerate(args.seeds):
             sample_frames = [images[index] for images in frames]
-            utils.save_gif(sample_frames, os.path.join(folder, f"{seed_tag(seed)}.gif"), args.duration)
+            save_gif(sample_frames, os.path.join(folder, f"{seed_tag(seed)}.gif"), args.duration)
     if args.save in ("both", "grid"):
-        grid_frames = [utils.make_grid(images) for images in frames]
-        utils.save_gif(grid_frames, os.path.join(folder, "grid.gif"), args.duration)
+        grid_frames = [make_grid(images) for images in frames]
+        save_gif(grid_frames, os.path.join(folder, "grid.gif"), args.duration)
 
 
 def generate_scale(generator, args, truncation_latent, folder):
-    shapes = {scale: noise_shapes(generator, scale=scale) for scale in args.scales}
+    for scale in args.scales:
+        generator.input_grid(scale=scale)  # a scale without whole grid cells fails before any work
     with tqdm(total=len(args.seeds) * len(args.scales), desc="scale", unit="img") as progress:
         for scale in args.scales:
             # same z at every scale; the noise is drawn at each scale's resolution
-            latents, noises = seed_inputs(generator, args.seeds, shapes[scale])
+            latents, noises = seed_inputs(generator, args.seeds, scale=scale)
             images = render(generator, latents, noises, args, truncation_latent, progress, scale=scale)
             save_images(images, args.seeds, folder, f"grid_x{scale:g}.png", f"_x{scale:g}", args)
 
 
 def generate_canvas(generator, args, truncation_latent, folder):
     canvas = (args.height or generator.size, args.width or generator.size)
-    latents, noises = seed_inputs(generator, args.seeds, noise_shapes(generator, canvas=canvas))
+    latents, noises = seed_inputs(generator, args.seeds, canvas=canvas)
     with tqdm(total=len(latents), desc="canvas", unit="img") as progress:
         images = render(generator, latents, noises, args, truncation_latent, progress, canvas=canvas)
     tag = f"{canvas[0]}x{canvas[1]}"
@@ -208,9 +178,8 @@ def generate_mix(generator, args, truncation_latent, folder):
     if not layers or max(layers) >= generator.n_latent:
         raise SystemExit(f"--col_styles must name layers 0..{generator.n_latent - 1} of this generator")
     rows, cols = args.row_seeds, args.col_seeds
-    shapes = noise_shapes(generator)
-    row_z, row_noise = seed_inputs(generator, rows, shapes)
-    col_z, col_noise = seed_inputs(generator, cols, shapes)
+    row_z, row_noise = seed_inputs(generator, rows)
+    col_z, col_noise = seed_inputs(generator, cols)
     with torch.no_grad():
         row_w = generator.style(row_z.to(generator.device)).cpu()
         col_w = generator.style(col_z.to(generator.device)).cpu()
@@ -230,10 +199,11 @@ def generate_mix(generator, args, truncation_latent, folder):
     table = [blank, col_images]
     for row in range(len(rows)):
         table += [row_images[row : row + 1], cells[row * len(cols) : (row + 1) * len(cols)]]
-    utils.save_grid(torch.cat(table), os.path.join(folder, "grid.png"), nrow=len(cols) + 1)
+    save_grid(torch.cat(table), os.path.join(folder, "grid.png"), nrow=len(cols) + 1)
 
 
-GENERATORS = {
+# --mode: the function that renders and saves it
+MODES = {
     "grid": generate_grid,
     "shift": generate_shift,
     "scale": generate_scale,
@@ -248,8 +218,8 @@ def build_parser():
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,
     )
-    utils.add_checkpoint_arguments(parser)
-    parser.add_argument("--mode", type=str, default="grid", choices=MODES,
+    add_checkpoint_arguments(parser)
+    parser.add_argument("--mode", type=str, default="grid", choices=list(MODES),
                         help="what to render (see the module docstring)")
     parser.add_argument("--n_sample", "--sample", type=int, default=16, help="number of samples (seeds) to render")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
@@ -264,6 +234,8 @@ def build_parser():
     parser.add_argument("--duration", type=int, default=60, help="shift: milliseconds per GIF frame")
     parser.add_argument("--plane", action="store_true",
                         help="shift: move an infinite plane instead of wrapping around (PE models)")
+    parser.add_argument("--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
+                        help="shift: the noise maps move with the content, or keep their place in the frame")
     parser.add_argument("--scales", type=str, default="0.5,1,2",
                         help="scale: comma-separated scales of the positional grid")
     parser.add_argument("--height", type=int, default=None, help="canvas: height in pixels (default: --size)")
@@ -288,18 +260,20 @@ def main(argv=None):
     args.scales = parse_scales(args.scales)
     args.row_seeds = parse_seeds(args.row_seeds) if args.row_seeds else list(range(args.seed, args.seed + 4))
     args.col_seeds = parse_seeds(args.col_seeds) if args.col_seeds else list(range(args.seed + 4, args.seed + 8))
-    generator, args, device = utils.load_model(parser, args, argv)
+    generator, args, _ = load_generator_from_args(parser, args, argv)
     # StyleGAN2's default mixes the coarse and middle layers 0-6; keep the last layer unmixed
     # in generators too small to have them all
     default_styles = range(min(7, generator.n_latent - 1))
     args.col_styles = parse_seeds(args.col_styles) if args.col_styles else list(default_styles)
-    if args.plane and args.position == "none":
-        raise SystemExit("--plane moves a positional encoding: it needs an sspe or mspe generator")
-
-    truncation_latent = mean_latent(generator, args.truncation_mean, device) if args.truncation < 1 else None
-    folder = os.path.join("generate", args.name, args.mode)
-    os.makedirs(folder, exist_ok=True)
-    GENERATORS[args.mode](generator, args, truncation_latent, folder)
+    try:
+        if args.plane:
+            require_positional(args.position, "--plane (an infinite-plane shift)")
+        truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
+        folder = os.path.join("generate", args.name, args.mode)
+        os.makedirs(folder, exist_ok=True)
+        MODES[args.mode](generator, args, truncation_latent, folder)
+    except ValueError as error:  # a canvas or scale the generator cannot render
+        raise SystemExit(str(error)) from None
     print(f"wrote {folder}")
 
 

@@ -1,9 +1,17 @@
 """StyleGAN2 with explicit sinusoidal positional encoding (Choi et al., ICCV 2021).
 
 Module and state-dict names follow rosinality/stylegan2-pytorch, so its checkpoints load into
-`Generator(..., position='none')` with strict=True. `position='sspe'` replaces the learned 4x4
-constant by a sinusoidal positional encoding (PE); `position='mspe'` also adds a PE, scaled by
-a learned gamma, after the first styled conv of every resolution from 8 up (../shared/SPEC.md).
+`Generator(..., position='none')` with strict=True. The three positions:
+
+- 'none': plain StyleGAN2, whose synthesis starts from a learned 4x4 constant (`input.input`).
+- 'sspe' (single-scale PE): that constant is replaced by the parameter-free sinusoidal
+  positional encoding (PE) of the 4x4 grid (`sinusoidal_encoding`).
+- 'mspe' (multi-scale PE): as 'sspe', plus x = x + gamma_r * PE_r after the first (upsampling)
+  styled convolution of every resolution r = 8..size, with one learned scalar gamma_r per
+  resolution (`pes.N.gamma`, N = 0 for r = 8), initialised to 1.
+
+Shifts move the content by output pixels (shift.py defines the unit, the sign and the circular
+behaviour).
 """
 
 import math
@@ -13,9 +21,28 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from op import FusedLeakyReLU, conv2d_gradfix, fused_leaky_relu, upfirdn2d
+from op import (
+    FusedLeakyReLU,
+    conv2d_gradfix,
+    downsample_padding,
+    fused_leaky_relu,
+    transposed_conv_padding,
+    upfirdn2d,
+    upsample_padding,
+)
+from shift import shift_at, shifted_positions, subpixel_roll
 
 POSITIONS = ("none", "sspe", "mspe")
+MODCONVS = ("grouped", "plain")
+
+
+def require_positional(position, feature):
+    """Raise ValueError unless `position` has a positional encoding, which `feature` needs."""
+    if position == "none":
+        raise ValueError(
+            f"{feature} needs a positional encoding, and this generator has position 'none' "
+            "(a learned constant input): use an 'sspe'/'mspe' model"
+        )
 
 
 def channel_counts(channel_multiplier=2, channel_max=512):
@@ -59,8 +86,7 @@ class Upsample(nn.Module):
         self.factor = factor
         kernel = make_kernel(kernel) * (factor**2)
         self.register_buffer("kernel", kernel)
-        p = kernel.shape[0] - factor
-        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+        self.pad = upsample_padding(kernel.shape[0], factor)
 
     def forward(self, input):
         return upfirdn2d(input, self.kernel, up=self.factor, down=1, pad=self.pad)
@@ -150,13 +176,9 @@ class ModulatedConv2d(nn.Module):
         self.downsample = downsample
 
         if upsample:
-            factor = 2
-            p = (len(blur_kernel) - factor) - (kernel_size - 1)
-            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+            self.blur = Blur(blur_kernel, transposed_conv_padding(len(blur_kernel), 2, kernel_size), upsample_factor=2)
         if downsample:
-            factor = 2
-            p = (len(blur_kernel) - factor) + (kernel_size - 1)
-            self.blur = Blur(blur_kernel, pad=((p + 1) // 2, p // 2))
+            self.blur = Blur(blur_kernel, downsample_padding(len(blur_kernel) + kernel_size - 1, 2))
 
         self.scale = 1 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
@@ -240,18 +262,6 @@ class NoiseInjection(nn.Module):
         return image + self.weight * noise
 
 
-def circular_subpixel_roll(input, shift, dim):
-    """Roll by a real-valued `shift` along `dim`: linear blend of the two nearest integer rolls."""
-    if shift == 0:
-        return input
-    whole = math.floor(shift)
-    fraction = shift - whole
-    rolled = torch.roll(input, whole, dim)
-    if fraction == 0:
-        return rolled
-    return rolled * (1 - fraction) + torch.roll(input, whole + 1, dim) * fraction
-
-
 class ConstantInput(nn.Module):
     """The learned 4x4 input of StyleGAN2 (`position='none'`)."""
 
@@ -262,29 +272,19 @@ class ConstantInput(nn.Module):
     def forward(self, batch, height, width, shift_h=0.0, shift_w=0.0):
         """[batch, channel, height, width]: tiled circularly to the canvas, shifted as an image."""
         out = tile(self.input, height, width)
-        out = circular_subpixel_roll(out, shift_h, 2)
-        out = circular_subpixel_roll(out, shift_w, 3)
+        out = subpixel_roll(out, shift_h, 2)
+        out = subpixel_roll(out, shift_w, 3)
         return out.repeat(batch, 1, 1, 1)
 
 
-def shifted_positions(length, shift, circular=True, device=None):
-    """Pixel positions 0..length-1 after a shift of `shift` pixels (SPEC section 4).
-
-    Circular (the original): the positions are rolled by round(shift) and offset by
-    round(shift) - shift, so position i becomes i - shift, plus the length for entries that
-    wrapped. Otherwise the plane is infinite: i - shift.
-    """
-    positions = torch.arange(length, dtype=torch.float32, device=device)
-    if shift == 0:
-        return positions
-    if not circular:
-        return positions - shift
-    whole = round(shift)
-    return torch.roll(positions, whole, 0) + (whole - shift)
-
-
 def sinusoidal_encoding(coord_x, coord_y, channel, scale=1.0):
-    """The 2-D sinusoidal PE of SPEC section 3 at the given coordinates.
+    """The 2-D sinusoidal positional encoding of Choi et al. at the given coordinates.
+
+    With d = channel / 2 and frequencies f_k = 10000^(-2k / d) / scale, k = 0..d/2-1, the first
+    half of the channels encodes the horizontal coordinate and the second half the vertical one:
+    channel 2k holds sin(x f_k), 2k+1 cos(x f_k), d+2k sin(y f_k), d+2k+1 cos(y f_k). On a grid,
+    coordinates are pixel indices (continuous when shifted); `scale` s samples a grid s times
+    finer with frequencies divided by s, the same continuous content at s times the resolution.
 
     Args:
         coord_x, coord_y: horizontal and vertical coordinates, broadcastable to [..., H, W]
@@ -381,6 +381,7 @@ class StyledConv(nn.Module):
         upsample=False,
         blur_kernel=[1, 3, 3, 1],
         demodulate=True,
+        fused=True,
     ):
         super().__init__()
         self.conv = ModulatedConv2d(
@@ -391,6 +392,7 @@ class StyledConv(nn.Module):
             upsample=upsample,
             blur_kernel=blur_kernel,
             demodulate=demodulate,
+            fused=fused,
         )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
@@ -402,11 +404,11 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=[1, 3, 3, 1]):
+    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=[1, 3, 3, 1], fused=True):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
-        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
+        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False, fused=fused)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, input, style, skip=None):
@@ -420,8 +422,11 @@ class Generator(nn.Module):
     """StyleGAN2 generator with `position` 'none' | 'sspe' | 'mspe' (see the module docstring).
 
     Keyword-only extras: `affine` (a learned Fourier-feature transform of the input, identity
-    at initialisation), `channel_max` (cap on every channel count, for tiny models) and
-    `device` (where to put the model; the original scripts pass it).
+    at initialisation), `channel_max` (cap on every channel count, for tiny models), `modconv`
+    ('grouped': per-sample weights in one grouped convolution, the original; 'plain': scaled
+    activations through one shared-weight convolution, the same function and usually faster
+    for training batches; weights and state dicts are the same) and `device` (where to put the
+    model; the original scripts pass it).
     """
 
     def __init__(
@@ -438,13 +443,17 @@ class Generator(nn.Module):
         *,
         affine=False,
         channel_max=512,
+        modconv="grouped",
         device=None,
     ):
         super().__init__()
         if position not in POSITIONS:
             raise ValueError(f"position must be one of {', '.join(POSITIONS)}, not {position!r}")
-        if affine and position == "none":
-            raise ValueError("affine=True transforms a positional encoding: use position 'sspe' or 'mspe'")
+        if modconv not in MODCONVS:
+            raise ValueError(f"modconv must be one of {', '.join(MODCONVS)}, not {modconv!r}")
+        if affine:
+            require_positional(position, "affine=True (a learned transform of the input)")
+        fused = modconv == "grouped"
         self.log_size = check_size(size)
         self.size = size
         self.style_dim = style_dim
@@ -458,9 +467,9 @@ class Generator(nn.Module):
         self.style = nn.Sequential(*layers)
 
         self.channels = channel_counts(channel_multiplier, channel_max)
+        if scale != 1:
+            require_positional(position, "scale (a finer grid of positions)")
         if position == "none":
-            if scale != 1:
-                raise ValueError("scale changes the grid of a positional encoding: use position 'sspe' or 'mspe'")
             self.input = ConstantInput(self.channels[4])
         else:
             self.input = PositionalInput(self.channels[4], 4, 4, scale)
@@ -470,8 +479,10 @@ class Generator(nn.Module):
                 self.affine_fourier.weight.zero_()
                 self.affine_fourier.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
 
-        self.conv1 = StyledConv(self.channels[4], self.channels[4], kernel_size, style_dim, blur_kernel=blur_kernel)
-        self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False)
+        self.conv1 = StyledConv(
+            self.channels[4], self.channels[4], kernel_size, style_dim, blur_kernel=blur_kernel, fused=fused
+        )
+        self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False, fused=fused)
 
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.convs = nn.ModuleList()
@@ -481,20 +492,24 @@ class Generator(nn.Module):
         if position == "mspe":
             self.pes = nn.ModuleList()
 
-        for layer_idx in range(self.num_layers):
-            res = (layer_idx + 5) // 2
-            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, 2**res, 2**res))
+        # stored noise maps have the default canvas and scale; others tile them
+        for layer_idx, shape in enumerate(self.noise_shapes(scale=1.0)):
+            self.noises.register_buffer(f"noise_{layer_idx}", torch.randn(1, 1, *shape))
 
         in_channel = self.channels[4]
         for i in range(3, self.log_size + 1):
             out_channel = self.channels[2**i]
             self.convs.append(
-                StyledConv(in_channel, out_channel, kernel_size, style_dim, upsample=True, blur_kernel=blur_kernel)
+                StyledConv(
+                    in_channel, out_channel, kernel_size, style_dim, upsample=True, blur_kernel=blur_kernel, fused=fused
+                )
             )
             if position == "mspe":
                 self.pes.append(PositionalAdd(out_channel, 2**i, 2**i, scale))
-            self.convs.append(StyledConv(out_channel, out_channel, kernel_size, style_dim, blur_kernel=blur_kernel))
-            self.to_rgbs.append(ToRGB(out_channel, style_dim))
+            self.convs.append(
+                StyledConv(out_channel, out_channel, kernel_size, style_dim, blur_kernel=blur_kernel, fused=fused)
+            )
+            self.to_rgbs.append(ToRGB(out_channel, style_dim, fused=fused))
             in_channel = out_channel
 
         self.n_latent = self.log_size * 2 - 2
@@ -505,16 +520,49 @@ class Generator(nn.Module):
     def device(self):
         return self.conv1.conv.weight.device
 
-    def make_noise(self):
-        noises = [torch.randn(1, 1, 4, 4, device=self.device)]
-        for i in range(3, self.log_size + 1):
-            for _ in range(2):
-                noises.append(torch.randn(1, 1, 2**i, 2**i, device=self.device))
-        return noises
+    def noise_shapes(self, canvas=None, scale=None):
+        """(height, width) of every layer's noise map for a canvas and scale (see forward)."""
+        grid_h, grid_w = self.input_grid(canvas, scale)
+        shapes = [(grid_h, grid_w)]
+        for log_res in range(3, self.log_size + 1):
+            factor = 2 ** (log_res - 2)
+            shapes += [(grid_h * factor, grid_w * factor)] * 2
+        return shapes
 
-    def mean_latent(self, n_latent):
-        latent_in = torch.randn(n_latent, self.style_dim, device=self.device)
-        return self.style(latent_in).mean(0, keepdim=True)
+    def stored_noise(self):
+        """The stored noise maps ([1, 1, h, w] per layer; `randomize_noise=False` renders them)."""
+        return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+
+    def make_noise(self, batch=1, *, canvas=None, scale=None, rng=None):
+        """Fresh noise maps, [batch, 1, h, w] per layer, for a canvas and scale.
+
+        With a torch.Generator `rng` they are drawn from it on its device, so a seed gives the
+        same maps on any device; otherwise from the global RNG on the model's device.
+        """
+        device = rng.device if rng is not None else self.device
+        return [
+            torch.randn(batch, 1, height, width, generator=rng, device=device)
+            for height, width in self.noise_shapes(canvas, scale)
+        ]
+
+    def sample_w(self, n, *, seed=None):
+        """`n` mapped latents w [n, style_dim] of random z: drawn on the CPU from `seed` (the same
+        on every device), or from the global RNG on the model's device when it is None."""
+        if seed is None:
+            z = torch.randn(n, self.style_dim, device=self.device)
+        else:
+            z = torch.randn(n, self.style_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        return self.style(z)
+
+    def mean_latent(self, n_latent, *, seed=None):
+        """The mean of `n_latent` mapped latents [1, style_dim]: the centre of truncation."""
+        return self.sample_w(n_latent, seed=seed).mean(0, keepdim=True)
+
+    @torch.no_grad()
+    def truncation_latent(self, truncation, n_latent=4096):
+        """What the scripts pass as `truncation_latent`: None when `truncation` >= 1 (no
+        truncation), else the mean of `n_latent` latents of seed 0, the same in every script."""
+        return None if truncation >= 1 else self.mean_latent(n_latent, seed=0)
 
     def get_latent(self, input):
         return self.style(input)
@@ -573,7 +621,7 @@ class Generator(nn.Module):
             if randomize_noise:
                 noise = [None] * self.num_layers
             else:
-                noise = [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
+                noise = self.stored_noise()
 
         if truncation < 1:
             styles = [truncation_latent + truncation * (style - truncation_latent) for style in styles]
@@ -593,12 +641,12 @@ class Generator(nn.Module):
 
         batch = latent.shape[0]
         grid_h, grid_w = self.input_grid(canvas, scale)
-        input_shift_h, input_shift_w = shift_h / (self.size // 4), shift_w / (self.size // 4)
+        input_shift_h, input_shift_w = shift_at(shift_h, self.size, 4), shift_at(shift_w, self.size, 4)
         if self.position == "none":
             if not circular and (shift_h or shift_w):
-                raise ValueError("circular=False needs a positional encoding: use position 'sspe' or 'mspe'")
+                require_positional(self.position, "circular=False (an infinite-plane shift)")
             if transform is not None:
-                raise ValueError("transform rotates a positional encoding: use position 'sspe' or 'mspe'")
+                require_positional(self.position, "transform (a rotation of the input)")
             out = self.input(batch, grid_h, grid_w, input_shift_h, input_shift_w)
         else:
             if transform is None and self.affine:
@@ -615,9 +663,9 @@ class Generator(nn.Module):
         ):
             out = conv1(out, latent[:, i], noise=noise1)
             if self.position == "mspe":
-                pixels_per_cell = self.size // (4 * 2 ** ((i + 1) // 2))
+                resolution = 4 * 2 ** ((i + 1) // 2)
                 out = self.pes[(i - 1) // 2](
-                    out, shift_h / pixels_per_cell, shift_w / pixels_per_cell, scale, circular
+                    out, shift_at(shift_h, self.size, resolution), shift_at(shift_w, self.size, resolution), scale, circular
                 )
             out = conv2(out, latent[:, i + 1], noise=noise2)
             skip = to_rgb(out, latent[:, i + 2], skip)
@@ -641,9 +689,7 @@ class ConvLayer(nn.Sequential):
     ):
         layers = []
         if downsample:
-            factor = 2
-            p = (len(blur_kernel) - factor) + (kernel_size - 1)
-            layers.append(Blur(blur_kernel, pad=((p + 1) // 2, p // 2)))
+            layers.append(Blur(blur_kernel, downsample_padding(len(blur_kernel) + kernel_size - 1, 2)))
             stride = 2
             self.padding = 0
         else:

@@ -3,9 +3,10 @@
     python prepare_data.py --out LMDB_PATH --n_worker N_WORKER --size SIZE1,SIZE2,... DATASET_PATH
     python prepare_data.py --out LMDB_PATH --size 64 --synthetic 10000
 
-The LMDB layout is that of rosinality/stylegan2-pytorch: key f"{size}-{index:05d}" holds image
-`index` at resolution `size` (JPEG, or PNG with --format png) and key "length" holds the number of
-images as decimal text. Key "sizes" lists the resolutions it holds, e.g. "64,128".
+The LMDB layout is that of rosinality/stylegan2-pytorch (dataset.py defines it): key
+f"{size}-{index:05d}" holds image `index` at resolution `size` (JPEG, or PNG with --format png)
+and key "length" holds the number of images as decimal text. Key "sizes" lists the resolutions
+it holds, e.g. "64,128".
 
 The dataset is built in a temporary folder next to --out and moved into place only once "length"
 (written last) is committed, so a failed or interrupted run leaves no dataset that looks complete.
@@ -24,10 +25,11 @@ from functools import partial
 from io import BytesIO
 
 import lmdb
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
+from dataset import image_key, summary_records
+from images import load_rgb, resize_and_crop
 from synthetic import render_face
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -85,42 +87,6 @@ def find_images(root):
                 other_extensions.add(extension or "(none)")
 
     return [os.path.join(root, relative) for relative in sorted(found)], sorted(other_extensions)
-
-
-def to_rgb(img, background=(255, 255, 255)):
-    """Convert a PIL image of any mode to RGB.
-
-    Transparent pixels are composited over `background`; 16-bit grayscale is scaled to 8 bits.
-    """
-    if img.mode == "I" or img.mode.startswith("I;16"):
-        # convert("L") would clip these values at 255 instead of scaling them.
-        values = np.asarray(img).astype(np.float64) / 257
-        img = Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
-
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        img = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", img.size, background + (255,)), img)
-
-    return img.convert("RGB")
-
-
-def load_rgb(path, background=(255, 255, 255)):
-    """Decode the image file at `path` as RGB, upright as its EXIF orientation says."""
-    with Image.open(path) as img:
-        img.load()
-
-        return to_rgb(ImageOps.exif_transpose(img), background)
-
-
-def resize_and_crop(img, size, resample=Image.LANCZOS):
-    """Resize the short side of `img` to `size`, then crop the centre `size` x `size` square."""
-    width, height = img.size
-    scale = size / min(width, height)
-    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
-    img = img.resize((new_width, new_height), resample)
-    left, top = (new_width - size) // 2, (new_height - size) // 2
-
-    return img.crop((left, top, left + size, top + size))
 
 
 def encode(img, image_format="jpeg", quality=100):
@@ -188,6 +154,12 @@ def write_batch(env, items):
             env.set_mapsize(env.info()["map_size"] * 2)
 
 
+def check_source(path, n_synthetic):
+    """Refuse anything but exactly one source: a folder of images or a number of synthetic faces."""
+    if (path is None) == (n_synthetic <= 0):
+        raise PrepareError("give either DATASET_PATH or --synthetic N (a positive number), not both or neither")
+
+
 def check_output(out, overwrite):
     """Refuse an --out that holds a dataset (unless `overwrite`) or other files."""
     if os.path.isfile(out):
@@ -238,8 +210,7 @@ def prepare(
     Returns a PrepareSummary(length, skipped paths, sizes, seconds).
     """
     sizes = sorted(set(sizes))
-    if (path is None) == (n_synthetic <= 0):
-        raise PrepareError("give either DATASET_PATH or --synthetic N, not both or neither")
+    check_source(path, n_synthetic)
 
     options = dict(sizes=sizes, resample=RESAMPLE[resample], image_format=image_format, quality=quality)
     if path is not None:
@@ -275,7 +246,7 @@ def prepare(
                         continue
 
                     for size, data in zip(sizes, encoded):
-                        batch.append((f"{size}-{length:05d}".encode("utf-8"), data))
+                        batch.append((image_key(size, length), data))
                         pending_bytes += len(data)
                     length += 1
 
@@ -287,9 +258,7 @@ def prepare(
                 raise PrepareError(f"none of the {len(items)} image files under {path} could be decoded")
 
             # One last transaction, so that "length" exists only once every image is stored.
-            batch.append((b"sizes", ",".join(str(size) for size in sizes).encode("utf-8")))
-            batch.append((b"length", str(length).encode("utf-8")))
-            write_batch(env, batch)
+            write_batch(env, batch + summary_records(length, sizes))
 
         move_into_place(built, out)
 
@@ -299,7 +268,7 @@ def prepare(
     return PrepareSummary(length, skipped, sizes, time.perf_counter() - start)
 
 
-if __name__ == "__main__":
+def build_parser():
     parser = argparse.ArgumentParser(
         description="Write a folder of images (any depth), or synthetic faces, as a multi-resolution LMDB."
     )
@@ -338,11 +307,16 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic faces")
     parser.add_argument("path", nargs="?", metavar="DATASET_PATH", help="folder of images, searched recursively")
+    return parser
 
-    args = parser.parse_args()
 
-    if (args.path is None) == (args.synthetic <= 0):
-        parser.error("give either DATASET_PATH or --synthetic N (a positive number), not both or neither")
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_source(args.path, args.synthetic)
+    except PrepareError as error:
+        parser.error(str(error))
     if not 1 <= args.quality <= 100:
         parser.error(f"--quality must be between 1 and 100, not {args.quality}")
     if args.n_worker < 1:
@@ -367,10 +341,14 @@ if __name__ == "__main__":
             overwrite=args.overwrite,
         )
     except PrepareError as error:
-        sys.exit(f"error: {error}")
+        parser.exit(1, f"error: {error}\n")
 
     print(
         f"Wrote {summary.length} images to {args.out} in {summary.seconds:.1f} s "
         f"({summary.length / summary.seconds:.1f} images/s); "
         f"skipped {len(summary.skipped)} file{'s' if len(summary.skipped) != 1 else ''} that could not be decoded."
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -7,10 +7,11 @@ the learning-rate ramp, latent noise ramp and noise regularisation of StyleGAN2'
     python projector.py --name EXPERIMENT_NAME --w_plus --ckpt 550000.pt --position mspe ref_face/00006.png
 
 Shifted inversion, the paper's experiment: --shift_h/--shift_w roll the target and render with
-the same shift; --pics N repeats the projection at N shifts on a circle of --radius pixels
-around it and writes GIFs of the targets and reconstructions. All outputs go to
-inverse/<name>/: per input the target, the reconstruction, the latent and noise maps (.pt) and
-the PSNR and LPIPS of the reconstruction (.json).
+the same shift (the initial noise maps move with it, --noise_shift); --pics N repeats the
+projection at N shifts on a circle of --radius pixels around it and writes GIFs of the targets
+and reconstructions. All outputs go to inverse/<name>/: per input the target, the
+reconstruction, the latent and noise maps (.pt) and the PSNR and LPIPS of the reconstruction
+(.json).
 """
 
 import argparse
@@ -21,12 +22,13 @@ import sys
 import warnings
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from torch import optim
-from torchvision import transforms
 from tqdm import tqdm
 
-import utils
+from checkpoint import add_checkpoint_arguments, load_generator_from_args
+from images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
+from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, integer_translate, move_noise
 
 LOSSES = ("lpips", "mse")
 # LPIPS was calibrated on images of at most 256 pixels; larger renders are average-pooled down
@@ -82,8 +84,7 @@ def open_images(paths):
         if not os.path.isfile(path):
             raise SystemExit(f"target {path!r} not found")
         try:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
+            images.append(load_rgb(path))
         except (UnidentifiedImageError, OSError) as error:
             raise SystemExit(f"target {path!r} is not an image Pillow can read ({error})") from None
     return images
@@ -91,15 +92,7 @@ def open_images(paths):
 
 def to_target(image, size):
     """A PIL image as a [3, size, size] tensor in [-1, 1]: shorter side resized, centre cropped."""
-    transform = transforms.Compose(
-        [
-            transforms.Resize(size, interpolation=transforms.InterpolationMode.LANCZOS),
-            transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
-        ]
-    )
-    return transform(image)
+    return to_tensor(resize_and_crop(image, size))
 
 
 def load_vgg_trunk(trunk, path):
@@ -175,32 +168,28 @@ def reconstruction_loss(generated, target, percept, args):
     return distance + args.mse * mse
 
 
-def psnr(generated, target):
-    """PSNR in dB of images in [-1, 1] (peak-to-peak 2), per image."""
-    mse = (generated.clamp(-1, 1) - target).pow(2).mean(dim=(1, 2, 3))
-    return 10 * torch.log10(4 / mse.clamp_min(1e-10))
-
-
 # ---------------------------------------------------------------------------------------------
 # projection
 
 
 @torch.no_grad()
-def latent_statistics(generator, n_mean_latent, device):
-    """Mean and spread of W, from n_mean_latent mapped samples."""
-    latent_out = generator.style(torch.randn(n_mean_latent, generator.style_dim, device=device))
+def latent_statistics(generator, n_mean_latent, seed):
+    """Mean [style_dim] and spread (one number) of W, from n_mean_latent mapped samples."""
+    latent_out = generator.sample_w(n_mean_latent, seed=seed)
     latent_mean = latent_out.mean(0)
     latent_std = ((latent_out - latent_mean).pow(2).sum() / n_mean_latent) ** 0.5
     return latent_mean, latent_std.item()
 
 
 def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_std, args, desc):
-    """Optimise latents and noises for `targets` rendered at (shift_h, shift_w).
+    """Optimise latents and noises for `targets` rendered at (shift_h, shift_w), starting from
+    noise maps drawn from the global RNG and moved with the shift (--noise_shift).
 
     Returns (latent, noises, reconstruction, loss at the start [N], loss at the end [N]).
     """
     batch = len(targets)
-    noises = [noise.repeat(batch, 1, 1, 1).normal_() for noise in generator.make_noise()]
+    size = generator.size
+    noises = move_noise(generator.make_noise(batch), shift_h, shift_w, size, size, args.noise_shift)
     latent_in = latent_mean.detach().clone().unsqueeze(0).repeat(batch, 1)
     if args.w_plus:
         latent_in = latent_in.unsqueeze(1).repeat(1, generator.n_latent, 1)
@@ -249,7 +238,7 @@ def shifts(args):
         return [("", args.shift_h, args.shift_w)]
     jobs = []
     for frame in range(args.pics):
-        circle_h, circle_w = utils.circle_shift(frame, args.pics, args.radius)
+        circle_h, circle_w = circle_shift(frame, args.pics, args.radius)
         jobs.append((f"_{frame:04d}", args.shift_h + round(circle_h), args.shift_w + round(circle_w)))
     return jobs
 
@@ -260,7 +249,7 @@ def build_parser():
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         allow_abbrev=False,
     )
-    utils.add_checkpoint_arguments(parser)
+    add_checkpoint_arguments(parser)
     parser.add_argument("--lr_rampup", type=float, default=0.05, help="duration of the learning rate warmup")
     parser.add_argument("--lr_rampdown", type=float, default=0.25, help="duration of the learning rate decay")
     parser.add_argument("--lr", type=float, default=0.1, help="learning rate")
@@ -282,6 +271,8 @@ def build_parser():
     parser.add_argument("--pics", type=int, default=0,
                         help="project at this many shifts on a circle around the shift and write GIFs")
     parser.add_argument("--radius", type=float, default=32, help="radius of the --pics circle in pixels")
+    parser.add_argument("--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
+                        help="the initial noise maps move with the shift, or keep their place in the frame")
     parser.add_argument("--duration", type=int, default=120, help="milliseconds per GIF frame")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise maps and the latent noise")
     parser.add_argument("files", metavar="FILES", nargs="+", help="path to image files to be projected")
@@ -299,13 +290,12 @@ def main(argv=None):
         raise SystemExit("the targets' file names must differ: outputs are named after them")
     images = open_images(args.files)
 
-    generator, args, device = utils.load_model(parser, args, argv)
+    generator, args, device = load_generator_from_args(parser, args, argv)
     generator.requires_grad_(False)
     targets = torch.stack([to_target(image, args.size) for image in images]).to(device)
     percept = build_lpips(args.lpips_weights, device) if args.loss == "lpips" or args.lpips_weights else None
 
-    torch.manual_seed(args.seed)
-    latent_mean, latent_std = latent_statistics(generator, args.n_mean_latent, device)
+    latent_mean, latent_std = latent_statistics(generator, args.n_mean_latent, args.seed)
     folder = os.path.join("inverse", args.name)
     os.makedirs(folder, exist_ok=True)
 
@@ -313,21 +303,21 @@ def main(argv=None):
     frames = {stem: ([], []) for stem in stems}  # targets, reconstructions
     for tag, shift_h, shift_w in shifts(args):
         torch.manual_seed(args.seed)  # every shift starts from the same initial noise
-        shifted = torch.roll(targets, shifts=(shift_h, shift_w), dims=(2, 3))
+        shifted, _ = integer_translate(targets, shift_h, shift_w)
         latent, noises, reconstruction, loss_start, loss_end = project(
             generator, shifted, shift_h, shift_w, percept, latent_mean, latent_std, args,
             desc=f"shift ({shift_h}, {shift_w})",
         )
         with torch.no_grad():
-            scores = psnr(reconstruction, shifted)
+            scores = psnr((reconstruction.clamp(-1, 1) - shifted).pow(2).mean(dim=(1, 2, 3)))
             distances = None
             if percept is not None:
                 distances = percept(perceptual_input(reconstruction), perceptual_input(shifted)).flatten()
 
         for index, stem in enumerate(stems):
             name = f"{stem}{tag}"
-            utils.to_pil(shifted[index]).save(os.path.join(folder, f"{name}-target.png"))
-            utils.to_pil(reconstruction[index]).save(os.path.join(folder, f"{name}-project.png"))
+            to_pil(shifted[index]).save(os.path.join(folder, f"{name}-target.png"))
+            to_pil(reconstruction[index]).save(os.path.join(folder, f"{name}-project.png"))
             torch.save(
                 {
                     "img": reconstruction[index].cpu(),
@@ -370,8 +360,8 @@ def main(argv=None):
         with open(os.path.join(folder, f"{stem}.json"), "w") as file:
             json.dump(summary, file, indent=2)
         if args.pics:
-            utils.save_gif(frames[stem][0], os.path.join(folder, f"{stem}-target.gif"), args.duration)
-            utils.save_gif(frames[stem][1], os.path.join(folder, f"{stem}-project.gif"), args.duration)
+            save_gif(frames[stem][0], os.path.join(folder, f"{stem}-target.gif"), args.duration)
+            save_gif(frames[stem][1], os.path.join(folder, f"{stem}-project.gif"), args.duration)
         lpips_text = "n/a (needs --loss lpips or --lpips_weights)"
         if summary["lpips"] is not None:
             lpips_text = f"{summary['lpips']:.4f}"

@@ -30,6 +30,7 @@ import re
 import signal
 import sys
 import time
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -40,23 +41,23 @@ from tqdm import tqdm
 
 import distributed
 from augment import AdaptiveAugment, augment
-from dataset import MultiResolutionDataset, train_transform
-from model import check_size
-from op import conv2d_gradfix
-from utils import (
-    PRECISIONS,
+from checkpoint import (
     add_model_arguments,
     build_discriminator,
     build_generator,
     checkpoint_iteration,
     explicit_flags,
     load_checkpoint,
+    load_model_state,
     merge_model_config,
     resolve_checkpoint,
     save_checkpoint,
-    save_grid,
-    setup_precision,
 )
+from dataset import MultiResolutionDataset, train_transform
+from device import PRECISIONS, default_precision, setup_precision
+from images import save_grid
+from model import MODCONVS, check_size
+from op import conv2d_gradfix
 
 # The generator EMA of the original: a half-life of 10k images at 32 images per step.
 EMA_DECAY = 0.5 ** (32 / (10 * 1000))
@@ -106,123 +107,195 @@ def g_path_regularize(fake_img, latents, mean_path_length, decay=0.01):
     return path_penalty, path_mean.detach(), path_lengths
 
 
-def make_noise(batch, latent_dim, n_noise, device):
-    if n_noise == 1:
+def random_latents(batch, latent_dim, n_latents, device):
+    """`n_latents` batches of random z ([batch, latent_dim]): one tensor when n_latents is 1."""
+    if n_latents == 1:
         return torch.randn(batch, latent_dim, device=device)
-    return torch.randn(n_noise, batch, latent_dim, device=device).unbind(0)
+    return torch.randn(n_latents, batch, latent_dim, device=device).unbind(0)
 
 
-def mixing_noise(batch, latent_dim, prob, device):
-    """Two latent codes (style mixing) with probability `prob`, else one."""
+def mixing_latents(batch, latent_dim, prob, device):
+    """The generator's input styles: two latent batches (style mixing) with probability `prob`,
+    else one."""
     if prob > 0 and random.random() < prob:
-        return make_noise(batch, latent_dim, 2, device)
-    return [make_noise(batch, latent_dim, 1, device)]
+        return random_latents(batch, latent_dim, 2, device)
+    return [random_latents(batch, latent_dim, 1, device)]
 
 
-def d_regularize_now(args, i):
-    return args.r1 > 0 and args.d_reg_every > 0 and i % args.d_reg_every == 0
+@dataclass(frozen=True)
+class StepSettings:
+    """The hyperparameters of one training iteration; train.py's flags of the same names.
 
-
-def g_regularize_now(args, i):
-    return args.path_regularize > 0 and args.g_reg_every > 0 and i % args.g_reg_every == 0
-
-
-def train_step(
-    i,
-    real_img,
-    generator,
-    discriminator,
-    g_ema,
-    g_optim,
-    d_optim,
-    args,
-    ada=None,
-    autocast=contextlib.nullcontext,
-    mean_path_length=0.0,
-):
-    """One training iteration `i` on the batch `real_img`: a discriminator step (plus R1 every
-    --d_reg_every iterations), ADA tuning, a generator step (plus path-length regularisation
-    every --g_reg_every iterations when on) and the EMA update of `g_ema`.
-
-    `generator`/`discriminator` may be DistributedDataParallel wrappers. `ada`: AdaptiveAugment
-    when --augment (its p is used; tuned when --augment_p is 0). `autocast`: factory of the
-    forward passes' precision context (utils.setup_precision).
-    Returns (losses, mean_path_length): detached scalar tensors on the device, never read back
-    to the host here, so that steps queue up without waiting for each other.
+    latent: dimension of z. mixing: probability of style mixing. r1: weight of the R1 penalty,
+    applied every d_reg_every iterations (0 = never). path_regularize: weight of the path-length
+    penalty, applied every g_reg_every iterations (0 = never, as in the original).
+    path_batch_shrink: the path-length batch is batch / this. ema_decay: of the EMA generator.
+    lr: Adam's learning rate, corrected for the lazy regularisers (`adam_settings`).
     """
-    device = real_img.device
-    batch = real_img.shape[0]
-    p = ada.p if ada is not None else 0.0
-    losses = {}
 
-    requires_grad(generator, False)
-    requires_grad(discriminator, True)
+    lr: float = 0.002
+    latent: int = 512
+    mixing: float = 0.9
+    r1: float = 10.0
+    d_reg_every: int = 16
+    path_regularize: float = 2.0
+    g_reg_every: int = 0
+    path_batch_shrink: int = 2
+    ema_decay: float = EMA_DECAY
 
-    noise = mixing_noise(batch, args.latent, args.mixing, device)
-    with autocast():
-        fake_img, _ = generator(noise)
-    real_img_aug = augment(real_img, p)
-    fake_img = augment(fake_img, p)
-    with autocast():
-        fake_pred = discriminator(fake_img)
-        real_pred = discriminator(real_img_aug)
-    d_loss = d_logistic_loss(real_pred, fake_pred)
-    losses["d"] = d_loss.detach()
-    losses["real_score"] = real_pred.detach().float().mean()
-    losses["fake_score"] = fake_pred.detach().float().mean()
+    @classmethod
+    def from_args(cls, args):
+        return cls(**{field.name: getattr(args, field.name) for field in fields(cls) if hasattr(args, field.name)})
 
-    discriminator.zero_grad(set_to_none=True)
-    d_loss.backward()
-    d_optim.step()
+    def r1_now(self, iteration):
+        return self.r1 > 0 and self.d_reg_every > 0 and iteration % self.d_reg_every == 0
 
-    if ada is not None and args.augment_p == 0:
-        ada.tune(real_pred)
+    def path_length_now(self, iteration):
+        return self.path_regularize > 0 and self.g_reg_every > 0 and iteration % self.g_reg_every == 0
 
-    if d_regularize_now(args, i):
+
+class TrainingStep:
+    """One training iteration of StyleGAN2 (`step(iteration, real_img)`):
+
+    1. discriminator phase: non-saturating logistic loss on real and generated images;
+    2. R1 on the real images every `d_reg_every` iterations (lazy regularisation);
+    3. ADA tuning from the real predictions (when `ada` adapts);
+    4. generator phase: non-saturating loss of generated images;
+    5. path-length regularisation every `g_reg_every` iterations, when on;
+    6. EMA update of `g_ema`.
+
+    `generator`/`discriminator` may be DistributedDataParallel wrappers. `ada`: an
+    AdaptiveAugment whose p augments both real and generated images, or None. `autocast`:
+    factory of the forward passes' precision context (device.setup_precision). `compile`:
+    torch.compile the forward passes of the loss phases; the regularisers, which differentiate
+    twice, run the modules uncompiled. Losses come back as detached scalar tensors on the
+    device, never read back to the host here, so that steps queue up without waiting.
+    """
+
+    def __init__(
+        self, generator, discriminator, g_ema, g_optim, d_optim, settings, ada=None,
+        autocast=contextlib.nullcontext, compile=False,
+    ):
+        self.generator, self.discriminator, self.g_ema = generator, discriminator, g_ema
+        self.g_optim, self.d_optim = g_optim, d_optim
+        self.settings = settings
+        self.ada = ada
+        self.autocast = autocast
+        self.generate = torch.compile(generator) if compile else generator
+        self.discriminate = torch.compile(discriminator) if compile else discriminator
+        self.mean_path_length = torch.zeros((), device=unwrap(generator).device)
+
+    def __call__(self, iteration, real_img):
+        """Iteration `iteration` on the batch `real_img`; returns {loss name: scalar tensor}."""
+        p = self.ada.p if self.ada is not None else 0.0
+        losses = {}
+        requires_grad(self.generator, False)
+        requires_grad(self.discriminator, True)
+        self.discriminator_phase(real_img, p, losses)
+        if self.settings.r1_now(iteration):
+            self.r1_phase(real_img, p, losses)
+
+        requires_grad(self.generator, True)
+        requires_grad(self.discriminator, False)
+        self.generator_phase(real_img.shape[0], p, losses)
+        if self.settings.path_length_now(iteration):
+            self.path_length_phase(real_img.shape[0], losses)
+
+        accumulate(self.g_ema, unwrap(self.generator), self.settings.ema_decay)
+        return losses
+
+    def state_dict(self):
+        """Models, optimisers and the path-length mean, under the checkpoint's keys."""
+        return {
+            "g": unwrap(self.generator).state_dict(),
+            "d": unwrap(self.discriminator).state_dict(),
+            "g_ema": self.g_ema.state_dict(),
+            "g_optim": self.g_optim.state_dict(),
+            "d_optim": self.d_optim.state_dict(),
+            "mean_path_length": float(self.mean_path_length),
+        }
+
+    def load_state_dict(self, checkpoint, source, config):
+        """Restore the state of a checkpoint read from `source` (model configuration `config`, for
+        messages). The optimisers keep this step's learning rates and betas."""
+        missing = [key for key in ("g", "d", "g_ema", "g_optim", "d_optim") if key not in checkpoint]
+        if missing:
+            raise SystemExit(
+                f"{source} cannot resume training: it lacks {', '.join(missing)} (a generator-only checkpoint?). "
+                "Resume from a checkpoint written by train.py."
+            )
+        for key, module in (("g", self.generator), ("d", self.discriminator), ("g_ema", self.g_ema)):
+            load_model_state(unwrap(module), checkpoint[key], f"{source} ('{key}')", config)
+        settings = adam_settings(self.settings)
+        for key, optimizer in (("g_optim", self.g_optim), ("d_optim", self.d_optim)):
+            optimizer.load_state_dict(checkpoint[key])
+            lr, betas = settings[key[0]]
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = lr, betas
+        self.mean_path_length.fill_(float(checkpoint.get("mean_path_length", 0.0)))
+
+    def fake_images(self, batch):
+        latents = mixing_latents(batch, self.settings.latent, self.settings.mixing, self.g_ema.device)
+        with self.autocast():
+            fake_img, _ = self.generate(latents)
+        return fake_img
+
+    def discriminator_phase(self, real_img, p, losses):
+        fake_img = self.fake_images(real_img.shape[0])
+        real_img_aug = augment(real_img, p)
+        fake_img = augment(fake_img, p)
+        with self.autocast():
+            fake_pred = self.discriminate(fake_img)
+            real_pred = self.discriminate(real_img_aug)
+        d_loss = d_logistic_loss(real_pred, fake_pred)
+        losses["d"] = d_loss.detach()
+        losses["real_score"] = real_pred.detach().float().mean()
+        losses["fake_score"] = fake_pred.detach().float().mean()
+
+        self.discriminator.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optim.step()
+        if self.ada is not None:
+            self.ada.tune(real_pred)
+
+    def r1_phase(self, real_img, p, losses):
         real_img = real_img.detach().requires_grad_(True)
         real_img_aug = augment(real_img, p)
-        with autocast():
-            real_pred = discriminator(real_img_aug)
+        with self.autocast():
+            real_pred = self.discriminator(real_img_aug)
         r1_loss = d_r1_loss(real_pred, real_img)
-        discriminator.zero_grad(set_to_none=True)
+        self.discriminator.zero_grad(set_to_none=True)
+        weighted = self.settings.r1 / 2 * r1_loss * self.settings.d_reg_every
         # 0 * real_pred keeps every parameter in the graph (DDP expects a gradient for each)
-        (args.r1 / 2 * r1_loss * args.d_reg_every + 0 * real_pred[0].float()).sum().backward()
-        d_optim.step()
+        (weighted + 0 * real_pred[0].float()).sum().backward()
+        self.d_optim.step()
         losses["r1"] = r1_loss.detach()
 
-    requires_grad(generator, True)
-    requires_grad(discriminator, False)
+    def generator_phase(self, batch, p, losses):
+        fake_img = augment(self.fake_images(batch), p)
+        with self.autocast():
+            fake_pred = self.discriminate(fake_img)
+        g_loss = g_nonsaturating_loss(fake_pred)
+        losses["g"] = g_loss.detach()
 
-    noise = mixing_noise(batch, args.latent, args.mixing, device)
-    with autocast():
-        fake_img, _ = generator(noise)
-    fake_img = augment(fake_img, p)
-    with autocast():
-        fake_pred = discriminator(fake_img)
-    g_loss = g_nonsaturating_loss(fake_pred)
-    losses["g"] = g_loss.detach()
+        self.generator.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optim.step()
 
-    generator.zero_grad(set_to_none=True)
-    g_loss.backward()
-    g_optim.step()
-
-    if g_regularize_now(args, i):
-        path_batch_size = max(1, batch // args.path_batch_shrink)
-        noise = mixing_noise(path_batch_size, args.latent, args.mixing, device)
-        with autocast():
-            fake_img, latents = generator(noise, return_latents=True)
-        path_loss, mean_path_length, path_lengths = g_path_regularize(fake_img, latents, mean_path_length)
-        generator.zero_grad(set_to_none=True)
-        weighted_path_loss = args.path_regularize * args.g_reg_every * path_loss
+    def path_length_phase(self, batch, losses):
+        settings = self.settings
+        path_batch_size = max(1, batch // settings.path_batch_shrink)
+        latents = mixing_latents(path_batch_size, settings.latent, settings.mixing, self.g_ema.device)
+        with self.autocast():
+            fake_img, w = self.generator(latents, return_latents=True)
+        path_loss, self.mean_path_length, path_lengths = g_path_regularize(fake_img, w, self.mean_path_length)
+        self.generator.zero_grad(set_to_none=True)
+        weighted = settings.path_regularize * settings.g_reg_every * path_loss
         # as R1's 0 * real_pred: every parameter in the graph
-        weighted_path_loss = weighted_path_loss + 0 * fake_img[0, 0, 0, 0].float()
-        weighted_path_loss.backward()
-        g_optim.step()
+        (weighted + 0 * fake_img[0, 0, 0, 0].float()).backward()
+        self.g_optim.step()
         losses["path"] = path_loss.detach()
         losses["path_length"] = path_lengths.detach().mean()
-
-    accumulate(g_ema, unwrap(generator), EMA_DECAY)
-    return losses, mean_path_length
 
 
 def wrap_ddp(model, device):
@@ -284,6 +357,10 @@ def build_parser():
     add("--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     add("--precision", type=str, default=None, choices=PRECISIONS, help="default: tf32 on CUDA, fp32 on CPU")
     add("--channels_last", action="store_true", help="channels-last memory format (for tensor cores)")
+    add("--modconv", type=str, default="grouped", choices=MODCONVS,
+        help="modulated convolution: per-sample weights in a grouped convolution (the original) or a plain "
+        "convolution of scaled activations (the same function, often faster)")
+    add("--compile", action="store_true", help="torch.compile the generator and discriminator forward passes")
     add("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes per rank")
     add("--save_every", type=int, default=10000, help="write a checkpoint every this many iterations")
     add("--sample_every", type=int, default=1000, help="write a sample grid every this many iterations")
@@ -333,33 +410,46 @@ def lazy_ratio(reg_every, enabled):
     return reg_every / (reg_every + 1) if enabled and reg_every > 0 else 1.0
 
 
-def adam_settings(args):
-    """{'g': (lr, betas), 'd': (lr, betas)} with StyleGAN2's lazy-regularisation correction."""
-    g_ratio = lazy_ratio(args.g_reg_every, args.path_regularize > 0)
-    d_ratio = lazy_ratio(args.d_reg_every, args.r1 > 0)
+def adam_settings(settings):
+    """{'g': (lr, betas), 'd': (lr, betas)} of StepSettings, with StyleGAN2's lazy-regularisation
+    correction."""
+    g_ratio = lazy_ratio(settings.g_reg_every, settings.path_regularize > 0)
+    d_ratio = lazy_ratio(settings.d_reg_every, settings.r1 > 0)
     return {
-        "g": (args.lr * g_ratio, (0**g_ratio, 0.99**g_ratio)),
-        "d": (args.lr * d_ratio, (0**d_ratio, 0.99**d_ratio)),
+        "g": (settings.lr * g_ratio, (0**g_ratio, 0.99**g_ratio)),
+        "d": (settings.lr * d_ratio, (0**d_ratio, 0.99**d_ratio)),
     }
 
 
-def build_models(args, device):
-    """Generator, discriminator and EMA generator; the same initialisation for every seed/rank."""
-    torch.manual_seed(args.seed)
-    generator = build_generator(args, device)
-    discriminator = build_discriminator(args, device)
+def build_models(config, device, seed=0, modconv="grouped"):
+    """Generator, discriminator and EMA generator of a model configuration; the same
+    initialisation for a seed on every rank."""
+    torch.manual_seed(seed)
+    generator = build_generator(config, device, modconv)
+    discriminator = build_discriminator(config, device)
     g_ema = copy.deepcopy(generator).eval()
     requires_grad(g_ema, False)
     return generator, discriminator, g_ema
 
 
-def build_optimizers(args, generator, discriminator):
-    settings = adam_settings(args)
-    g_lr, g_betas = settings["g"]
-    d_lr, d_betas = settings["d"]
+def build_optimizers(generator, discriminator, settings):
+    """Adam for the generator and the discriminator, as `adam_settings` says."""
+    adam = adam_settings(settings)
+    g_lr, g_betas = adam["g"]
+    d_lr, d_betas = adam["d"]
     g_optim = optim.Adam(generator.parameters(), lr=g_lr, betas=g_betas)
     d_optim = optim.Adam(discriminator.parameters(), lr=d_lr, betas=d_betas)
     return g_optim, d_optim
+
+
+def build_augment(args, checkpoint=None):
+    """The AdaptiveAugment of --augment (None without it): p fixed at --augment_p, or adapting
+    from the checkpoint's p (0 for a new run)."""
+    if not args.augment:
+        return None
+    adaptive = args.augment_p == 0
+    p = float(checkpoint.get("ada_aug_p", 0.0)) if adaptive and checkpoint is not None else args.augment_p
+    return AdaptiveAugment(args.ada_target, args.ada_length, args.ada_every, p=p, adaptive=adaptive)
 
 
 def to_channels_last(module):
@@ -374,33 +464,6 @@ def use_channels_last(generator, discriminator, g_ema):
     """Channels-last memory format for the models (--channels_last); same results."""
     for module in (generator, discriminator, g_ema):
         to_channels_last(module)
-
-
-def load_training_state(checkpoint, path, generator, discriminator, g_ema, g_optim, d_optim, args):
-    """Restore models and optimisers from `checkpoint` (read from `path`); keep the command
-    line's learning rate and betas. Returns (ada_aug_p, mean_path_length)."""
-    missing = [key for key in ("g", "d", "g_ema", "g_optim", "d_optim") if key not in checkpoint]
-    if missing:
-        raise SystemExit(
-            f"{path} cannot resume training: it lacks {', '.join(missing)} (a generator-only checkpoint?). "
-            "Resume from a checkpoint written by train.py."
-        )
-    for key, module in (("g", generator), ("d", discriminator), ("g_ema", g_ema)):
-        try:
-            module.load_state_dict(checkpoint[key])
-        except RuntimeError as error:
-            raise SystemExit(
-                f"{path}: its '{key}' does not fit a {args.position} model of size {args.size} "
-                f"(channel_multiplier {args.channel_multiplier}, channel_max {args.channel_max}, latent {args.latent}, "
-                f"n_mlp {args.n_mlp}): {str(error).splitlines()[0]}. Pass the flags it was trained with."
-            ) from None
-    settings = adam_settings(args)
-    for key, optimizer in (("g_optim", g_optim), ("d_optim", d_optim)):
-        optimizer.load_state_dict(checkpoint[key])
-        lr, betas = settings[key[0]]
-        for group in optimizer.param_groups:
-            group["lr"], group["betas"] = lr, betas
-    return float(checkpoint.get("ada_aug_p", 0.0)), float(checkpoint.get("mean_path_length", 0.0))
 
 
 def ignore_interrupts(_worker_id):
@@ -532,29 +595,12 @@ def nonfinite_parameters(*modules):
 
 
 class Trainer:
-    """The training loop's state between iterations: models, optimisers, ADA, logs, outputs."""
+    """The training loop around a TrainingStep: data, logs, samples, checkpoints, signals."""
 
-    def __init__(
-        self,
-        args,
-        generator,
-        discriminator,
-        g_ema,
-        g_optim,
-        d_optim,
-        device,
-        ada=None,
-        autocast=contextlib.nullcontext,
-        mean_path_length=0.0,
-        resumed_from=None,
-    ):
+    def __init__(self, args, step, device, resumed_from=None):
         self.args = args
-        self.generator, self.discriminator, self.g_ema = generator, discriminator, g_ema
-        self.g_optim, self.d_optim = g_optim, d_optim
+        self.step = step
         self.device = device
-        self.ada = ada
-        self.autocast = autocast
-        self.mean_path_length = torch.tensor(mean_path_length, device=device)
         self.rank = distributed.get_rank()
         self.world_size = distributed.get_world_size()
         self.meter = LossMeter()
@@ -566,16 +612,11 @@ class Trainer:
         self.sample_z = torch.randn(args.n_sample, args.latent, generator=sample_generator).to(device)
 
     def checkpoint(self):
-        args = self.args
+        ada = self.step.ada
         return {
-            "g": unwrap(self.generator).state_dict(),
-            "d": unwrap(self.discriminator).state_dict(),
-            "g_ema": self.g_ema.state_dict(),
-            "g_optim": self.g_optim.state_dict(),
-            "d_optim": self.d_optim.state_dict(),
-            "args": argparse.Namespace(**vars(args)),
-            "ada_aug_p": self.ada.p if self.ada is not None else args.augment_p,
-            "mean_path_length": float(self.mean_path_length),
+            **self.step.state_dict(),
+            "args": argparse.Namespace(**vars(self.args)),
+            "ada_aug_p": ada.p if ada is not None else self.args.augment_p,
         }
 
     def save(self, iteration):
@@ -590,7 +631,7 @@ class Trainer:
     def stop_if_nonfinite(self, iteration, values=None):
         """End the run with a clear message when losses or weights stopped being finite."""
         losses_finite = self.meter.all_finite() if values is None else all(math.isfinite(v) for v in values.values())
-        bad_parameters = nonfinite_parameters(unwrap(self.generator), unwrap(self.discriminator))
+        bad_parameters = nonfinite_parameters(unwrap(self.step.generator), unwrap(self.step.discriminator))
         if losses_finite and not distributed.any_rank(bad_parameters):
             return
         what = "the losses" if not losses_finite else "the weights"
@@ -611,10 +652,11 @@ class Trainer:
         values = self.meter.means()
         self.stop_if_nonfinite(iteration, values)
         record = {"iter": iteration, **{key: round(value, 6) for key, value in values.items()}}
-        if self.ada is not None:
-            record["augment_p"] = round(self.ada.p, 6)
-            if self.args.augment_p == 0:  # p adapts: the overfitting heuristic it follows
-                record["rt"] = round(self.ada.r_t, 6)
+        ada = self.step.ada
+        if ada is not None:
+            record["augment_p"] = round(ada.p, 6)
+            if ada.adaptive:  # the overfitting heuristic p follows
+                record["rt"] = round(ada.r_t, 6)
         record["images_per_s"] = round(images / seconds, 2) if seconds > 0 else None
         self.last_logged.update(record)
         if self.rank != 0:
@@ -636,7 +678,7 @@ class Trainer:
         if self.rank != 0:
             return
         with torch.no_grad():
-            images = torch.cat([self.g_ema([z])[0] for z in self.sample_z.split(self.args.batch)])
+            images = torch.cat([self.step.g_ema([z])[0] for z in self.sample_z.split(self.args.batch)])
         nrow = max(1, int(round(math.sqrt(self.args.n_sample))))
         save_grid(images, os.path.join("sample", self.args.name, f"{iteration:06d}.png"), nrow=nrow)
 
@@ -657,11 +699,7 @@ class Trainer:
                 real_img = next(batches).to(self.device, non_blocking=True)
                 if args.channels_last:
                     real_img = real_img.contiguous(memory_format=torch.channels_last)
-                losses, self.mean_path_length = train_step(
-                    i, real_img, self.generator, self.discriminator, self.g_ema, self.g_optim, self.d_optim,
-                    args, self.ada, self.autocast, self.mean_path_length,
-                )
-                self.meter.add(losses)
+                self.meter.add(self.step(i, real_img))
                 done = i + 1
                 interval_iterations += 1
 
@@ -694,7 +732,7 @@ class Trainer:
 def configure_precision(args, device):
     """Resolve --precision (tf32 on CUDA, fp32 on CPU by default) into args.precision and
     return the autocast factory for the forward passes."""
-    args.precision = args.precision or ("tf32" if device.type == "cuda" else "fp32")
+    args.precision = args.precision or default_precision(device)
     return setup_precision(args.precision, device)
 
 
@@ -736,23 +774,22 @@ def run(args, explicit, device):
         check_args(args)
 
     try:
-        generator, discriminator, g_ema = build_models(args, device)
+        generator, discriminator, g_ema = build_models(args, device, args.seed, args.modconv)
     except ValueError as error:
         raise SystemExit(f"cannot build the model: {error}") from None
-    g_optim, d_optim = build_optimizers(args, generator, discriminator)
-    ada_aug_p, mean_path_length = args.augment_p, 0.0
-    if checkpoint is not None:
-        stored_p, mean_path_length = load_training_state(
-            checkpoint, ckpt_path, generator, discriminator, g_ema, g_optim, d_optim, args
-        )
-        if args.augment and args.augment_p == 0:
-            ada_aug_p = stored_p
-        del checkpoint
+    settings = StepSettings.from_args(args)
+    g_optim, d_optim = build_optimizers(generator, discriminator, settings)
     if args.channels_last:
         use_channels_last(generator, discriminator, g_ema)
-
     if args.distributed:
         generator, discriminator = wrap_ddp(generator, device), wrap_ddp(discriminator, device)
+    step = TrainingStep(
+        generator, discriminator, g_ema, g_optim, d_optim, settings, build_augment(args, checkpoint), autocast,
+        compile=args.compile,
+    )
+    if checkpoint is not None:
+        step.load_state_dict(checkpoint, ckpt_path, args)
+        del checkpoint
 
     # Models start identical on every rank; noise, mixing and augmentation differ per rank and
     # per resumed run.
@@ -777,12 +814,7 @@ def run(args, explicit, device):
                 raise SystemExit("--wandb needs the wandb package: pip install wandb (or drop --wandb)") from None
             wandb.init(project="spatially unbiased stylegan2", name=args.name, config=vars(args))
 
-    ada = None
-    if args.augment:
-        ada = AdaptiveAugment(args.ada_target, args.ada_length, args.ada_every, p=ada_aug_p)
-    trainer = Trainer(
-        args, generator, discriminator, g_ema, g_optim, d_optim, device, ada, autocast, mean_path_length, ckpt_path
-    )
+    trainer = Trainer(args, step, device, resumed_from=ckpt_path)
     trainer.train(loader, args.start_iter)
     return trainer
 

@@ -9,6 +9,8 @@ and the op keeps using its PyTorch reference implementation.
 import os
 import warnings
 
+import torch
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _loaded = {}
 
@@ -52,10 +54,14 @@ def get_plugin(name, sources):
 
 
 def use_cuda_kernel(tensor, impl):
-    """Decide between the CUDA kernel and the reference for `tensor` under `impl`."""
+    """Decide between the CUDA kernel and the reference for `tensor` under `impl`.
+
+    Code that torch.compile traces gets the reference: inductor fuses its plain PyTorch ops,
+    where an extension call would break the graph.
+    """
     if impl not in ("auto", "ref", "cuda"):
         raise ValueError(f"impl must be 'auto', 'ref' or 'cuda', not {impl!r}")
-    if impl == "ref":
+    if impl == "ref" or torch.compiler.is_compiling():
         return False
     if not tensor.is_cuda:
         if impl == "cuda":

@@ -3,7 +3,9 @@
 Inside `with no_weight_gradients():` the backward pass computes input gradients only. R1 and
 path-length regularisation differentiate the discriminator (generator) with respect to its
 *input* with create_graph=True; skipping the weight gradients of that first pass saves a third
-of its work. `impl='ref'` (or `enabled = False`) is plain F.conv2d / F.conv_transpose2d.
+of its work. `impl='ref'` (or `enabled = False`) is plain F.conv2d / F.conv_transpose2d, and
+so is everything torch.compile traces: the compiled forward passes of training never run
+inside no_weight_gradients, and inductor optimises plain convolutions best.
 """
 
 import contextlib
@@ -27,9 +29,13 @@ def no_weight_gradients(disable=True):
         weight_gradients_disabled = previous
 
 
+def _use_gradfix(impl):
+    return enabled and impl != "ref" and not torch.compiler.is_compiling()
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, impl="auto"):
     """As F.conv2d (input [N, C_in, H, W], weight [C_out, C_in / groups, kh, kw])."""
-    if enabled and impl != "ref":
+    if _use_gradfix(impl):
         return _conv2d_gradfix(
             transpose=False, weight_shape=weight.shape, stride=stride, padding=padding,
             output_padding=0, dilation=dilation, groups=groups,
@@ -42,7 +48,7 @@ def conv_transpose2d(
     impl="auto",
 ):
     """As F.conv_transpose2d (weight [C_in, C_out / groups, kh, kw])."""
-    if enabled and impl != "ref":
+    if _use_gradfix(impl):
         return _conv2d_gradfix(
             transpose=True, weight_shape=weight.shape, stride=stride, padding=padding,
             output_padding=output_padding, dilation=dilation, groups=groups,

@@ -28,8 +28,24 @@ def _parse(up, down, pad):
     return (up_x, up_y), (down_x, down_y), tuple(int(p) for p in pad)
 
 
-def _output_size(in_size, up, down, pad0, pad1, kernel_size):
-    return (in_size * up + pad0 + pad1 - kernel_size + down) // down
+def upsample_padding(taps, factor, margin=0):
+    """(pad0, pad1) for upfirdn2d(up=factor) with a `taps`-tap filter that makes the output exactly
+    `factor` times the input with pixel centres aligned, plus `margin` more on each side."""
+    return ((taps + factor - 1) // 2 + margin, (taps - factor) // 2 + margin)
+
+
+def downsample_padding(taps, factor, margin=0):
+    """(pad0, pad1) for upfirdn2d(down=factor), or for a blur before a stride-`factor` convolution
+    (then `taps` counts the blur's taps plus the convolution's minus one), that makes the output
+    exactly 1/`factor` of the input, plus `margin` more on each side (negative crops)."""
+    return ((taps - factor + 1) // 2 + margin, (taps - factor) // 2 + margin)
+
+
+def transposed_conv_padding(taps, factor, conv_size):
+    """(pad0, pad1) for the `taps`-tap blur after a stride-`factor` transposed convolution of
+    `conv_size` taps: StyleGAN2's upsampling modulated convolution, output `factor` x input."""
+    p = taps - factor - (conv_size - 1)
+    return ((p + 1) // 2 + factor - 1, p // 2 + 1)
 
 
 def upfirdn2d_ref(input, kernel, up=1, down=1, pad=(0, 0)):

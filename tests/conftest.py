@@ -29,7 +29,7 @@ def make_tiny_checkpoint():
     at most (and its model configuration in `args`, as train.py does) and returns str(path)."""
     import torch
 
-    from utils import build_generator, save_checkpoint
+    from checkpoint import build_generator, save_checkpoint
 
     def make(path, position="mspe", **config):
         args = argparse.Namespace(

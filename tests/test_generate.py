@@ -44,7 +44,7 @@ def gif_frames(path):
 
 @pytest.fixture(scope="module")
 def grid(workdir):
-    """generate/tiny/grid/ after SPEC section 7's command (model flags agreeing with the checkpoint)."""
+    """generate/tiny/grid/ after the original README's command (model flags agreeing with the checkpoint)."""
     check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--truncation", "1.0", "--position", "mspe",
                  "--n_sample", "4", "--batch", "3"))
     return workdir / "generate" / "tiny" / "grid"

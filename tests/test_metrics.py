@@ -1,5 +1,6 @@
-"""Tests of metrics.py: EQ-T / EQ-R on toy generators with known equivariance, SWD, FID, the
-Inception loader and the spatial-bias report end to end."""
+"""The metrics (equivariance.py, swd.py, fid.py, inception.py, report.py and their command line
+metrics.py): EQ-T / EQ-R on toy generators with known equivariance, SWD, FID, the Inception
+loader and the spatial-bias report end to end."""
 
 import csv
 import math
@@ -13,9 +14,14 @@ import torch
 from PIL import Image
 from torch import nn
 
+import equivariance
+import fid
+import inception
 import metrics
+import report
+import swd
+from checkpoint import build_generator
 from model import PositionalInput
-from utils import build_generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -71,38 +77,7 @@ class PeriodicToyGenerator(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# translating and rotating images
-
-
-@pytest.mark.parametrize("circular", [True, False])
-def test_integer_translate_moves_content_by_plus_shift(circular):
-    images = torch.zeros(1, 1, 8, 8)
-    images[0, 0, 2, 5] = 1
-    moved, mask = metrics.integer_translate(images, 3, -4, circular)
-    assert moved[0, 0, 5, 1] == 1 and moved.sum() == 1
-    if circular:
-        assert mask.all()
-    else:
-        # rows 0..2 and columns 4..7 have no source inside the image
-        assert mask[0, 0, 3:, :4].all() and mask.sum() == 5 * 4
-
-
-def test_fractional_translations_match_the_shifted_function():
-    size, shift_h, shift_w = 32, 1.25, -2.5
-    axis = torch.arange(size, dtype=torch.float64)
-    y, x = torch.meshgrid(axis, axis, indexing="ij")
-
-    def wave(y, x):
-        return (torch.cos(2 * math.pi * (2 * x + y) / size) + torch.sin(2 * math.pi * 3 * y / size))[None, None]
-
-    expected = wave(y - shift_h, x - shift_w)
-    circular = metrics.fourier_translate(wave(y, x), shift_h, shift_w)
-    assert torch.allclose(circular, expected, atol=1e-9)
-
-    plane, mask = metrics.lanczos_translate(wave(y, x), shift_h, shift_w)
-    # StyleGAN3's valid region: every tap of the 6-tap filter lies inside the image
-    assert mask.sum() == (size - 5) ** 2
-    assert ((plane - expected).abs() * mask).max() < 0.02
+# rotating images
 
 
 def test_rotate_images_matches_the_model_input_transform():
@@ -112,11 +87,11 @@ def test_rotate_images_matches_the_model_input_transform():
     transform = torch.tensor([math.cos(angle), math.sin(angle), 0.0, 0.0])
     reference = encoding(1, 32, 32)
     rendered = encoding(1, 32, 32, transform=transform)
-    rotated, mask = metrics.rotate_images(reference, angle)
+    rotated, mask = equivariance.rotate_images(reference, angle)
     assert mask.sum() > 0.3 * 32 * 32  # StyleGAN3 leaves out a filter margin and the corners
     assert ((rotated - rendered).abs() * mask).max() < 0.02
     # the opposite direction would be far off
-    wrong, _ = metrics.rotate_images(reference, -angle)
+    wrong, _ = equivariance.rotate_images(reference, -angle)
     assert ((wrong - rendered).abs() * mask).max() > 0.3
 
 
@@ -126,8 +101,8 @@ def test_rotate_images_matches_the_model_input_transform():
 
 @pytest.mark.parametrize("circular", [True, False])
 def test_eqt_is_high_for_an_equivariant_generator_and_low_when_shifts_are_ignored(circular):
-    equivariant = metrics.translation_equivariance(PeriodicToyGenerator(), n_sample=16, batch=4, circular=circular)
-    ignoring = metrics.translation_equivariance(
+    equivariant = equivariance.translation_equivariance(PeriodicToyGenerator(), n_sample=16, batch=4, circular=circular)
+    ignoring = equivariance.translation_equivariance(
         PeriodicToyGenerator(follow_shift=False), n_sample=16, batch=4, circular=circular
     )
     assert equivariant["eqt_int"] > 50 and equivariant["eqt_frac"] > 50
@@ -135,8 +110,8 @@ def test_eqt_is_high_for_an_equivariant_generator_and_low_when_shifts_are_ignore
 
 
 def test_eqr_is_high_for_a_rotation_equivariant_generator_and_low_when_rotations_are_ignored():
-    assert metrics.rotation_equivariance(PeriodicToyGenerator(), n_sample=8, batch=4) > 50
-    assert metrics.rotation_equivariance(PeriodicToyGenerator(follow_transform=False), n_sample=8, batch=4) < 20
+    assert equivariance.rotation_equivariance(PeriodicToyGenerator(), n_sample=8, batch=4) > 50
+    assert equivariance.rotation_equivariance(PeriodicToyGenerator(follow_transform=False), n_sample=8, batch=4) < 20
 
 
 def test_eqt_of_a_real_generator_sees_the_noise_that_does_not_move_with_the_content():
@@ -146,12 +121,31 @@ def test_eqt_of_a_real_generator_sees_the_noise_that_does_not_move_with_the_cont
         for name, parameter in generator.named_parameters():
             if name.endswith("noise.weight"):
                 parameter.fill_(1.0)
-    without_noise = metrics.translation_equivariance(generator, n_sample=4, batch=4, noise="zero")
-    with_noise = metrics.translation_equivariance(generator, n_sample=4, batch=4, noise="random")
+    without_noise = equivariance.translation_equivariance(generator, n_sample=4, batch=4, noise_mode="zero")
+    with_noise = equivariance.translation_equivariance(
+        generator, n_sample=4, batch=4, noise_mode="random", noise_shift="keep"
+    )
     assert with_noise["eqt_int"] < without_noise["eqt_int"] - 1
     # the infinite-plane shift of a positional model, compared over the region valid in both
-    plane = metrics.translation_equivariance(generator, n_sample=2, batch=2, circular=False, noise="zero")
+    plane = equivariance.translation_equivariance(generator, n_sample=2, batch=2, circular=False, noise_mode="zero")
     assert all(math.isfinite(value) for value in plane.values())
+
+
+def test_eqt_is_higher_when_the_noise_moves_with_the_content():
+    torch.manual_seed(0)
+    generator = build_generator({"size": 32, "latent": 32, "n_mlp": 2, "position": "mspe", "channel_max": 16}).eval()
+    with torch.no_grad():
+        for name, parameter in generator.named_parameters():
+            if name.endswith("noise.weight"):
+                parameter.fill_(1.0)
+    scores = {
+        noise_shift: equivariance.translation_equivariance(
+            generator, n_sample=8, batch=4, noise_mode="random", noise_shift=noise_shift
+        )["eqt_int"]
+        for noise_shift in ("move", "keep")
+    }
+    # measured: -1.4 dB moving, -5.8 dB keeping (a tiny untrained model with strong noise)
+    assert scores["move"] > scores["keep"] + 2
 
 
 def test_equivariance_errors_name_the_fix_for_position_none(tmp_path, make_tiny_checkpoint):
@@ -178,11 +172,11 @@ def test_eqt_and_eqr_commands_write_their_results(tmp_path, capsys, make_tiny_ch
 
 
 def swd_of(images_a, images_b):
-    set_a = metrics.SWDDescriptors(32, patches_per_image=32)
-    set_b = metrics.SWDDescriptors(32, patches_per_image=32)
+    set_a = swd.SWDDescriptors(32, patches_per_image=32)
+    set_b = swd.SWDDescriptors(32, patches_per_image=32)
     set_a.add(images_a)
     set_b.add(images_b)
-    return metrics.swd(set_a, set_b, directions=32, repeats=2)
+    return swd.swd(set_a, set_b, directions=32, repeats=2)
 
 
 def test_swd_is_zero_for_the_same_set_and_grows_with_noise():
@@ -199,13 +193,13 @@ def test_fid_is_zero_for_identical_features_symmetric_and_sees_a_mean_shift():
     rng = np.random.default_rng(0)
     features_a = rng.standard_normal((400, 16))
     features_b = rng.standard_normal((400, 16)) * 1.5 + 0.2
-    stats_a = metrics.feature_statistics(features_a)
-    stats_b = metrics.feature_statistics(features_b)
-    assert metrics.frechet_distance(*stats_a, *stats_a) == pytest.approx(0, abs=1e-6)
-    assert metrics.frechet_distance(*stats_a, *stats_b) == pytest.approx(metrics.frechet_distance(*stats_b, *stats_a))
+    stats_a = fid.feature_statistics(features_a)
+    stats_b = fid.feature_statistics(features_b)
+    assert fid.frechet_distance(*stats_a, *stats_a) == pytest.approx(0, abs=1e-6)
+    assert fid.frechet_distance(*stats_a, *stats_b) == pytest.approx(fid.frechet_distance(*stats_b, *stats_a))
     # equal covariances: the distance is the squared distance of the means, 16 * 1^2
-    shifted = metrics.feature_statistics(features_a + 1.0)
-    assert metrics.frechet_distance(*stats_a, *shifted) == pytest.approx(16.0, rel=1e-6)
+    shifted = fid.feature_statistics(features_a + 1.0)
+    assert fid.frechet_distance(*stats_a, *shifted) == pytest.approx(16.0, rel=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +208,9 @@ def inception_weights(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inception")
     torch.manual_seed(0)
     torchvision_path = str(folder / "inception_v3_random.pt")
-    torch.save(metrics.tv_inception.Inception3(init_weights=False).state_dict(), torchvision_path)
+    torch.save(inception.tv_inception.Inception3(init_weights=False).state_dict(), torchvision_path)
     fid_path = str(folder / "pt_inception_random.pth")
-    torch.save(metrics.fid_inception_v3().state_dict(), fid_path)
+    torch.save(inception.fid_inception_v3().state_dict(), fid_path)
     return torchvision_path, fid_path
 
 
@@ -224,13 +218,13 @@ def test_inception_gives_2048_pool_features_for_both_weight_formats(inception_we
     images = torch.rand(1, 3, 32, 32) * 2 - 1
     for path in inception_weights:
         with torch.no_grad():
-            features = metrics.load_inception(path)(images)
+            features = inception.load_inception(path)(images)
         assert features.shape == (1, 2048) and torch.isfinite(features).all()
 
 
 def test_missing_inception_weights_say_where_they_come_from(tmp_path):
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05") as error:
-        metrics.load_inception(str(tmp_path / "missing.pth"))
+        inception.load_inception(str(tmp_path / "missing.pth"))
     assert "inception_v3" in str(error.value) and "IMAGENET1K_V1" in str(error.value)
 
 
@@ -261,7 +255,7 @@ def test_report_command_end_to_end(synthetic_lmdb, tmp_path, make_tiny_checkpoin
     assert all(float(row["swd"]) > 0 and float(row["eqt_int_db"]) > 0 for row in rows)
 
     plot = np.asarray(Image.open(out / "report.png").convert("RGB")).reshape(-1, 3)
-    for colour in metrics.LINE_COLOURS[:2]:  # one line per checkpoint
+    for colour in report.LINE_COLOURS[:2]:  # one line per checkpoint
         rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
         assert (plot == rgb).all(axis=1).sum() > 50
     assert Image.open(out / "samples.png").size[0] > 2 * 32  # one column per shift
@@ -273,7 +267,7 @@ def test_report_with_fid_adds_a_fid_column(synthetic_lmdb, tmp_path, inception_w
     def mean_distance(mean_a, cov_a, mean_b, cov_b):
         return float(np.abs(mean_a - mean_b).sum())
 
-    monkeypatch.setattr(metrics, "frechet_distance", mean_distance)
+    monkeypatch.setattr(report, "frechet_distance", mean_distance)
     mspe = make_tiny_checkpoint(tmp_path / "mspe" / "000100.pt", "mspe")
     out = tmp_path / "report"
     metrics.main(

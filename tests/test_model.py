@@ -1,4 +1,4 @@
-"""model.py against ../shared/SPEC.md: shapes, the PE layout, shift semantics, canvases, scales,
+"""model.py: shapes, the PE layout of Choi et al., shift semantics, canvases, scales,
 the affine input and rosinality-compatible state dicts."""
 
 import math
@@ -231,10 +231,29 @@ def test_grids_are_buffers_that_follow_the_module():
 def test_fused_and_unfused_modulated_convolutions_agree():
     generator = tiny_generator("mspe")
     reference = render(generator)
-    for module in generator.modules():
-        if hasattr(module, "fused"):
-            module.fused = False
-    assert torch.allclose(render(generator), reference, atol=1e-5)
+    plain = tiny_generator("mspe", modconv="plain")
+    assert plain.state_dict().keys() == generator.state_dict().keys()
+    assert torch.allclose(render(plain), reference, atol=1e-5)
+    with pytest.raises(ValueError, match="grouped, plain"):
+        tiny_generator("mspe", modconv="fast")
+
+
+def test_seeded_noise_and_truncation_centre_are_the_same_every_time():
+    generator = tiny_generator("mspe")
+    first = generator.make_noise(2, rng=torch.Generator().manual_seed(5))
+    again = generator.make_noise(2, rng=torch.Generator().manual_seed(5))
+    assert [tuple(noise.shape) for noise in first] == [(2, 1, 4, 4), (2, 1, 8, 8), (2, 1, 8, 8), (2, 1, 16, 16),
+                                                       (2, 1, 16, 16), (2, 1, 32, 32), (2, 1, 32, 32)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    wide = generator.make_noise(canvas=(32, 64), scale=2.0)
+    assert wide[-1].shape == (1, 1, 64, 128) and wide[0].shape == (1, 1, 8, 16)
+
+    assert generator.truncation_latent(1.0) is None
+    torch.manual_seed(123)  # the global RNG plays no part
+    centre = generator.truncation_latent(0.7, 64)
+    torch.manual_seed(456)
+    assert torch.equal(generator.truncation_latent(0.5, 64), centre)
+    assert centre.shape == (1, LATENT)
 
 
 def test_style_mixing_and_truncation():

@@ -16,7 +16,7 @@ import torchvision
 from PIL import Image
 
 import projector
-import utils
+from images import to_pil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "projector.py")
@@ -51,7 +51,7 @@ def test_shifted_w_plus_projection_with_lpips(workdir):
 
     # the target is rolled along both axes (the original rolled it along x only)
     with Image.open(FACE) as face:
-        unshifted = np.asarray(utils.to_pil(projector.to_target(face.convert("RGB"), 32)))
+        unshifted = np.asarray(to_pil(projector.to_target(face.convert("RGB"), 32)))
     with Image.open(folder / "00006-target.png") as target:
         assert np.array_equal(np.asarray(target), np.roll(unshifted, (4, -8), axis=(0, 1)))
     with Image.open(folder / "00006-project.png") as reconstruction:

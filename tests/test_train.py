@@ -18,7 +18,7 @@ from PIL import Image
 
 import train
 from augment import AdaptiveAugment, apply_color, apply_geometric, augment, rotate2d, sample_color, scale2d
-from utils import build_generator, load_checkpoint
+from checkpoint import build_generator, load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
@@ -112,8 +112,11 @@ def test_resume_continues_iterations_and_optimiser_state(trained, tmp_path, synt
     args, explicit = train.parse_args(["--name", NAME, "--path", synthetic_lmdb, "--augment"])
     train.merge_model_config(saved["args"], args, explicit)  # model flags from the checkpoint
     generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
-    g_optim, d_optim = train.build_optimizers(args, generator, discriminator)
-    ada_p, _ = train.load_training_state(saved, "000002.pt", generator, discriminator, g_ema, g_optim, d_optim, args)
+    settings = train.StepSettings.from_args(args)
+    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
+    step = train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings)
+    step.load_state_dict(saved, "000002.pt", args)
+    ada_p = train.build_augment(args, saved).p
     assert ada_p == saved["ada_aug_p"]
     for optimizer, key in ((g_optim, "g_optim"), (d_optim, "d_optim")):
         restored, stored = optimizer.state_dict(), saved[key]
@@ -212,7 +215,7 @@ def test_two_ranks_with_gloo_keep_identical_generators(tmp_path, synthetic_lmdb)
         sys.path.insert(0, {ROOT!r})
         import train
         trainer = train.main(sys.argv[1:])
-        torch.save(train.unwrap(trainer.generator).state_dict(), f"rank{{os.environ['RANK']}}.pt")
+        torch.save(train.unwrap(trainer.step.generator).state_dict(), f"rank{{os.environ['RANK']}}.pt")
     """))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(driver),
@@ -235,7 +238,7 @@ def test_two_ranks_with_gloo_keep_identical_generators(tmp_path, synthetic_lmdb)
 
 
 def test_every_spec_flag_is_accepted():
-    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB", "--position", "mspe"])  # SPEC section 7
+    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB", "--position", "mspe"])  # the original README's command
     assert (args.size, args.iter, args.batch, args.position, args.lr) == (256, 800000, 16, "mspe", 0.002)
     assert (args.r1, args.d_reg_every, args.mixing, args.n_sample) == (10, 16, 0.9, 64)
 
@@ -246,9 +249,9 @@ def test_every_spec_flag_is_accepted():
         "--augment_p": "0.2", "--ada_target": "0.7", "--ada_length": "1000", "--ada_every": "64", "--kernel_size": "1",
         "--translate": "0.5", "--channel_max": "128", "--device": "cpu", "--precision": "bf16", "--save_every": "5",
         "--sample_every": "5", "--keep": "3", "--log_every": "2", "--workers": "2", "--seed": "7", "--latent": "64",
-        "--n_mlp": "4", "--position": "sspe",
+        "--n_mlp": "4", "--position": "sspe", "--modconv": "plain",
     }
-    switches = ["--wandb", "--augment", "--channels_last", "--affine"]
+    switches = ["--wandb", "--augment", "--channels_last", "--affine", "--compile"]
     argv = ["--name", "EXP", "--path", "LMDB", *[token for item in flags.items() for token in item], *switches]
     args, explicit = train.parse_args(argv)
     for flag, value in flags.items():
@@ -274,42 +277,35 @@ def test_keep_prunes_the_oldest_checkpoints(tmp_path, monkeypatch):
 
 def test_lazy_regularisation_corrects_adam():
     args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB", "--g_reg_every", "4"])
-    settings = train.adam_settings(args)
+    settings = train.adam_settings(train.StepSettings.from_args(args))
     assert settings["d"][0] == pytest.approx(0.002 * 16 / 17)
     assert settings["d"][1] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     assert settings["g"][0] == pytest.approx(0.002 * 4 / 5)
     args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB"])  # path length off: no correction
-    assert train.adam_settings(args)["g"] == (0.002, (0.0, 0.99))
+    assert train.adam_settings(train.StepSettings.from_args(args))["g"] == (0.002, (0.0, 0.99))
 
 
-def tiny_setup():
+def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2, modconv="grouped"):
     args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--g_reg_every", "2"])
-    generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
-    g_optim, d_optim = train.build_optimizers(args, generator, discriminator)
-    return args, generator, discriminator, g_ema, g_optim, d_optim
-
-
-def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2):
-    args, generator, discriminator, g_ema, g_optim, d_optim = tiny_setup()
+    generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"), modconv=modconv)
+    settings = train.StepSettings.from_args(args)
+    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
     if channels_last:
         train.use_channels_last(generator, discriminator, g_ema)
+    step = train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings, AdaptiveAugment(p=0.5), autocast)
     torch.manual_seed(1)
     random.seed(1)  # style mixing
     real = torch.rand(4, 3, 32, 32) * 2 - 1
     if channels_last:
         real = real.contiguous(memory_format=torch.channels_last)
-    ada = AdaptiveAugment(p=0.5)
-    mean_path_length = torch.tensor(0.0)
     history = []
     for i in range(steps):  # iteration 0 runs R1 and path-length regularisation
-        losses, mean_path_length = train.train_step(
-            i, real, generator, discriminator, g_ema, g_optim, d_optim, args, ada, autocast, mean_path_length
-        )
+        losses = step(i, real)
         history.append({key: value.item() for key, value in losses.items()})
     return history, g_ema.state_dict()
 
 
-def test_channels_last_matches_fp32_and_bf16_trains(monkeypatch):
+def test_channels_last_and_plain_modconv_match_fp32_and_bf16_trains(monkeypatch):
     plain_losses, plain_ema = run_steps(channels_last=False)
     fast_losses, fast_ema = run_steps(channels_last=True)
     assert {"d", "g", "r1", "path"} <= set(plain_losses[0])
@@ -318,6 +314,13 @@ def test_channels_last_matches_fp32_and_bf16_trains(monkeypatch):
             assert fast[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
     for key in plain_ema:
         torch.testing.assert_close(fast_ema[key], plain_ema[key], rtol=1e-4, atol=1e-5)
+
+    plain_conv_losses, plain_conv_ema = run_steps(channels_last=False, modconv="plain")
+    for plain, plain_conv in zip(plain_losses, plain_conv_losses):
+        for key in plain:
+            assert plain_conv[key] == pytest.approx(plain[key], rel=1e-4, abs=1e-5), key
+    for key in plain_ema:
+        torch.testing.assert_close(plain_conv_ema[key], plain_ema[key], rtol=1e-4, atol=1e-5)
 
     monkeypatch.setattr(train.conv2d_gradfix, "enabled", True)  # restored after the test
     args, _ = train.parse_args(["--name", "x", "--path", "x", "--precision", "bf16"])

@@ -1,21 +1,29 @@
-"""What several scripts need, once: device and precision, checkpoints and their model
-configuration, images, grids and GIFs."""
+"""Checkpoints: finding, reading and writing them, the model configuration they carry, and the
+models built from it.
+
+A checkpoint is a dict saved with torch.save, as the original code and rosinality's write it:
+`g`, `d`, `g_ema` (state dicts), `g_optim`, `d_optim` (optimiser states), `args` (the training
+command line, an argparse.Namespace) and `ada_aug_p`; this project adds `mean_path_length`.
+The model configuration is the part of `args` named in MODEL_DEFAULTS. `--ckpt 550000.pt`
+means checkpoint/<name>/550000.pt when it is not a path that exists, and training resumes at
+the iteration the file name gives.
+"""
 
 import argparse
-import contextlib
 import copy
-import math
 import os
 
 import torch
-from PIL import Image
-from torchvision import utils as tv_utils
 
+from device import choose_device
 from model import POSITIONS, Discriminator, Generator
+
+ARCHITECTURES = ("stylegan2",)
 
 # Model configuration as stored in a checkpoint's `args`, with the values the original code used
 # for keys its checkpoints lack.
 MODEL_DEFAULTS = {
+    "arch": "stylegan2",
     "size": 256,
     "latent": 512,
     "n_mlp": 8,
@@ -28,41 +36,7 @@ MODEL_DEFAULTS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# device and precision
-
-
-def choose_device(name="auto"):
-    """torch.device for 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
-
-
-PRECISIONS = ("fp32", "tf32", "bf16")
-
-
-def setup_precision(precision, device):
-    """Configure matmul/conv precision; return a context manager for the forward passes.
-
-    fp32: exact float32. tf32: float32 storage with TF32 tensor-core math on CUDA (same as
-    fp32 on CPU). bf16: autocast to bfloat16 (losses, R1 and EMA stay float32 outside it).
-    """
-    if precision not in PRECISIONS:
-        raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    if device.type == "cuda":
-        allow_tf32 = precision != "fp32"
-        torch.backends.cuda.matmul.allow_tf32 = allow_tf32
-        torch.backends.cudnn.allow_tf32 = allow_tf32
-    if precision == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-# ---------------------------------------------------------------------------------------------
-# checkpoints
+# files
 
 
 def resolve_checkpoint(ckpt, name):
@@ -112,10 +86,20 @@ def save_checkpoint(checkpoint, path):
     os.replace(temporary, path)
 
 
+# ---------------------------------------------------------------------------------------------
+# the model configuration and its command-line flags
+
+
 def model_config(args):
     """The model configuration (MODEL_DEFAULTS keys) of a Namespace or dict, defaults filled in."""
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
     return {key: default if values.get(key) is None else values[key] for key, default in MODEL_DEFAULTS.items()}
+
+
+def describe_model(config):
+    """'the model (arch stylegan2, size 256, ...)': what a configuration builds, for messages."""
+    config = model_config(config)
+    return "the model (" + ", ".join(f"{key} {value}" for key, value in config.items()) + ")"
 
 
 def add_model_arguments(parser, title="model (stored in checkpoints; taken from --ckpt unless given)"):
@@ -125,6 +109,7 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
     value of every flag that is not on the command line.
     """
     add = parser.add_argument_group(title).add_argument
+    add("--arch", type=str, default=MODEL_DEFAULTS["arch"], choices=ARCHITECTURES, help="generator and discriminator architecture")
     add("--size", type=int, default=MODEL_DEFAULTS["size"], help="image resolution")
     add("--latent", type=int, default=MODEL_DEFAULTS["latent"], help="dimension of z and w")
     add("--n_mlp", type=int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
@@ -141,17 +126,6 @@ def add_checkpoint_arguments(parser):
     parser.add_argument("--name", type=str, default="test", help="experiment name")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda or cuda:N")
     add_model_arguments(parser, "model (read from the checkpoint; a flag given here must agree with it)")
-
-
-def load_model(parser, args, argv):
-    """(generator in eval mode, merged args, device) for a command line of add_checkpoint_arguments."""
-    path = resolve_checkpoint(args.ckpt, args.name)
-    device = choose_device(args.device)
-    try:
-        generator, _, args = load_generator(path, device, args, explicit_flags(parser, argv))
-    except ValueError as error:  # a configuration the model cannot build, e.g. --size 48
-        raise SystemExit(f"cannot build the generator for {path}: {error}") from None
-    return generator, args, device
 
 
 def explicit_flags(parser, argv):
@@ -190,8 +164,15 @@ def merge_model_config(checkpoint_args, args, explicit, source="the checkpoint")
     return args
 
 
-def build_generator(config, device="cpu"):
-    """Generator from a model configuration (a dict or Namespace with MODEL_DEFAULTS keys)."""
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def build_generator(config, device="cpu", modconv="grouped"):
+    """Generator from a model configuration (a dict or Namespace with MODEL_DEFAULTS keys).
+
+    `modconv` is a speed setting, not part of the configuration (Generator's docstring).
+    """
     config = model_config(config)
     return Generator(
         config["size"],
@@ -202,6 +183,7 @@ def build_generator(config, device="cpu"):
         kernel_size=config["kernel_size"],
         affine=config["affine"],
         channel_max=config["channel_max"],
+        modconv=modconv,
     ).to(device)
 
 
@@ -212,59 +194,41 @@ def build_discriminator(config, device="cpu"):
     ).to(device)
 
 
-def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
-    """Load checkpoint `path` and return (generator in eval mode, checkpoint, merged args).
+def load_model_state(module, state, source, config):
+    """module.load_state_dict(state), or a SystemExit that says what `source` does not fit."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise SystemExit(
+            f"{source} does not fit {describe_model(config)}: {str(error).splitlines()[0]}. "
+            "Pass the flags it was trained with."
+        ) from None
 
-    `args`/`explicit`: the command line's Namespace and explicitly given flags, merged with the
-    checkpoint's configuration by `merge_model_config` (checkpoints without `args` use `args`).
+
+def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
+    """The generator of checkpoint `path`, in eval mode, and its configuration.
+
+    `args`/`explicit`: a command line's Namespace and the flags it gives explicitly, merged with
+    the checkpoint's configuration by `merge_model_config` (checkpoints without `args` use
+    `args`). Returns (generator, args).
     """
     checkpoint = load_checkpoint(path)
     args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
     if "args" in checkpoint:
         merge_model_config(checkpoint["args"], args, set(explicit), source=path)
-    generator = build_generator(args, device)
-    state = checkpoint.get(key, checkpoint.get("g"))
     try:
-        generator.load_state_dict(state)
-    except RuntimeError as error:
-        raise SystemExit(
-            f"{path} does not fit a {args.position} generator of size {args.size} "
-            f"(channel_multiplier {args.channel_multiplier}, channel_max {args.channel_max}): "
-            f"{str(error).splitlines()[0]}. Pass the flags it was trained with."
-        ) from None
-    return generator.eval(), checkpoint, args
+        generator = build_generator(args, device)
+    except ValueError as error:  # a configuration the model cannot build, e.g. --size 48
+        raise SystemExit(f"cannot build the generator for {path}: {error}") from None
+    load_model_state(generator, checkpoint.get(key, checkpoint.get("g")), path, args)
+    return generator.eval(), args
 
 
-# ---------------------------------------------------------------------------------------------
-# images
-
-
-def to_pil(image):
-    """A [3, H, W] tensor in [-1, 1] as a PIL image."""
-    array = image.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
-
-
-def make_grid(images, nrow=None):
-    """A [N, 3, H, W] batch in [-1, 1] as one [3, H', W'] grid, still in [-1, 1]."""
-    nrow = nrow or max(1, int(len(images) ** 0.5))
-    return tv_utils.make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=-1)
-
-
-def save_grid(images, path, nrow=None):
-    """Save a batch in [-1, 1] as a PNG grid (as rosinality's sample grids)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    to_pil(make_grid(images, nrow)).save(path)
-
-
-def circle_shift(frame, frames, radius):
-    """(shift_h, shift_w) of frame `frame` of `frames` on the original demo's circle of `radius` pixels."""
-    angle = 2 * math.pi * frame / frames
-    return math.sin(angle) * radius, math.cos(angle) * radius
-
-
-def save_gif(frames, path, duration=40):
-    """Save frames (PIL images or [3, H, W] tensors in [-1, 1]) as a looping GIF."""
-    frames = [frame if isinstance(frame, Image.Image) else to_pil(frame) for frame in frames]
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0, optimize=False)
+def load_generator_from_args(parser, args, argv):
+    """(generator, merged args, device) for a command line made with add_checkpoint_arguments:
+    --ckpt resolved inside checkpoint/<--name>/, --device chosen, explicit model flags checked
+    against the checkpoint's."""
+    path = resolve_checkpoint(args.ckpt, args.name)
+    device = choose_device(args.device)
+    generator, args = load_generator(path, device, args, explicit_flags(parser, argv))
+    return generator, args, device

@@ -1,10 +1,10 @@
-"""utils.py: the pieces every script relies on to read its command line and checkpoints."""
+"""checkpoint.py: the pieces every script relies on to read its command line and checkpoints."""
 
 import argparse
 
 import pytest
 
-from utils import add_checkpoint_arguments, explicit_flags, merge_model_config
+from checkpoint import add_checkpoint_arguments, explicit_flags, merge_model_config
 
 
 def parser_with_model_flags(**options):

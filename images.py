@@ -1,0 +1,100 @@
+"""Images in and out: files to RGB, PIL to tensors in [-1, 1] and back, grids, GIFs and PSNR.
+
+Every tensor image in this project is float, [C, H, W] or [N, C, H, W], with pixel values in
+[-1, 1] (-1 black, 1 white), as the generator renders them.
+"""
+
+import math
+import os
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torchvision import utils as tv_utils
+from torchvision.transforms import functional as TF
+
+
+# ---------------------------------------------------------------------------------------------
+# files and PIL images
+
+
+def to_rgb(image, background=(255, 255, 255)):
+    """Convert a PIL image of any mode to RGB.
+
+    Transparent pixels are composited over `background`; 16-bit grayscale is scaled to 8 bits.
+    """
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # convert("L") would clip these values at 255 instead of scaling them.
+        values = np.asarray(image).astype(np.float64) / 257
+        image = Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), "L")
+
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, background + (255,)), image)
+
+    return image.convert("RGB")
+
+
+def load_rgb(path, background=(255, 255, 255)):
+    """Decode the image file at `path` as RGB, upright as its EXIF orientation says."""
+    with Image.open(path) as image:
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image), background)
+
+
+def resize_and_crop(image, size, resample=Image.LANCZOS):
+    """Resize the short side of a PIL image to `size`, then crop the centre `size` x `size` square."""
+    width, height = image.size
+    scale = size / min(width, height)
+    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_width, new_height), resample)
+    left, top = (new_width - size) // 2, (new_height - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+# ---------------------------------------------------------------------------------------------
+# tensors
+
+
+def to_tensor(image):
+    """An RGB PIL image as a float tensor [3, H, W] in [-1, 1]."""
+    return TF.normalize(TF.to_tensor(image), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
+
+
+def to_pil(image):
+    """A [3, H, W] tensor in [-1, 1] as a PIL image (values outside are clipped)."""
+    array = image.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
+
+
+def psnr(mse, peak=2.0):
+    """PSNR in dB of a mean squared error (a float or a tensor of them), 10 log10(peak^2 / mse).
+
+    Images in [-1, 1] have peak 2. A zero error gives inf.
+    """
+    if torch.is_tensor(mse):
+        return 10 * torch.log10(peak**2 / mse)
+    return math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+
+
+# ---------------------------------------------------------------------------------------------
+# grids and animations
+
+
+def make_grid(images, nrow=None):
+    """A [N, 3, H, W] batch in [-1, 1] as one [3, H', W'] grid, still in [-1, 1]."""
+    nrow = nrow or max(1, int(len(images) ** 0.5))
+    return tv_utils.make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=-1)
+
+
+def save_grid(images, path, nrow=None):
+    """Save a batch in [-1, 1] as a PNG grid (as rosinality's sample grids)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    to_pil(make_grid(images, nrow)).save(path)
+
+
+def save_gif(frames, path, duration=40):
+    """Save frames (PIL images or [3, H, W] tensors in [-1, 1]) as a looping GIF."""
+    frames = [frame if isinstance(frame, Image.Image) else to_pil(frame) for frame in frames]
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0, optimize=False)

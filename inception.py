@@ -1,0 +1,123 @@
+"""The Inception-v3 network of FID: 2048-d pool3 features of images, from a local weights file.
+
+Two weight files are accepted; nothing is downloaded at run time (INCEPTION_HELP says where the
+files come from). pytorch-fid's port of the TensorFlow FID Inception gives FIDs comparable with
+published ones; torchvision's ImageNet inception_v3 gives FIDs comparable only among themselves.
+"""
+
+import os
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision.models import inception as tv_inception
+
+INCEPTION_HELP = (
+    "FID needs the weights of an Inception-v3 network in a local file (--inception PATH); nothing is "
+    "downloaded at run time. Use either\n"
+    "  - pt_inception-2015-12-05-6726825d.pth, the TensorFlow FID Inception ported by pytorch-fid "
+    "(https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth), "
+    "the network of the published FID numbers and of rosinality's fid.py, or\n"
+    "  - a state dict of torchvision's inception_v3 (IMAGENET1K_V1): on a machine with network, "
+    "python -c \"import torch, torchvision; torch.save(torchvision.models.inception_v3("
+    "weights='IMAGENET1K_V1').state_dict(), 'inception_v3_imagenet.pt')\" "
+    "(FIDs from it are not comparable with published ones)."
+)
+
+
+def _tf_average_pool(input):
+    # TensorFlow's average pool leaves the zero padding out of the average
+    return F.avg_pool2d(input, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+class FIDInceptionA(tv_inception.InceptionA):
+    """InceptionA of the TensorFlow FID network: padding-free average pool in the pool branch."""
+
+    def _forward(self, x):
+        outputs = super()._forward(x)
+        outputs[-1] = self.branch_pool(_tf_average_pool(x))
+        return outputs
+
+
+class FIDInceptionC(tv_inception.InceptionC):
+    """InceptionC of the TensorFlow FID network: padding-free average pool in the pool branch."""
+
+    def _forward(self, x):
+        outputs = super()._forward(x)
+        outputs[-1] = self.branch_pool(_tf_average_pool(x))
+        return outputs
+
+
+class FIDInceptionE1(tv_inception.InceptionE):
+    """First InceptionE of the TensorFlow FID network: padding-free average pool."""
+
+    def _forward(self, x):
+        outputs = super()._forward(x)
+        outputs[-1] = self.branch_pool(_tf_average_pool(x))
+        return outputs
+
+
+class FIDInceptionE2(tv_inception.InceptionE):
+    """Second InceptionE of the TensorFlow FID network: a max pool in the pool branch."""
+
+    def _forward(self, x):
+        outputs = super()._forward(x)
+        outputs[-1] = self.branch_pool(F.max_pool2d(x, kernel_size=3, stride=1, padding=1))
+        return outputs
+
+
+def fid_inception_v3():
+    """torchvision's Inception3 patched into the TensorFlow FID network (as pytorch-fid does)."""
+    model = tv_inception.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    model.Mixed_5b = FIDInceptionA(192, pool_features=32)
+    model.Mixed_5c = FIDInceptionA(256, pool_features=64)
+    model.Mixed_5d = FIDInceptionA(288, pool_features=64)
+    model.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+    model.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+    model.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+    model.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+    model.Mixed_7b = FIDInceptionE1(1280)
+    model.Mixed_7c = FIDInceptionE2(2048)
+    return model
+
+
+def load_inception(path, device="cpu"):
+    """Inception-v3 returning the 2048-d pool3 features of [N, 3, H, W] images in [-1, 1].
+
+    `path`: a state dict file of pytorch-fid's FID Inception (1008 classes, recognised by its
+    fc layer) or of torchvision's inception_v3 (1000 classes). Images are resized to 299x299
+    bilinearly and fed in [-1, 1], the input range of both weight sets.
+    """
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError(f"Inception weights {path!r} not found. {INCEPTION_HELP}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or "fc.weight" not in state:
+        raise ValueError(f"{path} is not an Inception-v3 state dict (it has no 'fc.weight'). {INCEPTION_HELP}")
+    classes = state["fc.weight"].shape[0]
+    if classes == 1008:
+        model = fid_inception_v3()
+    else:
+        aux_logits = any(key.startswith("AuxLogits.") for key in state)
+        model = tv_inception.Inception3(num_classes=classes, aux_logits=aux_logits, init_weights=False)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(
+            f"{path} does not fit torchvision's inception_v3: {str(error).splitlines()[0]}. {INCEPTION_HELP}"
+        ) from None
+    model.fc = nn.Identity()
+    return InceptionFeatures(model).eval().requires_grad_(False).to(device)
+
+
+class InceptionFeatures(nn.Module):
+    """Wraps an Inception3 whose fc is removed: [N, 3, H, W] in [-1, 1] -> [N, 2048] pool3."""
+
+    def __init__(self, inception):
+        super().__init__()
+        self.inception = inception
+
+    def forward(self, images):
+        images = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
+        return self.inception(images)
