@@ -3,31 +3,54 @@
     python bench.py                                   # the four reference workloads (on CUDA)
     python bench.py --size 256 --batch 16 --position mspe --precision bf16 --modconv plain
     python bench.py --size 32 --batch 4 --channel_max 32 --device cpu   # a CPU smoke run
+    python bench.py --report bench_report             # everything a GPU session checks, below
 
 One training iteration is exactly train.py's `TrainingStep` with train.py's defaults: a
 discriminator step, lazy R1 every 16 iterations, a generator step (no path-length
 regularisation, as the original trains) and the EMA update, on random "real" images already on
 the device (data loading is not timed). Timed iterations are a multiple of 16 so that R1 is
-counted at its real rate.
-FLOPs are counted once per configuration with torch.utils.flop_counter on the `meta` device
-(nothing runs), averaging an R1 iteration and a plain one; MFU divides the achieved rate by
---peak_tflops. Figures, never asserts: compare runs taken on the same machine.
+counted at its real rate. FLOPs are counted once per configuration with
+torch.utils.flop_counter on the `meta` device (nothing runs), averaging an R1 iteration and a
+plain one; MFU divides the achieved rate by --peak_tflops. Figures, never asserts: compare runs
+taken on the same machine.
+
+`--report OUT_DIR` does, in order, and writes report.json and report.md (a table ready for the
+README, with ratios to the original code) into OUT_DIR:
+1. builds the custom ops and says which implementation each op runs (CUDA kernel or reference);
+2. runs the CUDA tests of the ops (tests/test_ops.py: kernels against references, forward,
+   first and second derivatives);
+3. checks fp32 training on the device against the CPU: a few iterations of a tiny model from the
+   same initialisation, images, latents and noise, once with the original settings (grouped
+   modulated convolution) and once with --fast's modconv and memory format;
+4. measures the four reference workloads with the original settings (tf32, grouped modulated
+   convolution, CUDA ops) and with --fast (default bf16, plain modulated convolution,
+   channels-last; add `compile` to try torch.compile), plus generation;
+5. profiles a few iterations of mspe 256 with --fast (torch.profiler: the top operators by
+   device time, profile.txt).
+Without CUDA it says so and does what it can at a tiny size (32 px, 32 channels).
 """
 
 import argparse
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
+from types import SimpleNamespace
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 from tqdm import tqdm
 
+import op
 import op._plugin
 import train
-from device import choose_device, default_precision, setup_precision
+from device import PRECISIONS, choose_device, default_precision, setup_precision
 from model import MODCONVS, POSITIONS
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # The original code (its CUDA kernels, PyTorch 2.11, TF32) on one H100 80GB, config-f.
 REFERENCE = {
@@ -36,16 +59,20 @@ REFERENCE = {
     ("none", 1024, 4): {"train": 15.0, "s_per_kimg": 66.6, "peak_gib": 10.2, "generate": 173},
     ("mspe", 1024, 4): {"train": 9.5, "s_per_kimg": 105.6, "peak_gib": 10.7, "generate": 45},
 }
+# The speed settings the original code ran with.
+ORIGINAL = {"precision": "tf32", "modconv": "grouped", "channels_last": False, "compile": False, "impl": "auto"}
+# Figures of the tiny workload run where there is no GPU.
+TINY = {"size": 32, "batch": 4, "channel_max": 32}
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--size", type=int, help="one workload of this size instead of the four reference ones")
     parser.add_argument("--batch", type=int, help="batch of the single workload")
     parser.add_argument("--position", default="mspe", choices=POSITIONS, help="position of the single workload")
     parser.add_argument("--channel_multiplier", type=int, default=2)
     parser.add_argument("--channel_max", type=int, default=512)
-    parser.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16"], help="default: tf32 on CUDA, fp32 on CPU")
+    parser.add_argument("--precision", default=None, choices=PRECISIONS, help="default: tf32 on CUDA, fp32 on CPU")
     parser.add_argument("--modconv", default="grouped", choices=MODCONVS,
                         help="modulated convolution: grouped per-sample weights (the original) or a plain convolution of scaled activations")
     parser.add_argument("--impl", default="auto", choices=["auto", "ref"], help="custom CUDA ops (auto) or the PyTorch references")
@@ -57,7 +84,37 @@ def parse_args():
     parser.add_argument("--gen_iters", type=int, default=20, help="timed generation batches")
     parser.add_argument("--peak_tflops", type=float, default=790.0, help="the device's dense bf16 matrix rate, for MFU")
     parser.add_argument("--json", help="also write the figures to this file")
-    return parser.parse_args()
+    parser.add_argument("--report", metavar="OUT_DIR", help="ops, CUDA tests, CPU check, original vs --fast table, profile")
+    parser.add_argument("--fast", type=fast_settings, default="bf16,plain,channels_last",
+                        help="--report's fast settings: comma-separated from fp32|tf32|bf16, grouped|plain, "
+                        "channels_last, compile, ref")
+    return parser.parse_args(argv)
+
+
+def fast_settings(text):
+    """'bf16,plain,channels_last' -> the settings dict measure() takes (argparse type of --fast)."""
+    settings = {"precision": "tf32", "modconv": "grouped", "channels_last": False, "compile": False, "impl": "auto"}
+    for word in filter(None, (part.strip() for part in text.split(","))):
+        if word in PRECISIONS:
+            settings["precision"] = word
+        elif word in MODCONVS:
+            settings["modconv"] = word
+        elif word in ("channels_last", "compile"):
+            settings[word] = True
+        elif word == "ref":
+            settings["impl"] = "ref"
+        else:
+            raise argparse.ArgumentTypeError(
+                f"unknown setting {word!r}; use {'|'.join(PRECISIONS)}, {'|'.join(MODCONVS)}, channels_last, compile, ref"
+            )
+    return settings
+
+
+def describe(settings):
+    return ", ".join(
+        [settings["precision"], f"{settings['modconv']} modconv", "custom ops" if settings["impl"] == "auto" else "reference ops"]
+        + ["channels-last"] * settings["channels_last"] + ["compiled"] * settings["compile"]
+    )
 
 
 def workloads(args, device):
@@ -65,22 +122,29 @@ def workloads(args, device):
         return [(args.position, args.size, args.batch or 16)]
     if device.type != "cuda":
         print("no GPU: running a tiny CPU workload (pass --size/--batch/--channel_max to choose)")
-        args.channel_max = min(args.channel_max, 32)
-        return [(args.position, 32, args.batch or 4)]
+        args.channel_max = min(args.channel_max, TINY["channel_max"])
+        return [(args.position, TINY["size"], args.batch or TINY["batch"])]
     return list(REFERENCE)
 
 
-def training_step(position, size, args, device, modconv, compile=False, autocast=contextlib.nullcontext):
-    """train.py's TrainingStep, with train.py's default hyperparameters, for one workload."""
-    config = {"size": size, "position": position, "channel_multiplier": args.channel_multiplier,
-              "channel_max": args.channel_max}
-    generator, discriminator, g_ema = train.build_models(config, device, modconv=modconv)
-    if args.channels_last:
+def training_step(
+    position, size, model, device, settings, autocast=contextlib.nullcontext, step_settings=None,
+    step_class=train.TrainingStep,
+):
+    """train.py's TrainingStep (train.py's default hyperparameters unless `step_settings`) for one
+    workload, initialised on the CPU, then moved to `device`; `model` has channel_multiplier and
+    channel_max, `settings` modconv, channels_last and compile."""
+    step_settings = step_settings or train.StepSettings()
+    config = {"size": size, "position": position, "latent": step_settings.latent,
+              "channel_multiplier": model.channel_multiplier, "channel_max": model.channel_max}
+    generator, discriminator, g_ema = train.build_models(config, "cpu", modconv=settings["modconv"])
+    generator, discriminator, g_ema = (module.to(device) for module in (generator, discriminator, g_ema))
+    if settings["channels_last"]:
         train.use_channels_last(generator, discriminator, g_ema)
-    settings = train.StepSettings()
-    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
-    return train.TrainingStep(
-        generator, discriminator, g_ema, g_optim, d_optim, settings, autocast=autocast, compile=compile
+    g_optim, d_optim = train.build_optimizers(generator, discriminator, step_settings)
+    return step_class(
+        generator, discriminator, g_ema, g_optim, d_optim, step_settings, autocast=autocast,
+        compile=settings["compile"],
     )
 
 
@@ -101,11 +165,12 @@ class FlopCounter(TorchDispatchMode):
         return out
 
 
-def count_flops(position, size, batch, args):
+def count_flops(position, size, batch, model):
     """Average FLOPs of one training iteration (R1 at its lazy rate), counted on `meta`."""
     meta = torch.device("meta")
     # the grouped modulated convolution counts the same multiply-adds; plain is clearer
-    step = training_step(position, size, args, meta, "plain")
+    settings = {"modconv": "plain", "channels_last": False, "compile": False}
+    step = training_step(position, size, model, meta, settings)
     real = torch.empty(batch, 3, size, size, device=meta)
     counts = {}
     for iteration in (0, 1):  # iteration 0 runs R1, iteration 1 does not
@@ -121,21 +186,26 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def measure(position, size, batch, args, device, autocast):
-    step = training_step(position, size, args, device, args.modconv, args.compile, autocast)
+def measure(position, size, batch, settings, args, device):
+    """Training and generation figures of one workload under one settings dict."""
+    autocast = setup_precision(settings["precision"], device)
+    forced_ref = op._plugin.FORCE_REF
+    op._plugin.FORCE_REF = forced_ref or settings["impl"] == "ref"
+    step = training_step(position, size, args, device, settings, autocast)
     real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
-    if args.channels_last:
+    if settings["channels_last"]:
         real = real.contiguous(memory_format=torch.channels_last)
     every = step.settings.d_reg_every
     timed = -(-args.iters // every) * every
+    label = f"{position} {size}"
 
-    for iteration in tqdm(range(args.warmup), desc=f"{position} {size} warm-up", leave=False):
+    for iteration in tqdm(range(args.warmup), desc=f"{label} warm-up", leave=False):
         step(iteration, real)
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    for iteration in tqdm(range(timed), desc=f"{position} {size} train", leave=False):
+    for iteration in tqdm(range(timed), desc=f"{label} train", leave=False):
         step(iteration, real)
     synchronize(device)
     train_seconds = time.perf_counter() - start
@@ -147,10 +217,11 @@ def measure(position, size, batch, args, device, autocast):
             step.g_ema([z])
         synchronize(device)
         start = time.perf_counter()
-        for _ in tqdm(range(args.gen_iters), desc=f"{position} {size} generate", leave=False):
+        for _ in tqdm(range(args.gen_iters), desc=f"{label} generate", leave=False):
             step.g_ema([z])
         synchronize(device)
     generate_seconds = time.perf_counter() - start
+    op._plugin.FORCE_REF = forced_ref
 
     flops = count_flops(position, size, batch, args)
     train_images_per_s = batch * timed / train_seconds
@@ -159,6 +230,7 @@ def measure(position, size, batch, args, device, autocast):
         "position": position,
         "size": size,
         "batch": batch,
+        "settings": describe(settings),
         "train_img_s": train_images_per_s,
         "s_per_kimg": 1000 / train_images_per_s,
         "peak_gib": peak_gib,
@@ -170,31 +242,220 @@ def measure(position, size, batch, args, device, autocast):
 
 
 def table(results):
+    """Markdown table of measure() results, with ratios to the original code where it was measured."""
     lines = [
-        "| workload | train img/s | s/kimg | peak GiB | TFLOP/iter | TFLOP/s | MFU | generation img/s | vs original (train, gen) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| workload | settings | train img/s | s/kimg | peak GiB | TFLOP/iter | TFLOP/s | MFU | generation img/s | vs original (train, gen) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         reference = REFERENCE.get((r["position"], r["size"], r["batch"]))
         ratio = f"{r['train_img_s'] / reference['train']:.2f}x, {r['generate_img_s'] / reference['generate']:.2f}x" if reference else "-"
         lines.append(
-            f"| {r['position']}, {r['size']}, batch {r['batch']} | {r['train_img_s']:.1f} | {r['s_per_kimg']:.1f} | "
-            f"{r['peak_gib']:.1f} | {r['tflop_per_iter']:.3f} | {r['tflops']:.1f} | {100 * r['mfu']:.1f}% | "
-            f"{r['generate_img_s']:.0f} | {ratio} |"
+            f"| {r['position']}, {r['size']}, batch {r['batch']} | {r['settings']} | {r['train_img_s']:.1f} | "
+            f"{r['s_per_kimg']:.1f} | {r['peak_gib']:.1f} | {r['tflop_per_iter']:.3f} | {r['tflops']:.1f} | "
+            f"{100 * r['mfu']:.1f}% | {r['generate_img_s']:.0f} | {ratio} |"
         )
     return "\n".join(lines)
 
 
-def main():
-    args = parse_args()
+# ---------------------------------------------------------------------------------------------
+# --report
+
+
+def run_cuda_tests():
+    """Run the CUDA tests of tests/test_ops.py; returns {'passed', 'failed', 'skipped', 'output'}."""
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", os.path.join(ROOT, "tests", "test_ops.py"), "-k", "cuda"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-500:]
+    counts = {word: 0 for word in ("passed", "failed", "skipped", "error")}
+    for part in summary.replace(" in ", ", ").split(", "):
+        number, _, word = part.strip().partition(" ")
+        if number.isdigit() and word.rstrip("s") in ("passed", "failed", "skipped", "error"):
+            counts[word.rstrip("s")] = int(number)
+    return {**counts, "returncode": result.returncode, "summary": summary, "output": result.stdout[-4000:]}
+
+
+class SeededStep(train.TrainingStep):
+    """A TrainingStep whose latents and noise maps are drawn on the CPU from its own seeded
+    generator, so that the same iterations can run on two devices with the same inputs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rng = torch.Generator().manual_seed(2)
+
+    def fake_images(self, batch):
+        generator = train.unwrap(self.generator)
+        latent = torch.randn(batch, self.settings.latent, generator=self.rng).to(generator.device)
+        noise = [noise.to(generator.device) for noise in generator.make_noise(batch, rng=self.rng)]
+        with self.autocast():
+            return self.generate([latent], noise=noise)[0]
+
+
+def device_check(device, settings, iterations=4):
+    """fp32 training of a tiny mspe model on `device` against the CPU, from the same start.
+
+    Returns the largest relative loss difference, the largest weight difference, and the bound
+    on it: Adam moves a weight by at most about lr per step, so weights whose gradients differ
+    only in rounding can still end up to 2 lr apart per iteration.
+    """
+    model = SimpleNamespace(channel_multiplier=2, channel_max=32)
+    step_settings = train.StepSettings(latent=32, mixing=0.0)
+    real = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    runs = {}
+    for name, run_device, run_settings in (
+        ("cpu", torch.device("cpu"), {"modconv": "grouped", "channels_last": False, "compile": False}),
+        ("device", device, {**settings, "compile": False}),
+    ):
+        setup_precision("fp32", run_device)
+        step = training_step("mspe", 32, model, run_device, run_settings, step_settings=step_settings, step_class=SeededStep)
+        images = real.to(run_device)
+        if run_settings["channels_last"]:
+            images = images.contiguous(memory_format=torch.channels_last)
+        losses = [{key: value.item() for key, value in step(iteration, images).items()} for iteration in range(iterations)]
+        runs[name] = (losses, {key: value.float().cpu() for key, value in step.g_ema.state_dict().items()})
+    (cpu_losses, cpu_weights), (device_losses, device_weights) = runs["cpu"], runs["device"]
+    loss_difference = max(
+        abs(a[key] - b[key]) / max(abs(a[key]), 1e-8) for a, b in zip(cpu_losses, device_losses) for key in a
+    )
+    weight_difference = max((cpu_weights[key] - device_weights[key]).abs().max().item() for key in cpu_weights)
+    bound = 2 * step_settings.lr * iterations
+    return {
+        "settings": describe({**settings, "precision": "fp32", "compile": False}),
+        "iterations": iterations,
+        "max_relative_loss_difference": loss_difference,
+        "max_weight_difference": weight_difference,
+        "weight_bound": bound,
+        "ok": loss_difference < 1e-3 and weight_difference <= bound,
+    }
+
+
+def profile(position, size, batch, settings, args, device, path, iterations=6):
+    """torch.profiler's table of the top operators over a few iterations, written to `path`."""
+    autocast = setup_precision(settings["precision"], device)
+    step = training_step(position, size, args, device, settings, autocast)
+    real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
+    if settings["channels_last"]:
+        real = real.contiguous(memory_format=torch.channels_last)
+    for iteration in range(3):
+        step(iteration, real)
+    synchronize(device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for iteration in range(iterations):
+            step(iteration, real)
+        synchronize(device)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    text = profiler.key_averages().table(sort_by=sort_by, row_limit=30)
+    with open(path, "w") as file:
+        file.write(f"{position} {size}, batch {batch}, {describe(settings)}, {iterations} iterations\n{text}\n")
+
+
+def report(args, device):
+    """--report: the five steps of the module docstring; returns the report dict."""
+    os.makedirs(args.report, exist_ok=True)
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else "CPU"
+    if not cuda:
+        print("no CUDA on this machine: the ops run their references, the CUDA tests skip, and the workloads "
+              "shrink to a tiny CPU one (32 px, 32 channels)")
+        args.channel_max = min(args.channel_max, TINY["channel_max"])
+    results = {"device": name, "torch": torch.__version__, "fast": args.fast}
+
+    print("1/5 custom ops")
+    probe = torch.zeros(1, device=device)
+    results["ops"] = op.implementations(probe)
+    for op_name, implementation in results["ops"].items():
+        print(f"  {op_name}: {implementation}")
+
+    print("2/5 CUDA tests of the ops")
+    results["cuda_tests"] = run_cuda_tests()
+    print(f"  {results['cuda_tests']['summary']}")
+
+    print("3/5 fp32 training on the device against the CPU")
+    results["device_check"] = [device_check(device, ORIGINAL)]
+    if args.fast["modconv"] != ORIGINAL["modconv"] or args.fast["channels_last"]:
+        results["device_check"].append(device_check(device, args.fast))
+    for check in results["device_check"]:
+        print(f"  {check['settings']}: loss difference {check['max_relative_loss_difference']:.2e} (relative), "
+              f"weights {check['max_weight_difference']:.2e} (bound {check['weight_bound']:.0e}): "
+              f"{'ok' if check['ok'] else 'DIFFERS'}")
+
+    print("4/5 workloads")
+    loads = list(REFERENCE) if cuda else [("mspe", TINY["size"], TINY["batch"]), ("none", TINY["size"], TINY["batch"])]
+    original = {**ORIGINAL, "precision": default_precision(device)}
+    results["workloads"] = [
+        measure(*workload, settings, args, device) for workload in loads for settings in (original, args.fast)
+    ]
+    print(table(results["workloads"]))
+
+    print("5/5 profile")
+    profiled = ("mspe", 256, 16) if cuda else loads[0]
+    profile(*profiled, args.fast, args, device, os.path.join(args.report, "profile.txt"))
+
+    with open(os.path.join(args.report, "report.json"), "w") as file:
+        json.dump(results, file, indent=2, default=str)
+    with open(os.path.join(args.report, "report.md"), "w") as file:
+        file.write(report_markdown(results))
+    print(f"wrote {args.report}/report.md, report.json, profile.txt")
+    return results
+
+
+def report_markdown(results):
+    """report.md: the device, the ops, the tests, the check and the table, README-ready."""
+    lines = [
+        f"# bench.py --report on {results['device']} (torch {results['torch']})",
+        "",
+        "## Custom ops",
+        "",
+        *[f"- `{name}`: {implementation}" for name, implementation in results["ops"].items()],
+        "",
+        f"CUDA tests of the ops: {results['cuda_tests']['summary']}",
+        "",
+        "## fp32 training on the device against the CPU",
+        "",
+        "| settings | iterations | max relative loss difference | max weight difference (bound) | |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {c['settings']} | {c['iterations']} | {c['max_relative_loss_difference']:.2e} | "
+            f"{c['max_weight_difference']:.2e} ({c['weight_bound']:.0e}) | {'ok' if c['ok'] else 'differs'} |"
+            for c in results["device_check"]
+        ],
+        "",
+        "## Throughput",
+        "",
+        table(results["workloads"]),
+        "",
+    ]
+    by_key = {(r["position"], r["size"], r["settings"]): r for r in results["workloads"]}
+    overheads = [
+        f"- {size} px, {settings}: MS-PE trains at {100 * r['train_img_s'] / by_key[('none', size, settings)]['train_img_s']:.0f}% "
+        f"of none's speed"
+        for (position, size, settings), r in by_key.items()
+        if position == "mspe" and ("none", size, settings) in by_key
+    ]
+    if overheads:
+        lines += ["MS-PE against none:", "", *overheads, ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     device = choose_device(args.device)
-    args.precision = args.precision or default_precision(device)
-    autocast = setup_precision(args.precision, device)
-    op._plugin.FORCE_REF = args.impl == "ref"
-    results = [measure(*workload, args, device, autocast) for workload in workloads(args, device)]
+    if args.report:
+        report(args, device)
+        return
+    settings = {
+        "precision": args.precision or default_precision(device),
+        "modconv": args.modconv,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "impl": args.impl,
+    }
+    results = [measure(*workload, settings, args, device) for workload in workloads(args, device)]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"\n{name}, torch {torch.__version__}, precision {args.precision}, modconv {args.modconv}, "
-          f"ops {args.impl}, channels_last {args.channels_last}, compile {args.compile}")
+    print(f"\n{name}, torch {torch.__version__}, {describe(settings)}")
     print(table(results))
     if args.json:
         with open(args.json, "w") as file:

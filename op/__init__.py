@@ -1,8 +1,28 @@
 """Custom ops of StyleGAN2, each with a plain-PyTorch reference and a lazily built CUDA kernel."""
 
-from . import conv2d_gradfix
+from . import _plugin, conv2d_gradfix, fused_act
+from . import upfirdn2d as _upfirdn2d
 from .fused_act import FusedLeakyReLU, fused_leaky_relu, fused_leaky_relu_ref
 from .upfirdn2d import downsample_padding, transposed_conv_padding, upfirdn2d, upfirdn2d_ref, upsample_padding
+
+
+
+def implementations(tensor):
+    """{op name: what runs it} for tensors like `tensor`, building the CUDA extensions if needed."""
+    found = {}
+    for name, plugin in (("upfirdn2d", _upfirdn2d._plugin), ("fused_leaky_relu", fused_act._plugin)):
+        if _plugin.FORCE_REF:
+            found[name] = "PyTorch reference (STYLEGAN_OP_IMPL=ref)"
+        elif not tensor.is_cuda:
+            found[name] = "PyTorch reference (not a CUDA tensor)"
+        elif plugin() is None:
+            found[name] = "PyTorch reference (the CUDA extension did not build; see the warning)"
+        else:
+            found[name] = "CUDA kernel"
+    gradfix = "conv2d_gradfix (no weight gradients in R1, second derivatives)" if conv2d_gradfix.enabled else "F.conv2d"
+    found["conv2d"] = f"{'cuDNN' if tensor.is_cuda else 'PyTorch'} convolutions through {gradfix}"
+    return found
+
 
 __all__ = [
     "FusedLeakyReLU",
@@ -10,6 +30,7 @@ __all__ = [
     "downsample_padding",
     "fused_leaky_relu",
     "fused_leaky_relu_ref",
+    "implementations",
     "transposed_conv_padding",
     "upfirdn2d",
     "upfirdn2d_ref",

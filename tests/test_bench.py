@@ -35,3 +35,28 @@ def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
     (figures,) = json.loads(out.read_text())["results"]
     assert figures["train_img_s"] > 0 and figures["generate_img_s"] > 0
     assert figures["tflop_per_iter"] > 0
+
+
+def test_report_without_cuda_says_so_and_writes_a_readme_table(tmp_path):
+    out = tmp_path / "report"
+    command = [sys.executable, os.path.join(ROOT, "bench.py"), "--report", str(out), "--device", "cpu",
+               "--warmup", "1", "--iters", "1", "--gen_iters", "1", "--fast", "fp32,plain,channels_last"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "no CUDA on this machine" in result.stdout
+
+    report = json.loads((out / "report.json").read_text())
+    assert report["ops"]["upfirdn2d"].startswith("PyTorch reference")
+    assert report["cuda_tests"]["skipped"] > 0 and report["cuda_tests"]["failed"] == 0
+    # the plain, channels-last modulated convolutions train like the original ones
+    assert all(check["ok"] for check in report["device_check"]) and len(report["device_check"]) == 2
+    assert {(r["position"], r["settings"]) for r in report["workloads"]} == {
+        (position, settings)
+        for position in ("mspe", "none")
+        for settings in ("fp32, grouped modconv, custom ops", "fp32, plain modconv, custom ops, channels-last")
+    }
+    markdown = (out / "report.md").read_text()
+    assert "| mspe, 32, batch 4 | fp32, plain modconv, custom ops, channels-last |" in markdown
+    assert "MS-PE trains at" in markdown
+    assert "aten::" in (out / "profile.txt").read_text()
