@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 from torchvision import utils as tv_utils
 from torchvision.transforms import functional as TF
 
@@ -98,3 +98,15 @@ def save_gif(frames, path, duration=40):
     frames = [frame if isinstance(frame, Image.Image) else to_pil(frame) for frame in frames]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0, optimize=False)
+
+
+def labelled_rows(rows, labels, margin=110):
+    """PIL images stacked top to bottom, each with its label written in a white left margin."""
+    sheet = Image.new("RGB", (margin + max(row.width for row in rows), sum(row.height for row in rows)), "white")
+    draw = ImageDraw.Draw(sheet)
+    top = 0
+    for row, label in zip(rows, labels):
+        sheet.paste(row, (margin, top))
+        draw.text((4, top + row.height // 2 - 6), label, fill="black")
+        top += row.height
+    return sheet
