@@ -331,7 +331,11 @@ def build_parser():
     add_model_arguments(parser)
 
     add = parser.add_argument_group("loss and regularisation").add_argument
-    add("--r1", type=float, default=10, help="weight of the R1 penalty")
+    add(
+        "--r1", type=r1_weight, default=10,
+        help="weight of the R1 penalty, or 'auto': 0.0002 x size^2 / batch, the heuristic of StyleGAN2-ADA "
+        "(10 suits 1024 px at batch 4 as config-f; small images and batches need far less)",
+    )
     add("--d_reg_every", type=int, default=16, help="R1 every this many iterations (0 = no R1)")
     add("--path_regularize", type=float, default=2, help="weight of the path-length penalty")
     add("--path_batch_shrink", type=int, default=2, help="path-length batch = batch / this")
@@ -371,6 +375,22 @@ def build_parser():
     return parser
 
 
+def r1_weight(text):
+    """--r1: a number, or 'auto' (resolved by parse_args once --size and --batch are known)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--r1 takes a number or 'auto', not {text!r}") from None
+
+
+def r1_heuristic(size, batch):
+    """R1 weight gamma = 0.0002 * size^2 / batch: the `--cfg auto` rule of StyleGAN2-ADA (Karras et al.
+    2020), which scales gamma with the pixel count and inversely with the batch."""
+    return 0.0002 * size**2 / batch
+
+
 def check_args(args):
     """Refuse settings that would fail later, naming the flag and what it accepts."""
     try:
@@ -402,6 +422,8 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(args)
+    if args.r1 == "auto":
+        args.r1 = r1_heuristic(args.size, args.batch)
     return args, explicit_flags(parser, argv)
 
 

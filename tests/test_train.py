@@ -391,3 +391,13 @@ def test_adaptive_augment_moves_p_by_the_sign_of_real_predictions():
     for _ in range(4):
         ada.tune(-torch.ones(4, 1))
     assert ada.p == 0  # down by 8/1000 twice, clamped at 0
+
+
+def test_r1_auto_scales_with_resolution_and_batch():
+    def r1_of(*flags):
+        return train.parse_args(["--name", "EXP", "--path", "LMDB", *flags])[0].r1
+
+    assert r1_of("--size", "32", "--batch", "8", "--r1", "auto") == pytest.approx(0.0256)
+    assert r1_of("--size", "1024", "--batch", "32", "--r1", "auto") == pytest.approx(6.5536)
+    with pytest.raises(SystemExit):
+        r1_of("--r1", "strong")
