@@ -1,0 +1,380 @@
+"""The paper's comparison in one command: is MS-PE trained on translated data spatially unbiased?
+
+    python evidence.py --preset cpu            # about 90 minutes on a 2-core CPU, 32 px
+    python evidence.py --preset gpu            # 64 px, about 10 minutes per model on an H100
+    python evidence.py --preset cpu --models none,mspe --seeds 0 --iter 500   # scaled down
+
+Trains every model of --models on the built-in aligned synthetic faces with random circular
+translation (the paper's recipe), with the same image budget and seeds for each, by running
+train.py (a run already trained is reused, an interrupted one resumes); then measures every run:
+
+- EQ-T, integer and fractional: circular shifts, and for models with a positional input also
+  shifts of an infinite plane (equivariance.py);
+- SWD x1e3 of renders shifted by s against real images translated by s, for s across the image
+  (report.py); SWD at shift 0 is the quality figure;
+- PSNR of shifted inversions: projector.py on ref_face/ images rolled around a circle;
+- a sample grid and a shift animation.
+
+Figures are reported per model as mean +- standard deviation over --seeds. Writes to --out
+(default evidence/<preset>/): report.md, runs.csv (one row per run), summary.csv (per model),
+eqt.png, swd_vs_shift.png, samples.png (one row per model) and shift_<model>.gif. Measurements
+are cached per run in --out/runs/, so an interrupted evidence run continues where it stopped.
+"""
+
+import argparse
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from tqdm import tqdm
+
+import generate
+import projector
+from checkpoint import load_generator
+from device import choose_device
+from equivariance import translation_equivariance
+from images import labelled_rows, save_grid
+from metric_utils import generated_batches, open_real_images
+from prepare_data import prepare
+from report import LINE_COLOURS, quality_at_shift
+from train import r1_heuristic
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+REF_FACES = [os.path.join(ROOT, "ref_face", f"{index:05d}.png") for index in range(4)]
+
+# Budgets. cpu: what fits about 90 minutes on the 2-core development machine, with the recipe
+# that learned fastest in benchmarks/recipe_study (batch 4, R1 by the resolution, lr 0.005, no
+# style mixing, small mapping network); gpu: 64 px, about 10 minutes per model on an H100.
+PRESETS = {
+    "cpu": {"size": 32, "images": 4000, "iter": 3000, "batch": 4, "channel_max": 32, "latent": 128, "n_mlp": 4,
+            "lr": 0.005, "mixing": 0.0, "r1": "auto", "n": 500, "step": 200, "seeds": "0,1",
+            "models": "none,sspe,mspe"},
+    "gpu": {"size": 64, "images": 20000, "iter": 3000, "batch": 32, "channel_max": 128, "latent": 512, "n_mlp": 8,
+            "lr": 0.002, "mixing": 0.9, "r1": "auto", "n": 2000, "step": 500, "seeds": "0,1",
+            "models": "none,sspe,mspe"},
+}
+# train.py's flags of each model
+MODELS = {
+    "none": ["--position", "none"],
+    "sspe": ["--position", "sspe"],
+    "mspe": ["--position", "mspe"],
+}
+# the flags that scale a preset: name -> (type, help)
+SCALING = {
+    "models": (str, "comma-separated, from " + ", ".join(MODELS)),
+    "seeds": (str, "comma-separated training seeds"),
+    "iter": (int, "training iterations of every run"),
+    "batch": (int, "training batch"),
+    "size": (int, "image size"),
+    "channel_max": (int, "cap on every layer's channels"),
+    "latent": (int, "dimension of z and w"),
+    "n_mlp": (int, "layers of the mapping network"),
+    "lr": (float, "learning rate"),
+    "mixing": (float, "probability of style mixing"),
+    "r1": (str, "R1 weight, or auto (train.py --r1)"),
+    "images": (int, "synthetic faces in the dataset"),
+    "n": (int, "latents and images per metric"),
+    "step": (int, "optimisation steps of each inversion"),
+}
+SHIFTS = (0.0, 0.125, 0.25, 0.375, 0.5)  # fractions of the image size, horizontal
+# training flags taken from the preset as they are
+TRAINING_FLAGS = ("size", "batch", "channel_max", "latent", "n_mlp", "lr", "mixing", "r1", "iter")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--preset", choices=list(PRESETS), default="cpu", help="budget; the flags below scale it")
+    for flag, (kind, text) in SCALING.items():
+        parser.add_argument(f"--{flag}", type=kind, help=f"{text} (default: the preset's)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and metrics)")
+    parser.add_argument("--out", help="report folder (default evidence/<preset>)")
+    args = parser.parse_args(argv)
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.models = [model.strip() for model in args.models.split(",")]
+    unknown = [model for model in args.models if model not in MODELS]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers such as 0,1, not {args.seeds!r}")
+    args.out = args.out or os.path.join("evidence", args.preset)
+    return args
+
+
+def run_name(args, model, seed):
+    """checkpoint/<run name>: one per model, seed and training setting except --iter, so a larger
+    --iter continues a run and any other change starts new ones."""
+    setting = [args.images, *(getattr(args, flag) for flag in TRAINING_FLAGS if flag != "iter")]
+    digest = hashlib.sha1(repr(setting).encode()).hexdigest()[:6]
+    return f"evidence-{args.size}px-{model}-s{seed}-{digest}"
+
+
+def dataset_path(args):
+    path = os.path.join("data", f"evidence_faces_{args.size}px_{args.images}")
+    if not os.path.exists(os.path.join(path, "data.mdb")):
+        prepare(path, [args.size], n_synthetic=args.images, seed=0, n_worker=min(4, os.cpu_count() or 1))
+    return path
+
+
+def final_checkpoint(args, model, seed):
+    return os.path.join("checkpoint", run_name(args, model, seed), f"{args.iter:06d}.pt")
+
+
+def train(args, model, seed, data, device):
+    """train.py for one run, unless it already finished; resumes an interrupted one."""
+    if os.path.exists(final_checkpoint(args, model, seed)):
+        return
+    subprocess.run([
+        sys.executable, os.path.join(ROOT, "train.py"), "--name", run_name(args, model, seed), "--path", data, *MODELS[model],
+        "--translate", "1.0", "--seed", str(seed), *[f"--{flag}={getattr(args, flag)}" for flag in TRAINING_FLAGS],
+        "--device", args.device, "--ckpt", "latest",
+        "--save_every", str(max(1, args.iter // 4)), "--sample_every", str(max(1, args.iter // 4)),
+        "--n_sample", "16", "--keep", "2", "--workers", "4" if device.type == "cuda" else "1",
+    ], check=True)
+
+
+def measure(args, model, seed, data, device):
+    """Every figure of one run (cached in --out/runs/<model>-s<seed>.json) and its samples."""
+    cache = os.path.join(args.out, "runs", f"{model}-s{seed}.json")
+    checkpoint = final_checkpoint(args, model, seed)
+    if os.path.exists(cache):
+        with open(cache) as file:
+            figures = json.load(file)
+        if figures["checkpoint"] == checkpoint and figures["n"] == args.n and figures["step"] == args.step:
+            return figures
+    generator, _ = load_generator(checkpoint, device)
+    figures = {"model": model, "seed": seed, "checkpoint": checkpoint, "n": args.n, "step": args.step}
+
+    circular = translation_equivariance(generator, args.n, 25, seed=0)
+    figures.update(eqt_int=circular["eqt_int"], eqt_frac=circular["eqt_frac"])
+    figures.update(eqt_plane_int=None, eqt_plane_frac=None)
+    if generator.position != "none":
+        plane = translation_equivariance(generator, args.n, 25, circular=False, seed=0)
+        figures.update(eqt_plane_int=plane["eqt_int"], eqt_plane_frac=plane["eqt_frac"])
+
+    real, indices = open_real_images(data, args.size, args.n)
+    settings = SimpleNamespace(patches=64, seed=0, batch=50, directions=128, repeats=4, noise_shift="move")
+    for fraction in SHIFTS:
+        quality = quality_at_shift(generator, real, indices, (0.0, fraction * args.size), settings)
+        figures[f"swd_{fraction:g}"] = quality["swd"]
+    with torch.no_grad():
+        samples = next(generated_batches(generator, 8, 8, seed=0)).cpu()
+    save_grid(samples, os.path.join(args.out, "runs", f"{model}-s{seed}.png"), nrow=8)
+
+    figures["inversion_psnr"] = inversion_psnr(args, model, seed, checkpoint)
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache, "w") as file:
+        json.dump(figures, file, indent=2)
+    return figures
+
+
+def inversion_psnr(args, model, seed, checkpoint):
+    """Mean PSNR of W+ projections of ref_face/ images shifted around a circle (pixel MSE loss:
+    LPIPS needs VGG weights from the network)."""
+    name = run_name(args, model, seed)
+    with contextlib.redirect_stdout(io.StringIO()):
+        projector.main([
+            "--name", name, "--ckpt", checkpoint, "--device", args.device, "--loss", "mse", "--w_plus",
+            "--step", str(args.step), "--pics", "4", "--radius", str(args.size // 4), "--n_mean_latent", "2000",
+            *REF_FACES,
+        ])
+    scores = []
+    for face in REF_FACES:
+        stem = os.path.splitext(os.path.basename(face))[0]
+        with open(os.path.join("inverse", name, f"{stem}.json")) as file:
+            scores.append(json.load(file)["psnr"])
+    return float(np.mean(scores))
+
+
+def shift_gif(args, model):
+    """shift_<model>.gif: generate.py's shift animation of the first seed's run."""
+    name = run_name(args, model, args.seeds[0])
+    with contextlib.redirect_stdout(io.StringIO()):
+        generate.main([
+            "--name", name, "--ckpt", final_checkpoint(args, model, args.seeds[0]), "--device", args.device,
+            "--mode", "shift", "--n_sample", "8", "--pics", "24", "--radius", str(args.size // 4), "--save", "grid",
+        ])
+    shutil.copy(os.path.join("generate", name, "shift", "grid.gif"), os.path.join(args.out, f"shift_{model}.gif"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+FIGURES = {
+    "swd_0": "SWD x1e3 at shift 0 (quality)",
+    "eqt_int": "EQ-T int, circular (dB)",
+    "eqt_frac": "EQ-T frac, circular (dB)",
+    "eqt_plane_int": "EQ-T int, plane (dB)",
+    "eqt_plane_frac": "EQ-T frac, plane (dB)",
+    "swd_0.5": "SWD x1e3 at shift 0.5",
+    "inversion_psnr": "shifted inversion PSNR (dB)",
+}
+
+
+def summarise(rows, models):
+    """{model: {figure: (mean, standard deviation over seeds) or None}}."""
+    summary = {}
+    for model in models:
+        runs = [row for row in rows if row["model"] == model]
+        summary[model] = {}
+        for key in [*FIGURES, *(f"swd_{fraction:g}" for fraction in SHIFTS)]:
+            values = [row[key] for row in runs if row.get(key) is not None]
+            spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            summary[model][key] = (float(np.mean(values)), spread) if values else None
+    return summary
+
+
+def cell(value):
+    return "-" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+
+
+def write_report(args, argv, rows, summary, minutes):
+    out = args.out
+    with open(os.path.join(out, "runs.csv"), "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(os.path.join(out, "summary.csv"), "w", newline="") as file:
+        writer = csv.writer(file)
+        keys = list(summary[args.models[0]])
+        writer.writerow(["model", *(f"{key}_{stat}" for key in keys for stat in ("mean", "sd"))])
+        for model, figures in summary.items():
+            writer.writerow([model, *(value for key in keys for value in (figures[key] or ("", "")))])
+
+    r1_text = f"auto ({r1_heuristic(args.size, args.batch):g})" if args.r1 == "auto" else args.r1
+    lines = [
+        f"# Evidence: {args.preset} preset",
+        "",
+        f"`{shlex.join(['python', 'evidence.py', *argv])}`: {args.size} px synthetic faces ({args.images} images), "
+        f"random circular translation, {args.iter} iterations of batch {args.batch} per run, channels capped at "
+        f"{args.channel_max}, latent {args.latent}, mapping depth {args.n_mlp}, R1 {r1_text}; seeds "
+        f"{', '.join(map(str, args.seeds))}; {args.n} latents/images per metric. Mean ± standard deviation over "
+        f"seeds. {minutes:.1f} minutes of work in all on {machine(args)}.",
+        "",
+        "| model | " + " | ".join(FIGURES.values()) + " |",
+        "|---" * (len(FIGURES) + 1) + "|",
+        *[f"| {model} | " + " | ".join(cell(summary[model][key]) for key in FIGURES) + " |" for model in args.models],
+        "",
+        "Lower SWD is better; higher EQ-T and PSNR are better. SWD at shift s compares renders shifted by s "
+        "(a fraction of the size) with real images translated by s; swd_vs_shift.png shows every s.",
+        "",
+        "![EQ-T](eqt.png) ![SWD against shift](swd_vs_shift.png)",
+        "",
+        "Samples (one row per model, seed 0 of the latents, the first training seed):",
+        "",
+        "![samples](samples.png)",
+        "",
+        " ".join(f"![{model}](shift_{model}.gif)" for model in args.models),
+        "",
+    ]
+    with open(os.path.join(out, "report.md"), "w") as file:
+        file.write("\n".join(lines))
+
+
+def machine(args):
+    device = choose_device(args.device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"a {os.cpu_count()}-core CPU"
+
+
+def draw_plots(args, summary):
+    models = args.models
+    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    axes = figure.subplots()
+    keys = ["eqt_int", "eqt_frac", "eqt_plane_int", "eqt_plane_frac"]
+    width = 0.8 / len(models)
+    for index, model in enumerate(models):
+        values = [summary[model][key] or (np.nan, 0.0) for key in keys]
+        positions = np.arange(len(keys)) + (index - (len(models) - 1) / 2) * width
+        axes.bar(positions, [v[0] for v in values], width, yerr=[v[1] for v in values], capsize=3,
+                 color=LINE_COLOURS[index % len(LINE_COLOURS)], label=model)
+    axes.set_xticks(np.arange(len(keys)), ["int", "frac", "int, plane", "frac, plane"])
+    axes.set(ylabel="EQ-T (dB), higher is better", title="Translation equivariance")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(args.out, "eqt.png"))
+
+    figure = Figure(figsize=(6.4, 4.0), dpi=100)
+    axes = figure.subplots()
+    for index, model in enumerate(models):
+        means = np.array([summary[model][f"swd_{fraction:g}"][0] for fraction in SHIFTS])
+        spreads = np.array([summary[model][f"swd_{fraction:g}"][1] for fraction in SHIFTS])
+        colour = LINE_COLOURS[index % len(LINE_COLOURS)]
+        axes.plot(SHIFTS, means, marker="o", linewidth=2, color=colour, label=model)
+        axes.fill_between(SHIFTS, means - spreads, means + spreads, color=colour, alpha=0.2)
+    axes.set(xlabel="shift (fraction of image size)", ylabel="SWD x1e3, lower is better",
+             title="Quality away from the centre")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(os.path.join(args.out, "swd_vs_shift.png"))
+
+
+def save_samples(args):
+    """samples.png: the first seed's sample grid of every model, one labelled row each."""
+    grids = []
+    for model in args.models:
+        with Image.open(os.path.join(args.out, "runs", f"{model}-s{args.seeds[0]}.png")) as grid:
+            grids.append(grid.convert("RGB"))
+    labelled_rows(grids, args.models).save(os.path.join(args.out, "samples.png"))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
+    device = choose_device(args.device)
+    data = dataset_path(args)
+    runs = [(model, seed) for model in args.models for seed in args.seeds]
+    jobs = [("train", run) for run in runs] + [("measure", run) for run in runs] + [("gif", (model, None)) for model in args.models]
+    # seconds spent on each job over every call, so an interrupted evidence run reports its full cost
+    seconds_path = os.path.join(args.out, "runs", "seconds.json")
+    seconds = {}
+    if os.path.exists(seconds_path):
+        with open(seconds_path) as file:
+            seconds = json.load(file)
+    rows = []
+    with tqdm(jobs, desc="evidence", unit="job", file=sys.stdout) as progress:
+        for kind, (model, seed) in progress:
+            job = f"{kind} {model}" + ("" if seed is None else f" seed {seed}")
+            progress.set_description(f"evidence: {job}")
+            start = time.perf_counter()
+            if kind == "train":
+                train(args, model, seed, data, device)
+            elif kind == "measure":
+                rows.append(measure(args, model, seed, data, device))
+            else:
+                shift_gif(args, model)
+            seconds[job] = seconds.get(job, 0.0) + time.perf_counter() - start
+            with open(seconds_path, "w") as file:
+                json.dump(seconds, file, indent=2)
+    summary = summarise(rows, args.models)
+    save_samples(args)
+    draw_plots(args, summary)
+    write_report(args, argv, rows, summary, sum(seconds.values()) / 60)
+    with open(os.path.join(args.out, "report.md")) as file:
+        print(file.read())
+    print(f"wrote {args.out}/report.md, runs.csv, summary.csv, eqt.png, swd_vs_shift.png, samples.png, shift_*.gif")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""evidence.py at a tiny budget: two models, two seeds, every figure, the report, and a second
+call that reuses what the first trained and measured."""
+
+import csv
+import os
+
+from PIL import Image
+
+import evidence
+
+TINY = [
+    "--models", "none,mspe", "--seeds", "0,1", "--iter", "2", "--batch", "4", "--size", "16", "--channel_max", "16",
+    "--latent", "16", "--n_mlp", "1", "--images", "32", "--n", "8", "--step", "2", "--device", "cpu", "--out", "report",
+]
+
+
+def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    evidence.main(TINY)
+    report = tmp_path / "report"
+    for name in ["report.md", "runs.csv", "summary.csv", "eqt.png", "swd_vs_shift.png", "samples.png",
+                 "shift_none.gif", "shift_mspe.gif"]:
+        assert (report / name).is_file(), name
+
+    with open(report / "runs.csv") as file:
+        runs = list(csv.DictReader(file))
+    assert [(row["model"], row["seed"]) for row in runs] == [("none", "0"), ("none", "1"), ("mspe", "0"), ("mspe", "1")]
+    for row in runs:
+        assert float(row["swd_0"]) > 0 and float(row["inversion_psnr"]) > 0
+    # the infinite plane exists only for a positional input
+    assert [row["eqt_plane_int"] == "" for row in runs] == [True, True, False, False]
+    # seeds differ, so the spread over them is not zero
+    with open(report / "summary.csv") as file:
+        summary = {row["model"]: row for row in csv.DictReader(file)}
+    assert float(summary["mspe"]["eqt_int_sd"]) > 0
+
+    text = (report / "report.md").read_text()
+    assert "| mspe |" in text and " ± " in text
+    with Image.open(report / "samples.png") as samples:
+        assert samples.height >= 2 * 16 and samples.width > 8 * 16  # a labelled row of 8 samples per model
+
+    # a second call trains nothing and measures nothing again
+    checkpoints = sorted(tmp_path.glob("checkpoint/*/*.pt"))
+    stamps = [os.path.getmtime(path) for path in checkpoints]
+    caches = [os.path.getmtime(path) for path in sorted(report.glob("runs/*-s*.json"))]
+    capsys.readouterr()
+    evidence.main(TINY)
+    assert [os.path.getmtime(path) for path in checkpoints] == stamps
+    assert [os.path.getmtime(path) for path in sorted(report.glob("runs/*-s*.json"))] == caches
+    assert "| mspe |" in capsys.readouterr().out
