@@ -80,6 +80,12 @@ def load_checkpoint(path, map_location="cpu"):
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "unsupported global" not in str(error).lower():  # not a refusal to run code: unreadable
+            raise SystemExit(
+                f"{path} cannot be read as a checkpoint: it is truncated (an interrupted copy or save) or not a "
+                f"PyTorch checkpoint at all ({type(error).__name__}: {reason.split('. ')[0]}). Use another checkpoint; "
+                "--ckpt latest picks the newest complete one."
+            ) from None
         raise SystemExit(
             f"{path} is not a checkpoint this project can load safely ({reason}). Checkpoints hold "
             "tensors, plain containers and argparse.Namespace only; re-save it from its state dicts."
