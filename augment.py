@@ -298,3 +298,12 @@ class AdaptiveAugment:
             self.p = min(1.0, max(0.0, self.p + direction * self.count / self.length))
             self.sign_sum, self.count = None, 0
         return self.p
+
+    def state_dict(self):
+        """p and the signs counted towards the next update (this rank's), for an exact resume."""
+        sign_sum = None if self.sign_sum is None else self.sign_sum.detach().cpu()
+        return {"p": self.p, "r_t": self.r_t, "sign_sum": sign_sum, "count": self.count}
+
+    def load_state_dict(self, state, device):
+        self.p, self.r_t, self.count = float(state["p"]), float(state["r_t"]), int(state["count"])
+        self.sign_sum = None if state["sign_sum"] is None else state["sign_sum"].to(device)

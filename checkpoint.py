@@ -6,12 +6,18 @@ A checkpoint is a dict saved with torch.save, as the original code and rosinalit
 command line, an argparse.Namespace) and `ada_aug_p`; this project adds `mean_path_length`.
 The model configuration is the part of `args` named in MODEL_DEFAULTS. `--ckpt 550000.pt`
 means checkpoint/<name>/550000.pt when it is not a path that exists, and training resumes at
-the iteration the file name gives.
+the iteration the file name gives; `--ckpt latest` means the newest one there that loads.
+Training checkpoints also hold what an exact resume needs (train.py's Trainer.checkpoint).
+Saves are durable (save_checkpoint): a crash at any moment leaves the previous checkpoint intact.
 """
 
 import argparse
+import contextlib
 import copy
 import os
+import re
+import shutil
+import sys
 
 import torch
 
@@ -19,6 +25,12 @@ from device import choose_device
 from model import POSITIONS, Discriminator, Generator
 
 ARCHITECTURES = ("stylegan2",)
+
+# `--ckpt latest`: the newest numbered checkpoint of checkpoint/<name>/
+LATEST = "latest"
+NUMBERED = re.compile(r"\d+\.pt")
+# ends the name of every file written before it is complete (renamed or removed afterwards)
+TEMPORARY_SUFFIX = ".tmp"
 
 # Model configuration as stored in a checkpoint's `args`, with the values the original code used
 # for keys its checkpoints lack.
@@ -68,6 +80,12 @@ def load_checkpoint(path, map_location="cpu"):
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "unsupported global" not in str(error).lower():  # not a refusal to run code: unreadable
+            raise SystemExit(
+                f"{path} cannot be read as a checkpoint: it is truncated (an interrupted copy or save) or not a "
+                f"PyTorch checkpoint at all ({type(error).__name__}: {reason.split('. ')[0]}). Use another checkpoint; "
+                "--ckpt latest picks the newest complete one."
+            ) from None
         raise SystemExit(
             f"{path} is not a checkpoint this project can load safely ({reason}). Checkpoints hold "
             "tensors, plain containers and argparse.Namespace only; re-save it from its state dicts."
@@ -78,12 +96,109 @@ def load_checkpoint(path, map_location="cpu"):
 
 
 def save_checkpoint(checkpoint, path):
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    """torch.save, durably: a temporary file in the same folder, flushed and fsynced, renamed over
+    `path`, then the folder fsynced so that the rename itself survives a power cut.
+
+    A process killed at any moment leaves either the old `path` or the complete new one, never
+    half a file (the temporary name never matches a numbered checkpoint). A failed write (disk
+    full, folder gone) removes the temporary file and raises SystemExit naming the path.
+    """
     folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.tmp")
-    torch.save(checkpoint, temporary)
-    os.replace(temporary, path)
+    temporary = os.path.join(folder, f".{os.path.basename(path)}{TEMPORARY_SUFFIX}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(temporary, "wb") as file:
+            torch.save(checkpoint, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+        fsync_folder(folder)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise SystemExit(
+            f"could not write checkpoint {path}: {error.strerror or error}. The checkpoints already in "
+            f"{folder} are intact; free space (or fix the folder) and resume with --ckpt latest."
+        ) from None
+
+
+def fsync_folder(folder):
+    """Flush a folder's entries (a rename, a new file) to disk; a no-op where folders cannot be opened."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # some file systems refuse fsync on a folder; the rename is still atomic
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def numbered_checkpoints(folder):
+    """The numbered checkpoints (<iteration>.pt) of `folder`, newest first; temporary files of an
+    interrupted save never match."""
+    if not os.path.isdir(folder):
+        return []
+    numbered = [(int(name[:-3]), name) for name in os.listdir(folder) if NUMBERED.fullmatch(name)]
+    return [os.path.join(folder, name) for _, name in sorted(numbered, reverse=True)]
+
+
+def load_latest_checkpoint(folder):
+    """(path, checkpoint) of the newest numbered checkpoint of `folder` that loads completely, or
+    (None, None) when there is none: what `--ckpt latest` resumes from. A file that does not load
+    (truncated by a crash of a writer without fsync, say) is reported and passed over."""
+    for path in numbered_checkpoints(folder):
+        try:
+            return path, load_checkpoint(path)
+        except SystemExit as refusal:
+            print(f"warning: skipping {path}: {refusal}", file=sys.stderr)
+    return None, None
+
+
+def remove_temporary_files(folder):
+    """Delete what saves killed mid-write left in `folder` (never read; only space)."""
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(".") and name.endswith(TEMPORARY_SUFFIX):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, name))
+
+
+def checkpoint_bytes(modules, optimised):
+    """About how many bytes a training checkpoint takes: the tensors of `modules` (parameters and
+    buffers) plus Adam's two moments of every parameter of `optimised`."""
+    stored = sum(tensor.numel() * tensor.element_size() for module in modules for tensor in module.state_dict().values())
+    moments = sum(2 * p.numel() * p.element_size() for module in optimised for p in module.parameters())
+    return stored + moments
+
+
+def check_writable(folder, needed_bytes=0):
+    """Create `folder`, prove it writable with a test write and that its disk has room for
+    `needed_bytes`; otherwise SystemExit naming the folder and the fix. Run at the start, so that a
+    run does not train for hours before its first save fails."""
+    probe = os.path.join(folder, f".write_test{TEMPORARY_SUFFIX}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, "wb") as file:
+            file.write(b"\0" * 4096)
+            file.flush()
+            os.fsync(file.fileno())
+        os.remove(probe)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(probe)
+        raise SystemExit(
+            f"cannot write to {folder}: {error.strerror or error}. Make it writable, or run from a folder "
+            "where checkpoint/ and sample/ can be created."
+        ) from None
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise SystemExit(
+            f"{folder} has {free / 2**20:.1f} MiB free, less than the {needed_bytes / 2**20:.1f} MiB one checkpoint "
+            "needs. Free space, or train elsewhere."
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +313,7 @@ def load_model_state(module, state, source, config):
     """module.load_state_dict(state), or a SystemExit that says what `source` does not fit."""
     try:
         module.load_state_dict(state)
-    except RuntimeError as error:
+    except (RuntimeError, TypeError, AttributeError, KeyError) as error:  # a wrong shape, or not a state dict
         raise SystemExit(
             f"{source} does not fit {describe_model(config)}: {str(error).splitlines()[0]}. "
             "Pass the flags it was trained with."

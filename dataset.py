@@ -10,12 +10,14 @@ bias of aligned datasets such as FFHQ: every position in the frame becomes equal
 """
 
 import os
+import sys
 from io import BytesIO
 
 import lmdb
+import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
 
 from images import to_tensor
@@ -209,3 +211,75 @@ def train_transform(translate=0.0, flip=True):
         steps.append(RandomCircularTranslate(translate))
 
     return transforms.Compose(steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# reproducible, resumable training order
+
+
+class ResumableSampler(Sampler):
+    """The items of one rank for one pass (epoch) over `length` records, as (index, epoch) pairs.
+
+    The order is DistributedSampler's (shuffle, drop_last): a permutation drawn from
+    seed + epoch, cut to a multiple of `num_replicas`, every num_replicas-th item for `rank`. It
+    is therefore a function of (seed, epoch) alone. `set_epoch(epoch, start)` begins that pass at
+    item `start`, skipping the items a resumed run has already trained on.
+    """
+
+    def __init__(self, length, num_replicas=1, rank=0, seed=0):
+        self.length, self.num_replicas, self.rank, self.seed = length, num_replicas, rank, seed
+        self.num_samples = length // num_replicas  # per rank and pass
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch, start=0):
+        self.epoch, self.start = epoch, start
+
+    def indices(self, epoch):
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        order = torch.randperm(self.length, generator=generator)[: self.num_samples * self.num_replicas]
+        return order[self.rank :: self.num_replicas].tolist()
+
+    def __iter__(self):
+        return iter([(index, self.epoch) for index in self.indices(self.epoch)[self.start :]])
+
+    def __len__(self):
+        return max(0, self.num_samples - self.start)
+
+
+def sample_seed(seed, epoch, index):
+    """The seed of the random transform of record `index` in pass `epoch` of a run with `seed`."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class SeededRecords(Dataset):
+    """Item (index, epoch) of `dataset` as (image, records skipped), reproducibly and robustly.
+
+    The dataset's random transform (flip, translation) draws from torch's RNG seeded with
+    `sample_seed(seed, epoch, index)` and restored afterwards: an image depends on neither the
+    number of loader processes nor on where a run was resumed, and the caller's RNG is untouched.
+    A record that cannot be read or decoded is reported on stderr and replaced by the next one
+    (index + 1, + 2, ... wrapping around), the same one every time; `skipped` counts them.
+    """
+
+    UNREADABLE = (OSError, RuntimeError, ValueError, SyntaxError)  # PIL's and LMDB's errors
+
+    def __init__(self, dataset, seed=0):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, epoch = item
+        for skipped in range(len(self.dataset)):
+            substitute = (index + skipped) % len(self.dataset)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(sample_seed(self.seed, epoch, substitute))
+                    return self.dataset[substitute], skipped
+            except self.UNREADABLE as error:
+                print(
+                    f"warning: skipping record {substitute} of {getattr(self.dataset, 'path', 'the dataset')}: "
+                    f"{error}", file=sys.stderr,
+                )
+        raise RuntimeError(f"no record of {getattr(self.dataset, 'path', 'the dataset')} can be decoded")

@@ -86,3 +86,12 @@ def any_rank(flag):
     value = torch.tensor([1 if flag else 0], dtype=torch.int32)
     dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_control_group)
     return bool(value.item())
+
+
+def all_gather_object(value):
+    """[value of rank 0, value of rank 1, ...] on every rank (picklable values; host-side)."""
+    if not is_distributed():
+        return [value]
+    gathered = [None] * get_world_size()
+    dist.all_gather_object(gathered, value, group=_control_group)
+    return gathered

@@ -4,6 +4,7 @@ Generative Models", ICCV 2021), as rosinality/stylegan2-pytorch trains StyleGAN2
     python train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe
     python train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe --translate 1.0
     python train.py --name EXPERIMENT_NAME --path LMDB_PATH --ckpt 550000.pt
+    python train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe --ckpt latest
     torchrun --nproc_per_node=N train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe
 
 The loss is the non-saturating logistic loss with lazy R1 on the discriminator every
@@ -16,7 +17,10 @@ Writes checkpoint/<name>/<iter:06d>.pt (iter = iterations completed; --ckpt resu
 sample/<name>/<iter:06d>.png (the EMA generator on a fixed latent batch),
 checkpoint/<name>/config.json (the resolved configuration) and checkpoint/<name>/log.jsonl
 (losses, R1, path length, augmentation p and images/s every --log_every iterations).
-SIGINT or SIGTERM saves a checkpoint at the current iteration and exits cleanly.
+SIGINT or SIGTERM saves a checkpoint at the current iteration and exits cleanly. A checkpoint
+holds every RNG state, the data order's position and the sample latents, so that a resumed run
+is the run it continues (bit for bit on the CPU); `--ckpt latest` resumes from the newest one,
+or starts afresh when there is none, so the same command line can be requeued forever.
 """
 
 import argparse
@@ -26,7 +30,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import sys
 import time
@@ -42,18 +45,24 @@ from tqdm import tqdm
 import distributed
 from augment import AdaptiveAugment, augment
 from checkpoint import (
+    LATEST,
     add_model_arguments,
     build_discriminator,
     build_generator,
+    check_writable,
+    checkpoint_bytes,
     checkpoint_iteration,
     explicit_flags,
     load_checkpoint,
+    load_latest_checkpoint,
     load_model_state,
     merge_model_config,
+    numbered_checkpoints,
+    remove_temporary_files,
     resolve_checkpoint,
     save_checkpoint,
 )
-from dataset import MultiResolutionDataset, train_transform
+from dataset import MultiResolutionDataset, ResumableSampler, SeededRecords, train_transform
 from device import PRECISIONS, default_precision, setup_precision
 from images import save_grid
 from model import MODCONVS, check_size
@@ -228,7 +237,10 @@ class TrainingStep:
             load_model_state(unwrap(module), checkpoint[key], f"{source} ('{key}')", config)
         settings = adam_settings(self.settings)
         for key, optimizer in (("g_optim", self.g_optim), ("d_optim", self.d_optim)):
-            optimizer.load_state_dict(checkpoint[key])
+            try:
+                optimizer.load_state_dict(checkpoint[key])
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise SystemExit(f"{source} ('{key}') does not fit the optimiser: {error}") from None
             lr, betas = settings[key[0]]
             for group in optimizer.param_groups:
                 group["lr"], group["betas"] = lr, betas
@@ -324,7 +336,11 @@ def build_parser():
     add("--iter", type=int, default=800000, help="train until this many iterations are done")
     add("--batch", type=int, default=16, help="batch size per GPU (per rank)")
     add("--n_sample", type=int, default=64, help="images in each sample grid")
-    add("--ckpt", type=str, default=None, help="checkpoint to resume: a path, or a file name in checkpoint/<name>")
+    add(
+        "--ckpt", type=str, default=None,
+        help="checkpoint to resume: a path, a file name in checkpoint/<name>, or 'latest' (the newest there; "
+        "a fresh start when there is none)",
+    )
     add("--lr", type=float, default=0.002, help="learning rate")
     add("--seed", type=int, default=0, help="random seed (model initialisation, sample latents, data order)")
 
@@ -370,6 +386,11 @@ def build_parser():
     add("--sample_every", type=int, default=1000, help="write a sample grid every this many iterations")
     add("--log_every", type=int, default=100, help="log losses and speed every this many iterations")
     add("--keep", type=int, default=0, help="keep only the newest this many checkpoints (0 = keep all)")
+    add(
+        "--max_bad_records", type=float, default=0.01,
+        help="stop when more than this share of a pass over the data cannot be decoded (bad records are "
+        "replaced by the next good one and logged until then)",
+    )
     add("--wandb", action="store_true", help="also log to Weights & Biases (needs the wandb package)")
     add("--local_rank", "--local-rank", type=int, default=0, help="set by torch.distributed.launch")
     return parser
@@ -404,6 +425,8 @@ def check_args(args):
         )
     if not 0 <= args.translate <= 1:
         raise SystemExit(f"--translate is a fraction of the image size from 0 to 1, not {args.translate}")
+    if not 0 <= args.max_bad_records <= 1:
+        raise SystemExit(f"--max_bad_records is a share of the records from 0 to 1, not {args.max_bad_records}")
     if not 0 <= args.augment_p <= 1:
         raise SystemExit(f"--augment_p is a probability from 0 to 1, not {args.augment_p}")
     positive = ["latent", "n_mlp", "channel_max", "iter", "batch", "n_sample", "save_every", "sample_every"]
@@ -497,21 +520,24 @@ def ignore_interrupts(_worker_id):
 
 
 def make_loader(args, dataset, rank, world_size, device):
-    """Per-rank batches of --batch from a DistributedSampler (one rank: the whole dataset)."""
-    sampler = data.DistributedSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=args.seed, drop_last=True
-    )
+    """Per-rank batches of --batch, as (images, records skipped per image): DistributedSampler's
+    order (one rank: the whole dataset), resumable inside a pass, each image's random transform
+    seeded by (--seed, pass, index), so the batches are the same for any --workers."""
+    sampler = ResumableSampler(len(dataset), num_replicas=world_size, rank=rank, seed=args.seed)
     loader = data.DataLoader(
-        dataset,
+        SeededRecords(dataset, args.seed),
         batch_size=args.batch,
         sampler=sampler,
+        # the loader's own draw (its workers' base seed) comes from here, not from torch's global
+        # RNG, which the training step draws from
+        generator=torch.Generator().manual_seed(args.seed),
         num_workers=args.workers,
         drop_last=True,
         pin_memory=device.type == "cuda",
         persistent_workers=args.workers > 0,
         worker_init_fn=ignore_interrupts,
     )
-    if len(loader) == 0:
+    if batches_per_pass(loader) == 0:
         raise SystemExit(
             f"{args.path} holds {len(dataset)} images: less than one batch of {args.batch} for each of "
             f"{world_size} rank(s). Lower --batch or use a larger dataset."
@@ -519,13 +545,44 @@ def make_loader(args, dataset, rank, world_size, device):
     return loader
 
 
-def sample_data(loader, start_epoch=0):
-    """Batches forever; a new shuffle every pass (the sampler's epoch)."""
-    epoch = start_epoch
+def batches_per_pass(loader):
+    return loader.sampler.num_samples // loader.batch_size
+
+
+def sample_data(loader, epoch=0, position=0):
+    """Batches forever from item `position` of pass `epoch` on, a new shuffle every pass; yields
+    (epoch, position after the batch, batch)."""
     while True:
-        loader.sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+        loader.sampler.set_epoch(epoch, position)
+        for batch in loader:
+            position += loader.batch_size
+            yield epoch, position, batch
+        epoch, position = epoch + 1, 0
+
+
+def rng_state(device):
+    """Every RNG the training loop draws from in this process: Python's (style mixing), NumPy's,
+    torch's on the CPU and, on CUDA, this rank's GPU (latents, noise, augmentation)."""
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {**numpy_state, "state": {**numpy_state["state"], "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))}},
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state, device):
+    """Restore what rng_state returned (a CUDA state only on CUDA)."""
+    random.setstate(state["python"])
+    numpy_state = state["numpy"]
+    key = numpy_state["state"]["key"].numpy().astype(np.uint32)
+    np.random.set_state({**numpy_state, "state": {**numpy_state["state"], "key": key}})
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,10 +660,8 @@ def prune_checkpoints(args):
     """Delete all but the newest --keep numbered checkpoints of this experiment."""
     if args.keep <= 0:
         return
-    folder = checkpoint_dir(args)
-    numbered = sorted((int(name[:-3]), name) for name in os.listdir(folder) if re.fullmatch(r"\d+\.pt", name))
-    for _, name in numbered[: -args.keep]:
-        os.remove(os.path.join(folder, name))
+    for path in numbered_checkpoints(checkpoint_dir(args))[args.keep :]:
+        os.remove(path)
 
 
 def nonfinite_parameters(*modules):
@@ -632,23 +687,71 @@ class Trainer:
         # the same latents for every sample grid of the run, resumed or not
         sample_generator = torch.Generator().manual_seed(args.seed)
         self.sample_z = torch.randn(args.n_sample, args.latent, generator=sample_generator).to(device)
+        # where the data stands: the pass, the items of it trained on (this rank's), and how many
+        # records of it could not be decoded
+        self.epoch, self.position, self.bad_records = 0, 0, 0
 
-    def checkpoint(self):
+    def resume(self, checkpoint, start_iter, loader):
+        """Continue from `checkpoint` (after `start_iter` iterations) exactly where it stopped: the
+        data order's position, this rank's RNGs and ADA statistics, the sample latents. Checkpoints
+        without them (older ones, rosinality's) restart the pass they are in with fresh RNG seeds,
+        as before."""
+        data_state = checkpoint.get("data")
+        if data_state is not None and data_state["world_size"] == self.world_size:
+            self.epoch, self.position = data_state["epoch"], data_state["position"]
+        else:
+            self.epoch = start_iter // batches_per_pass(loader)
+        sample_z = checkpoint.get("sample_z")
+        if sample_z is not None and sample_z.shape == self.sample_z.shape:
+            self.sample_z = sample_z.to(self.device)
+        rank_states = checkpoint.get("rank_states") or []
+        if data_state is None or self.rank >= len(rank_states):
+            return
+        state = rank_states[self.rank]
+        set_rng_state(state["rng"], self.device)
+        self.bad_records = state["bad_records"]
+        if self.step.ada is not None and state["ada"] is not None:
+            self.step.ada.load_state_dict(state["ada"], self.device)
+
+    def rank_state(self):
+        """What differs between ranks and an exact resume needs: RNGs, ADA's counts, bad records."""
+        ada = self.step.ada
+        return {
+            "rng": rng_state(self.device),
+            "ada": ada.state_dict() if ada is not None else None,
+            "bad_records": self.bad_records,
+        }
+
+    def checkpoint(self, rank_states):
         ada = self.step.ada
         return {
             **self.step.state_dict(),
             "args": argparse.Namespace(**vars(self.args)),
             "ada_aug_p": ada.p if ada is not None else self.args.augment_p,
+            "sample_z": self.sample_z.cpu(),
+            "data": {"epoch": self.epoch, "position": self.position, "world_size": self.world_size},
+            "rank_states": rank_states,
         }
 
     def save(self, iteration):
         """Write checkpoint <iteration>.pt (rank 0) unless the state went non-finite."""
         self.stop_if_nonfinite(iteration)
         path = checkpoint_path(self.args, iteration)
+        rank_states = distributed.all_gather_object(self.rank_state())
         if self.rank == 0:
-            save_checkpoint(self.checkpoint(), path)
+            save_checkpoint(self.checkpoint(rank_states), path)
             prune_checkpoints(self.args)
         self.last_saved = path
+
+    def count_bad_records(self, epoch, position, skipped, loader):
+        """Account for a batch of pass `epoch` (items up to `position`) with `skipped` records that
+        could not be decoded; True on every rank once any rank's share of bad records in this
+        pass passes --max_bad_records."""
+        if epoch != self.epoch:
+            self.bad_records = 0
+        self.epoch, self.position = epoch, position
+        self.bad_records += int(skipped.sum())
+        return distributed.any_rank(self.bad_records > self.args.max_bad_records * loader.sampler.num_samples)
 
     def stop_if_nonfinite(self, iteration, values=None):
         """End the run with a clear message when losses or weights stopped being finite."""
@@ -680,6 +783,9 @@ class Trainer:
             if ada.adaptive:  # the overfitting heuristic p follows
                 record["rt"] = round(ada.r_t, 6)
         record["images_per_s"] = round(images / seconds, 2) if seconds > 0 else None
+        bad_records = int(distributed.reduce_sum(torch.tensor(self.bad_records)))
+        if bad_records:
+            record["bad_records"] = bad_records  # in this pass, replaced by their neighbours
         self.last_logged.update(record)
         if self.rank != 0:
             return
@@ -699,7 +805,9 @@ class Trainer:
         """The EMA generator on the fixed latents, as sample/<name>/<iteration>.png (rank 0)."""
         if self.rank != 0:
             return
-        with torch.no_grad():
+        # the generator's noise draws on forked RNGs: a grid never changes the training that follows
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
             images = torch.cat([self.step.g_ema([z])[0] for z in self.sample_z.split(self.args.batch)])
         nrow = max(1, int(round(math.sqrt(self.args.n_sample))))
         save_grid(images, os.path.join("sample", self.args.name, f"{iteration:06d}.png"), nrow=nrow)
@@ -708,7 +816,8 @@ class Trainer:
         """Iterations start_iter .. --iter - 1; returns the iteration count reached."""
         args = self.args
         stop = StopRequest()
-        batches = sample_data(loader, start_epoch=start_iter // len(loader))
+        batches = sample_data(loader, self.epoch, self.position)
+        too_many_bad = False
         pbar = range(start_iter, args.iter)
         if self.rank == 0:
             pbar = tqdm(pbar, initial=start_iter, total=args.iter, dynamic_ncols=True, smoothing=0.01)
@@ -718,12 +827,16 @@ class Trainer:
             for i in pbar:
                 if stop.agreed():
                     break
-                real_img = next(batches).to(self.device, non_blocking=True)
+                epoch, position, (real_img, skipped) = next(batches)
+                too_many_bad = self.count_bad_records(epoch, position, skipped, loader)
+                real_img = real_img.to(self.device, non_blocking=True)
                 if args.channels_last:
                     real_img = real_img.contiguous(memory_format=torch.channels_last)
                 self.meter.add(self.step(i, real_img))
                 done = i + 1
                 interval_iterations += 1
+                if too_many_bad:
+                    break
 
                 if done % args.log_every == 0 or done == args.iter:
                     now = time.perf_counter()
@@ -743,6 +856,12 @@ class Trainer:
             print(f"{stop.signal_name}: saving iteration {done} and stopping", file=sys.stderr)
         if self.last_saved != checkpoint_path(args, done):
             self.save(done)
+        if too_many_bad:
+            raise SystemExit(
+                f"training stopped at iteration {done} (saved): {self.bad_records} records of {args.path} in this "
+                f"pass could not be decoded, more than --max_bad_records {args.max_bad_records} of "
+                f"{loader.sampler.num_samples}. Prepare the dataset again (prepare_data.py), or raise --max_bad_records."
+            )
         if stop.signal_name is None and done % args.sample_every:
             self.sample(done)  # the final grid; a stopped run exits as soon as it has saved
         return done
@@ -782,12 +901,21 @@ def run(args, explicit, device):
     autocast = configure_precision(args, device)
 
     checkpoint, ckpt_path, args.start_iter = None, None, 0
-    if args.ckpt is not None:
+    if args.ckpt == LATEST:
+        ckpt_path, checkpoint = load_latest_checkpoint(checkpoint_dir(args))
+        if checkpoint is None and rank == 0:
+            print(f"--ckpt latest: {checkpoint_dir(args)} holds no checkpoint; starting afresh", file=sys.stderr)
+    elif args.ckpt is not None:
         ckpt_path = resolve_checkpoint(args.ckpt, args.name)
         checkpoint = load_checkpoint(ckpt_path)
+    if checkpoint is not None:
         if "args" in checkpoint:
             merge_model_config(checkpoint["args"], args, explicit, source=ckpt_path)
         args.start_iter = checkpoint_iteration(ckpt_path)
+        if args.start_iter >= args.iter and args.ckpt == LATEST:  # a requeued run that has finished
+            if rank == 0:
+                print(f"{ckpt_path} is at --iter {args.iter}: training is complete", file=sys.stderr)
+            return None
         if args.start_iter >= args.iter:
             raise SystemExit(
                 f"{ckpt_path} is at iteration {args.start_iter}, already at --iter {args.iter}; "
@@ -801,6 +929,10 @@ def run(args, explicit, device):
         raise SystemExit(f"cannot build the model: {error}") from None
     settings = StepSettings.from_args(args)
     g_optim, d_optim = build_optimizers(generator, discriminator, settings)
+    if rank == 0:  # a folder that cannot take a checkpoint is found now, not at the first save
+        check_writable(checkpoint_dir(args), checkpoint_bytes((generator, discriminator, g_ema), (generator, discriminator)))
+        check_writable(os.path.join("sample", args.name))
+        remove_temporary_files(checkpoint_dir(args))
     if args.channels_last:
         use_channels_last(generator, discriminator, g_ema)
     if args.distributed:
@@ -811,10 +943,9 @@ def run(args, explicit, device):
     )
     if checkpoint is not None:
         step.load_state_dict(checkpoint, ckpt_path, args)
-        del checkpoint
 
     # Models start identical on every rank; noise, mixing and augmentation differ per rank and
-    # per resumed run.
+    # per run resumed from a checkpoint without RNG states (Trainer.resume restores those).
     seed = int(np.random.SeedSequence([args.seed, rank, args.start_iter]).generate_state(1)[0])
     torch.manual_seed(seed)
     random.seed(seed)
@@ -826,8 +957,6 @@ def run(args, explicit, device):
     loader = make_loader(args, dataset, rank, world_size, device)
 
     if rank == 0:
-        os.makedirs(checkpoint_dir(args), exist_ok=True)
-        os.makedirs(os.path.join("sample", args.name), exist_ok=True)
         write_config(args, device, world_size)
         if args.wandb:
             try:
@@ -837,6 +966,9 @@ def run(args, explicit, device):
             wandb.init(project="spatially unbiased stylegan2", name=args.name, config=vars(args))
 
     trainer = Trainer(args, step, device, resumed_from=ckpt_path)
+    if checkpoint is not None:
+        trainer.resume(checkpoint, args.start_iter, loader)
+        del checkpoint
     trainer.train(loader, args.start_iter)
     return trainer
 
