@@ -38,11 +38,10 @@ def run(*arguments):
 if not os.path.exists(os.path.join(DATA, "data.mdb")):
     run("prepare_data.py", "--synthetic", str(images), "--out", DATA, "--size", str(size), "--n_worker", "2")
 
-saved = sorted(f for f in os.listdir(checkpoint_dir) if f.endswith(".pt")) if os.path.isdir(checkpoint_dir) else []
-if final_checkpoint not in saved:
-    resume = ["--ckpt", saved[-1]] if saved else []  # an interrupted demo continues
+if not os.path.exists(os.path.join(checkpoint_dir, final_checkpoint)):
     run("train.py", "--name", NAME, "--path", DATA, "--position", "mspe", "--translate", "1.0", *model,
-        "--iter", str(iterations), "--n_sample", "16", "--sample_every", "200", "--save_every", "400", *resume)
+        "--iter", str(iterations), "--n_sample", "16", "--sample_every", "200", "--save_every", "400",
+        "--ckpt", "latest")
 
 run("generate.py", "--name", NAME, "--ckpt", final_checkpoint, "--mode", "grid", "--n_sample", "16")
 run("generate.py", "--name", NAME, "--ckpt", final_checkpoint, "--mode", "shift", "--n_sample", "4",
