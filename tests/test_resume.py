@@ -236,16 +236,27 @@ def argparse_namespace(**config):
 # the fault test
 
 
-def train_in_child(cwd, argv):
-    """train.main(argv) in a forked child (torch already imported); returns the process."""
-    def target():
-        os.chdir(cwd)
-        torch.set_num_threads(1)
-        train.main(argv)
+def train_in(cwd, argv):
+    os.chdir(cwd)
+    torch.set_num_threads(1)
+    train.main(argv)
 
-    process = multiprocessing.get_context("fork").Process(target=target)
+
+def train_in_child(cwd, argv):
+    """train.main(argv) in `cwd`, in a child forked from a fork server that imported train.py
+    once: no interpreter start-up per run, and no threads of this process inherited."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["train"])
+    process = context.Process(target=train_in, args=(str(cwd), argv))
     process.start()
     return process
+
+
+def finish(process, seconds=300):
+    process.join(seconds)
+    if process.is_alive():
+        process.kill()
+        pytest.fail(f"a training run did not end within {seconds} s")
 
 
 def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
@@ -256,7 +267,7 @@ def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
     reference = tmp_path / "reference"
     reference.mkdir()
     process = train_in_child(reference, argv)
-    process.join()
+    finish(process)
     assert process.exitcode == 0
     reference_seconds = time.monotonic() - started
 
@@ -273,7 +284,7 @@ def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
             signum = schedule.choice([signal.SIGTERM, signal.SIGKILL])
             os.kill(process.pid, signum)
             faults[signal.Signals(signum).name] += 1
-        process.join()
+        finish(process)
         if process.exitcode == 0 and os.path.exists(final):
             break
     seconds = time.monotonic() - started
