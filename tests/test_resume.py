@@ -278,8 +278,8 @@ def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
     final = os.path.join(folder(faulted), f"{iterations:06d}.pt")
     for attempt in range(40):
         process = train_in_child(faulted, argv)
-        if sum(faults.values()) < 12:  # then one run to the end
-            process.join(schedule.uniform(0.2, 0.4 * reference_seconds))
+        if sum(faults.values()) < 10:  # then one run to the end
+            process.join(schedule.uniform(0.05, 0.3) * reference_seconds)
         if process.is_alive():
             signum = schedule.choice([signal.SIGTERM, signal.SIGKILL])
             os.kill(process.pid, signum)
