@@ -877,6 +877,31 @@ def configure_precision(args, device):
     return setup_precision(args.precision, device)
 
 
+def logged_iteration(line):
+    """The iteration of a log.jsonl line; infinity for a line torn by a kill mid-write."""
+    try:
+        return json.loads(line)["iter"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def trim_log(args, iteration):
+    """Drop the log.jsonl records past `iteration` (and torn lines): a run killed after its last
+    checkpoint logged iterations that the resumed run logs again."""
+    path = os.path.join(checkpoint_dir(args), "log.jsonl")
+    if not os.path.exists(path):
+        return
+    with open(path) as log_file:
+        lines = log_file.readlines()
+    kept = [line for line in lines if logged_iteration(line) <= iteration]
+    if len(kept) == len(lines):
+        return
+    temporary = path + ".tmp"
+    with open(temporary, "w") as log_file:
+        log_file.writelines(kept)
+    os.replace(temporary, path)
+
+
 def write_config(args, device, world_size):
     config = {**vars(args), "device": str(device), "world_size": world_size}
     path = os.path.join(checkpoint_dir(args), "config.json")
@@ -933,6 +958,7 @@ def run(args, explicit, device):
         check_writable(checkpoint_dir(args), checkpoint_bytes((generator, discriminator, g_ema), (generator, discriminator)))
         check_writable(os.path.join("sample", args.name))
         remove_temporary_files(checkpoint_dir(args))
+        trim_log(args, args.start_iter)
     if args.channels_last:
         use_channels_last(generator, discriminator, g_ema)
     if args.distributed:
