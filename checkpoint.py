@@ -169,7 +169,8 @@ def remove_temporary_files(folder):
 def checkpoint_bytes(modules, optimised):
     """About how many bytes a training checkpoint takes: the tensors of `modules` (parameters and
     buffers) plus Adam's two moments of every parameter of `optimised`."""
-    stored = sum(tensor.numel() * tensor.element_size() for module in modules for tensor in module.state_dict().values())
+    tensors = [tensor for module in modules for tensor in module.state_dict().values()]
+    stored = sum(tensor.numel() * tensor.element_size() for tensor in tensors)
     moments = sum(2 * p.numel() * p.element_size() for module in optimised for p in module.parameters())
     return stored + moments
 

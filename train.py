@@ -240,7 +240,10 @@ class TrainingStep:
             try:
                 optimizer.load_state_dict(checkpoint[key])
             except (ValueError, KeyError, TypeError, AttributeError) as error:
-                raise SystemExit(f"{source} ('{key}') does not fit the optimiser: {error}") from None
+                raise SystemExit(
+                    f"{source} ('{key}') does not fit the optimiser: {error}. Resume from a checkpoint that "
+                    "train.py wrote for this model."
+                ) from None
             lr, betas = settings[key[0]]
             for group in optimizer.param_groups:
                 group["lr"], group["betas"] = lr, betas
@@ -564,9 +567,11 @@ def rng_state(device):
     """Every RNG the training loop draws from in this process: Python's (style mixing), NumPy's,
     torch's on the CPU and, on CUDA, this rank's GPU (latents, noise, augmentation)."""
     numpy_state = np.random.get_state(legacy=False)
+    # a tensor, not a NumPy array: checkpoints load with weights_only=True
+    key = torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))
     state = {
         "python": random.getstate(),
-        "numpy": {**numpy_state, "state": {**numpy_state["state"], "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))}},
+        "numpy": {**numpy_state, "state": {**numpy_state["state"], "key": key}},
         "torch": torch.get_rng_state(),
     }
     if device.type == "cuda":
@@ -860,7 +865,8 @@ class Trainer:
             raise SystemExit(
                 f"training stopped at iteration {done} (saved): {self.bad_records} records of {args.path} in this "
                 f"pass could not be decoded, more than --max_bad_records {args.max_bad_records} of "
-                f"{loader.sampler.num_samples}. Prepare the dataset again (prepare_data.py), or raise --max_bad_records."
+                f"{loader.sampler.num_samples}. Prepare the dataset again (prepare_data.py), or raise "
+                "--max_bad_records."
             )
         if stop.signal_name is None and done % args.sample_every:
             self.sample(done)  # the final grid; a stopped run exits as soon as it has saved
@@ -955,7 +961,8 @@ def run(args, explicit, device):
     settings = StepSettings.from_args(args)
     g_optim, d_optim = build_optimizers(generator, discriminator, settings)
     if rank == 0:  # a folder that cannot take a checkpoint is found now, not at the first save
-        check_writable(checkpoint_dir(args), checkpoint_bytes((generator, discriminator, g_ema), (generator, discriminator)))
+        needed = checkpoint_bytes((generator, discriminator, g_ema), (generator, discriminator))
+        check_writable(checkpoint_dir(args), needed)
         check_writable(os.path.join("sample", args.name))
         remove_temporary_files(checkpoint_dir(args))
         trim_log(args, args.start_iter)

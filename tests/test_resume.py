@@ -279,10 +279,10 @@ def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
     final = os.path.join(folder(faulted), f"{iterations:06d}.pt")
     for attempt in range(40):
         process = train_in_child(faulted, argv)
-        if sum(faults.values()) < 8:  # then one run to the end
-            process.join(schedule.uniform(0.05, 0.25) * reference_seconds)
-        if process.is_alive():
-            signum = schedule.choice([signal.SIGTERM, signal.SIGKILL])
+        if sum(faults.values()) < 10:  # then one run to the end
+            process.join(schedule.uniform(0.03, 0.15) * reference_seconds)
+        if process.is_alive():  # at a random moment: in start-up, an iteration, a save, a log...
+            signum = (signal.SIGTERM, signal.SIGKILL)[sum(faults.values()) % 2]
             os.kill(process.pid, signum)
             faults[signal.Signals(signum).name] += 1
         finish(process)
