@@ -261,6 +261,48 @@ def finish(process, seconds=300):
         pytest.fail(f"a training run did not end within {seconds} s")
 
 
+def train_with_stalled_saves(cwd, argv, stalled_path):
+    """train_in, but every save after the first stops halfway and stalls before its rename."""
+    real_save = checkpoint_module.torch.save
+    saves = []
+
+    def stalled_save(obj, file):
+        saves.append(file)
+        if len(saves) == 1:
+            return real_save(obj, file)
+        file.write(b"half a checkpoint")
+        file.flush()
+        open(stalled_path, "w").close()
+        time.sleep(600)
+
+    checkpoint_module.torch.save = stalled_save
+    train_in(cwd, argv)
+
+
+def test_sigkill_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path, lmdb16):
+    argv = ["--name", NAME, "--path", lmdb16, *TINY, "--iter", "4", "--save_every", "2", "--ckpt", "latest"]
+    stalled = tmp_path / "stalled"
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["train"])
+    process = context.Process(target=train_with_stalled_saves, args=(str(tmp_path), argv, str(stalled)))
+    process.start()
+    deadline = time.monotonic() + 120
+    while not stalled.exists() and process.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    finish(process)
+    assert stalled.exists()
+    names = sorted(os.listdir(folder(tmp_path)))
+    assert "000002.pt" in names and "000004.pt" not in names and ".000004.pt.tmp" in names
+
+    process = train_in_child(tmp_path, argv)  # the requeued job
+    finish(process)
+    assert process.exitcode == 0
+    assert sorted(name for name in os.listdir(folder(tmp_path)) if name.endswith((".pt", ".tmp"))) == [
+        "000002.pt", "000004.pt",  # resumed from 2; the half-written file is gone
+    ]
+
+
 def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
     iterations = 160
     argv = ["--name", NAME, "--path", lmdb16, *TINY, "--iter", str(iterations), "--save_every", "10",
