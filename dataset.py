@@ -262,6 +262,7 @@ class SeededRecords(Dataset):
     """
 
     UNREADABLE = (OSError, RuntimeError, ValueError, SyntaxError)  # PIL's and LMDB's errors
+    MAX_CONSECUTIVE_BAD = 64  # more in a row: the LMDB is broken, not a few records
 
     def __init__(self, dataset, seed=0):
         self.dataset, self.seed = dataset, seed
@@ -271,7 +272,7 @@ class SeededRecords(Dataset):
 
     def __getitem__(self, item):
         index, epoch = item
-        for skipped in range(len(self.dataset)):
+        for skipped in range(min(len(self.dataset), self.MAX_CONSECUTIVE_BAD + 1)):
             substitute = (index + skipped) % len(self.dataset)
             try:
                 with torch.random.fork_rng(devices=[]):
@@ -282,4 +283,7 @@ class SeededRecords(Dataset):
                     f"warning: skipping record {substitute} of {getattr(self.dataset, 'path', 'the dataset')}: "
                     f"{error}", file=sys.stderr,
                 )
-        raise RuntimeError(f"no record of {getattr(self.dataset, 'path', 'the dataset')} can be decoded")
+        raise RuntimeError(
+            f"records {index} to {substitute} of {getattr(self.dataset, 'path', 'the dataset')} cannot be decoded: "
+            "the LMDB is damaged; prepare it again with prepare_data.py"
+        )

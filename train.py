@@ -715,8 +715,9 @@ class Trainer:
         state = rank_states[self.rank]
         set_rng_state(state["rng"], self.device)
         self.bad_records = state["bad_records"]
-        if self.step.ada is not None and state["ada"] is not None:
-            self.step.ada.load_state_dict(state["ada"], self.device)
+        ada = self.step.ada
+        if ada is not None and ada.adaptive and state["ada"] is not None:  # a fixed --augment_p stays fixed
+            ada.load_state_dict(state["ada"], self.device)
 
     def rank_state(self):
         """What differs between ranks and an exact resume needs: RNGs, ADA's counts, bad records."""
