@@ -107,17 +107,23 @@ def save_checkpoint(checkpoint, path):
     temporary = os.path.join(folder, f".{os.path.basename(path)}{TEMPORARY_SUFFIX}")
     try:
         os.makedirs(folder, exist_ok=True)
-        with open(temporary, "wb") as file:
+        # unbuffered: a failed write (ENOSPC) reaches torch.save as the OSError it is, where a
+        # buffered one surfaces later as an opaque error of torch's zip writer
+        with open(temporary, "wb", buffering=0) as file:
             torch.save(checkpoint, file)
-            file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
         fsync_folder(folder)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:
         with contextlib.suppress(OSError):
             os.remove(temporary)
+        # torch's zip writer may turn a failed write into a RuntimeError; the OSError (ENOSPC...)
+        # it was handling says what went wrong
+        while not isinstance(error, OSError) and error.__context__ is not None:
+            error = error.__context__
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).split(". ")[0]
         raise SystemExit(
-            f"could not write checkpoint {path}: {error.strerror or error}. The checkpoints already in "
+            f"could not write checkpoint {path}: {reason}. The checkpoints already in "
             f"{folder} are intact; free space (or fix the folder) and resume with --ckpt latest."
         ) from None
 

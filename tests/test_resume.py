@@ -5,6 +5,7 @@ the fault test kills with SIGTERM and SIGKILL.
 """
 
 import errno
+import io
 import json
 import multiprocessing
 import os
@@ -147,11 +148,18 @@ def test_latest_starts_afresh_then_finishes_without_error(tmp_path, lmdb16, caps
 def test_disk_full_during_a_save_keeps_the_previous_checkpoint(tmp_path, lmdb16, monkeypatch):
     train_here(tmp_path, lmdb16, "--iter", "2", "--save_every", "2")
 
-    def disk_full(obj, file):
-        file.write(b"partial")
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    class FullDisk(io.FileIO):
+        """A file on a disk that fills up after 1000 bytes."""
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", disk_full)
+        def write(self, data):
+            if self.tell() + len(data) > 1000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(data)
+
+    def open_on_full_disk(path, mode, buffering=-1):  # checkpoints only: the start-up test write passes
+        return FullDisk(path, mode) if path.endswith(".pt.tmp") else open(path, mode, buffering)
+
+    monkeypatch.setattr(checkpoint_module, "open", open_on_full_disk, raising=False)
     message = refusal(tmp_path, lmdb16, "--iter", "4", "--save_every", "2", "--ckpt", "latest")
     assert "000004.pt" in message and "No space left on device" in message and "intact" in message
     assert sorted(os.listdir(folder(tmp_path))) == ["000002.pt", "config.json", "log.jsonl"]  # no temporary file
