@@ -22,7 +22,7 @@ import sys
 import torch
 
 from device import choose_device
-from model import POSITIONS, Discriminator, Generator
+from model import POSITIONS, Discriminator, Generator, canonical_position
 
 ARCHITECTURES = ("stylegan2",)
 
@@ -208,7 +208,9 @@ def check_writable(folder, needed_bytes=0):
 def model_config(args):
     """The model configuration (MODEL_DEFAULTS keys) of a Namespace or dict, defaults filled in."""
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
-    return {key: default if values.get(key) is None else values[key] for key, default in MODEL_DEFAULTS.items()}
+    config = {key: default if values.get(key) is None else values[key] for key, default in MODEL_DEFAULTS.items()}
+    config["position"] = canonical_position(config["position"])
+    return config
 
 
 def describe_model(config):
@@ -230,7 +232,8 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
     add("--n_mlp", type=int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
     add("--channel_multiplier", type=int, default=MODEL_DEFAULTS["channel_multiplier"], help="channel multiplier (2 = config-f)")
     add("--channel_max", type=int, default=MODEL_DEFAULTS["channel_max"], help="cap on every layer's channels (small values make tiny models)")
-    add("--position", type=str, default=MODEL_DEFAULTS["position"], choices=POSITIONS, help="positional encoding: none (StyleGAN2), sspe or mspe")
+    add("--position", type=canonical_position, default=MODEL_DEFAULTS["position"], choices=POSITIONS,
+        help="positional encoding: none (StyleGAN2), sspe or mspe (rand_mspe, the original's other name, means mspe)")
     add("--kernel_size", type=int, default=MODEL_DEFAULTS["kernel_size"], help="kernel size of the generator's styled convolutions")
     add("--affine", action="store_true", help="learned rotation/translation of the input PE (alias-free GAN's Fourier features)")
 

@@ -33,7 +33,14 @@ from op import (
 from shift import shift_at, shifted_positions, subpixel_roll
 
 POSITIONS = ("none", "sspe", "mspe")
+# Other names of a position: the original train.py lists `rand_mspe`, which its code builds as mspe.
+POSITION_ALIASES = {"rand_mspe": "mspe"}
 MODCONVS = ("grouped", "plain")
+
+
+def canonical_position(position):
+    """The position a name means: an alias (POSITION_ALIASES) becomes its position."""
+    return POSITION_ALIASES.get(position, position)
 
 
 def require_positional(position, feature):
@@ -447,6 +454,7 @@ class Generator(nn.Module):
         device=None,
     ):
         super().__init__()
+        position = canonical_position(position)
         if position not in POSITIONS:
             raise ValueError(f"position must be one of {', '.join(POSITIONS)}, not {position!r}")
         if modconv not in MODCONVS:
