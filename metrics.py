@@ -7,10 +7,11 @@ One command line for all of them (`python metrics.py COMMAND --help` for the opt
     python metrics.py swd --ckpt CKPT --path LMDB              sliced Wasserstein distance (x 1e3)
     python metrics.py fid --ckpt CKPT --inception WEIGHTS (--path LMDB | --real_stats FILE)
     python metrics.py inception --inception WEIGHTS --path LMDB --size SIZE   cache real statistics
+    python metrics.py ppl --ckpt CKPT [--space w --sampling end]  perceptual path length
     python metrics.py report --ckpt A.pt B.pt --path LMDB [--inception WEIGHTS]
 
 Each metric lives in its own module (equivariance.py, swd.py, fid.py with inception.py,
-report.py) with the helpers they share in metric_utils.py; this file is their command line.
+ppl.py, report.py) with the helpers they share in metric_utils.py; this file is their command line.
 Checkpoints carry their model configuration. Results go to metrics/<name>/ (or --out) as JSON.
 """
 
@@ -41,6 +42,8 @@ from metric_utils import (
     real_image_batches,
     write_json,
 )
+from perceptual import build_lpips
+from ppl import add_ppl_arguments, perceptual_path_length
 from report import SHIFT_DIRECTIONS, spatial_bias_report, write_report
 from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
 from swd import SWDDescriptors, swd, swd_resolutions
@@ -168,6 +171,19 @@ def run_fid(args, device):
     write_json(os.path.join(output_folder(args), "fid.json"), "fid", args, results)
 
 
+def run_ppl(args, device):
+    percept = build_lpips(args.lpips_weights, device)
+    results = []
+    for path, label, generator, config in generators(args, device):
+        score = perceptual_path_length(
+            generator, percept, args.n, args.batch, args.space, args.eps, args.crop, args.sampling, args.seed,
+            progress=True,
+        )
+        print(f"{label} ({config.position}): PPL {score:.3f} ({args.space}, {args.sampling}, {args.n} samples)")
+        results.append({"checkpoint": path, "position": config.position, "space": args.space, "ppl": score})
+    write_json(os.path.join(output_folder(args), "ppl.json"), "ppl", args, results)
+
+
 def run_report(args, device):
     quality_rows, equivariance_rows, samples = spatial_bias_report(args, device)
     out = output_folder(args, default_name="report")
@@ -262,6 +278,11 @@ def build_parser():
     cache.add_argument("--n", type=int, default=50000, help="real images (all when the LMDB holds fewer)")
     cache.add_argument("--real_stats", default=None, help="output file (default metrics/inception_<lmdb>_<size>.npz)")
     cache.set_defaults(handler=run_inception)
+
+    ppl = commands.add_parser("ppl", parents=[models], help="perceptual path length (LPIPS / eps^2)")
+    ppl.add_argument("--n", "--n_sample", dest="n", type=int, default=5000, help="latent pairs")
+    add_ppl_arguments(ppl)
+    ppl.set_defaults(handler=run_ppl)
 
     report = commands.add_parser(
         "report", parents=[models, real, noise, shifting, sliced], help="quality versus shift and EQ-T of checkpoints"
