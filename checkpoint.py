@@ -21,10 +21,11 @@ import sys
 
 import torch
 
+import swagan
 from device import choose_device
 from model import POSITIONS, Discriminator, Generator, canonical_position
 
-ARCHITECTURES = ("stylegan2",)
+ARCHITECTURES = ("stylegan2", "swagan")
 
 # `--ckpt latest`: the newest numbered checkpoint of checkpoint/<name>/
 LATEST = "latest"
@@ -292,7 +293,8 @@ def build_generator(config, device="cpu", modconv="grouped"):
     `modconv` is a speed setting, not part of the configuration (Generator's docstring).
     """
     config = model_config(config)
-    return Generator(
+    generator_class = swagan.Generator if config["arch"] == "swagan" else Generator
+    return generator_class(
         config["size"],
         config["latent"],
         config["n_mlp"],
@@ -307,7 +309,8 @@ def build_generator(config, device="cpu", modconv="grouped"):
 
 def build_discriminator(config, device="cpu"):
     config = model_config(config)
-    return Discriminator(
+    discriminator_class = swagan.Discriminator if config["arch"] == "swagan" else Discriminator
+    return discriminator_class(
         config["size"], channel_multiplier=config["channel_multiplier"], channel_max=config["channel_max"]
     ).to(device)
 
