@@ -1,28 +1,19 @@
-"""The original repositories' other command lines, run as written on tiny checkpoints: the
-`rand_mspe` position, closed_form_factorization.py / apply_factor.py, ppl.py, calc_inception.py
-and fid.py."""
+"""The original repositories' other command lines on tiny checkpoints: the `rand_mspe` position
+and the scripts' entry points. (Their results are tested in test_sefa.py, test_ppl.py,
+test_fid_commands.py and test_swagan.py.)"""
 
 import argparse
 import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 import generate
-from checkpoint import build_generator, load_generator, model_config, save_checkpoint
+from checkpoint import build_generator, load_generator, model_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-
-
-def run_script(script, *args, cwd):
-    """Run ROOT/script in `cwd` (a subprocess, as a user would); returns the CompletedProcess."""
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *map(str, args)],
-        cwd=cwd, env=ENV, capture_output=True, text=True, timeout=180,
-    )
 
 
 def test_rand_mspe_is_the_original_name_of_mspe(tmp_path, monkeypatch, make_tiny_checkpoint):
@@ -37,3 +28,33 @@ def test_rand_mspe_is_the_original_name_of_mspe(tmp_path, monkeypatch, make_tiny
     monkeypatch.chdir(tmp_path)
     generate.main(["--ckpt", path, "--position", "rand_mspe", "--n_sample", "1"])
     assert (tmp_path / "generate" / "test" / "grid" / "seed0000.png").is_file()
+
+
+def test_the_scripts_run_as_written(tmp_path, make_tiny_checkpoint):
+    """The scripts' own entry points (`python SCRIPT ...`), all in one interpreter to spare the
+    start-up time: SeFa, apply_factor and the --help of ppl.py, fid.py and calc_inception.py."""
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", position="sspe")
+    commands = [
+        ["closed_form_factorization.py", ckpt, "--out", "factor.pt"],
+        ["apply_factor.py", "-i", "2", "-d", "4", "--ckpt", ckpt, "-n", "2", "--device", "cpu", "factor.pt"],
+        ["ppl.py", "--help"],
+        ["fid.py", "--help"],
+        ["calc_inception.py", "--help"],
+    ]
+    runner = (
+        "import runpy, sys\n"
+        f"for command in {commands!r}:\n"
+        f"    sys.argv = command\n"
+        "    try:\n"
+        f"        runpy.run_path({ROOT!r} + '/' + command[0], run_name='__main__')\n"
+        "    except SystemExit as stop:\n"
+        "        assert stop.code in (0, None), (command, stop.code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", runner], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                            timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert torch.load(tmp_path / "factor.pt", weights_only=True)["ckpt"] == ckpt
+    assert (tmp_path / "factor_index-2_degree-4.0.png").is_file()
+    for flag in ("--space", "--sampling", "--crop", "--eps", "--n_sample"):
+        assert flag in result.stdout
+    assert "--inception" in result.stdout and "--truncation_mean" in result.stdout and "--flip" in result.stdout
