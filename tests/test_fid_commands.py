@@ -3,7 +3,6 @@ a random-weight FID Inception, statistics files of the original read without unp
 arbitrary objects, and the Inception download failing clearly offline."""
 
 import io
-import os
 import pickle
 
 import numpy as np
