@@ -269,7 +269,7 @@ def build_parser():
     fid = commands.add_parser("fid", parents=[models, real, truncation], help="Fréchet Inception distance")
     fid.add_argument("--n", type=int, default=50000, help="generated (and real, with --path) images")
     fid.add_argument("--inception", required=True, help="Inception-v3 state dict file (pytorch-fid or torchvision)")
-    fid.add_argument("--real_stats", default=None, help="cached real statistics from `metrics.py inception`")
+    fid.add_argument("--real_stats", default=None, help="cached real statistics: .npz from `metrics.py inception`, or calc_inception.py's .pkl")
     fid.set_defaults(handler=run_fid)
 
     cache = commands.add_parser("inception", parents=[common, real], help="cache Inception statistics of real images")
