@@ -2,6 +2,7 @@
 train.py --arch swagan through generate.py and the metrics on a tiny model."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -60,6 +61,23 @@ def test_state_dict_names_are_rosinalitys_for_position_none():
     assert generator.n_latent == 6 and generator.num_layers == 5
     image, _ = generator([torch.randn(2, 64)])
     assert image.shape == (2, 3, 32, 32) and discriminator(image).shape == (2, 1)
+
+
+def test_same_initialisation_and_pixels_as_rosinalitys_swagan():
+    """tests/data/swagan_rosinality.pt holds what rosinality's swagan.py (commit bef283a, on this
+    project's op/ references) gave for Generator(16, 8, 1, channel_multiplier=1) built after
+    torch.manual_seed(0) and Discriminator(16, channel_multiplier=1) after torch.manual_seed(1):
+    the image of `z` with the stored noise, and the scores of that image and its mirror."""
+    golden = torch.load(os.path.join(os.path.dirname(__file__), "data", "swagan_rosinality.pt"), weights_only=True)
+    torch.manual_seed(0)
+    generator = Generator(16, 8, 1, channel_multiplier=1)
+    torch.manual_seed(1)
+    discriminator = Discriminator(16, channel_multiplier=1)
+    with torch.no_grad():
+        image, _ = generator([golden["z"]], randomize_noise=False)
+        score = discriminator(torch.cat([image, image.flip(3)]))
+    assert torch.allclose(image, golden["image"], atol=1e-5)
+    assert torch.allclose(score, golden["score"], atol=1e-5)
 
 
 @pytest.mark.parametrize("position", ["sspe", "mspe"])
