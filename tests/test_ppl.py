@@ -86,3 +86,14 @@ def test_the_original_command_line_and_the_metrics_command(tmp_path, monkeypatch
                   "--device", "cpu", "--out", str(tmp_path / "out")])
     with open(tmp_path / "out" / "ppl.json") as file:
         assert json.load(file)["results"][0]["ppl"] > 0
+
+
+def test_without_network_lpips_says_how_to_proceed(tmp_path, monkeypatch, make_tiny_checkpoint):
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", position="mspe")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "")
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # unreachable
+    with pytest.raises(SystemExit, match="--lpips_weights"):
+        ppl.main(["--n_sample", "2", "--batch", "2", "--device", "cpu", ckpt])
