@@ -4,9 +4,10 @@ perceptually, for a small step along the latent space.
 For random pairs of latents (z0, z1) and t in [0, 1] (t = 0 with `--sampling end`, uniform with
 `full`), the distance is LPIPS(G(l(t)), G(l(t + eps))) / eps^2, with l the spherical
 interpolation of z0 and z1 in Z (`--space z`) or the linear interpolation of their mapped
-latents in W (`--space w`). Both images of a pair share their noise maps. The PPL is the mean
-distance after dropping those below the 1st and above the 99th percentile. Lower means a
-smoother latent space.
+latents in W (`--space w`). Both images of a pair share their noise maps; renders larger than
+256 px are average-pooled to 256 before LPIPS, as StyleGAN's PPL does (rosinality's resizes
+bilinearly). The PPL is the mean distance after dropping those below the 1st and above the 99th
+percentile. Lower means a smoother latent space.
 
     python ppl.py CKPT [--space w --batch 64 --n_sample 5000 --eps 1e-4 --crop --sampling end]
 
