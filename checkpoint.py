@@ -21,10 +21,11 @@ import sys
 
 import torch
 
+import swagan
 from device import choose_device
-from model import POSITIONS, Discriminator, Generator
+from model import POSITIONS, Discriminator, Generator, canonical_position
 
-ARCHITECTURES = ("stylegan2",)
+ARCHITECTURES = ("stylegan2", "swagan")
 
 # `--ckpt latest`: the newest numbered checkpoint of checkpoint/<name>/
 LATEST = "latest"
@@ -215,7 +216,9 @@ def check_writable(folder, needed_bytes=0):
 def model_config(args):
     """The model configuration (MODEL_DEFAULTS keys) of a Namespace or dict, defaults filled in."""
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
-    return {key: default if values.get(key) is None else values[key] for key, default in MODEL_DEFAULTS.items()}
+    config = {key: default if values.get(key) is None else values[key] for key, default in MODEL_DEFAULTS.items()}
+    config["position"] = canonical_position(config["position"])
+    return config
 
 
 def describe_model(config):
@@ -237,7 +240,8 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
     add("--n_mlp", type=int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
     add("--channel_multiplier", type=int, default=MODEL_DEFAULTS["channel_multiplier"], help="channel multiplier (2 = config-f)")
     add("--channel_max", type=int, default=MODEL_DEFAULTS["channel_max"], help="cap on every layer's channels (small values make tiny models)")
-    add("--position", type=str, default=MODEL_DEFAULTS["position"], choices=POSITIONS, help="positional encoding: none (StyleGAN2), sspe or mspe")
+    add("--position", type=canonical_position, default=MODEL_DEFAULTS["position"], choices=POSITIONS,
+        help="positional encoding: none (StyleGAN2), sspe or mspe (rand_mspe, the original's other name, means mspe)")
     add("--kernel_size", type=int, default=MODEL_DEFAULTS["kernel_size"], help="kernel size of the generator's styled convolutions")
     add("--affine", action="store_true", help="learned rotation/translation of the input PE (alias-free GAN's Fourier features)")
 
@@ -296,7 +300,8 @@ def build_generator(config, device="cpu", modconv="grouped"):
     `modconv` is a speed setting, not part of the configuration (Generator's docstring).
     """
     config = model_config(config)
-    return Generator(
+    generator_class = swagan.Generator if config["arch"] == "swagan" else Generator
+    return generator_class(
         config["size"],
         config["latent"],
         config["n_mlp"],
@@ -311,7 +316,8 @@ def build_generator(config, device="cpu", modconv="grouped"):
 
 def build_discriminator(config, device="cpu"):
     config = model_config(config)
-    return Discriminator(
+    discriminator_class = swagan.Discriminator if config["arch"] == "swagan" else Discriminator
+    return discriminator_class(
         config["size"], channel_multiplier=config["channel_multiplier"], channel_max=config["channel_max"]
     ).to(device)
 

@@ -23,8 +23,10 @@ if torch.cuda.is_available():
     images, size, iterations = 20000, 64, 3000
     model = ["--size", str(size), "--channel_max", "128", "--batch", "32"]
 else:
-    images, size, iterations = 4000, 32, 1200
-    model = ["--size", str(size), "--channel_max", "32", "--batch", "8", "--workers", "1"]
+    # the recipe that learned fastest per CPU minute in benchmarks/recipe_study (round 2: "combo")
+    images, size, iterations = 4000, 32, 4000
+    model = ["--size", str(size), "--channel_max", "32", "--batch", "4", "--latent", "128", "--n_mlp", "4",
+             "--lr", "0.005", "--mixing", "0", "--r1", "auto", "--workers", "1"]
 final_checkpoint = f"{iterations:06d}.pt"
 checkpoint_dir = os.path.join("checkpoint", NAME)
 
@@ -40,7 +42,7 @@ if not os.path.exists(os.path.join(DATA, "data.mdb")):
 
 if not os.path.exists(os.path.join(checkpoint_dir, final_checkpoint)):
     run("train.py", "--name", NAME, "--path", DATA, "--position", "mspe", "--translate", "1.0", *model,
-        "--iter", str(iterations), "--n_sample", "16", "--sample_every", "200", "--save_every", "400",
+        "--iter", str(iterations), "--n_sample", "16", "--sample_every", "500", "--save_every", "1000",
         "--ckpt", "latest")
 
 run("generate.py", "--name", NAME, "--ckpt", final_checkpoint, "--mode", "grid", "--n_sample", "16")

@@ -1,18 +1,36 @@
 """Fréchet Inception distance (Heusel et al. 2017), as pytorch-fid and rosinality's fid.py
 compute it: the Fréchet distance of Gaussians fitted to the Inception pool3 features
-(inception.py) of real and generated images. Lower is better. Real statistics are cached in
-.npz files.
+(inception.py) of real and generated images. Lower is better.
+
+Real statistics are cached in .npz files, or in .pkl files as rosinality's calc_inception.py
+writes them ({"mean", "cov", "size", "path"}); a .pkl is read by a restricted unpickler that
+builds numpy arrays and plain containers only, never other objects, so a file that would run
+code is refused. As a script, rosinality's command line:
+
+    python fid.py --inception inception_X.pkl [--truncation 1 --truncation_mean 4096 --batch 64
+        --n_sample 50000 --size 256] CKPT
+
+prints `fid: VALUE`. The Inception weights are downloaded once (inception.py) unless
+--inception_weights names a local file.
 """
 
+import argparse
+import io
 import os
+import pickle
+import sys
 import warnings
+import zipfile
 
 import numpy as np
 import torch
 from scipy import linalg
 from tqdm import tqdm
 
-from metric_utils import module_device
+from checkpoint import add_model_arguments, explicit_flags, load_generator
+from device import choose_device
+from inception import load_inception
+from metric_utils import batch_sizes, generated_batches, module_device
 
 def feature_statistics(features):
     """(mean [D], covariance [D, D]) of [N, D] features, in float64 numpy."""
@@ -59,23 +77,64 @@ def warn_few_fid_images(count):
         )
 
 
+class StatisticsUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, dtypes and scalars inside plain containers, nothing else.
+
+    A pickle names every class or function it calls; only those that rebuild arrays are found
+    (their numpy 1 and numpy 2 module names, and the byte decoding of protocol 2), so a pickle
+    that would construct any other object or call any other function fails before running it.
+    """
+
+    ALLOWED = {
+        (module, name)
+        for prefix in ("numpy.core", "numpy._core")
+        for module, name in ((f"{prefix}.multiarray", "_reconstruct"), (f"{prefix}.multiarray", "scalar"),
+                             (f"{prefix}.numeric", "_frombuffer"))
+    } | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it would call {module}.{name}; statistics files hold numpy arrays only")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # numpy 2 aliases numpy.core
+            return super().find_class(module, name)
+
+
 def save_statistics(file, mean, cov, **info):
-    """Cache real statistics (and what they were computed from) in an .npz file."""
+    """Cache real statistics (and what they were computed from): a .pkl file as rosinality's
+    calc_inception.py writes it, any other name an .npz file."""
     os.makedirs(os.path.dirname(file) or ".", exist_ok=True)
     with open(file, "wb") as handle:  # a handle keeps the name as given (savez would append .npz)
-        np.savez(handle, mean=mean, cov=cov, **{key: np.asarray(value) for key, value in info.items()})
+        if file.endswith(".pkl"):
+            pickle.dump({"mean": mean, "cov": cov, **info}, handle)
+        else:
+            np.savez(handle, mean=mean, cov=cov, **{key: np.asarray(value) for key, value in info.items()})
 
 
 def load_statistics(path):
-    """(mean, cov, info dict) of a file written by `save_statistics`."""
+    """(mean, cov, info dict) of a file written by `save_statistics` or rosinality's
+    calc_inception.py (.pkl, read with StatisticsUnpickler)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"real statistics {path!r} not found; compute them with: python metrics.py inception "
-            "--inception WEIGHTS --path LMDB --size SIZE"
+            f"real statistics {path!r} not found; compute them with: python calc_inception.py --size SIZE LMDB"
         )
-    with np.load(path, allow_pickle=False) as stored:
-        info = {key: stored[key].item() for key in stored.files if key not in ("mean", "cov")}
-        return stored["mean"], stored["cov"], info
+    if zipfile.is_zipfile(path):
+        with np.load(path, allow_pickle=False) as stored:
+            info = {key: stored[key].item() for key in stored.files if key not in ("mean", "cov")}
+            return stored["mean"], stored["cov"], info
+    with open(path, "rb") as file:
+        data = file.read()
+    try:
+        stored = StatisticsUnpickler(io.BytesIO(data)).load()
+    except Exception as error:
+        raise ValueError(
+            f"{path} is not a statistics file this project reads safely ({error}). "
+            "Recompute them with calc_inception.py"
+        ) from None
+    if not isinstance(stored, dict) or not all(isinstance(stored.get(key), np.ndarray) for key in ("mean", "cov")):
+        raise ValueError(f"{path} is not a statistics file: it lacks the arrays 'mean' and 'cov'")
+    info = {key: value for key, value in stored.items() if key not in ("mean", "cov")}
+    return stored["mean"], stored["cov"], info
 
 
 @torch.no_grad()
@@ -87,3 +146,59 @@ def inception_statistics(inception, batches, total=None, desc="Inception", progr
         for images in tqdm(batches, total=total, desc=desc, disable=not progress)
     ]
     return feature_statistics(torch.cat(features).numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# rosinality's command line
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description="Calculate FID scores", allow_abbrev=False)
+    parser.add_argument("--truncation", type=float, default=1, help="truncation factor")
+    parser.add_argument("--truncation_mean", type=int, default=4096,
+                        help="number of samples to calculate mean for truncation")
+    parser.add_argument("--batch", type=int, default=64, help="batch size for the generator")
+    parser.add_argument("--n_sample", type=int, default=50000, help="number of the samples for calculating FID")
+    parser.add_argument("--inception", type=str, required=True,
+                        help="path to precomputed inception embedding (calc_inception.py's .pkl, or an .npz)")
+    parser.add_argument("--inception_weights", type=str, default=None,
+                        help="local Inception-v3 state dict (default: download the FID Inception once)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latents and noise")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_model_arguments(parser, "model (read from the checkpoint; a flag given here must agree with it)")
+    parser.add_argument("ckpt", metavar="CHECKPOINT", help="path to generator checkpoint")
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.n_sample < 2 or args.batch < 1:
+        raise SystemExit("--n_sample must be at least 2 and --batch at least 1")
+    if not os.path.isfile(args.ckpt):
+        raise SystemExit(f"checkpoint {args.ckpt!r} not found")
+    try:
+        real_mean, real_cov, info = load_statistics(args.inception)
+        device = choose_device(args.device)
+        generator, args = load_generator(args.ckpt, device, args, explicit_flags(parser, argv))
+        if "size" in info and int(info["size"]) != generator.size:
+            raise ValueError(
+                f"{args.inception} holds statistics of {info['size']} px images; {args.ckpt} renders "
+                f"{generator.size} px. Compute them with: python calc_inception.py --size {generator.size} LMDB"
+            )
+        inception = load_inception(args.inception_weights, device)
+        truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
+        fakes = generated_batches(generator, args.n_sample, args.batch, args.seed, args.truncation, truncation_latent)
+        sample_mean, sample_cov = inception_statistics(
+            inception, fakes, len(batch_sizes(args.n_sample, args.batch)), desc="generated", progress=True
+        )
+        print(f"extracted {args.n_sample} features")
+        warn_few_fid_images(args.n_sample)
+        print("fid:", frechet_distance(sample_mean, sample_cov, real_mean, real_cov))
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from None
+
+
+if __name__ == "__main__":
+    main()

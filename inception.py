@@ -1,8 +1,10 @@
-"""The Inception-v3 network of FID: 2048-d pool3 features of images, from a local weights file.
+"""The Inception-v3 network of FID: 2048-d pool3 features of images.
 
-Two weight files are accepted; nothing is downloaded at run time (INCEPTION_HELP says where the
-files come from). pytorch-fid's port of the TensorFlow FID Inception gives FIDs comparable with
-published ones; torchvision's ImageNet inception_v3 gives FIDs comparable only among themselves.
+Two weight files are accepted (INCEPTION_HELP says where they come from). pytorch-fid's port of
+the TensorFlow FID Inception gives FIDs comparable with published ones; torchvision's ImageNet
+inception_v3 gives FIDs comparable only among themselves. Given no file (the command lines of
+rosinality's fid.py and calc_inception.py), the FID Inception is downloaded once into the torch
+hub cache, as pytorch-fid does; without a network that is a clear error.
 """
 
 import os
@@ -12,9 +14,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.models import inception as tv_inception
 
+FID_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
+
 INCEPTION_HELP = (
-    "FID needs the weights of an Inception-v3 network in a local file (--inception PATH); nothing is "
-    "downloaded at run time. Use either\n"
+    "FID needs the weights of an Inception-v3 network in a local file. Use either\n"
     "  - pt_inception-2015-12-05-6726825d.pth, the TensorFlow FID Inception ported by pytorch-fid "
     "(https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth), "
     "the network of the published FID numbers and of rosinality's fid.py, or\n"
@@ -81,16 +86,33 @@ def fid_inception_v3():
     return model
 
 
-def load_inception(path, device="cpu"):
+def download_fid_weights():
+    """The state dict of pytorch-fid's FID Inception, downloaded once into the torch hub cache."""
+    try:
+        return torch.hub.load_state_dict_from_url(FID_WEIGHTS_URL, map_location="cpu", progress=True, weights_only=True)
+    except (OSError, RuntimeError) as error:  # no network: URLError is an OSError
+        folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+        raise FileNotFoundError(
+            f"could not download the FID Inception weights ({error}). Copy "
+            f"pt_inception-2015-12-05-6726825d.pth into {folder}, or give a local file "
+            f"(--inception_weights PATH). {INCEPTION_HELP}"
+        ) from None
+
+
+def load_inception(path=None, device="cpu"):
     """Inception-v3 returning the 2048-d pool3 features of [N, 3, H, W] images in [-1, 1].
 
     `path`: a state dict file of pytorch-fid's FID Inception (1008 classes, recognised by its
-    fc layer) or of torchvision's inception_v3 (1000 classes). Images are resized to 299x299
-    bilinearly and fed in [-1, 1], the input range of both weight sets.
+    fc layer) or of torchvision's inception_v3 (1000 classes); None downloads the FID Inception
+    (download_fid_weights). Images are resized to 299x299 bilinearly and fed in [-1, 1], the
+    input range of both weight sets.
     """
-    if not path or not os.path.isfile(path):
+    if path is None:
+        state, path = download_fid_weights(), FID_WEIGHTS_URL
+    elif not os.path.isfile(path):
         raise FileNotFoundError(f"Inception weights {path!r} not found. {INCEPTION_HELP}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or "fc.weight" not in state:

@@ -5,12 +5,13 @@ One command line for all of them (`python metrics.py COMMAND --help` for the opt
     python metrics.py eqt --ckpt CKPT [CKPT ...]              EQ-T, integer and fractional (dB)
     python metrics.py eqr --ckpt CKPT [CKPT ...]              EQ-R (dB), positional models only
     python metrics.py swd --ckpt CKPT --path LMDB              sliced Wasserstein distance (x 1e3)
-    python metrics.py fid --ckpt CKPT --inception WEIGHTS (--path LMDB | --real_stats FILE)
-    python metrics.py inception --inception WEIGHTS --path LMDB --size SIZE   cache real statistics
+    python metrics.py fid --ckpt CKPT [--inception WEIGHTS] (--path LMDB | --real_stats FILE)
+    python metrics.py inception [--inception WEIGHTS] --path LMDB --size SIZE   cache real statistics
+    python metrics.py ppl --ckpt CKPT [--space w --sampling end]  perceptual path length
     python metrics.py report --ckpt A.pt B.pt --path LMDB [--inception WEIGHTS]
 
 Each metric lives in its own module (equivariance.py, swd.py, fid.py with inception.py,
-report.py) with the helpers they share in metric_utils.py; this file is their command line.
+ppl.py, report.py) with the helpers they share in metric_utils.py; this file is their command line.
 Checkpoints carry their model configuration. Results go to metrics/<name>/ (or --out) as JSON.
 """
 
@@ -30,7 +31,7 @@ from fid import (
     save_statistics,
     warn_few_fid_images,
 )
-from inception import load_inception
+from inception import FID_WEIGHTS_URL, load_inception
 from metric_utils import (
     NOISE_MODES,
     batch_sizes,
@@ -41,9 +42,13 @@ from metric_utils import (
     real_image_batches,
     write_json,
 )
+from perceptual import build_lpips
+from ppl import add_ppl_arguments, perceptual_path_length
 from report import SHIFT_DIRECTIONS, spatial_bias_report, write_report
 from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
 from swd import SWDDescriptors, swd, swd_resolutions
+
+INCEPTION_WEIGHTS_HELP = "Inception-v3 state dict file (pytorch-fid or torchvision); default: download the FID Inception once"
 
 
 def output_folder(args, default_name=None):
@@ -128,7 +133,7 @@ def run_inception(args, device):
     )
     lmdb_name = os.path.basename(os.path.normpath(args.path))
     out = args.real_stats or os.path.join("metrics", f"inception_{lmdb_name}_{args.size}.npz")
-    info = {"size": args.size, "n_sample": len(indices), "lmdb": args.path, "inception": os.path.basename(args.inception)}
+    info = {"size": args.size, "n_sample": len(indices), "lmdb": args.path, "inception": os.path.basename(args.inception or FID_WEIGHTS_URL)}
     save_statistics(out, mean, cov, **info)
     print(f"wrote {out} (Inception statistics of {len(indices)} real images at {args.size} px)")
 
@@ -166,6 +171,19 @@ def run_fid(args, device):
         print(f"{label} ({config.position}): FID {score:.3f} ({args.n} generated images)")
         results.append({"checkpoint": path, "position": config.position, "fid": score})
     write_json(os.path.join(output_folder(args), "fid.json"), "fid", args, results)
+
+
+def run_ppl(args, device):
+    percept = build_lpips(args.lpips_weights, device)
+    results = []
+    for path, label, generator, config in generators(args, device):
+        score = perceptual_path_length(
+            generator, percept, args.n, args.batch, args.space, args.eps, args.crop, args.sampling, args.seed,
+            progress=True,
+        )
+        print(f"{label} ({config.position}): PPL {score:.3f} ({args.space}, {args.sampling}, {args.n} samples)")
+        results.append({"checkpoint": path, "position": config.position, "space": args.space, "ppl": score})
+    write_json(os.path.join(output_folder(args), "ppl.json"), "ppl", args, results)
 
 
 def run_report(args, device):
@@ -252,16 +270,21 @@ def build_parser():
 
     fid = commands.add_parser("fid", parents=[models, real, truncation], help="Fréchet Inception distance")
     fid.add_argument("--n", type=int, default=50000, help="generated (and real, with --path) images")
-    fid.add_argument("--inception", required=True, help="Inception-v3 state dict file (pytorch-fid or torchvision)")
-    fid.add_argument("--real_stats", default=None, help="cached real statistics from `metrics.py inception`")
+    fid.add_argument("--inception", default=None, help=INCEPTION_WEIGHTS_HELP)
+    fid.add_argument("--real_stats", default=None, help="cached real statistics: .npz from `metrics.py inception`, or calc_inception.py's .pkl")
     fid.set_defaults(handler=run_fid)
 
     cache = commands.add_parser("inception", parents=[common, real], help="cache Inception statistics of real images")
-    cache.add_argument("--inception", required=True, help="Inception-v3 state dict file (pytorch-fid or torchvision)")
+    cache.add_argument("--inception", default=None, help=INCEPTION_WEIGHTS_HELP)
     cache.add_argument("--size", type=int, required=True, help="resolution of the real images")
     cache.add_argument("--n", type=int, default=50000, help="real images (all when the LMDB holds fewer)")
     cache.add_argument("--real_stats", default=None, help="output file (default metrics/inception_<lmdb>_<size>.npz)")
     cache.set_defaults(handler=run_inception)
+
+    ppl = commands.add_parser("ppl", parents=[models], help="perceptual path length (LPIPS / eps^2)")
+    ppl.add_argument("--n", "--n_sample", dest="n", type=int, default=5000, help="latent pairs")
+    add_ppl_arguments(ppl)
+    ppl.set_defaults(handler=run_ppl)
 
     report = commands.add_parser(
         "report", parents=[models, real, noise, shifting, sliced], help="quality versus shift and EQ-T of checkpoints"

@@ -33,7 +33,14 @@ from op import (
 from shift import shift_at, shifted_positions, subpixel_roll
 
 POSITIONS = ("none", "sspe", "mspe")
+# Other names of a position: the original train.py lists `rand_mspe`, which its code builds as mspe.
+POSITION_ALIASES = {"rand_mspe": "mspe"}
 MODCONVS = ("grouped", "plain")
+
+
+def canonical_position(position):
+    """The position a name means: an alias (POSITION_ALIASES) becomes its position."""
+    return POSITION_ALIASES.get(position, position)
 
 
 def require_positional(position, feature):
@@ -90,6 +97,18 @@ class Upsample(nn.Module):
 
     def forward(self, input):
         return upfirdn2d(input, self.kernel, up=self.factor, down=1, pad=self.pad)
+
+
+class Downsample(nn.Module):
+    def __init__(self, kernel, factor=2):
+        super().__init__()
+        self.factor = factor
+        kernel = make_kernel(kernel)
+        self.register_buffer("kernel", kernel)
+        self.pad = downsample_padding(kernel.shape[0], factor)
+
+    def forward(self, input):
+        return upfirdn2d(input, self.kernel, up=1, down=self.factor, pad=self.pad)
 
 
 class Blur(nn.Module):
@@ -427,7 +446,13 @@ class Generator(nn.Module):
     activations through one shared-weight convolution, the same function and usually faster
     for training batches; weights and state dicts are the same) and `device` (where to put the
     model; the original scripts pass it).
+
+    Subclasses change the image it draws (swagan.py): `output_factor` (output pixels per pixel
+    of the last feature map), `make_to_rgb` (the ToRGB layers) and `to_image` (the last ToRGB
+    output to the image).
     """
+
+    output_factor = 1
 
     def __init__(
         self,
@@ -447,6 +472,7 @@ class Generator(nn.Module):
         device=None,
     ):
         super().__init__()
+        position = canonical_position(position)
         if position not in POSITIONS:
             raise ValueError(f"position must be one of {', '.join(POSITIONS)}, not {position!r}")
         if modconv not in MODCONVS:
@@ -454,7 +480,7 @@ class Generator(nn.Module):
         if affine:
             require_positional(position, "affine=True (a learned transform of the input)")
         fused = modconv == "grouped"
-        self.log_size = check_size(size)
+        self.log_size = check_size(size) - int(math.log2(self.output_factor))
         self.size = size
         self.style_dim = style_dim
         self.position = position
@@ -482,7 +508,7 @@ class Generator(nn.Module):
         self.conv1 = StyledConv(
             self.channels[4], self.channels[4], kernel_size, style_dim, blur_kernel=blur_kernel, fused=fused
         )
-        self.to_rgb1 = ToRGB(self.channels[4], style_dim, upsample=False, fused=fused)
+        self.to_rgb1 = self.make_to_rgb(self.channels[4], style_dim, upsample=False, fused=fused)
 
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.convs = nn.ModuleList()
@@ -509,7 +535,7 @@ class Generator(nn.Module):
             self.convs.append(
                 StyledConv(out_channel, out_channel, kernel_size, style_dim, blur_kernel=blur_kernel, fused=fused)
             )
-            self.to_rgbs.append(ToRGB(out_channel, style_dim, fused=fused))
+            self.to_rgbs.append(self.make_to_rgb(out_channel, style_dim, upsample=True, fused=fused))
             in_channel = out_channel
 
         self.n_latent = self.log_size * 2 - 2
@@ -519,6 +545,14 @@ class Generator(nn.Module):
     @property
     def device(self):
         return self.conv1.conv.weight.device
+
+    def make_to_rgb(self, in_channel, style_dim, upsample, fused):
+        """The ToRGB layer of a resolution (the first has no skip input to upsample)."""
+        return ToRGB(in_channel, style_dim, upsample=upsample, fused=fused)
+
+    def to_image(self, skip):
+        """The image [N, 3, H, W] of the summed ToRGB outputs: StyleGAN2's skip sum is the image."""
+        return skip
 
     def noise_shapes(self, canvas=None, scale=None):
         """(height, width) of every layer's noise map for a canvas and scale (see forward)."""
@@ -671,9 +705,10 @@ class Generator(nn.Module):
             skip = to_rgb(out, latent[:, i + 2], skip)
             i += 2
 
+        image = self.to_image(skip)
         if return_latents:
-            return skip, latent
-        return skip, None
+            return image, latent
+        return image, None
 
 
 class ConvLayer(nn.Sequential):
@@ -723,6 +758,24 @@ class ResBlock(nn.Module):
         return (out + skip) / math.sqrt(2)
 
 
+def minibatch_stddev(out, group_size=4, features=1):
+    """StyleGAN's minibatch standard deviation: [N, C, H, W] -> [N, C + features, H, W].
+
+    Samples are split into groups of min(N, group_size) (N must be divisible by it); the extra
+    channels hold the standard deviation over each group, averaged over C / features channels
+    and all pixels.
+    """
+    batch, channel, height, width = out.shape
+    group = min(batch, group_size)
+    if batch % group:
+        raise ValueError(f"the discriminator's minibatch-stddev groups need a batch divisible by {group}, got {batch}")
+    stddev = out.reshape(group, -1, features, channel // features, height, width)
+    stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8)
+    stddev = stddev.mean([2, 3, 4], keepdim=True).squeeze(2)
+    stddev = stddev.repeat(group, 1, height, width)
+    return torch.cat([out, stddev], 1)
+
+
 class Discriminator(nn.Module):
     """StyleGAN2 residual discriminator with minibatch standard deviation."""
 
@@ -748,16 +801,7 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, input):
-        out = self.convs(input)
-        batch, channel, height, width = out.shape
-        group = min(batch, self.stddev_group)
-        if batch % group:
-            raise ValueError(f"the discriminator's minibatch-stddev groups need a batch divisible by {group}, got {batch}")
-        stddev = out.reshape(group, -1, self.stddev_feat, channel // self.stddev_feat, height, width)
-        stddev = torch.sqrt(stddev.var(0, unbiased=False) + 1e-8)
-        stddev = stddev.mean([2, 3, 4], keepdim=True).squeeze(2)
-        stddev = stddev.repeat(group, 1, height, width)
-        out = torch.cat([out, stddev], 1)
+        out = minibatch_stddev(self.convs(input), self.stddev_group, self.stddev_feat)
         out = self.final_conv(out)
-        out = out.reshape(batch, -1)  # reshape: channels-last activations are not viewable
+        out = out.reshape(out.shape[0], -1)  # reshape: channels-last activations are not viewable
         return self.final_linear(out)

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import sys
-import warnings
 
 import torch
 from PIL import UnidentifiedImageError
@@ -28,11 +27,10 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
 from images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
+from perceptual import build_lpips, perceptual_input
 from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, integer_translate, move_noise
 
 LOSSES = ("lpips", "mse")
-# LPIPS was calibrated on images of at most 256 pixels; larger renders are average-pooled down
-LPIPS_MAX_SIZE = 256
 
 
 def noise_regularize(noises):
@@ -93,70 +91,6 @@ def open_images(paths):
 def to_target(image, size):
     """A PIL image as a [3, size, size] tensor in [-1, 1]: shorter side resized, centre cropped."""
     return to_tensor(resize_and_crop(image, size))
-
-
-def load_vgg_trunk(trunk, path):
-    """Load a torchvision vgg16 state dict (or of its `features`) into LPIPS's VGG trunk.
-
-    lpips splits vgg16.features into slice1..slice5 and keeps each layer's index as its name,
-    so `features.N.weight` is `sliceK.N.weight`.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise SystemExit(f"--lpips_weights {path}: cannot read it as a state dict ({error})") from None
-    if not isinstance(state, dict):
-        raise SystemExit(f"--lpips_weights {path} is not a state dict")
-    features = {key.removeprefix("features."): value for key, value in state.items()}
-    trunk_state = {}
-    for slice_name, block in trunk.named_children():
-        for key in block.state_dict():
-            if key not in features:
-                raise SystemExit(
-                    f"--lpips_weights {path} is not a torchvision vgg16 state dict: it lacks features.{key}"
-                )
-            trunk_state[f"{slice_name}.{key}"] = features[key]
-    try:
-        trunk.load_state_dict(trunk_state)
-    except RuntimeError as error:
-        raise SystemExit(f"--lpips_weights {path} does not fit VGG16: {str(error).splitlines()[0]}") from None
-
-
-def build_lpips(weights_path, device):
-    """LPIPS (VGG trunk, the package's calibrated linear layers).
-
-    The trunk's ImageNet weights come from `weights_path` when given, else torchvision fetches
-    them (once, into the torch hub cache).
-    """
-    import lpips
-
-    with warnings.catch_warnings():
-        # lpips passes torchvision the deprecated `pretrained` argument
-        warnings.simplefilter("ignore", UserWarning)
-        if weights_path:
-            model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-            load_vgg_trunk(model.net, weights_path)
-        else:
-            try:
-                model = lpips.LPIPS(net="vgg", pretrained=True, verbose=False)
-            except (OSError, RuntimeError) as error:  # no network: URLError is an OSError
-                raise SystemExit(
-                    f"LPIPS needs the ImageNet weights of torchvision's VGG16, which could not be fetched "
-                    f"({error}). torchvision downloads them once into "
-                    f"{os.path.join(torch.hub.get_dir(), 'checkpoints')}; without a network, copy "
-                    "vgg16-397923af.pth there, or pass --lpips_weights PATH (a torchvision vgg16 state "
-                    "dict file), or use --loss mse"
-                ) from None
-    return model.to(device).eval().requires_grad_(False)
-
-
-def perceptual_input(image):
-    """Average-pool renders larger than LPIPS_MAX_SIZE down to it (as StyleGAN2's projector)."""
-    batch, channel, height, width = image.shape
-    if height <= LPIPS_MAX_SIZE:
-        return image
-    factor = height // LPIPS_MAX_SIZE
-    return image.reshape(batch, channel, height // factor, factor, width // factor, factor).mean([3, 5])
 
 
 def reconstruction_loss(generated, target, percept, args):
@@ -293,7 +227,7 @@ def main(argv=None):
     generator, args, device = load_generator_from_args(parser, args, argv)
     generator.requires_grad_(False)
     targets = torch.stack([to_target(image, args.size) for image in images]).to(device)
-    percept = build_lpips(args.lpips_weights, device) if args.loss == "lpips" or args.lpips_weights else None
+    percept = build_lpips(args.lpips_weights, device, alternative="--loss mse") if args.loss == "lpips" or args.lpips_weights else None
 
     latent_mean, latent_std = latent_statistics(generator, args.n_mean_latent, args.seed)
     folder = os.path.join("inverse", args.name)

@@ -1,6 +1,7 @@
 """Which small-scale training recipe learns faces fastest on a CPU? Sample quality per CPU minute.
 
-    python benchmarks/recipe_study.py --budget 480 --parallel 2 --out benchmarks/recipe_study
+    python benchmarks/recipe_study.py --round 1   # ten configurations, 480 CPU seconds each
+    python benchmarks/recipe_study.py --round 2   # the best combined against the old demo, 1200 each
 
 Trains every configuration of CONFIGS (an MS-PE model at 32 px on the built-in synthetic faces
 with circular translation, the paper's recipe) with train.py for the same CPU time, one thread
@@ -50,10 +51,11 @@ CONFIGS = {
     "demo_long": ["--channel_max", "32", "--batch", "8"],
     "combo": ["--channel_max", "32", "--batch", "4", "--r1", "0.0512", "--latent", "128", "--n_mlp", "4",
               "--lr", "0.005", "--mixing", "0"],
-    "combo_lr_0.0025": ["--channel_max", "32", "--batch", "4", "--r1", "0.0512", "--latent", "128", "--n_mlp", "4",
-                        "--lr", "0.0025", "--mixing", "0"],
-    "combo_batch_8": ["--channel_max", "32", "--batch", "8", "--r1", "0.0256", "--latent", "128", "--n_mlp", "4",
-                      "--lr", "0.005", "--mixing", "0"],
+}
+# round -> (configurations, CPU seconds each, output folder)
+ROUNDS = {
+    "1": (list(CONFIGS)[:10], 480, os.path.join(ROOT, "benchmarks", "recipe_study")),
+    "2": (["demo_long", "combo"], 1200, os.path.join(ROOT, "benchmarks", "recipe_study", "round2")),
 }
 # dataset sizes other than 4000 (the demo's)
 DATA = {"data_1000": 1000}
@@ -118,12 +120,18 @@ def evaluate(name, images, n=500):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", type=float, default=480, help="CPU seconds of training per configuration")
+    parser.add_argument("--round", choices=list(ROUNDS), default="1", help="the study's configurations, budget and folder")
+    parser.add_argument("--budget", type=float, help="CPU seconds of training per configuration (default: the round's)")
     parser.add_argument("--parallel", type=int, default=2, help="configurations trained at once")
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names from CONFIGS")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "recipe_study"))
+    parser.add_argument("--configs", help="comma-separated names from CONFIGS (default: the round's)")
+    parser.add_argument("--out", help="output folder (default: the round's)")
     args = parser.parse_args()
-    names = args.configs.split(",")
+    names, budget, out = ROUNDS[args.round]
+    names = args.configs.split(",") if args.configs else names
+    args.budget, args.out = args.budget or budget, args.out or out
+    unknown = [name for name in names if name not in CONFIGS]
+    if unknown:
+        parser.error(f"--configs: unknown {', '.join(unknown)}; choose from {', '.join(CONFIGS)}")
 
     pending, running = list(names), []
     while pending or running:

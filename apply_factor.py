@@ -1,0 +1,112 @@
+"""Move samples along a SeFa direction (closed_form_factorization.py), as rosinality's script.
+
+    python apply_factor.py -i INDEX -d DEGREE --ckpt CKPT factor.pt
+
+renders -n samples with w + DEGREE * direction, w and w - DEGREE * direction (rows, top to
+bottom) and writes {--out_prefix}_index-{INDEX}_degree-{DEGREE}.png. Model flags come from the
+checkpoint. Unlike the original, sample i uses seed --seed + i, and the three renders of a
+sample share its noise maps, so only the direction changes the image.
+
+Beyond the original: --pics N also writes a GIF of N frames sweeping the degree from -DEGREE to
++DEGREE; --shift_h/--shift_w render everything shifted (the noise maps move with the content,
+--noise_shift), so an edit can be seen to move with the content of a PE model.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+from tqdm import tqdm
+
+from checkpoint import add_checkpoint_arguments, load_generator_from_args
+from generate import render, seed_inputs
+from images import make_grid, save_gif, save_grid
+from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, move_noise
+
+
+def load_directions(path, latent_dim):
+    """The eigenvector matrix [latent, latent] of a factor file (columns are directions)."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"factor file {path!r} not found; make it with: python closed_form_factorization.py CKPT --out {path}")
+    try:
+        factor = torch.load(path, map_location="cpu", weights_only=True)
+        eigvec = factor["eigvec"]
+    except Exception as error:
+        raise SystemExit(f"{path} is not a factor file of closed_form_factorization.py ({error})") from None
+    if eigvec.ndim != 2 or eigvec.shape[0] != latent_dim:
+        raise SystemExit(
+            f"{path} holds directions of a {eigvec.shape[0]}-d latent, the generator's latent has {latent_dim}: "
+            "factorize this checkpoint"
+        )
+    return eigvec.float()
+
+
+def moved_renders(generator, w, noises, direction, degrees, args, truncation_latent, progress):
+    """For each degree t, the renders [N, 3, H, W] of w + t * direction (shifted as args say)."""
+    size = generator.size
+    noises = move_noise(noises, args.shift_h, args.shift_w, size, size, args.noise_shift)
+    return [
+        render(
+            generator, w + degree * direction, noises, args, truncation_latent, progress,
+            input_is_latent=True, shift_h=args.shift_h, shift_w=args.shift_w,
+        )
+        for degree in degrees
+    ]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description="Apply closed form factorization", allow_abbrev=False)
+    add_checkpoint_arguments(parser)
+    parser.add_argument("-i", "--index", type=int, default=0, help="index of eigenvector")
+    parser.add_argument("-d", "--degree", type=float, default=5,
+                        help="scalar factors for moving latent vectors along eigenvector")
+    parser.add_argument("-n", "--n_sample", type=int, default=7, help="number of samples created")
+    parser.add_argument("--truncation", type=float, default=0.7, help="truncation factor")
+    parser.add_argument("--truncation_mean", type=int, default=4096, help="latents averaged for the truncation mean")
+    parser.add_argument("--out_prefix", type=str, default="factor", help="filename prefix to result samples")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
+    parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
+    parser.add_argument("--pics", type=int, default=0, help="also write a GIF of this many frames from -d to +d")
+    parser.add_argument("--duration", type=int, default=80, help="milliseconds per GIF frame")
+    parser.add_argument("--shift_h", type=float, default=0, help="render shifted down by this many pixels")
+    parser.add_argument("--shift_w", type=float, default=0, help="render shifted right by this many pixels")
+    parser.add_argument("--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
+                        help="with a shift, the noise maps move with the content or keep their place")
+    parser.add_argument("factor", type=str, help="name of the closed form factorization result factor file")
+    return parser
+
+
+@torch.no_grad()
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.n_sample < 1 or args.batch < 1 or args.pics < 0 or args.pics == 1:
+        raise SystemExit("-n and --batch must be at least 1, and --pics 0 (no GIF) or at least 2")
+    generator, args, device = load_generator_from_args(parser, args, argv)
+    eigvec = load_directions(args.factor, generator.style_dim)
+    if not 0 <= args.index < eigvec.shape[1]:
+        raise SystemExit(f"-i/--index must be 0..{eigvec.shape[1] - 1}, not {args.index}")
+    direction = eigvec[:, args.index].to(device).unsqueeze(0)
+
+    z, noises = seed_inputs(generator, range(args.seed, args.seed + args.n_sample))
+    w = generator.style(z.to(device))
+    truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
+    sweep = [args.degree * (2 * frame / (args.pics - 1) - 1) for frame in range(args.pics)]
+    stem = f"{args.out_prefix}_index-{args.index}_degree-{args.degree}"
+    try:
+        with tqdm(total=(3 + len(sweep)) * args.n_sample, desc="factor", unit="img") as progress:
+            rows = moved_renders(generator, w, noises, direction, [args.degree, 0, -args.degree], args,
+                                 truncation_latent, progress)
+            save_grid(torch.cat(rows), f"{stem}.png", nrow=args.n_sample)
+            if sweep:
+                frames = moved_renders(generator, w, noises, direction, sweep, args, truncation_latent, progress)
+                save_gif([make_grid(frame, nrow=args.n_sample) for frame in frames], f"{stem}.gif", args.duration)
+    except ValueError as error:  # e.g. a fractional shift of a canvas the generator cannot render
+        raise SystemExit(str(error)) from None
+    print(f"wrote {stem}.png" + (f" and {stem}.gif" if sweep else ""))
+
+
+if __name__ == "__main__":
+    main()

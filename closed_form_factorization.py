@@ -1,0 +1,64 @@
+"""Closed-form factorization of the latent space (SeFa, Shen & Zhou, CVPR 2021).
+
+Every styled convolution of the generator modulates its input channels by A w + b, an affine
+map A (the layer's `modulation.weight`) of the latent w. The directions n of W that change
+these styles the most maximise |A n|^2 summed over the layers, i.e. they are the eigenvectors
+of A^T A with A all modulation weights stacked: the right singular vectors of A (the paper's
+eq. 5), strongest first.
+
+    python closed_form_factorization.py CKPT --out factor.pt
+
+writes {"ckpt": CKPT, "eigvec": [latent, latent]} as rosinality's script does; column i is
+direction i, for `python apply_factor.py -i i -d DEGREE --ckpt CKPT factor.pt`. Only the styled
+convolutions count: the ToRGB layers (rosinality's filter keeps the first one, `to_rgb1`) are
+left out, as the paper factorizes the synthesis layers.
+"""
+
+import argparse
+import sys
+
+import torch
+
+from checkpoint import load_checkpoint
+
+
+def is_styled_conv_modulation(key):
+    """Whether a generator state-dict key is the modulation weight of a styled convolution
+    (`conv1.conv.modulation.weight`, `convs.N.conv.modulation.weight`), not of a ToRGB layer."""
+    return key.endswith("conv.modulation.weight") and not key.startswith("to_rgb")
+
+
+def modulation_weights(state_dict):
+    """The modulation weights of every styled convolution stacked: [sum of in-channels, latent]."""
+    weights = [value for key, value in state_dict.items() if is_styled_conv_modulation(key)]
+    if not weights:
+        raise ValueError("the generator has no styled convolutions (no 'conv.modulation.weight' keys)")
+    return torch.cat(weights, 0).float()
+
+
+def factorize(state_dict):
+    """SeFa directions of a generator state dict: [latent, latent], column i the i-th
+    eigenvector of A^T A (orthonormal, by decreasing eigenvalue)."""
+    _, _, vh = torch.linalg.svd(modulation_weights(state_dict), full_matrices=False)
+    return vh.T.contiguous()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Extract factor/eigenvectors of latent spaces using closed form factorization"
+    )
+    parser.add_argument("--out", type=str, default="factor.pt", help="name of the result factor file")
+    parser.add_argument("ckpt", type=str, help="name of the model checkpoint")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    checkpoint = load_checkpoint(args.ckpt)
+    try:
+        eigvec = factorize(checkpoint.get("g_ema", checkpoint.get("g")))
+    except ValueError as error:
+        raise SystemExit(f"{args.ckpt}: {error}") from None
+    torch.save({"ckpt": args.ckpt, "eigvec": eigvec}, args.out)
+    print(f"wrote {args.out} ({eigvec.shape[1]} directions of a {eigvec.shape[0]}-d latent)")
+
+
+if __name__ == "__main__":
+    main()

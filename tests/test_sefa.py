@@ -1,0 +1,90 @@
+"""Closed-form factorization (closed_form_factorization.py) and apply_factor.py on a tiny
+MS-PE generator."""
+
+import argparse
+
+import pytest
+import torch
+from PIL import Image
+
+import apply_factor
+from checkpoint import load_checkpoint, load_generator
+from closed_form_factorization import factorize, main as factorize_main, modulation_weights
+
+
+@pytest.fixture(scope="module")
+def factored(tmp_path_factory, make_tiny_checkpoint):
+    """(folder, checkpoint path, factor path) after closed_form_factorization.py CKPT --out factor.pt."""
+    folder = tmp_path_factory.mktemp("sefa")
+    ckpt = make_tiny_checkpoint(folder / "tiny.pt", position="mspe")
+    factor = str(folder / "factor.pt")
+    factorize_main([ckpt, "--out", factor])
+    return folder, ckpt, factor
+
+
+def test_directions_are_orthonormal_strongest_first_and_saved_with_the_checkpoint_name(factored):
+    _, ckpt, factor_path = factored
+    factor = torch.load(factor_path, weights_only=True)
+    assert factor["ckpt"] == ckpt
+    eigvec = factor["eigvec"]
+    assert eigvec.shape == (32, 32)
+    assert torch.allclose(eigvec.T @ eigvec, torch.eye(32), atol=1e-5)
+    state = load_checkpoint(ckpt)["g_ema"]
+    weights = modulation_weights(state)
+    # styled convolutions only: conv1 (16 in-channels) and 2 per resolution 8, 16, 32; no ToRGB layer
+    assert weights.shape == (16 + 6 * 16, 32)
+    gains = (weights @ eigvec).norm(dim=0)
+    assert torch.all(gains[:-1] >= gains[1:] - 1e-5) and gains[0] > 2 * gains[-1]
+    assert torch.allclose(factorize(state), eigvec)
+
+
+def test_moving_along_a_direction_changes_the_image_and_degree_zero_does_not(factored):
+    _, ckpt, factor_path = factored
+    generator, _ = load_generator(ckpt)
+    eigvec = apply_factor.load_directions(factor_path, generator.style_dim)
+    args = argparse.Namespace(batch=4, truncation=1.0, shift_h=0, shift_w=0, noise_shift="move")
+    z, noises = apply_factor.seed_inputs(generator, range(3))
+    with torch.no_grad():
+        w = generator.style(z)
+        plain = generator([w], input_is_latent=True, noise=noises)[0]
+        moved = apply_factor.moved_renders(
+            generator, w, noises, eigvec[:, 0][None], [0.0, 5.0], args, None, progress=_Count()
+        )
+    assert torch.equal(moved[0], plain)
+    assert (moved[1] - plain).abs().mean() > 0.02
+
+
+def test_shift_renders_the_edit_at_the_shifted_position(factored):
+    """--shift_h/--shift_w: every row is the generator's shifted render, noise moved along."""
+    _, ckpt, factor_path = factored
+    generator, _ = load_generator(ckpt)
+    direction = apply_factor.load_directions(factor_path, generator.style_dim)[:, 0][None]
+    z, noises = apply_factor.seed_inputs(generator, range(2))
+    args = argparse.Namespace(batch=4, truncation=1.0, shift_h=8, shift_w=-4, noise_shift="move")
+    with torch.no_grad():
+        w = generator.style(z)
+        edited, plain = apply_factor.moved_renders(generator, w, noises, direction, [5.0, 0.0], args, None, _Count())
+        shifted_noise = apply_factor.move_noise(noises, 8, -4, 32, 32)
+        expected = generator([w + 5.0 * direction], input_is_latent=True, noise=shifted_noise, shift_h=8, shift_w=-4)[0]
+        unshifted = generator([w], input_is_latent=True, noise=noises)[0]
+    assert torch.equal(edited, expected)
+    assert (plain - unshifted).abs().mean() > 0.05
+
+
+def test_the_original_command_line_writes_the_grid_and_the_sweep(factored, monkeypatch):
+    folder, ckpt, factor = factored
+    monkeypatch.chdir(folder)
+    apply_factor.main(["-i", "1", "-d", "3", "--ckpt", ckpt, "-n", "3", "--pics", "4", "--shift_h", "4", factor])
+    with Image.open(folder / "factor_index-1_degree-3.0.png") as grid:
+        assert grid.size == (2 + 3 * 34, 2 + 3 * 34)  # 3 samples x (+d, 0, -d)
+    with Image.open(folder / "factor_index-1_degree-3.0.gif") as gif:
+        assert gif.n_frames == 4 and gif.size == (2 + 3 * 34, 34 + 2)
+    with pytest.raises(SystemExit, match="index must be 0..31"):
+        apply_factor.main(["-i", "32", "--ckpt", ckpt, factor])
+
+
+class _Count:
+    """A stand-in for the tqdm bar that generate.render updates."""
+
+    def update(self, count):
+        pass
