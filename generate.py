@@ -136,7 +136,7 @@ def generate_shift(generator, args, truncation_latent, folder):
                 progress,
                 shift_h=shift_h,
                 shift_w=shift_w,
-                circular=not args.plane,
+                circular=not args.plane and generator.circular_shifts,
             )
             frames.append(images)
             if args.save in ("both", "single"):
@@ -233,7 +233,8 @@ def build_parser():
     parser.add_argument("--radius", type=float, default=32, help="shift: radius of the circle in pixels")
     parser.add_argument("--duration", type=int, default=60, help="shift: milliseconds per GIF frame")
     parser.add_argument("--plane", action="store_true",
-                        help="shift: move an infinite plane instead of wrapping around (PE models)")
+                        help="shift: move an infinite plane instead of wrapping around (PE models; the alias-free "
+                        "stylegan3-t/-r always move a plane)")
     parser.add_argument("--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
                         help="shift: the noise maps move with the content, or keep their place in the frame")
     parser.add_argument("--scales", type=str, default="0.5,1,2",
@@ -267,7 +268,7 @@ def main(argv=None):
     args.col_styles = parse_seeds(args.col_styles) if args.col_styles else list(default_styles)
     try:
         if args.plane:
-            require_positional(args.position, "--plane (an infinite-plane shift)")
+            require_positional(generator.position, "--plane (an infinite-plane shift)")
         truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
         folder = os.path.join("generate", args.name, args.mode)
         os.makedirs(folder, exist_ok=True)

@@ -515,6 +515,7 @@ class Generator(MappedGenerator):
     """
 
     output_factor = 1
+    circular_shifts = True  # shifts wrap around by default (the original); stylegan3.py's cannot
 
     def __init__(
         self,
