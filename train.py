@@ -175,7 +175,9 @@ class StepSettings:
 
     @classmethod
     def from_args(cls, args):
-        return cls(**{field.name: getattr(args, field.name) for field in fields(cls) if hasattr(args, field.name)})
+        """The settings named like args' attributes; None (a flag the recipe has not resolved) keeps
+        the default."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
 
     def r1_now(self, iteration):
         return self.r1 > 0 and self.d_reg_every > 0 and iteration % self.d_reg_every == 0
