@@ -130,12 +130,15 @@ class FourierInput(nn.Module):
         self.register_buffer("freqs", freqs)
         self.register_buffer("phases", torch.rand(channels) - 0.5)
         self.weight = nn.Parameter(torch.randn(channels, channels))
-        # pixel centres of the grid in image units (the central sampling_rate pixels span 1)
-        centres = (torch.arange(size, dtype=torch.float32) + 0.5 - size / 2) / sampling_rate
-        self.register_buffer("centres", centres, persistent=False)
+        self.register_buffer("centres", self.pixel_centres(size), persistent=False)
 
-    def forward(self, transform, shift):
-        """Features [N, C, size, size] at q = M (p - shift) - t.
+    def pixel_centres(self, count, device=None):
+        """Positions (image units) of `count` samples along an axis: the model's own grid centres
+        the image on 0; a longer one (a larger canvas) extends it to the right or bottom."""
+        return (torch.arange(count, dtype=torch.float32, device=device) + 0.5 - self.size / 2) / self.sampling_rate
+
+    def forward(self, transform, shift, height=None, width=None):
+        """Features [N, C, height, width] (default size x size) at q = M (p - shift) - t.
 
         transform: [N, 4] (r_c, r_s, t_x, t_y): M = [[r_c, r_s], [-r_s, r_c]] after
             normalising (r_c, r_s); t in quarters of the image (a cell of model.py's 4x4 grid).
@@ -152,8 +155,11 @@ class FourierInput(nn.Module):
         phases = self.phases - offset @ self.freqs.t()  # [N, C]
         # the caller's transform may push frequencies past the band: fade them out
         amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
-        along_x = freqs[:, :, 0, None, None] * self.centres.view(1, 1, 1, -1)
-        along_y = freqs[:, :, 1, None, None] * self.centres.view(1, 1, -1, 1)
+        height, width = height or self.size, width or self.size
+        centres_x = self.centres if width == self.size else self.pixel_centres(width, self.centres.device)
+        centres_y = self.centres if height == self.size else self.pixel_centres(height, self.centres.device)
+        along_x = freqs[:, :, 0, None, None] * centres_x.view(1, 1, 1, -1)
+        along_y = freqs[:, :, 1, None, None] * centres_y.view(1, 1, -1, 1)
         features = torch.sin((along_x + along_y + phases[:, :, None, None]) * (2 * math.pi))
         features = features * amplitudes[:, :, None, None]
         return torch.einsum("nchw,oc->nohw", features, self.weight / math.sqrt(self.channels))
@@ -300,15 +306,25 @@ class AliasFreeGenerator(MappedGenerator):
         return []
 
     def input_grid(self, canvas=None, scale=None):
-        """(height, width) of the Fourier input; only the model's own canvas and scale exist."""
+        """(height, width) of the Fourier input for an output canvas (default: size x size).
+
+        A canvas extends the plane to the right and below the image, which stays its top-left
+        corner: every feature map grows by the canvas's extra pixels at its own sampling rate,
+        and the layers' paddings do not change. Other scales do not exist (the filters are
+        designed for the model's sampling rates).
+        """
         if scale not in (None, 1):
             raise ValueError(f"the {self.arch} generator renders at its own scale only (scale 1, not {scale})")
-        if canvas is not None and tuple(canvas) != (self.size, self.size):
+        if canvas is None:
+            return self.input.size, self.input.size
+        stride = self.size // int(self.input.sampling_rate)
+        if any(side % stride or side < self.size for side in canvas):
             raise ValueError(
-                f"the {self.arch} generator renders its own {self.size}x{self.size} canvas only, not "
-                f"{canvas[0]}x{canvas[1]}: shift the plane instead (generate.py --mode shift)"
+                f"canvas {canvas[0]}x{canvas[1]}: the {self.arch} generator renders canvases of at least "
+                f"{self.size} pixels a side in multiples of {stride} (one sample of its Fourier input)"
             )
-        return self.input.size, self.input.size
+        margin = self.input.size - int(self.input.sampling_rate)
+        return tuple(int(side // stride + margin) for side in canvas)
 
     @torch.no_grad()
     def truncation_latent(self, truncation, n_latent=4096):
@@ -327,12 +343,13 @@ class AliasFreeGenerator(MappedGenerator):
         `randomize_noise` is ignored); shifts move the infinite plane of the Fourier input by
         (shift_h, shift_w) output pixels and need `circular=False`; `transform` (r_c, r_s, t_x,
         t_y), [4] or [N, 4], replaces the learned affine transform of the input (t in quarters
-        of the image); `truncation_latent` defaults to the tracked mean of w; no other canvas
-        or scale.
+        of the image); `truncation_latent` defaults to the tracked mean of w; `canvas` (h, w):
+        at least the image, in multiples of size / 16, extending the plane right and down
+        (`input_grid`); no other scale.
         """
         if noise:
             raise ValueError(f"the {self.arch} generator has no noise inputs: pass noise=None")
-        self.input_grid(canvas, scale)
+        grid_h, grid_w = self.input_grid(canvas, scale)
         if circular and (shift_h or shift_w):
             raise ValueError(
                 f"the {self.arch} generator's input is an infinite plane of Fourier features, so a shift cannot "
@@ -350,7 +367,7 @@ class AliasFreeGenerator(MappedGenerator):
         if transform is None:
             transform = self.affine_fourier(latent[:, 0])
         transform = transform.to(latent.device).reshape(-1, 4).expand(latent.shape[0], 4)
-        x = self.input(transform, (shift_w / self.size, shift_h / self.size))
+        x = self.input(transform, (shift_w / self.size, shift_h / self.size), grid_h, grid_w)
         for index, layer in enumerate(self.layers):
             x = layer(x, latent[:, index + 1])
         image = x * self.output_scale

@@ -129,7 +129,8 @@ def test_forward_interface_as_the_scripts_call_it():
         assert not torch.equal(truncated, image)
     for options, message in [
         ({"shift_w": 1.5}, "circular=False"),
-        ({"canvas": (32, 64)}, "own 32x32 canvas"),
+        ({"canvas": (32, 33)}, "multiples of 2"),
+        ({"canvas": (16, 32)}, "at least 32"),
         ({"scale": 2}, "own scale"),
         ({"noise": [torch.zeros(2, 1, 4, 4)]}, "no noise inputs"),
     ]:
@@ -138,6 +139,19 @@ def test_forward_interface_as_the_scripts_call_it():
     names = set(generator.state_dict())
     assert {"w_avg", "style.1.weight", "affine_fourier.bias", "input.freqs", "input.weight"} <= names
     assert {"layers.0.modulation.weight", "layers.0.magnitude_ema", "layers.14.weight", "layers.14.bias"} <= names
+
+
+def test_a_canvas_extends_the_plane_right_and_down():
+    generator = tiny("stylegan3-t")
+    z = torch.randn(2, 32)
+    with torch.no_grad():
+        image = generator([z])[0]
+        wide = generator([z], canvas=(32, 64))[0]
+        moved = generator([z], shift_w=-32.0, circular=False)[0]
+    assert wide.shape == (2, 3, 32, 64)
+    tolerance = 1e-3 * image.abs().max()  # measured: 2e-5 of 0.05 away from the image's right edge
+    assert (wide[..., :24] - image[..., :24]).abs().max() < tolerance  # the image is the top-left corner
+    assert (wide[..., 36:60] - moved[..., 4:28]).abs().max() < tolerance  # and the rest is the plane beside it
 
 
 def test_running_statistics_follow_training_only():
@@ -211,8 +225,10 @@ def test_train_then_generate_and_measure(arch, synthetic_lmdb, tmp_path, monkeyp
     generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "shift", "--n_sample", "2", "--pics", "3",
                    "--radius", "4", "--truncation", "0.7"])
     assert (tmp_path / "generate" / arch / "shift" / "grid.gif").exists()
-    with pytest.raises(SystemExit, match="own 32x32 canvas"):
-        generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "canvas", "--width", "64", "--n_sample", "1"])
+    generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "canvas", "--width", "64", "--n_sample", "1"])
+    assert (tmp_path / "generate" / arch / "canvas" / "grid_32x64.png").exists()
+    with pytest.raises(SystemExit, match="own scale"):
+        generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "scale", "--scales", "2", "--n_sample", "1"])
 
     out = str(tmp_path / "metrics")
     metrics.main(["eqt", "--ckpt", path, "--n", "4", "--batch", "4", "--no_circular", "--out", out])
