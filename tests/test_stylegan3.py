@@ -225,6 +225,8 @@ def test_train_then_generate_and_measure(arch, synthetic_lmdb, tmp_path, monkeyp
     generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "shift", "--n_sample", "2", "--pics", "3",
                    "--radius", "4", "--truncation", "0.7"])
     assert (tmp_path / "generate" / arch / "shift" / "grid.gif").exists()
+    generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "rotate", "--n_sample", "2", "--pics", "2"])
+    assert (tmp_path / "generate" / arch / "rotate" / "seed0001_0001.png").exists()
     generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "canvas", "--width", "64", "--n_sample", "1"])
     assert (tmp_path / "generate" / arch / "canvas" / "grid_32x64.png").exists()
     with pytest.raises(SystemExit, match="own scale"):
