@@ -70,6 +70,26 @@ def test_filtered_lrelu_gradcheck():
     assert gradcheck(function, (x, bias), eps=1e-6, atol=1e-6)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("separable", [True, False])
+def test_filtered_lrelu_cuda_matches_reference(separable):
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 20, 20, device="cuda", requires_grad=True)
+    bias = torch.randn(8, device="cuda", requires_grad=True)
+    fu = torch.rand(12, device="cuda")
+    fu = fu / fu.sum()
+    fd = fu if separable else fu[:, None] * fu[None, :]
+    args = (fu, fd, bias, 2, 2, (5, 6, 5, 6), 2**0.5, 0.2, 1.0)
+    out = filtered_lrelu(x, *args, impl="cuda")
+    ref = filtered_lrelu_ref(x, *args)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    grad = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, bias), grad)
+    ref_grads = torch.autograd.grad(ref, (x, bias), grad)
+    for fast, slow in zip(grads, ref_grads):
+        torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------------------------
 # the generator
 
