@@ -12,6 +12,8 @@ The loss is the non-saturating logistic loss with lazy R1 on the discriminator e
 correction of its learning rate and betas. Path-length regularisation exists as in StyleGAN2
 but is off, as in the original, unless --g_reg_every is positive. --augment enables adaptive
 discriminator augmentation (augment.py); --translate circularly translates the real images.
+--arch stylegan3-t | stylegan3-r trains the alias-free generator (stylegan3.py) with NVIDIA's
+recipe for every flag not given (`apply_recipe`).
 
 Writes checkpoint/<name>/<iter:06d>.pt (iter = iterations completed; --ckpt resumes there),
 sample/<name>/<iter:06d>.png (the EMA generator on a fixed latent batch),
