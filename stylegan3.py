@@ -150,18 +150,17 @@ class FourierInput(nn.Module):
         rotation = torch.stack([torch.stack([r_c, r_s], 1), torch.stack([-r_s, r_c], 1)], 1)  # [N, 2, 2]
         shift = transform.new_tensor(shift).view(1, 2, 1)
         offset = (rotation @ shift).squeeze(2) + torch.stack([t_x, t_y], 1) / 4  # q = M p - offset
-        # f . q = (f M) . p - f . offset: rotate the frequencies, move the phases
+        # f . q = (f M) . p - f . offset: rotate the frequencies, move the phases. A rotation
+        # keeps every |f| within the bandwidth, so NVIDIA's damping of out-of-band frequencies
+        # (for user transforms that scale) has nothing to do here.
         freqs = self.freqs @ rotation  # [N, C, 2]
         phases = self.phases - offset @ self.freqs.t()  # [N, C]
-        # the caller's transform may push frequencies past the band: fade them out
-        amplitudes = (1 - (freqs.norm(dim=2) - self.bandwidth) / (self.sampling_rate / 2 - self.bandwidth)).clamp(0, 1)
         height, width = height or self.size, width or self.size
         centres_x = self.centres if width == self.size else self.pixel_centres(width, self.centres.device)
         centres_y = self.centres if height == self.size else self.pixel_centres(height, self.centres.device)
         along_x = freqs[:, :, 0, None, None] * centres_x.view(1, 1, 1, -1)
         along_y = freqs[:, :, 1, None, None] * centres_y.view(1, 1, -1, 1)
         features = torch.sin((along_x + along_y + phases[:, :, None, None]) * (2 * math.pi))
-        features = features * amplitudes[:, :, None, None]
         return torch.einsum("nchw,oc->nohw", features, self.weight / math.sqrt(self.channels))
 
 
@@ -215,6 +214,9 @@ class AliasFreeLayer(nn.Module):
         )
 
     def forward(self, x, style):
+        # the input is divided by the running RMS of its magnitude (the paper's appendix D, which
+        # replaces StyleGAN2's noise-free normalisation); updated by every training-mode pass
+        # (NVIDIA's: the discriminator phase's only), slow enough (beta 0.999) for that to matter little
         if self.training:
             with torch.no_grad():
                 magnitude = x.detach().float().square().mean()
