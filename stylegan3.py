@@ -214,9 +214,9 @@ class AliasFreeLayer(nn.Module):
         )
 
     def forward(self, x, style):
-        # the input is divided by the running RMS of its magnitude (the paper's appendix D, which
-        # replaces StyleGAN2's noise-free normalisation); updated by every training-mode pass
-        # (NVIDIA's: the discriminator phase's only), slow enough (beta 0.999) for that to matter little
+        # the alias-free GAN's input normalisation: the input is divided by the running RMS of its
+        # values, tracked by every training-mode pass (NVIDIA's: the discriminator phase's only;
+        # with beta 0.999 that matters little)
         if self.training:
             with torch.no_grad():
                 magnitude = x.detach().float().square().mean()
