@@ -86,11 +86,14 @@ def requires_grad(model, flag=True):
 
 def accumulate(model1, model2, decay=0.999):
     """model1's parameters <- decay * model1 + (1 - decay) * model2 (the EMA generator); its
-    buffers <- model2's (the running statistics of the alias-free generator: magnitudes, mean w)."""
+    stored buffers <- model2's (the running statistics of the alias-free generator: magnitudes,
+    mean w). Non-persistent buffers (PE tables, filters) are constants and stay."""
+    stored = model1.state_dict(keep_vars=True).keys()
     with torch.no_grad():
         torch._foreach_lerp_(list(model1.parameters()), list(model2.parameters()), 1 - decay)
-        for ema_buffer, buffer in zip(model1.buffers(), model2.buffers()):
-            ema_buffer.copy_(buffer)
+        for (name, ema_buffer), buffer in zip(model1.named_buffers(), model2.buffers()):
+            if name in stored:
+                ema_buffer.copy_(buffer)
 
 
 def blur_images(images, sigma):

@@ -100,6 +100,7 @@ import sys
 
 import generate
 import metrics
+import train
 from checkpoint import load_generator
 from equivariance import rotation_equivariance, translation_equivariance
 from images import psnr
@@ -181,6 +182,10 @@ def test_running_statistics_follow_training_only():
         assert generator.w_avg.abs().sum() == 0 and generator.layers[3].magnitude_ema == 1
         generator.train()([torch.randn(4, 32)])
     assert generator.w_avg.abs().sum() > 0 and generator.layers[3].magnitude_ema != 1
+    g_ema = tiny("stylegan3-r")
+    train.accumulate(g_ema, generator)  # the EMA generator renders with the trained statistics
+    assert torch.equal(g_ema.w_avg, generator.w_avg)
+    assert torch.equal(g_ema.layers[3].magnitude_ema, generator.layers[3].magnitude_ema)
 
 
 def chance_psnr(generator):
