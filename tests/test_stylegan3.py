@@ -222,6 +222,18 @@ def test_equivariance_at_initialisation():
 # training and the scripts downstream
 
 
+def test_discriminator_blur_fades_out():
+    settings = train.StepSettings(blur_sigma=10.0, blur_fade_iterations=100)
+    assert [settings.blur_sigma_at(i) for i in (0, 50, 100, 200)] == [10.0, 5.0, 0.0, 0.0]
+    images = torch.randn(2, 3, 32, 32)
+    assert train.blur_images(images, 0.0) is images
+    blurred = train.blur_images(images, 2.0)
+    assert blurred.shape == images.shape and blurred.std() < 0.5 * images.std()  # white noise loses its highs
+    constant = torch.full((1, 3, 32, 32), 0.5)
+    assert torch.allclose(train.blur_images(constant, 2.0)[..., 6:-6, 6:-6], constant[..., 6:-6, 6:-6])
+
+
+
 @pytest.mark.parametrize("arch", ["stylegan3-t", "stylegan3-r"])
 def test_train_then_generate_and_measure(arch, synthetic_lmdb, tmp_path, monkeypatch):
     command = [
