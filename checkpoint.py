@@ -223,10 +223,10 @@ def describe_model(config):
 
 
 def model_label(config):
-    """What a configuration is, in one word for tables: the position of a StyleGAN2 model
-    (none, sspe, mspe), else the architecture (stylegan3-t, stylegan3-r)."""
+    """What a configuration is, in one word for tables: the architecture of an alias-free model
+    (stylegan3-t, stylegan3-r), else the position (none, sspe, mspe)."""
     config = model_config(config)
-    return config["position"] if config["arch"] == "stylegan2" else config["arch"]
+    return config["arch"] if config["arch"] in STYLEGAN3_ARCHS else config["position"]
 
 
 def add_model_arguments(parser, title="model (stored in checkpoints; taken from --ckpt unless given)"):
