@@ -24,8 +24,10 @@ import torch
 import swagan
 from device import choose_device
 from model import POSITIONS, Discriminator, Generator, canonical_position
+from stylegan3 import ARCHS as STYLEGAN3_ARCHS
+from stylegan3 import AliasFreeGenerator
 
-ARCHITECTURES = ("stylegan2", "swagan")
+ARCHITECTURES = ("stylegan2", "swagan", *STYLEGAN3_ARCHS)
 
 # `--ckpt latest`: the newest numbered checkpoint of checkpoint/<name>/
 LATEST = "latest"
@@ -227,6 +229,13 @@ def describe_model(config):
     return "the model (" + ", ".join(f"{key} {value}" for key, value in config.items()) + ")"
 
 
+def model_label(config):
+    """What a configuration is, in one word for tables: the architecture of an alias-free model
+    (stylegan3-t, stylegan3-r), else the position (none, sspe, mspe)."""
+    config = model_config(config)
+    return config["arch"] if config["arch"] in STYLEGAN3_ARCHS else config["position"]
+
+
 def add_model_arguments(parser, title="model (stored in checkpoints; taken from --ckpt unless given)"):
     """The model-configuration flags (MODEL_DEFAULTS keys).
 
@@ -300,6 +309,15 @@ def build_generator(config, device="cpu", modconv="grouped"):
     `modconv` is a speed setting, not part of the configuration (Generator's docstring).
     """
     config = model_config(config)
+    if config["arch"] in STYLEGAN3_ARCHS:
+        # --channel_max is NVIDIA's --cmax: StyleGAN3-R doubles it (and the channel base)
+        doubled = 2 if config["arch"] == "stylegan3-r" else 1
+        if config["position"] != "none" or config["affine"] or config["kernel_size"] != 3:
+            raise ValueError(f"--position, --affine and --kernel_size are StyleGAN2 settings; {config['arch']} has its own input")
+        return AliasFreeGenerator(
+            config["size"], config["latent"], config["n_mlp"], arch=config["arch"],
+            channel_max=config["channel_max"] * doubled,
+        ).to(device)
     generator_class = swagan.Generator if config["arch"] == "swagan" else Generator
     return generator_class(
         config["size"],
@@ -315,6 +333,7 @@ def build_generator(config, device="cpu", modconv="grouped"):
 
 
 def build_discriminator(config, device="cpu"):
+    """StyleGAN2's residual discriminator (the alias-free generators train against it too), or SWAGAN's."""
     config = model_config(config)
     discriminator_class = swagan.Discriminator if config["arch"] == "swagan" else Discriminator
     return discriminator_class(

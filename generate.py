@@ -6,6 +6,8 @@ Modes (`--mode`), each writing under generate/<name>/<mode>/:
     shift   the paper's demo: every sample moved along a circle of --radius pixels over --pics
             frames (shift_h / shift_w), saved as frames and an animated GIF per sample and
             one GIF of the grid
+    rotate  every sample turned about the image centre over --pics frames by rotating its input
+            (positional models; made for stylegan3-r), frames and GIFs as shift
     scale   the same samples rendered at several scales of the positional grid (--scales)
     canvas  the same samples on a canvas of another size and aspect ratio (--height, --width)
     mix     a style-mixing grid: rows of --row_seeds, columns of --col_seeds, each cell the
@@ -18,6 +20,7 @@ seed gives the same picture in any batch size and on any device.
 """
 
 import argparse
+import math
 import os
 import sys
 
@@ -26,6 +29,7 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
 from images import make_grid, save_gif, save_grid, to_pil
+from equivariance import input_transform, rotate_transform
 from model import require_positional
 from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, move_noise
 
@@ -136,13 +140,46 @@ def generate_shift(generator, args, truncation_latent, folder):
                 progress,
                 shift_h=shift_h,
                 shift_w=shift_w,
-                circular=not args.plane,
+                circular=not args.plane and generator.circular_shifts,
             )
             frames.append(images)
-            if args.save in ("both", "single"):
-                for image, seed in zip(images, args.seeds):
-                    to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}_{frame:04d}.png"))
+    save_animation(frames, args, folder)
 
+
+@torch.no_grad()
+def generate_rotate(generator, args, truncation_latent, folder):
+    """Every sample with its input rotated about the image centre through a full turn over
+    --pics frames (models with a positional input; StyleGAN3-R is the one built for it)."""
+    require_positional(generator.position, "--mode rotate (a rotation of the input)")
+    latents, noises = seed_inputs(generator, args.seeds)
+    device = generator.device
+    w = generator.style(latents.to(device))
+    if truncation_latent is not None:
+        w = truncation_latent + args.truncation * (w - truncation_latent)
+    transforms = input_transform(generator, w)
+    frames = []
+    with tqdm(total=args.pics * len(w), desc="rotate", unit="img") as progress:
+        for frame in range(args.pics):
+            rotated = rotate_transform(transforms, 2 * math.pi * frame / args.pics)
+            images = []
+            for start in range(0, len(w), args.batch):
+                stop = start + args.batch
+                image, _ = generator(
+                    [w[start:stop]], input_is_latent=True, noise=[noise[start:stop].to(device) for noise in noises],
+                    transform=rotated[start:stop],
+                )
+                images.append(image.float().cpu())
+                progress.update(len(image))
+            frames.append(torch.cat(images))
+    save_animation(frames, args, folder)
+
+
+def save_animation(frames, args, folder):
+    """Frames ([N, 3, H, W] each) as PNGs and a GIF per seed, and a GIF of the grid, as --save asks."""
+    if args.save in ("both", "single"):
+        for frame, images in enumerate(frames):
+            for image, seed in zip(images, args.seeds):
+                to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}_{frame:04d}.png"))
     if args.save in ("both", "single"):
         for index, seed in enumerate(args.seeds):
             sample_frames = [images[index] for images in frames]
@@ -206,6 +243,7 @@ def generate_mix(generator, args, truncation_latent, folder):
 MODES = {
     "grid": generate_grid,
     "shift": generate_shift,
+    "rotate": generate_rotate,
     "scale": generate_scale,
     "canvas": generate_canvas,
     "mix": generate_mix,
@@ -229,11 +267,12 @@ def build_parser():
                         help="number of vectors to calculate mean for the truncation")
     parser.add_argument("--save", type=str, default="both", choices=SAVE_CHOICES,
                         help="write the grid, single images, or both")
-    parser.add_argument("--pics", type=int, default=20, help="shift: frames along the circle")
+    parser.add_argument("--pics", type=int, default=20, help="shift, rotate: frames along the circle or turn")
     parser.add_argument("--radius", type=float, default=32, help="shift: radius of the circle in pixels")
     parser.add_argument("--duration", type=int, default=60, help="shift: milliseconds per GIF frame")
     parser.add_argument("--plane", action="store_true",
-                        help="shift: move an infinite plane instead of wrapping around (PE models)")
+                        help="shift: move an infinite plane instead of wrapping around (PE models; the alias-free "
+                        "stylegan3-t/-r always move a plane)")
     parser.add_argument("--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
                         help="shift: the noise maps move with the content, or keep their place in the frame")
     parser.add_argument("--scales", type=str, default="0.5,1,2",
@@ -267,7 +306,7 @@ def main(argv=None):
     args.col_styles = parse_seeds(args.col_styles) if args.col_styles else list(default_styles)
     try:
         if args.plane:
-            require_positional(args.position, "--plane (an infinite-plane shift)")
+            require_positional(generator.position, "--plane (an infinite-plane shift)")
         truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
         folder = os.path.join("generate", args.name, args.mode)
         os.makedirs(folder, exist_ok=True)

@@ -74,7 +74,8 @@ def generated_batches(
     """Yield [B, 3, S, S] renders of seeded latents with seeded random noise maps.
 
     The same seed gives the same latents and noise whatever the shift, so renders at different
-    shifts show the same samples.
+    shifts show the same samples. Shifts wrap around where the generator's do
+    (`generator.circular_shifts`) and move an infinite plane otherwise.
     """
     device = module_device(generator)
     rng = torch.Generator().manual_seed(seed)
@@ -83,7 +84,7 @@ def generated_batches(
         noises = noise_inputs(generator, count, "random", rng)
         yield render(
             generator, latent, noises, shift_h, shift_w, noise_shift,
-            truncation=truncation, truncation_latent=truncation_latent,
+            truncation=truncation, truncation_latent=truncation_latent, circular=generator.circular_shifts,
         )
 
 

@@ -21,7 +21,7 @@ import sys
 
 from tqdm import tqdm
 
-from checkpoint import load_generator, resolve_checkpoint
+from checkpoint import load_generator, model_label, resolve_checkpoint
 from device import choose_device
 from equivariance import rotation_equivariance, translation_equivariance
 from fid import (
@@ -77,10 +77,10 @@ def run_eqt(args, device):
         except ValueError as error:
             raise SystemExit(f"{path}: {error}") from None
         print(
-            f"{label} ({config.position}): EQ-T int {format_value(scores['eqt_int'])} dB, "
+            f"{label} ({model_label(config)}): EQ-T int {format_value(scores['eqt_int'])} dB, "
             f"EQ-T frac {format_value(scores['eqt_frac'])} dB"
         )
-        results.append({"checkpoint": path, "position": config.position, **scores})
+        results.append({"checkpoint": path, "position": model_label(config), **scores})
     write_json(os.path.join(output_folder(args), "eqt.json"), "eqt", args, results)
 
 
@@ -93,8 +93,8 @@ def run_eqr(args, device):
             )
         except ValueError as error:
             raise SystemExit(f"{path}: {error}") from None
-        print(f"{label} ({config.position}): EQ-R {format_value(score)} dB")
-        results.append({"checkpoint": path, "position": config.position, "eqr": score})
+        print(f"{label} ({model_label(config)}): EQ-R {format_value(score)} dB")
+        results.append({"checkpoint": path, "position": model_label(config), "eqr": score})
     write_json(os.path.join(output_folder(args), "eqr.json"), "eqr", args, results)
 
 
@@ -114,12 +114,12 @@ def run_swd(args, device):
         levels, mean = swd(real_set, fake_set, args.directions, args.repeats, args.seed)
         resolutions = swd_resolutions(generator.size)
         print(
-            f"{label} ({config.position}): SWD x1e3 {mean:.3f} ("
+            f"{label} ({model_label(config)}): SWD x1e3 {mean:.3f} ("
             + ", ".join(f"{r}px {v:.3f}" for r, v in zip(resolutions, levels))
             + f"; {len(indices)} images)"
         )
         results.append(
-            {"checkpoint": path, "position": config.position, "swd": mean, "swd_levels": dict(zip(resolutions, levels))}
+            {"checkpoint": path, "position": model_label(config), "swd": mean, "swd_levels": dict(zip(resolutions, levels))}
         )
     write_json(os.path.join(output_folder(args), "swd.json"), "swd", args, results)
 
@@ -168,8 +168,8 @@ def run_fid(args, device):
             inception, fakes, len(batch_sizes(args.n, args.batch)), desc="generated", progress=True
         )
         score = frechet_distance(fake_mean, fake_cov, real_mean, real_cov)
-        print(f"{label} ({config.position}): FID {score:.3f} ({args.n} generated images)")
-        results.append({"checkpoint": path, "position": config.position, "fid": score})
+        print(f"{label} ({model_label(config)}): FID {score:.3f} ({args.n} generated images)")
+        results.append({"checkpoint": path, "position": model_label(config), "fid": score})
     write_json(os.path.join(output_folder(args), "fid.json"), "fid", args, results)
 
 

@@ -437,7 +437,69 @@ class ToRGB(nn.Module):
         return out
 
 
-class Generator(nn.Module):
+def mapping_network(style_dim, n_mlp, lr_mlp=0.01):
+    """z -> w: pixel norm, then `n_mlp` equalised fully connected layers with leaky ReLU and a
+    learning rate `lr_mlp` times the synthesis network's (state dict `style.1` .. `style.n_mlp`)."""
+    layers = [PixelNorm()]
+    for _ in range(n_mlp):
+        layers.append(EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu"))
+    return nn.Sequential(*layers)
+
+
+class MappedGenerator(nn.Module):
+    """What the generators of this project share around their mapping network `self.style`:
+    sampling w, the truncation centre and the per-layer latents of a forward pass. Subclasses set
+    `style`, `style_dim`, `n_latent` and a `device` property."""
+
+    def sample_w(self, n, *, seed=None):
+        """`n` mapped latents w [n, style_dim] of random z: drawn on the CPU from `seed` (the same
+        on every device), or from the global RNG on the model's device when it is None."""
+        if seed is None:
+            z = torch.randn(n, self.style_dim, device=self.device)
+        else:
+            z = torch.randn(n, self.style_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        return self.style(z)
+
+    def mean_latent(self, n_latent, *, seed=None):
+        """The mean of `n_latent` mapped latents [1, style_dim]: the centre of truncation."""
+        return self.sample_w(n_latent, seed=seed).mean(0, keepdim=True)
+
+    @torch.no_grad()
+    def truncation_latent(self, truncation, n_latent=4096):
+        """What the scripts pass as `truncation_latent`: None when `truncation` >= 1 (no
+        truncation), else the mean of `n_latent` latents of seed 0, the same in every script."""
+        return None if truncation >= 1 else self.mean_latent(n_latent, seed=0)
+
+    def get_latent(self, input):
+        return self.style(input)
+
+    def layer_latents(self, styles, inject_index=None, truncation=1, truncation_latent=None, input_is_latent=False):
+        """[N, n_latent, style_dim] latents of a forward pass: `styles` (z, or w when
+        `input_is_latent`; [N, style_dim] or per layer [N, n_latent, style_dim]) mapped and
+        truncated towards `truncation_latent`; two styles mix at `inject_index` (random when
+        None), as StyleGAN2's style mixing."""
+        if not input_is_latent:
+            styles = [self.style(s) for s in styles]
+
+        if truncation < 1:
+            styles = [truncation_latent + truncation * (style - truncation_latent) for style in styles]
+
+        if len(styles) < 2:
+            inject_index = self.n_latent
+            if styles[0].ndim < 3:
+                latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
+            else:
+                latent = styles[0]
+        else:
+            if inject_index is None:
+                inject_index = random.randint(1, self.n_latent - 1)
+            latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
+            latent2 = styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)
+            latent = torch.cat([latent, latent2], 1)
+        return latent
+
+
+class Generator(MappedGenerator):
     """StyleGAN2 generator with `position` 'none' | 'sspe' | 'mspe' (see the module docstring).
 
     Keyword-only extras: `affine` (a learned Fourier-feature transform of the input, identity
@@ -453,6 +515,7 @@ class Generator(nn.Module):
     """
 
     output_factor = 1
+    circular_shifts = True  # shifts wrap around by default (the original); stylegan3.py's cannot
 
     def __init__(
         self,
@@ -487,10 +550,7 @@ class Generator(nn.Module):
         self.scale = scale
         self.affine = affine
 
-        layers = [PixelNorm()]
-        for _ in range(n_mlp):
-            layers.append(EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation="fused_lrelu"))
-        self.style = nn.Sequential(*layers)
+        self.style = mapping_network(style_dim, n_mlp, lr_mlp)
 
         self.channels = channel_counts(channel_multiplier, channel_max)
         if scale != 1:
@@ -579,28 +639,6 @@ class Generator(nn.Module):
             for height, width in self.noise_shapes(canvas, scale)
         ]
 
-    def sample_w(self, n, *, seed=None):
-        """`n` mapped latents w [n, style_dim] of random z: drawn on the CPU from `seed` (the same
-        on every device), or from the global RNG on the model's device when it is None."""
-        if seed is None:
-            z = torch.randn(n, self.style_dim, device=self.device)
-        else:
-            z = torch.randn(n, self.style_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
-        return self.style(z)
-
-    def mean_latent(self, n_latent, *, seed=None):
-        """The mean of `n_latent` mapped latents [1, style_dim]: the centre of truncation."""
-        return self.sample_w(n_latent, seed=seed).mean(0, keepdim=True)
-
-    @torch.no_grad()
-    def truncation_latent(self, truncation, n_latent=4096):
-        """What the scripts pass as `truncation_latent`: None when `truncation` >= 1 (no
-        truncation), else the mean of `n_latent` latents of seed 0, the same in every script."""
-        return None if truncation >= 1 else self.mean_latent(n_latent, seed=0)
-
-    def get_latent(self, input):
-        return self.style(input)
-
     def input_grid(self, canvas=None, scale=None):
         """(height, width) of the input feature map for an output canvas and scale."""
         scale = self.scale if scale is None else scale
@@ -648,30 +686,13 @@ class Generator(nn.Module):
         transform: (r_c, r_s, t_x, t_y), shape [4] or [N, 4], rotating and translating the
             input PE (positional models only); by default the model's learned `affine`.
         """
-        if not input_is_latent:
-            styles = [self.style(s) for s in styles]
-
         if noise is None:
             if randomize_noise:
                 noise = [None] * self.num_layers
             else:
                 noise = self.stored_noise()
 
-        if truncation < 1:
-            styles = [truncation_latent + truncation * (style - truncation_latent) for style in styles]
-
-        if len(styles) < 2:
-            inject_index = self.n_latent
-            if styles[0].ndim < 3:
-                latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
-            else:
-                latent = styles[0]
-        else:
-            if inject_index is None:
-                inject_index = random.randint(1, self.n_latent - 1)
-            latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
-            latent2 = styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)
-            latent = torch.cat([latent, latent2], 1)
+        latent = self.layer_latents(styles, inject_index, truncation, truncation_latent, input_is_latent)
 
         batch = latent.shape[0]
         grid_h, grid_w = self.input_grid(canvas, scale)

@@ -11,7 +11,8 @@ the same shift (the initial noise maps move with it, --noise_shift); --pics N re
 projection at N shifts on a circle of --radius pixels around it and writes GIFs of the targets
 and reconstructions. All outputs go to inverse/<name>/: per input the target, the
 reconstruction, the latent and noise maps (.pt) and the PSNR and LPIPS of the reconstruction
-(.json).
+(.json). Generators without noise inputs (stylegan3-t/-r) optimise the latent alone, and their
+shifted renders move the infinite plane of their Fourier input.
 """
 
 import argparse
@@ -25,7 +26,7 @@ from PIL import UnidentifiedImageError
 from torch import optim
 from tqdm import tqdm
 
-from checkpoint import add_checkpoint_arguments, load_generator_from_args
+from checkpoint import add_checkpoint_arguments, load_generator_from_args, model_label
 from images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
 from perceptual import build_lpips, perceptual_input
 from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, integer_translate, move_noise
@@ -34,8 +35,9 @@ LOSSES = ("lpips", "mse")
 
 
 def noise_regularize(noises):
-    """Squared autocorrelation of every noise map at one-pixel lag, over a pyramid down to 8x8."""
-    loss = 0
+    """Squared autocorrelation of every noise map at one-pixel lag, over a pyramid down to 8x8
+    (a zero tensor for generators without noise maps)."""
+    loss = torch.zeros(())
     for noise in noises:
         size = noise.shape[2]
         while True:
@@ -133,7 +135,10 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
     optimizer = optim.Adam([latent_in] + noises, lr=args.lr)
 
     def render(latent):
-        image, _ = generator([latent], input_is_latent=True, noise=noises, shift_h=shift_h, shift_w=shift_w)
+        image, _ = generator(
+            [latent], input_is_latent=True, noise=noises, shift_h=shift_h, shift_w=shift_w,
+            circular=generator.circular_shifts,
+        )
         return image
 
     with torch.no_grad():
@@ -283,7 +288,7 @@ def main(argv=None):
         summary = {
             "file": path,
             "checkpoint": args.ckpt,
-            "position": args.position,
+            "position": model_label(args),
             "w_plus": args.w_plus,
             "loss": args.loss,
             "step": args.step,

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from checkpoint import load_generator
+from checkpoint import load_generator, model_label
 from equivariance import translation_equivariance
 from fid import feature_statistics, frechet_distance, warn_few_fid_images
 from images import make_grid, to_pil
@@ -98,7 +98,7 @@ def spatial_bias_report(args, device):
             quality_rows.append(
                 {
                     "checkpoint": label,
-                    "position": config.position,
+                    "position": model_label(config),
                     "shift_fraction": fraction,
                     "shift_px": fraction * generator.size,
                     "images": len(indices),
@@ -111,10 +111,10 @@ def spatial_bias_report(args, device):
         equivariance = {"eqt_int": None, "eqt_frac": None}
         if args.eqt_n > 0:
             equivariance = translation_equivariance(
-                generator, args.eqt_n, args.batch, args.max_shift, noise_mode=args.noise_mode,
+                generator, args.eqt_n, args.batch, args.max_shift, circular=generator.circular_shifts, noise_mode=args.noise_mode,
                 noise_shift=args.noise_shift, seed=args.seed, progress=True,
             )
-        equivariance_rows.append({"checkpoint": label, "position": config.position, **equivariance})
+        equivariance_rows.append({"checkpoint": label, "position": model_label(config), **equivariance})
     return quality_rows, equivariance_rows, samples
 
 
@@ -157,7 +157,8 @@ def write_markdown(path, quality_rows, equivariance_rows, args):
     if args.eqt_n > 0:
         eqt_note = (
             f"EQ-T: PSNR (dB) between shifted renders and translated reference renders, {args.eqt_n} samples, "
-            f"shifts up to {args.max_shift:g} of the size, circular, noise '{args.noise_mode}' "
+            f"shifts up to {args.max_shift:g} of the size, circular (the alias-free generators, whose Fourier input "
+            f"cannot wrap, shift an infinite plane and compare the region valid in both), noise '{args.noise_mode}' "
             f"({args.noise_shift} with the shift). Higher is better."
         )
     else:

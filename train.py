@@ -12,6 +12,8 @@ The loss is the non-saturating logistic loss with lazy R1 on the discriminator e
 correction of its learning rate and betas. Path-length regularisation exists as in StyleGAN2
 but is off, as in the original, unless --g_reg_every is positive. --augment enables adaptive
 discriminator augmentation (augment.py); --translate circularly translates the real images.
+--arch stylegan3-t | stylegan3-r trains the alias-free generator (stylegan3.py) with NVIDIA's
+recipe for every flag not given (`apply_recipe`).
 
 Writes checkpoint/<name>/<iter:06d>.pt (iter = iterations completed; --ckpt resumes there),
 sample/<name>/<iter:06d>.png (the EMA generator on a fixed latent batch),
@@ -66,7 +68,8 @@ from dataset import MultiResolutionDataset, ResumableSampler, SeededRecords, tra
 from device import PRECISIONS, default_precision, setup_precision
 from images import save_grid
 from model import MODCONVS, check_size
-from op import conv2d_gradfix
+from stylegan3 import ARCHS as STYLEGAN3_ARCHS
+from op import conv2d_gradfix, upfirdn2d
 
 # The generator EMA of the original: a half-life of 10k images at 32 images per step.
 EMA_DECAY = 0.5 ** (32 / (10 * 1000))
@@ -82,9 +85,27 @@ def requires_grad(model, flag=True):
 
 
 def accumulate(model1, model2, decay=0.999):
-    """model1's parameters <- decay * model1 + (1 - decay) * model2 (the EMA generator)."""
+    """model1's parameters <- decay * model1 + (1 - decay) * model2 (the EMA generator); its
+    stored buffers <- model2's (the running statistics of the alias-free generator: magnitudes,
+    mean w). Non-persistent buffers (PE tables, filters) are constants and stay."""
+    stored = model1.state_dict(keep_vars=True).keys()
     with torch.no_grad():
         torch._foreach_lerp_(list(model1.parameters()), list(model2.parameters()), 1 - decay)
+        for (name, ema_buffer), buffer in zip(model1.named_buffers(), model2.buffers()):
+            if name in stored:
+                ema_buffer.copy_(buffer)
+
+
+def blur_images(images, sigma):
+    """The alias-free GAN's blur of the discriminator's images: a separable filter
+    2^(-(x / sigma)^2), x = -3 sigma .. 3 sigma, normalised, same size out (identity for sigma < 1/3)."""
+    radius = math.floor(sigma * 3)
+    if radius <= 0:
+        return images
+    taps = torch.arange(-radius, radius + 1, device=images.device, dtype=torch.float32).div(sigma).square().neg().exp2()
+    taps = taps / taps.sum()
+    images = upfirdn2d(images, taps.view(1, -1), pad=(radius, radius, 0, 0))
+    return upfirdn2d(images, taps.view(-1, 1), pad=(0, 0, radius, radius))
 
 
 def d_logistic_loss(real_pred, fake_pred):
@@ -139,7 +160,9 @@ class StepSettings:
     applied every d_reg_every iterations (0 = never). path_regularize: weight of the path-length
     penalty, applied every g_reg_every iterations (0 = never, as in the original).
     path_batch_shrink: the path-length batch is batch / this. ema_decay: of the EMA generator.
-    lr: Adam's learning rate, corrected for the lazy regularisers (`adam_settings`).
+    lr: Adam's learning rate, corrected for the lazy regularisers (`adam_settings`); d_lr: the
+    discriminator's (None = lr). blur_sigma: blur of the discriminator's images at the start,
+    fading linearly to none over blur_fade_iterations (the alias-free GAN's StyleGAN3-R recipe).
     """
 
     lr: float = 0.002
@@ -151,13 +174,23 @@ class StepSettings:
     g_reg_every: int = 0
     path_batch_shrink: int = 2
     ema_decay: float = EMA_DECAY
+    d_lr: float = None
+    blur_sigma: float = 0.0
+    blur_fade_iterations: int = 0
 
     @classmethod
     def from_args(cls, args):
-        return cls(**{field.name: getattr(args, field.name) for field in fields(cls) if hasattr(args, field.name)})
+        """The settings named like args' attributes; None (a flag the recipe has not resolved) keeps
+        the default."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
 
     def r1_now(self, iteration):
         return self.r1 > 0 and self.d_reg_every > 0 and iteration % self.d_reg_every == 0
+
+    def blur_sigma_at(self, iteration):
+        if self.blur_sigma <= 0 or self.blur_fade_iterations <= 0:
+            return 0.0
+        return max(1 - iteration / self.blur_fade_iterations, 0.0) * self.blur_sigma
 
     def path_length_now(self, iteration):
         return self.path_regularize > 0 and self.g_reg_every > 0 and iteration % self.g_reg_every == 0
@@ -193,10 +226,16 @@ class TrainingStep:
         self.generate = torch.compile(generator) if compile else generator
         self.discriminate = torch.compile(discriminator) if compile else discriminator
         self.mean_path_length = torch.zeros((), device=unwrap(generator).device)
+        self.blur_sigma = 0.0
+
+    def discriminator_input(self, images, p):
+        """What the discriminator sees of `images`: blurred (early alias-free training), augmented."""
+        return augment(blur_images(images, self.blur_sigma), p)
 
     def __call__(self, iteration, real_img):
         """Iteration `iteration` on the batch `real_img`; returns {loss name: scalar tensor}."""
         p = self.ada.p if self.ada is not None else 0.0
+        self.blur_sigma = self.settings.blur_sigma_at(iteration)
         losses = {}
         requires_grad(self.generator, False)
         requires_grad(self.discriminator, True)
@@ -256,9 +295,8 @@ class TrainingStep:
         return fake_img
 
     def discriminator_phase(self, real_img, p, losses):
-        fake_img = self.fake_images(real_img.shape[0])
-        real_img_aug = augment(real_img, p)
-        fake_img = augment(fake_img, p)
+        fake_img = self.discriminator_input(self.fake_images(real_img.shape[0]), p)
+        real_img_aug = self.discriminator_input(real_img, p)
         with self.autocast():
             fake_pred = self.discriminate(fake_img)
             real_pred = self.discriminate(real_img_aug)
@@ -275,7 +313,7 @@ class TrainingStep:
 
     def r1_phase(self, real_img, p, losses):
         real_img = real_img.detach().requires_grad_(True)
-        real_img_aug = augment(real_img, p)
+        real_img_aug = self.discriminator_input(real_img, p)
         with self.autocast():
             real_pred = self.discriminator(real_img_aug)
         r1_loss = d_r1_loss(real_pred, real_img)
@@ -287,7 +325,7 @@ class TrainingStep:
         losses["r1"] = r1_loss.detach()
 
     def generator_phase(self, batch, p, losses):
-        fake_img = augment(self.fake_images(batch), p)
+        fake_img = self.discriminator_input(self.fake_images(batch), p)
         with self.autocast():
             fake_pred = self.discriminate(fake_img)
         g_loss = g_nonsaturating_loss(fake_pred)
@@ -344,7 +382,8 @@ def build_parser():
         help="checkpoint to resume: a path, a file name in checkpoint/<name>, or 'latest' (the newest there; "
         "a fresh start when there is none)",
     )
-    add("--lr", type=float, default=0.002, help="learning rate")
+    add("--lr", type=float, default=0.002, help="learning rate (of both networks unless --d_lr; stylegan3-*: 0.0025)")
+    add("--d_lr", type=float, default=None, help="the discriminator's learning rate (default: --lr; stylegan3-*: 0.002)")
     add("--seed", type=int, default=0, help="random seed (model initialisation, sample latents, data order)")
 
     add_model_arguments(parser)
@@ -353,7 +392,8 @@ def build_parser():
     add(
         "--r1", type=r1_weight, default=10,
         help="weight of the R1 penalty, or 'auto': 0.0002 x size^2 / batch, the heuristic of StyleGAN2-ADA "
-        "(10 suits 1024 px at batch 4 as config-f; small images and batches need far less)",
+        "(10 suits 1024 px at batch 4 as config-f; small images and batches need far less). stylegan3-t/-r "
+        "without --r1: 2 x (size / 256)^2, NVIDIA's recommended gamma (0.5 at 128, 2 at 256, 8 at 512, 32 at 1024 px)",
     )
     add("--d_reg_every", type=int, default=16, help="R1 every this many iterations (0 = no R1)")
     add("--path_regularize", type=float, default=2, help="weight of the path-length penalty")
@@ -362,7 +402,16 @@ def build_parser():
         "--g_reg_every", type=int, default=0,
         help="path-length regularisation every this many iterations; 0 = off, as in the original (StyleGAN2: 4)",
     )
-    add("--mixing", type=float, default=0.9, help="probability of style mixing")
+    add("--mixing", type=float, default=0.9, help="probability of style mixing (stylegan3-*: 0)")
+    add(
+        "--blur_sigma", type=float, default=None,
+        help="blur (sigma in pixels) of the discriminator's images at the start, fading out over --blur_fade_kimg "
+        "(default: 10 for stylegan3-r, 0 otherwise)",
+    )
+    add(
+        "--blur_fade_kimg", type=float, default=None,
+        help="thousands of images over which the blur fades out (default: 200 x total batch / 32, as NVIDIA's)",
+    )
 
     add = parser.add_argument_group("augmentation").add_argument
     add(
@@ -465,7 +514,7 @@ def adam_settings(settings):
     d_ratio = lazy_ratio(settings.d_reg_every, settings.r1 > 0)
     return {
         "g": (settings.lr * g_ratio, (0**g_ratio, 0.99**g_ratio)),
-        "d": (settings.lr * d_ratio, (0**d_ratio, 0.99**d_ratio)),
+        "d": ((settings.lr if settings.d_lr is None else settings.d_lr) * d_ratio, (0**d_ratio, 0.99**d_ratio)),
     }
 
 
@@ -909,6 +958,37 @@ def trim_log(args, iteration):
     os.replace(temporary, path)
 
 
+def apply_recipe(args, explicit, resumed, world_size):
+    """The training recipe of the architecture, for every flag not given explicitly.
+
+    stylegan2, swagan: the flags' defaults. stylegan3-t/-r, as NVIDIA's configs: G lr
+    0.0025 and D lr 0.002, no style mixing, no path length (already off), a 2-layer mapping
+    network for new models, R1 weight 2 * (size / 256)^2 (NVIDIA's recommended gamma at batch
+    32 grows with the square of the resolution: 0.5 at 128 px, 2 at 256, 8 at 512, 32 at 1024)
+    and, for -r, the discriminator's images blurred with sigma 10 at the start, fading out over
+    200 x total batch / 32 thousand images. Sets args.blur_fade_iterations.
+    """
+    alias_free = args.arch in STYLEGAN3_ARCHS
+    if alias_free:
+        recipe = {"lr": 0.0025, "d_lr": 0.002, "mixing": 0.0, "r1": 2 * (args.size / 256) ** 2}
+        if not resumed:
+            recipe["n_mlp"] = 2
+        for key, value in recipe.items():
+            if key not in explicit:
+                setattr(args, key, value)
+    if args.blur_sigma is None:
+        args.blur_sigma = 10.0 if args.arch == "stylegan3-r" else 0.0
+    if args.blur_fade_kimg is None:
+        args.blur_fade_kimg = 200 * args.batch * world_size / 32
+    args.blur_fade_iterations = round(args.blur_fade_kimg * 1000 / (args.batch * world_size))
+    if alias_free and distributed.get_rank() == 0:
+        print(
+            f"{args.arch} recipe: lr {args.lr:g}, d_lr {args.d_lr:g}, r1 {args.r1:g}, mixing {args.mixing:g}, "
+            f"n_mlp {args.n_mlp}, path length every {args.g_reg_every} (0 = off), D image blur sigma "
+            f"{args.blur_sigma:g} fading over {args.blur_fade_iterations} iterations"
+        )
+
+
 def write_config(args, device, world_size):
     config = {**vars(args), "device": str(device), "world_size": world_size}
     path = os.path.join(checkpoint_dir(args), "config.json")
@@ -954,6 +1034,7 @@ def run(args, explicit, device):
                 "raise --iter to train on"
             )
         check_args(args)
+    apply_recipe(args, explicit, resumed="args" in (checkpoint or {}), world_size=world_size)
 
     try:
         generator, discriminator, g_ema = build_models(args, device, args.seed, args.modconv)
