@@ -112,7 +112,7 @@ def test_missing_checkpoint_is_an_error(workdir, monkeypatch):
 def test_a_file_that_is_not_a_checkpoint_is_an_error(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     (workdir / "notes.pt").write_text("not a checkpoint")
-    with pytest.raises(SystemExit, match="not a checkpoint"):
+    with pytest.raises(SystemExit, match="cannot be read as a checkpoint"):
         generate.main(["--ckpt", "notes.pt"])
 
 
