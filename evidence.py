@@ -66,11 +66,14 @@ PRESETS = {
             "lr": 0.002, "mixing": 0.9, "r1": "auto", "n": 2000, "step": 500, "seeds": "0,1",
             "models": "none,sspe,mspe"},
 }
-# train.py's flags of each model
+# train.py's flags of each model, and the preset's training flags it leaves to train.py because
+# its architecture has a recipe of its own (the alias-free GAN's learning rates, R1 and mapping)
 MODELS = {
-    "none": ["--position", "none"],
-    "sspe": ["--position", "sspe"],
-    "mspe": ["--position", "mspe"],
+    "none": (["--position", "none"], ()),
+    "sspe": (["--position", "sspe"], ()),
+    "mspe": (["--position", "mspe"], ()),
+    "swagan": (["--arch", "swagan"], ()),
+    "stylegan3-t": (["--arch", "stylegan3-t"], ("lr", "mixing", "r1", "n_mlp")),
 }
 # the flags that scale a preset: name -> (type, help)
 SCALING = {
@@ -142,9 +145,11 @@ def train(args, model, seed, data, device):
     """train.py for one run, unless it already finished; resumes an interrupted one."""
     if os.path.exists(final_checkpoint(args, model, seed)):
         return
+    model_flags, recipe_owned = MODELS[model]
+    training_flags = [f"--{flag}={getattr(args, flag)}" for flag in TRAINING_FLAGS if flag not in recipe_owned]
     subprocess.run([
-        sys.executable, os.path.join(ROOT, "train.py"), "--name", run_name(args, model, seed), "--path", data, *MODELS[model],
-        "--translate", "1.0", "--seed", str(seed), *[f"--{flag}={getattr(args, flag)}" for flag in TRAINING_FLAGS],
+        sys.executable, os.path.join(ROOT, "train.py"), "--name", run_name(args, model, seed), "--path", data,
+        *model_flags, "--translate", "1.0", "--seed", str(seed), *training_flags,
         "--device", args.device, "--ckpt", "latest",
         "--save_every", str(max(1, args.iter // 4)), "--sample_every", str(max(1, args.iter // 4)),
         "--n_sample", "16", "--keep", "2", "--workers", "4" if device.type == "cuda" else "1",
@@ -163,9 +168,12 @@ def measure(args, model, seed, data, device):
     generator, _ = load_generator(checkpoint, device)
     figures = {"model": model, "seed": seed, "checkpoint": checkpoint, "n": args.n, "step": args.step}
 
-    circular = translation_equivariance(generator, args.n, 25, seed=0)
-    figures.update(eqt_int=circular["eqt_int"], eqt_frac=circular["eqt_frac"])
-    figures.update(eqt_plane_int=None, eqt_plane_frac=None)
+    # circular shifts where the generator wraps around, an infinite plane where it has a
+    # positional input (PE models, the alias-free Fourier features)
+    figures.update(eqt_int=None, eqt_frac=None, eqt_plane_int=None, eqt_plane_frac=None)
+    if generator.circular_shifts:
+        circular = translation_equivariance(generator, args.n, 25, seed=0)
+        figures.update(eqt_int=circular["eqt_int"], eqt_frac=circular["eqt_frac"])
     if generator.position != "none":
         plane = translation_equivariance(generator, args.n, 25, circular=False, seed=0)
         figures.update(eqt_plane_int=plane["eqt_int"], eqt_plane_frac=plane["eqt_frac"])
