@@ -5,6 +5,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 # The scripts live at the repository root, which plain `pytest` does not put on sys.path.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,3 +44,12 @@ def make_tiny_checkpoint():
         return str(path)
 
     return make
+
+
+@pytest.fixture
+def one_torch_thread():
+    """In-process training on one thread, as its subprocesses run (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

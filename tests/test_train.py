@@ -28,13 +28,7 @@ TINY = ["--size", "32", "--channel_max", "32", "--latent", "32", "--n_mlp", "2",
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """In-process training on one thread too (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_train(cwd, lmdb, *flags, timeout=180):
