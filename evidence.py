@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from types import SimpleNamespace
 
 import numpy as np
@@ -55,11 +56,12 @@ from train import r1_heuristic
 ROOT = os.path.dirname(os.path.abspath(__file__))
 REF_FACES = [os.path.join(ROOT, "ref_face", f"{index:05d}.png") for index in range(4)]
 
-# Budgets. cpu: what fits about 90 minutes on the 2-core development machine, with the recipe
-# that learned fastest in benchmarks/recipe_study (batch 4, R1 by the resolution, lr 0.005, no
-# style mixing, small mapping network); gpu: 64 px, about 10 minutes per model on an H100.
+# Budgets. cpu: what fits about 90 minutes on the 2-core development machine (two runs at once),
+# with the recipe that learned fastest in benchmarks/recipe_study (batch 4, R1 by the resolution,
+# lr 0.005, no style mixing, small mapping network) for the iterations after which that study
+# saw head silhouettes (about 8000); gpu: 64 px, about 10 minutes per model on an H100.
 PRESETS = {
-    "cpu": {"size": 32, "images": 4000, "iter": 3000, "batch": 4, "channel_max": 32, "latent": 128, "n_mlp": 4,
+    "cpu": {"size": 32, "images": 4000, "iter": 8000, "batch": 4, "channel_max": 32, "latent": 128, "n_mlp": 4,
             "lr": 0.005, "mixing": 0.0, "r1": "auto", "n": 500, "step": 200, "seeds": "0,1",
             "models": "none,sspe,mspe"},
     "gpu": {"size": 64, "images": 20000, "iter": 3000, "batch": 32, "channel_max": 128, "latent": 512, "n_mlp": 8,
@@ -105,6 +107,8 @@ def parse_args(argv=None):
     for flag, (kind, text) in SCALING.items():
         parser.add_argument(f"--{flag}", type=kind, help=f"{text} (default: the preset's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and metrics)")
+    parser.add_argument("--parallel", type=int, help="runs trained at once (default: one per CPU core on the CPU, "
+                        "1 on a GPU)")
     parser.add_argument("--out", help="report folder (default evidence/<preset>)")
     args = parser.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
@@ -118,6 +122,8 @@ def parse_args(argv=None):
         args.seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds takes comma-separated integers such as 0,1, not {args.seeds!r}")
+    if args.parallel is not None and args.parallel < 1:
+        parser.error(f"--parallel is the number of runs trained at once, at least 1, not {args.parallel}")
     args.out = args.out or os.path.join("evidence", args.preset)
     return args
 
@@ -141,19 +147,76 @@ def final_checkpoint(args, model, seed):
     return os.path.join("checkpoint", run_name(args, model, seed), f"{args.iter:06d}.pt")
 
 
-def train(args, model, seed, data, device):
-    """train.py for one run, unless it already finished; resumes an interrupted one."""
-    if os.path.exists(final_checkpoint(args, model, seed)):
-        return
+def train(args, model, seed, data, device, threads=None, log_path=None):
+    """train.py for one run; resumes an interrupted one. threads caps its CPU threads; with
+    log_path its output is appended to that file instead of going to the terminal."""
     model_flags, recipe_owned = MODELS[model]
     training_flags = [f"--{flag}={getattr(args, flag)}" for flag in TRAINING_FLAGS if flag not in recipe_owned]
-    subprocess.run([
+    command = [
         sys.executable, os.path.join(ROOT, "train.py"), "--name", run_name(args, model, seed), "--path", data,
         *model_flags, "--translate", "1.0", "--seed", str(seed), *training_flags,
         "--device", args.device, "--ckpt", "latest",
         "--save_every", str(max(1, args.iter // 4)), "--sample_every", str(max(1, args.iter // 4)),
         "--n_sample", "16", "--keep", "2", "--workers", "4" if device.type == "cuda" else "1",
-    ], check=True)
+    ]
+    environment = None if threads is None else dict(os.environ, OMP_NUM_THREADS=str(threads))
+    if log_path is None:
+        subprocess.run(command, check=True, env=environment)
+        return
+    with open(log_path, "a") as log:
+        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    if finished.returncode != 0:
+        raise RuntimeError(f"train.py for {model} seed {seed} failed (exit {finished.returncode}); "
+                           f"its output is in {log_path}")
+
+
+def train_side_by_side(args, runs, data, device, progress, timesheet):
+    """Trains the runs, --parallel at a time. Small models use a CPU core badly, so on the CPU
+    several single-thread runs at once train faster than one run on every core; each shares the
+    cores equally and writes its output to --out/runs/<model>-s<seed>.log."""
+    pending = [run for run in runs if not os.path.exists(final_checkpoint(args, *run))]
+    progress.update(len(runs) - len(pending))
+    parallel = max(1, min(args.parallel, len(pending)))
+    threads = max(1, (os.cpu_count() or 1) // parallel) if device.type == "cpu" else None
+
+    def one(run):
+        model, seed = run
+        job = f"train {model} seed {seed}"
+        if parallel == 1:
+            progress.set_description(f"evidence: {job}")
+        start = time.perf_counter()
+        log_path = os.path.join(args.out, "runs", f"{model}-s{seed}.log") if parallel > 1 else None
+        train(args, model, seed, data, device, threads, log_path)
+        return job, time.perf_counter() - start
+
+    if parallel > 1:
+        progress.set_description(f"evidence: training {parallel} runs at once (output in {args.out}/runs/*.log)")
+    with ThreadPoolExecutor(parallel) as pool:
+        for future in as_completed([pool.submit(one, run) for run in pending]):
+            timesheet.add(*future.result())
+            progress.update()
+
+
+class Timesheet:
+    """Seconds spent on each job and in all (wall time), summed over every call of evidence.py and
+    saved after every job to --out/runs/seconds.json, so an interrupted run reports its full cost."""
+
+    def __init__(self, out):
+        self.path = os.path.join(out, "runs", "seconds.json")
+        self.jobs, self.wall_before = {}, 0.0
+        if os.path.exists(self.path):
+            with open(self.path) as file:
+                saved = json.load(file)
+            self.jobs, self.wall_before = saved["jobs"], saved["wall"]
+        self.start = time.perf_counter()
+
+    def wall(self):
+        return self.wall_before + time.perf_counter() - self.start
+
+    def add(self, job, spent):
+        self.jobs[job] = self.jobs.get(job, 0.0) + spent
+        with open(self.path, "w") as file:
+            json.dump({"wall": self.wall(), "jobs": self.jobs}, file, indent=2)
 
 
 def measure(args, model, seed, data, device):
@@ -275,7 +338,8 @@ def write_report(args, argv, rows, summary, minutes):
         f"random circular translation, {args.iter} iterations of batch {args.batch} per run, channels capped at "
         f"{args.channel_max}, latent {args.latent}, mapping depth {args.n_mlp}, R1 {r1_text}; seeds "
         f"{', '.join(map(str, args.seeds))}; {args.n} latents/images per metric. Mean ± standard deviation over "
-        f"seeds. {minutes:.1f} minutes of work in all on {machine(args)}.",
+        f"seeds. {minutes:.1f} minutes of wall time in all on {machine(args)}, training up to {args.parallel} runs "
+        "at once.",
         "",
         "| model | " + " | ".join(FIGURES.values()) + " |",
         "|---" * (len(FIGURES) + 1) + "|",
@@ -351,34 +415,29 @@ def main(argv=None):
     args = parse_args(argv)
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     device = choose_device(args.device)
+    if args.parallel is None:
+        args.parallel = 1 if device.type == "cuda" else os.cpu_count() or 1
     data = dataset_path(args)
     runs = [(model, seed) for model in args.models for seed in args.seeds]
-    jobs = [("train", run) for run in runs] + [("measure", run) for run in runs] + [("gif", (model, None)) for model in args.models]
-    # seconds spent on each job over every call, so an interrupted evidence run reports its full cost
-    seconds_path = os.path.join(args.out, "runs", "seconds.json")
-    seconds = {}
-    if os.path.exists(seconds_path):
-        with open(seconds_path) as file:
-            seconds = json.load(file)
+    jobs = [("measure", run) for run in runs] + [("gif", (model, None)) for model in args.models]
+    timesheet = Timesheet(args.out)
     rows = []
-    with tqdm(jobs, desc="evidence", unit="job", file=sys.stdout) as progress:
-        for kind, (model, seed) in progress:
+    with tqdm(total=len(runs) + len(jobs), desc="evidence: training", unit="job", file=sys.stdout) as progress:
+        train_side_by_side(args, runs, data, device, progress, timesheet)
+        for kind, (model, seed) in jobs:
             job = f"{kind} {model}" + ("" if seed is None else f" seed {seed}")
             progress.set_description(f"evidence: {job}")
             start = time.perf_counter()
-            if kind == "train":
-                train(args, model, seed, data, device)
-            elif kind == "measure":
+            if kind == "measure":
                 rows.append(measure(args, model, seed, data, device))
             else:
                 shift_gif(args, model)
-            seconds[job] = seconds.get(job, 0.0) + time.perf_counter() - start
-            with open(seconds_path, "w") as file:
-                json.dump(seconds, file, indent=2)
+            timesheet.add(job, time.perf_counter() - start)
+            progress.update()
     summary = summarise(rows, args.models)
     save_samples(args)
     draw_plots(args, summary)
-    write_report(args, argv, rows, summary, sum(seconds.values()) / 60)
+    write_report(args, argv, rows, summary, timesheet.wall() / 60)
     with open(os.path.join(args.out, "report.md")) as file:
         print(file.read())
     print(f"wrote {args.out}/report.md, runs.csv, summary.csv, eqt.png, swd_vs_shift.png, samples.png, shift_*.gif")

@@ -1,5 +1,5 @@
-"""evidence.py at a tiny budget: two models, two seeds, every figure, the report, and a second
-call that reuses what the first trained and measured."""
+"""evidence.py at a tiny budget: two models, two seeds trained two at a time, every figure, the
+report, and a second call that reuses what the first trained and measured."""
 
 import csv
 import os
@@ -11,6 +11,7 @@ import evidence
 TINY = [
     "--models", "none,mspe", "--seeds", "0,1", "--iter", "2", "--batch", "4", "--size", "16", "--channel_max", "16",
     "--latent", "16", "--n_mlp", "1", "--images", "32", "--n", "8", "--step", "2", "--device", "cpu", "--out", "report",
+    "--parallel", "2",
 ]
 
 
@@ -21,6 +22,11 @@ def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     for name in ["report.md", "runs.csv", "summary.csv", "eqt.png", "swd_vs_shift.png", "samples.png",
                  "shift_none.gif", "shift_mspe.gif"]:
         assert (report / name).is_file(), name
+
+    # two runs trained side by side, each writing train.py's output to its own log
+    for model in ["none", "mspe"]:
+        for seed in [0, 1]:
+            assert "--ckpt latest" in (report / "runs" / f"{model}-s{seed}.log").read_text()
 
     with open(report / "runs.csv") as file:
         runs = list(csv.DictReader(file))
