@@ -1,6 +1,6 @@
 """The paper's comparison in one command: is MS-PE trained on translated data spatially unbiased?
 
-    python evidence.py --preset cpu            # about 90 minutes on a 2-core CPU, 32 px
+    python evidence.py --preset cpu            # about an hour on a 2-core CPU, 32 px
     python evidence.py --preset gpu            # 64 px, about 10 minutes per model on an H100
     python evidence.py --preset cpu --models none,mspe --seeds 0 --iter 500   # scaled down
 
@@ -56,12 +56,11 @@ from train import r1_heuristic
 ROOT = os.path.dirname(os.path.abspath(__file__))
 REF_FACES = [os.path.join(ROOT, "ref_face", f"{index:05d}.png") for index in range(4)]
 
-# Budgets. cpu: what fits about 90 minutes on the 2-core development machine (two runs at once),
-# with the recipe that learned fastest in benchmarks/recipe_study (batch 4, R1 by the resolution,
-# lr 0.005, no style mixing, small mapping network) for the iterations after which that study
-# saw head silhouettes (about 8000); gpu: 64 px, about 10 minutes per model on an H100.
+# Budgets. cpu: what fits about an hour on the 2-core development machine (two runs at once), with
+# the recipe that learned fastest in benchmarks/recipe_study (batch 4, R1 by the resolution, lr
+# 0.005, no style mixing, small mapping network); gpu: 64 px, about 10 minutes per model on an H100.
 PRESETS = {
-    "cpu": {"size": 32, "images": 4000, "iter": 8000, "batch": 4, "channel_max": 32, "latent": 128, "n_mlp": 4,
+    "cpu": {"size": 32, "images": 4000, "iter": 6000, "batch": 4, "channel_max": 32, "latent": 128, "n_mlp": 4,
             "lr": 0.005, "mixing": 0.0, "r1": "auto", "n": 500, "step": 200, "seeds": "0,1",
             "models": "none,sspe,mspe"},
     "gpu": {"size": 64, "images": 20000, "iter": 3000, "batch": 32, "channel_max": 128, "latent": 512, "n_mlp": 8,
@@ -331,12 +330,16 @@ def write_report(args, argv, rows, summary, minutes):
             writer.writerow([model, *(value for key in keys for value in (figures[key] or ("", "")))])
 
     r1_text = f"auto ({r1_heuristic(args.size, args.batch):g})" if args.r1 == "auto" else args.r1
+    own_recipes = "".join(
+        f" {model} keeps its own recipe for {', '.join(MODELS[model][1])} (train.py prints it)."
+        for model in args.models if MODELS[model][1]
+    )
     lines = [
         f"# Evidence: {args.preset} preset",
         "",
         f"`{shlex.join(['python', 'evidence.py', *argv])}`: {args.size} px synthetic faces ({args.images} images), "
         f"random circular translation, {args.iter} iterations of batch {args.batch} per run, channels capped at "
-        f"{args.channel_max}, latent {args.latent}, mapping depth {args.n_mlp}, R1 {r1_text}; seeds "
+        f"{args.channel_max}, latent {args.latent}, mapping depth {args.n_mlp}, R1 {r1_text}.{own_recipes} Seeds "
         f"{', '.join(map(str, args.seeds))}; {args.n} latents/images per metric. Mean ± standard deviation over "
         f"seeds. {minutes:.1f} minutes of wall time in all on {machine(args)}, training up to {args.parallel} runs "
         "at once.",
