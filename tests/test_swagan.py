@@ -102,15 +102,6 @@ def test_a_swagan_smaller_than_16_is_refused():
         build_discriminator({**TINY, "size": 8})
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Training on one thread (the tests share two cores), restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("position", ["none", "mspe"])
 def test_training_writes_a_checkpoint_that_generate_and_metrics_read(position, tmp_path, monkeypatch, synthetic_lmdb):
