@@ -14,24 +14,28 @@ torch.utils.flop_counter on the `meta` device (nothing runs), averaging an R1 it
 plain one; MFU divides the achieved rate by --peak_tflops. Figures, never asserts: compare runs
 taken on the same machine.
 
-`--report OUT_DIR` does, in order, and writes report.json and report.md (a table ready for the
+`--report OUT_DIR` does, in order, and writes report.json and report.md (tables ready for the
 README, with ratios to the original code) into OUT_DIR:
 1. builds the custom ops and says which implementation each op runs (CUDA kernel or reference);
 2. runs the CUDA tests of the ops (tests/test_ops.py: kernels against references, forward,
    first and second derivatives);
 3. checks fp32 training on the device against the CPU: a few iterations of a tiny model from the
    same initialisation, images, latents and noise, once with the original settings (grouped
-   modulated convolution) and once with --fast's modconv and memory format;
-4. measures the four reference workloads with the original settings (tf32, grouped modulated
-   convolution, CUDA ops) and with --fast (default bf16, plain modulated convolution,
-   channels-last; add `compile` to try torch.compile), plus generation;
-5. profiles a few iterations of mspe 256 with --fast (torch.profiler: the top operators by
-   device time, profile.txt).
+   modulated convolution) and once with each candidate's modconv and memory format;
+4. tries each --fast candidate on mspe 256 and keeps the fastest (default: FAST_CANDIDATES
+   below; `--fast`, repeated, replaces them, e.g. `--fast bf16,plain,channels_last,compile`);
+5. measures the four reference workloads with the original settings (tf32, grouped modulated
+   convolution, CUDA ops) and with the fastest candidate, plus generation;
+6. profiles a few iterations of mspe 256 with the fastest candidate (torch.profiler: the top
+   operators by device time, profile.txt).
+report.json is saved after every step and every measurement: rerun the same command after an
+interruption and an unfinished report continues where it stopped (a finished one starts over).
 Without CUDA it says so and does what it can at a tiny size (32 px, 32 channels).
 """
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -61,6 +65,9 @@ REFERENCE = {
 }
 # The speed settings the original code ran with.
 ORIGINAL = {"precision": "tf32", "modconv": "grouped", "channels_last": False, "compile": False, "impl": "auto"}
+# What --report tries for speed, on mspe 256: precision, the modulated convolution, the memory
+# format, custom CUDA ops against PyTorch's (cuDNN's depthwise convolutions handle channels-last).
+FAST_CANDIDATES = ("tf32,plain", "bf16,plain", "bf16,plain,channels_last", "bf16,plain,channels_last,ref")
 # Figures of the tiny workload run where there is no GPU.
 TINY = {"size": 32, "batch": 4, "channel_max": 32}
 
@@ -85,10 +92,12 @@ def parse_args(argv=None):
     parser.add_argument("--peak_tflops", type=float, default=790.0, help="the device's dense bf16 matrix rate, for MFU")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--report", metavar="OUT_DIR", help="ops, CUDA tests, CPU check, original vs --fast table, profile")
-    parser.add_argument("--fast", type=fast_settings, default="bf16,plain,channels_last",
-                        help="--report's fast settings: comma-separated from fp32|tf32|bf16, grouped|plain, "
-                        "channels_last, compile, ref")
-    return parser.parse_args(argv)
+    parser.add_argument("--fast", type=fast_settings, action="append",
+                        help="--report's candidate settings, repeatable: comma-separated from fp32|tf32|bf16, "
+                        f"grouped|plain, channels_last, compile, ref (default: {'; '.join(FAST_CANDIDATES)})")
+    args = parser.parse_args(argv)
+    args.fast = args.fast or [fast_settings(text) for text in FAST_CANDIDATES]
+    return args
 
 
 def fast_settings(text):
@@ -165,8 +174,11 @@ class FlopCounter(TorchDispatchMode):
         return out
 
 
-def count_flops(position, size, batch, model):
-    """Average FLOPs of one training iteration (R1 at its lazy rate), counted on `meta`."""
+@functools.lru_cache(maxsize=None)
+def count_flops(position, size, batch, channel_multiplier, channel_max):
+    """Average FLOPs of one training iteration (R1 at its lazy rate), counted on `meta` once per
+    configuration."""
+    model = SimpleNamespace(channel_multiplier=channel_multiplier, channel_max=channel_max)
     meta = torch.device("meta")
     # the grouped modulated convolution counts the same multiply-adds; plain is clearer
     settings = {"modconv": "plain", "channels_last": False, "compile": False}
@@ -223,7 +235,7 @@ def measure(position, size, batch, settings, args, device):
     generate_seconds = time.perf_counter() - start
     op._plugin.FORCE_REF = forced_ref
 
-    flops = count_flops(position, size, batch, args)
+    flops = count_flops(position, size, batch, args.channel_multiplier, args.channel_max)
     train_images_per_s = batch * timed / train_seconds
     tflops = flops * timed / train_seconds / 1e12
     return {
@@ -352,58 +364,109 @@ def profile(position, size, batch, settings, args, device, path, iterations=6):
         file.write(f"{position} {size}, batch {batch}, {describe(settings)}, {iterations} iterations\n{text}\n")
 
 
+class ReportFile:
+    """--report's results, saved to OUT_DIR/report.json after every step and measurement. An
+    unfinished report of the same device and torch version found there is continued: its steps
+    and measurements are kept and only the missing ones run."""
+
+    def __init__(self, out, device_name):
+        self.path = os.path.join(out, "report.json")
+        self.results = {}
+        if os.path.exists(self.path):
+            with open(self.path) as file:
+                saved = json.load(file)
+            if not saved.get("finished") and (saved.get("device"), saved.get("torch")) == (device_name, torch.__version__):
+                print(f"continuing the unfinished report in {out} ({len(saved.get('measurements', []))} measurements kept)")
+                self.results = saved
+        self.results.update(device=device_name, torch=torch.__version__, finished=False)
+        self.results.setdefault("measurements", [])
+
+    def save(self):
+        with open(self.path, "w") as file:
+            json.dump(self.results, file, indent=2, default=str)
+
+    def step(self, key, compute):
+        """results[key], computed (and saved) unless an earlier call did."""
+        if key not in self.results:
+            self.results[key] = compute()
+            self.save()
+        return self.results[key]
+
+    def measured(self, workload, settings, args, device):
+        """measure()'s figures of one workload under one settings dict, measured once."""
+        position, size, batch = workload
+        for figures in self.results["measurements"]:
+            if (figures["position"], figures["size"], figures["batch"], figures["settings"]) == (
+                position, size, batch, describe(settings)
+            ):
+                return figures
+        figures = measure(position, size, batch, settings, args, device)
+        self.results["measurements"].append(figures)
+        self.save()
+        return figures
+
+
 def report(args, device):
-    """--report: the five steps of the module docstring; returns the report dict."""
+    """--report: the six steps of the module docstring; returns the report dict."""
     os.makedirs(args.report, exist_ok=True)
     cuda = device.type == "cuda"
-    name = torch.cuda.get_device_name(device) if cuda else "CPU"
+    report_file = ReportFile(args.report, torch.cuda.get_device_name(device) if cuda else "CPU")
+    results = report_file.results
     if not cuda:
         print("no CUDA on this machine: the ops run their references, the CUDA tests skip, and the workloads "
               "shrink to a tiny CPU one (32 px, 32 channels)")
         args.channel_max = min(args.channel_max, TINY["channel_max"])
-    results = {"device": name, "torch": torch.__version__, "fast": args.fast}
+    loads = list(REFERENCE) if cuda else [("mspe", TINY["size"], TINY["batch"]), ("none", TINY["size"], TINY["batch"])]
+    trial_load = loads[1] if cuda else loads[0]  # mspe 256 / the tiny mspe one
+    original = {**ORIGINAL, "precision": default_precision(device)}
+    start = time.perf_counter()
 
-    print("1/5 custom ops")
-    probe = torch.zeros(1, device=device)
-    results["ops"] = op.implementations(probe)
+    def heading(text):
+        print(f"{text} ({time.perf_counter() - start:.0f} s into the report)")
+
+    heading("1/6 custom ops")
+    results["ops"] = op.implementations(torch.zeros(1, device=device))
     for op_name, implementation in results["ops"].items():
         print(f"  {op_name}: {implementation}")
 
-    print("2/5 CUDA tests of the ops")
-    results["cuda_tests"] = run_cuda_tests()
-    print(f"  {results['cuda_tests']['summary']}")
+    heading("2/6 CUDA tests of the ops")
+    print(f"  {report_file.step('cuda_tests', run_cuda_tests)['summary']}")
 
-    print("3/5 fp32 training on the device against the CPU")
-    results["device_check"] = [device_check(device, ORIGINAL)]
-    if args.fast["modconv"] != ORIGINAL["modconv"] or args.fast["channels_last"]:
-        results["device_check"].append(device_check(device, args.fast))
-    for check in results["device_check"]:
+    heading("3/6 fp32 training on the device against the CPU")
+    layouts = {(settings["modconv"], settings["channels_last"]): settings for settings in [original, *args.fast]}
+    checks = report_file.step("device_check", lambda: [device_check(device, settings) for settings in layouts.values()])
+    for check in checks:
         print(f"  {check['settings']}: loss difference {check['max_relative_loss_difference']:.2e} (relative), "
               f"weights {check['max_weight_difference']:.2e} (bound {check['weight_bound']:.0e}): "
               f"{'ok' if check['ok'] else 'DIFFERS'}")
 
-    print("4/5 workloads")
-    loads = list(REFERENCE) if cuda else [("mspe", TINY["size"], TINY["batch"]), ("none", TINY["size"], TINY["batch"])]
-    original = {**ORIGINAL, "precision": default_precision(device)}
+    heading(f"4/6 {len(args.fast)} candidate settings on {trial_load[0]} {trial_load[1]}")
+    trials = [report_file.measured(trial_load, settings, args, device) for settings in args.fast]
+    fastest = args.fast[max(range(len(trials)), key=lambda index: trials[index]["train_img_s"])]
+    results["trial_workload"], results["fastest"] = list(trial_load), describe(fastest)
+    print(table(trials))
+    print(f"  fastest: {results['fastest']}")
+
+    heading("5/6 workloads, original settings and the fastest")
     results["workloads"] = [
-        measure(*workload, settings, args, device) for workload in loads for settings in (original, args.fast)
+        report_file.measured(workload, settings, args, device) for workload in loads for settings in (original, fastest)
     ]
+    report_file.save()
     print(table(results["workloads"]))
 
-    print("5/5 profile")
-    profiled = ("mspe", 256, 16) if cuda else loads[0]
-    profile(*profiled, args.fast, args, device, os.path.join(args.report, "profile.txt"))
+    heading("6/6 profile")
+    profile(*trial_load, fastest, args, device, os.path.join(args.report, "profile.txt"))
 
-    with open(os.path.join(args.report, "report.json"), "w") as file:
-        json.dump(results, file, indent=2, default=str)
+    results["finished"] = True
+    report_file.save()
     with open(os.path.join(args.report, "report.md"), "w") as file:
         file.write(report_markdown(results))
-    print(f"wrote {args.report}/report.md, report.json, profile.txt")
+    heading(f"wrote {args.report}/report.md, report.json, profile.txt")
     return results
 
 
 def report_markdown(results):
-    """report.md: the device, the ops, the tests, the check and the table, README-ready."""
+    """report.md: the device, the ops, the tests, the check and the tables, README-ready."""
     lines = [
         f"# bench.py --report on {results['device']} (torch {results['torch']})",
         "",
@@ -423,7 +486,7 @@ def report_markdown(results):
             for c in results["device_check"]
         ],
         "",
-        "## Throughput",
+        "## Throughput: the original settings and the fastest candidate",
         "",
         table(results["workloads"]),
         "",
@@ -437,6 +500,8 @@ def report_markdown(results):
     ]
     if overheads:
         lines += ["MS-PE against none:", "", *overheads, ""]
+    tried = [r for r in results["measurements"] if [r["position"], r["size"], r["batch"]] == results["trial_workload"]]
+    lines += [f"## Every setting tried (fastest: {results['fastest']})", "", table(tried), ""]
     return "\n".join(lines)
 
 

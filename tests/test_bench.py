@@ -37,26 +37,42 @@ def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
     assert figures["tflop_per_iter"] > 0
 
 
-def test_report_without_cuda_says_so_and_writes_a_readme_table(tmp_path):
-    out = tmp_path / "report"
+def run_report(out, cwd):
     command = [sys.executable, os.path.join(ROOT, "bench.py"), "--report", str(out), "--device", "cpu",
                "--warmup", "1", "--iters", "1", "--gen_iters", "1", "--fast", "fp32,plain,channels_last"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
-    assert "no CUDA on this machine" in result.stdout
+    return result.stdout
+
+
+def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_interrupted(tmp_path):
+    out = tmp_path / "report"
+    assert "no CUDA on this machine" in run_report(out, tmp_path)
 
     report = json.loads((out / "report.json").read_text())
+    assert report["finished"]
     assert report["ops"]["upfirdn2d"].startswith("PyTorch reference")
     assert report["cuda_tests"]["skipped"] > 0 and report["cuda_tests"]["failed"] == 0
     # the plain, channels-last modulated convolutions train like the original ones
     assert all(check["ok"] for check in report["device_check"]) and len(report["device_check"]) == 2
+    fast = "fp32, plain modconv, custom ops, channels-last"
+    assert report["fastest"] == fast
     assert {(r["position"], r["settings"]) for r in report["workloads"]} == {
-        (position, settings)
-        for position in ("mspe", "none")
-        for settings in ("fp32, grouped modconv, custom ops", "fp32, plain modconv, custom ops, channels-last")
+        (position, settings) for position in ("mspe", "none") for settings in ("fp32, grouped modconv, custom ops", fast)
     }
     markdown = (out / "report.md").read_text()
-    assert "| mspe, 32, batch 4 | fp32, plain modconv, custom ops, channels-last |" in markdown
+    assert f"| mspe, 32, batch 4 | {fast} |" in markdown
     assert "MS-PE trains at" in markdown
+    assert f"## Every setting tried (fastest: {fast})" in markdown
     assert "aten::" in (out / "profile.txt").read_text()
+
+    # a report killed after its third measurement: the rerun keeps the steps and measurements done
+    interrupted = {**report, "finished": False, "measurements": report["measurements"][:3]}
+    del interrupted["workloads"]
+    (out / "report.json").write_text(json.dumps(interrupted))
+    assert "continuing the unfinished report" in run_report(out, tmp_path)
+    resumed = json.loads((out / "report.json").read_text())
+    assert resumed["finished"] and resumed["measurements"][:3] == report["measurements"][:3]
+    assert len(resumed["measurements"]) == len(report["measurements"])
+    assert resumed["cuda_tests"] == report["cuda_tests"]
