@@ -4,7 +4,8 @@
 
 with the bias broadcast along dimension 1. `impl='ref'` is plain PyTorch (autograd does the
 rest); `impl='cuda'` is one elementwise CUDA kernel per pass with hand-written first and second
-derivatives; `impl='auto'` (default) takes the kernel for CUDA tensors when it builds.
+derivatives, in the memory format it is given (NCHW or channels-last); `impl='auto'` (default)
+takes the kernel for CUDA tensors when it builds.
 """
 
 import torch
@@ -76,7 +77,7 @@ class FusedLeakyReLUFunctionBackward(Function):
         if ctx.has_bias and gradgrad_bias is not None:
             gradgrad_input = gradgrad_input + _broadcast_bias(gradgrad_bias, gradgrad_input.ndim)
         empty = out.new_empty(0)
-        gradgrad_out = _kernel(gradgrad_input.contiguous(), empty, out, 1, ctx.negative_slope, ctx.scale)
+        gradgrad_out = _kernel(gradgrad_input, empty, out, 1, ctx.negative_slope, ctx.scale)
         return gradgrad_out, None, None, None, None
 
 
@@ -94,7 +95,7 @@ class FusedLeakyReLUFunction(Function):
     def backward(ctx, grad_output):
         (out,) = ctx.saved_tensors
         grad_input, grad_bias = FusedLeakyReLUFunctionBackward.apply(
-            grad_output.contiguous(), out, ctx.has_bias, ctx.negative_slope, ctx.scale
+            grad_output, out, ctx.has_bias, ctx.negative_slope, ctx.scale
         )
         return grad_input, grad_bias if ctx.has_bias else None, None, None
 
@@ -110,7 +111,7 @@ def fused_leaky_relu(input, bias=None, negative_slope=0.2, scale=2**0.5, impl="a
         tensor shaped like `input`; differentiable twice.
     """
     if use_cuda_kernel(input, impl) and _plugin() is not None:
-        return FusedLeakyReLUFunction.apply(input.contiguous(), bias, negative_slope, scale)
+        return FusedLeakyReLUFunction.apply(input, bias, negative_slope, scale)
     return fused_leaky_relu_ref(input, bias, negative_slope, scale)
 
 

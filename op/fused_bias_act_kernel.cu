@@ -29,15 +29,20 @@ torch::Tensor fused_bias_act_op(const torch::Tensor& input, const torch::Tensor&
                                 const torch::Tensor& refer, int grad, float negative_slope,
                                 float scale) {
   const at::cuda::OptionalCUDAGuard device_guard(device_of(input));
-  auto x = input.contiguous();
+  // channels-last input stays channels-last (refer follows it element for element); element i
+  // then belongs to channel i % C, where in NCHW order it belongs to (i / (H W)) % C
+  const auto format = input.suggest_memory_format();
+  auto x = input.contiguous(format);
   auto b = bias.contiguous();
-  auto r = refer.contiguous();
+  auto r = refer.numel() ? refer.contiguous(format) : refer;
   auto out = at::empty_like(x);
   const int64_t count = x.numel();
   if (count == 0) return out;
 
   int64_t bias_step = 1;
-  for (int64_t d = 2; d < x.dim(); ++d) bias_step *= x.size(d);
+  if (format != at::MemoryFormat::ChannelsLast) {
+    for (int64_t d = 2; d < x.dim(); ++d) bias_step *= x.size(d);
+  }
   const int64_t bias_len = x.dim() > 1 ? x.size(1) : 1;
 
   const int threads = 256;

@@ -4,7 +4,8 @@ For each channel independently: insert up-1 zeros between pixels, pad (negative 
 convolve with the 2-D FIR `kernel` (a true convolution: the kernel is flipped), keep every
 `down`-th pixel. Output size per axis: (in * up + pad0 + pad1 - kernel + down) // down.
 `impl='ref'` is plain PyTorch; `impl='cuda'` a direct CUDA kernel whose gradient is the same op
-with the flipped kernel and up/down swapped, so it is differentiable to any order.
+with the flipped kernel and up/down swapped, so it is differentiable to any order. The kernel
+keeps the memory format it is given (NCHW, or channels-last with no conversion copies).
 """
 
 import torch
@@ -75,7 +76,7 @@ def _kernel(input, kernel, up, down, pad):
     if plugin is None:
         with torch.no_grad():
             return upfirdn2d_ref(input, kernel, up, down, pad)
-    return plugin.upfirdn2d(input.contiguous(), kernel.float().contiguous(), *up, *down, *pad)
+    return plugin.upfirdn2d(input, kernel.float(), *up, *down, *pad)
 
 
 class UpFirDn2dFunction(Function):

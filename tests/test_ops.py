@@ -140,17 +140,23 @@ def test_importing_op_compiles_nothing():
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
 
 
+MEMORY_FORMATS = [torch.contiguous_format, torch.channels_last]
+
+
 @cuda
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("up,down,pad", UPFIRDN_CASES)
-def test_upfirdn2d_cuda_matches_reference(up, down, pad):
-    x = torch.randn(4, 8, 16, 12, device="cuda", requires_grad=True)
+def test_upfirdn2d_cuda_matches_reference(up, down, pad, memory_format):
+    # the reference runs in float64, where no TF32 convolution can blur the comparison
+    x = torch.randn(4, 8, 16, 12, device="cuda").contiguous(memory_format=memory_format).requires_grad_()
     kernel = blur_kernel(torch.float32).cuda()
     out = upfirdn2d(x, kernel, up, down, pad, impl="cuda")
-    expected = upfirdn2d_ref(x, kernel, up, down, pad)
-    assert torch.allclose(out, expected, atol=1e-5)
-    grad_out = torch.randn_like(out)
+    expected = upfirdn2d_ref(x.double(), kernel.double(), up, down, pad)
+    assert out.is_contiguous(memory_format=memory_format)  # the layout comes back as it went in
+    assert torch.allclose(out.double(), expected, atol=1e-5)
+    grad_out = torch.randn(out.shape, device="cuda").contiguous(memory_format=memory_format).requires_grad_()
     (grad,) = torch.autograd.grad(out, x, grad_out, create_graph=True)
-    (expected_grad,) = torch.autograd.grad(expected, x, grad_out, create_graph=True)
+    (expected_grad,) = torch.autograd.grad(expected, x, grad_out.double(), create_graph=True)
     assert torch.allclose(grad, expected_grad, atol=1e-5)
     (grad2,) = torch.autograd.grad(grad.square().sum(), grad_out)
     (expected_grad2,) = torch.autograd.grad(expected_grad.square().sum(), grad_out)
@@ -158,18 +164,20 @@ def test_upfirdn2d_cuda_matches_reference(up, down, pad):
 
 
 @cuda
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_fused_leaky_relu_cuda_matches_reference(dtype):
-    x = torch.randn(4, 16, 8, 8, device="cuda", dtype=dtype, requires_grad=True)
+def test_fused_leaky_relu_cuda_matches_reference(dtype, memory_format):
+    x = torch.randn(4, 16, 8, 8, device="cuda", dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
     bias = torch.randn(16, device="cuda", requires_grad=True)
     out = fused_leaky_relu(x, bias, impl="cuda")
-    expected = fused_leaky_relu_ref(x, bias)
+    expected = fused_leaky_relu_ref(x.double(), bias.double())
+    assert out.dtype == dtype and out.is_contiguous(memory_format=memory_format)
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
-    assert torch.allclose(out.float(), expected.float(), atol=tolerance)
-    grads = torch.autograd.grad(out.float().square().sum(), [x, bias], create_graph=True)
-    expected_grads = torch.autograd.grad(expected.float().square().sum(), [x, bias], create_graph=True)
+    assert torch.allclose(out.double(), expected, rtol=tolerance, atol=tolerance)
+    grads = torch.autograd.grad(out.double().square().sum(), [x, bias], create_graph=True)
+    expected_grads = torch.autograd.grad(expected.square().sum(), [x, bias], create_graph=True)
     for grad, expected_grad in zip(grads, expected_grads):
-        assert torch.allclose(grad.float(), expected_grad.float(), rtol=tolerance, atol=tolerance * 10)
-    grad2 = torch.autograd.grad(grads[0].float().sum(), x)[0]
-    expected_grad2 = torch.autograd.grad(expected_grads[0].float().sum(), x)[0]
-    assert torch.allclose(grad2.float(), expected_grad2.float(), rtol=tolerance, atol=tolerance * 10)
+        assert torch.allclose(grad.double(), expected_grad.double(), rtol=tolerance, atol=tolerance * 10)
+    grad2 = torch.autograd.grad(grads[0].double().sum(), x)[0]
+    expected_grad2 = torch.autograd.grad(expected_grads[0].double().sum(), x)[0]
+    assert torch.allclose(grad2.double(), expected_grad2.double(), rtol=tolerance, atol=tolerance * 10)
