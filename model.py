@@ -476,8 +476,8 @@ class MappedGenerator(nn.Module):
     def layer_latents(self, styles, inject_index=None, truncation=1, truncation_latent=None, input_is_latent=False):
         """[N, n_latent, style_dim] latents of a forward pass: `styles` (z, or w when
         `input_is_latent`; [N, style_dim] or per layer [N, n_latent, style_dim]) mapped and
-        truncated towards `truncation_latent`; two styles mix at `inject_index` (random when
-        None), as StyleGAN2's style mixing."""
+        truncated towards `truncation_latent`; two styles mix at `inject_index` (an int or a 0-d
+        tensor; random when None), as StyleGAN2's style mixing."""
         if not input_is_latent:
             styles = [self.style(s) for s in styles]
 
@@ -493,9 +493,10 @@ class MappedGenerator(nn.Module):
         else:
             if inject_index is None:
                 inject_index = random.randint(1, self.n_latent - 1)
-            latent = styles[0].unsqueeze(1).repeat(1, inject_index, 1)
-            latent2 = styles[1].unsqueeze(1).repeat(1, self.n_latent - inject_index, 1)
-            latent = torch.cat([latent, latent2], 1)
+            # layers below inject_index take the first style: a mask, not a slice, so that a 0-d
+            # tensor index (train.py's) traces into one torch.compile graph for every value
+            layer = torch.arange(self.n_latent, device=styles[0].device).view(1, -1, 1)
+            latent = torch.where(layer < inject_index, styles[0].unsqueeze(1), styles[1].unsqueeze(1))
         return latent
 
 

@@ -144,12 +144,14 @@ def random_latents(batch, latent_dim, n_latents, device):
     return torch.randn(n_latents, batch, latent_dim, device=device).unbind(0)
 
 
-def mixing_latents(batch, latent_dim, prob, device):
-    """The generator's input styles: two latent batches (style mixing) with probability `prob`,
-    else one."""
+def mixing_latents(batch, latent_dim, prob, n_latent, device):
+    """The generator's input (styles, inject_index): with probability `prob` two latent batches
+    and the layer where the second takes over (style mixing), else one batch and None. The index
+    is drawn here, in the original's order of random draws, and passed as a 0-d tensor: a
+    compiled generator then runs one graph for every index instead of one per value."""
     if prob > 0 and random.random() < prob:
-        return random_latents(batch, latent_dim, 2, device)
-    return [random_latents(batch, latent_dim, 1, device)]
+        return random_latents(batch, latent_dim, 2, device), torch.tensor(random.randint(1, n_latent - 1))
+    return [random_latents(batch, latent_dim, 1, device)], None
 
 
 @dataclass(frozen=True)
@@ -289,9 +291,11 @@ class TrainingStep:
         self.mean_path_length.fill_(float(checkpoint.get("mean_path_length", 0.0)))
 
     def fake_images(self, batch):
-        latents = mixing_latents(batch, self.settings.latent, self.settings.mixing, self.g_ema.device)
+        latents, inject_index = mixing_latents(
+            batch, self.settings.latent, self.settings.mixing, self.g_ema.n_latent, self.g_ema.device
+        )
         with self.autocast():
-            fake_img, _ = self.generate(latents)
+            fake_img, _ = self.generate(latents, inject_index=inject_index)
         return fake_img
 
     def discriminator_phase(self, real_img, p, losses):
@@ -338,9 +342,11 @@ class TrainingStep:
     def path_length_phase(self, batch, losses):
         settings = self.settings
         path_batch_size = max(1, batch // settings.path_batch_shrink)
-        latents = mixing_latents(path_batch_size, settings.latent, settings.mixing, self.g_ema.device)
+        latents, inject_index = mixing_latents(
+            path_batch_size, settings.latent, settings.mixing, self.g_ema.n_latent, self.g_ema.device
+        )
         with self.autocast():
-            fake_img, w = self.generator(latents, return_latents=True)
+            fake_img, w = self.generator(latents, inject_index=inject_index, return_latents=True)
         path_loss, self.mean_path_length, path_lengths = g_path_regularize(fake_img, w, self.mean_path_length)
         self.generator.zero_grad(set_to_none=True)
         weighted = settings.path_regularize * settings.g_reg_every * path_loss

@@ -1,6 +1,7 @@
 """train.py, augment.py and distributed.py on a CPU with a tiny model (32 px, 32 channels)."""
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -322,6 +323,30 @@ def test_channels_last_and_plain_modconv_match_fp32_and_bf16_trains(monkeypatch)
     bf16_losses, _ = run_steps(channels_last=False, autocast=autocast)
     assert all(math.isfinite(value) for losses in bf16_losses for value in losses.values())
     assert bf16_losses[0]["d"] == pytest.approx(plain_losses[0]["d"], rel=0.05)
+
+
+def test_compiled_step_traces_whole_graphs_and_one_per_phase(monkeypatch):
+    """--compile: the generator and discriminator trace without graph breaks, and style mixing's
+    random layer does not compile a new graph per value (torch.compile's eager backend: tracing
+    without code generation)."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    counters = torch._dynamo.utils.counters
+    counters.clear()
+    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--position", "mspe", "--mixing", "0.9"])
+    generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
+    settings = train.StepSettings.from_args(args)
+    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
+    step = train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings, compile=True)
+    random.seed(0)
+    real = torch.rand(4, 3, 32, 32) * 2 - 1
+    for iteration in range(12):  # mixing at several layers, and without
+        step(iteration, real)
+    torch._dynamo.reset()
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    # generator: parameters frozen (D phase) or trained (G phase), one style or two; discriminator:
+    # frozen or trained
+    assert counters["stats"]["unique_graphs"] <= 6
 
 
 # ---------------------------------------------------------------------------------------------
