@@ -7,17 +7,16 @@ from .fused_act import FusedLeakyReLU, fused_leaky_relu, fused_leaky_relu_ref
 from .upfirdn2d import downsample_padding, transposed_conv_padding, upfirdn2d, upfirdn2d_ref, upsample_padding
 
 
-
 def implementations(tensor):
     """{op name: what runs it} for tensors like `tensor`, building the CUDA extensions if needed."""
     found = {}
-    for name, plugin in (("upfirdn2d", _upfirdn2d._plugin), ("fused_leaky_relu", fused_act._plugin)):
+    for name, module in (("upfirdn2d", _upfirdn2d), ("fused_leaky_relu", fused_act)):
         if _plugin.FORCE_REF:
             found[name] = "PyTorch reference (STYLEGAN_OP_IMPL=ref)"
         elif not tensor.is_cuda:
             found[name] = "PyTorch reference (not a CUDA tensor)"
-        elif plugin() is None:
-            found[name] = "PyTorch reference (the CUDA extension did not build; see the warning)"
+        elif module._plugin() is None:
+            found[name] = f"PyTorch reference (the CUDA extension did not build: {_plugin.build_errors[module.EXTENSION]})"
         else:
             found[name] = "CUDA kernel"
     gradfix = "conv2d_gradfix (no weight gradients in R1, second derivatives)" if conv2d_gradfix.enabled else "F.conv2d"

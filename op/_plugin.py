@@ -13,6 +13,7 @@ import torch
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _loaded = {}
+build_errors = {}  # extension name -> why it did not build (the last line of the compiler's output)
 
 # STYLEGAN_OP_IMPL=ref forces the PyTorch reference implementations everywhere (for comparisons
 # and for machines where building is not wanted).
@@ -43,6 +44,7 @@ def get_plugin(name, sources):
     except Exception as error:  # any build failure means: fall back, say so once
         reason = str(error).strip().splitlines()
         reason = reason[-1] if reason else type(error).__name__
+        build_errors[name] = reason
         warnings.warn(
             f"op/{name}: could not build the CUDA extension ({reason}); using the PyTorch "
             "reference implementation. Install a CUDA toolkit matching torch.version.cuda "

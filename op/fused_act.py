@@ -15,11 +15,12 @@ from torch.nn import functional as F
 
 from ._plugin import get_plugin, use_cuda_kernel
 
+EXTENSION = "stylegan_fused_bias_act"  # the compiled module's name, and torch's build-cache folder
 _SOURCES = ["fused_bias_act.cpp", "fused_bias_act_kernel.cu"]
 
 
 def _plugin():
-    return get_plugin("stylegan_fused_bias_act", _SOURCES)
+    return get_plugin(EXTENSION, _SOURCES)
 
 
 def _broadcast_bias(bias, ndim):

@@ -14,11 +14,12 @@ from torch.nn import functional as F
 
 from ._plugin import get_plugin, use_cuda_kernel
 
+EXTENSION = "stylegan_upfirdn2d"  # the compiled module's name, and torch's build-cache folder
 _SOURCES = ["upfirdn2d.cpp", "upfirdn2d_kernel.cu"]
 
 
 def _plugin():
-    return get_plugin("stylegan_upfirdn2d", _SOURCES)
+    return get_plugin(EXTENSION, _SOURCES)
 
 
 def _parse(up, down, pad):

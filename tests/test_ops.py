@@ -3,12 +3,14 @@ CUDA kernels against the references (the latter only where a GPU is present)."""
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
+import op
 from op import conv2d_gradfix, fused_leaky_relu, fused_leaky_relu_ref, upfirdn2d, upfirdn2d_ref
 from op.fused_act import FusedLeakyReLUFunction
 from op.upfirdn2d import UpFirDn2dFunction, _parse
@@ -135,6 +137,25 @@ def test_importing_op_compiles_nothing():
         "assert p._loaded == {}, p._loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_failed_build_falls_back_to_the_reference_and_says_why(monkeypatch):
+    import torch.utils.cpp_extension
+
+    def failing_build(**kwargs):
+        raise RuntimeError("Error building extension\nnvcc fatal   : Unsupported gpu architecture 'compute_90'")
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", failing_build)
+    monkeypatch.setattr(op._plugin, "_loaded", {})
+    monkeypatch.setattr(op._plugin, "build_errors", {})
+    monkeypatch.setattr(op._plugin, "FORCE_REF", False)
+    like_a_cuda_tensor = SimpleNamespace(is_cuda=True)
+    with pytest.warns(UserWarning, match="using the PyTorch reference implementation"):
+        found = op.implementations(like_a_cuda_tensor)
+    assert found["upfirdn2d"] == (
+        "PyTorch reference (the CUDA extension did not build: nvcc fatal   : Unsupported gpu architecture 'compute_90')"
+    )
+    assert found["fused_leaky_relu"].startswith("PyTorch reference (the CUDA extension did not build: nvcc fatal")
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
