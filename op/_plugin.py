@@ -13,7 +13,7 @@ import torch
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _loaded = {}
-build_errors = {}  # extension name -> why it did not build (the last line of the compiler's output)
+build_errors = {}  # extension name -> why it did not build (failure_reason)
 
 # STYLEGAN_OP_IMPL=ref forces the PyTorch reference implementations everywhere (for comparisons
 # and for machines where building is not wanted).
@@ -42,8 +42,7 @@ def get_plugin(name, sources):
             verbose=False,
         )
     except Exception as error:  # any build failure means: fall back, say so once
-        reason = str(error).strip().splitlines()
-        reason = reason[-1] if reason else type(error).__name__
+        reason = failure_reason(error)
         build_errors[name] = reason
         warnings.warn(
             f"op/{name}: could not build the CUDA extension ({reason}); using the PyTorch "
@@ -53,6 +52,19 @@ def get_plugin(name, sources):
         )
     _loaded[name] = module
     return module
+
+
+def failure_reason(error):
+    """The line of a build error that says what went wrong: the compiler's first error or fatal
+    line (ninja's output ends with "build stopped: subcommand failed"), else the last line."""
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    compiler_errors = [
+        line for line in lines
+        if ("error" in line.lower() or "fatal" in line.lower()) and not line.startswith("Error building extension")
+    ]
+    if compiler_errors:
+        return compiler_errors[0]
+    return lines[-1] if lines else type(error).__name__
 
 
 def use_cuda_kernel(tensor, impl):

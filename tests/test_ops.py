@@ -142,8 +142,13 @@ def test_importing_op_compiles_nothing():
 def test_a_failed_build_falls_back_to_the_reference_and_says_why(monkeypatch):
     import torch.utils.cpp_extension
 
-    def failing_build(**kwargs):
-        raise RuntimeError("Error building extension\nnvcc fatal   : Unsupported gpu architecture 'compute_90'")
+    def failing_build(**kwargs):  # what torch's ninja build raises, shortened
+        raise RuntimeError(
+            "Error building extension 'stylegan_upfirdn2d': [1/3] nvcc -c upfirdn2d_kernel.cu\n"
+            "FAILED: upfirdn2d_kernel.cuda.o\n"
+            "nvcc fatal   : Unsupported gpu architecture 'compute_90'\n"
+            "ninja: build stopped: subcommand failed."
+        )
 
     monkeypatch.setattr(torch.utils.cpp_extension, "load", failing_build)
     monkeypatch.setattr(op._plugin, "_loaded", {})
