@@ -27,6 +27,8 @@ def setup_precision(precision, device):
 
     fp32: exact float32. tf32: float32 storage with TF32 tensor-core math on CUDA (same as
     fp32 on CPU). bf16: autocast to bfloat16 (losses, R1 and EMA stay float32 outside it).
+    On CUDA, cuDNN also times its convolution algorithms once per shape and keeps the fastest
+    (training repeats the same shapes; NVIDIA's StyleGAN2-ADA does the same).
     """
     if precision not in PRECISIONS:
         raise SystemExit(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -34,6 +36,7 @@ def setup_precision(precision, device):
         allow_tf32 = precision != "fp32"
         torch.backends.cuda.matmul.allow_tf32 = allow_tf32
         torch.backends.cudnn.allow_tf32 = allow_tf32
+        torch.backends.cudnn.benchmark = True
     if precision == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
