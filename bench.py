@@ -304,7 +304,8 @@ class SeededStep(train.TrainingStep):
 
 
 def device_check(device, settings, iterations=4):
-    """fp32 training of a tiny mspe model on `device` against the CPU, from the same start.
+    """fp32 training of a tiny mspe model on `device` (the custom ops where they build, with
+    `settings`' modulated convolution and memory format) against the CPU, from the same start.
 
     Returns the largest relative loss difference, the largest weight difference, and the bound
     on it: Adam moves a weight by at most about lr per step, so weights whose gradients differ
@@ -332,7 +333,7 @@ def device_check(device, settings, iterations=4):
     weight_difference = max((cpu_weights[key] - device_weights[key]).abs().max().item() for key in cpu_weights)
     bound = 2 * step_settings.lr * iterations
     return {
-        "settings": describe({**settings, "precision": "fp32", "compile": False}),
+        "settings": describe({**settings, "precision": "fp32", "compile": False, "impl": "auto"}),
         "iterations": iterations,
         "max_relative_loss_difference": loss_difference,
         "max_weight_difference": weight_difference,
