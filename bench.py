@@ -359,7 +359,7 @@ def profile(position, size, batch, settings, args, device, path, iterations=6):
         for iteration in range(iterations):
             step(iteration, real)
         synchronize(device)
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     text = profiler.key_averages().table(sort_by=sort_by, row_limit=30)
     with open(path, "w") as file:
         file.write(f"{position} {size}, batch {batch}, {describe(settings)}, {iterations} iterations\n{text}\n")
