@@ -418,7 +418,7 @@ def report(args, device):
               "shrink to a tiny CPU one (32 px, 32 channels)")
         args.channel_max = min(args.channel_max, TINY["channel_max"])
     loads = list(REFERENCE) if cuda else [("mspe", TINY["size"], TINY["batch"]), ("none", TINY["size"], TINY["batch"])]
-    trial_load = loads[1] if cuda else loads[0]  # mspe 256 / the tiny mspe one
+    trial_load = ("mspe", 256, 16) if cuda else loads[0]  # where candidates are tried and profiled
     original = {**ORIGINAL, "precision": default_precision(device)}
     start = time.perf_counter()
 
