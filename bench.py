@@ -18,7 +18,8 @@ taken on the same machine.
 README, with ratios to the original code) into OUT_DIR:
 1. builds the custom ops and says which implementation each op runs (CUDA kernel or reference);
 2. runs the CUDA tests of the ops (tests/test_ops.py: kernels against references, forward,
-   first and second derivatives);
+   first and second derivatives); if they do not pass, everything after runs the PyTorch
+   references, and report.md says so;
 3. checks fp32 training on the device against the CPU: a few iterations of a tiny model from the
    same initialisation, images, latents and noise, once with the original settings (grouped
    modulated convolution) and once with each candidate's modconv and memory format;
@@ -28,8 +29,10 @@ README, with ratios to the original code) into OUT_DIR:
    convolution, CUDA ops) and with the fastest candidate, plus generation;
 6. profiles a few iterations of mspe 256 with the fastest candidate (torch.profiler: the top
    operators by device time, profile.txt).
-report.json is saved after every step and every measurement: rerun the same command after an
-interruption and an unfinished report continues where it stopped (a finished one starts over).
+A setting that fails (out of memory, a kernel or compiler error) is recorded with its error
+and the report goes on. report.json is saved after every step and every measurement: rerun the
+same command after an interruption and an unfinished report continues where it stopped, trying
+failed settings again (a finished one starts over).
 Without CUDA it says so and does what it can at a tiny size (32 px, 32 channels).
 """
 
@@ -198,42 +201,51 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def measure(position, size, batch, settings, args, device):
-    """Training and generation figures of one workload under one settings dict."""
-    autocast = setup_precision(settings["precision"], device)
+@contextlib.contextmanager
+def chosen_ops(settings):
+    """The custom ops as settings["impl"] says meanwhile: 'ref' forces the PyTorch references."""
     forced_ref = op._plugin.FORCE_REF
     op._plugin.FORCE_REF = forced_ref or settings["impl"] == "ref"
-    step = training_step(position, size, args, device, settings, autocast)
-    real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
-    if settings["channels_last"]:
-        real = real.contiguous(memory_format=torch.channels_last)
-    every = step.settings.d_reg_every
-    timed = -(-args.iters // every) * every
-    label = f"{position} {size}"
+    try:
+        yield
+    finally:
+        op._plugin.FORCE_REF = forced_ref
 
-    for iteration in tqdm(range(args.warmup), desc=f"{label} warm-up", leave=False):
-        step(iteration, real)
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for iteration in tqdm(range(timed), desc=f"{label} train", leave=False):
-        step(iteration, real)
-    synchronize(device)
-    train_seconds = time.perf_counter() - start
-    peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
 
-    z = torch.randn(batch, step.settings.latent, device=device)
-    with torch.no_grad(), autocast():
-        for _ in range(3):
-            step.g_ema([z])
+def measure(position, size, batch, settings, args, device):
+    """Training and generation figures of one workload under one settings dict."""
+    with chosen_ops(settings):
+        autocast = setup_precision(settings["precision"], device)
+        step = training_step(position, size, args, device, settings, autocast)
+        real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
+        if settings["channels_last"]:
+            real = real.contiguous(memory_format=torch.channels_last)
+        every = step.settings.d_reg_every
+        timed = -(-args.iters // every) * every
+        label = f"{position} {size}"
+
+        for iteration in tqdm(range(args.warmup), desc=f"{label} warm-up", leave=False):
+            step(iteration, real)
         synchronize(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        for _ in tqdm(range(args.gen_iters), desc=f"{label} generate", leave=False):
-            step.g_ema([z])
+        for iteration in tqdm(range(timed), desc=f"{label} train", leave=False):
+            step(iteration, real)
         synchronize(device)
-    generate_seconds = time.perf_counter() - start
-    op._plugin.FORCE_REF = forced_ref
+        train_seconds = time.perf_counter() - start
+        peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+
+        z = torch.randn(batch, step.settings.latent, device=device)
+        with torch.no_grad(), autocast():
+            for _ in range(3):
+                step.g_ema([z])
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in tqdm(range(args.gen_iters), desc=f"{label} generate", leave=False):
+                step.g_ema([z])
+            synchronize(device)
+        generate_seconds = time.perf_counter() - start
 
     flops = count_flops(position, size, batch, args.channel_multiplier, args.channel_max)
     train_images_per_s = batch * timed / train_seconds
@@ -260,6 +272,9 @@ def table(results):
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if "error" in r:
+            lines.append(f"| {r['position']}, {r['size']}, batch {r['batch']} | {r['settings']} | failed: {r['error']} |" + " - |" * 7)
+            continue
         reference = REFERENCE.get((r["position"], r["size"], r["batch"]))
         ratio = f"{r['train_img_s'] / reference['train']:.2f}x, {r['generate_img_s'] / reference['generate']:.2f}x" if reference else "-"
         lines.append(
@@ -344,21 +359,22 @@ def device_check(device, settings, iterations=4):
 
 def profile(position, size, batch, settings, args, device, path, iterations=6):
     """torch.profiler's table of the top operators over a few iterations, written to `path`."""
-    autocast = setup_precision(settings["precision"], device)
-    step = training_step(position, size, args, device, settings, autocast)
-    real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
-    if settings["channels_last"]:
-        real = real.contiguous(memory_format=torch.channels_last)
-    for iteration in range(3):
-        step(iteration, real)
-    synchronize(device)
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as profiler:
-        for iteration in range(iterations):
+    with chosen_ops(settings):
+        autocast = setup_precision(settings["precision"], device)
+        step = training_step(position, size, args, device, settings, autocast)
+        real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
+        if settings["channels_last"]:
+            real = real.contiguous(memory_format=torch.channels_last)
+        for iteration in range(3):
             step(iteration, real)
         synchronize(device)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as profiler:
+            for iteration in range(iterations):
+                step(iteration, real)
+            synchronize(device)
     sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     text = profiler.key_averages().table(sort_by=sort_by, row_limit=30)
     with open(path, "w") as file:
@@ -368,7 +384,7 @@ def profile(position, size, batch, settings, args, device, path, iterations=6):
 class ReportFile:
     """--report's results, saved to OUT_DIR/report.json after every step and measurement. An
     unfinished report of the same device and torch version found there is continued: its steps
-    and measurements are kept and only the missing ones run."""
+    and measurements are kept and only the missing ones run (failed measurements run again)."""
 
     def __init__(self, out, device_name):
         self.path = os.path.join(out, "report.json")
@@ -377,7 +393,8 @@ class ReportFile:
             with open(self.path) as file:
                 saved = json.load(file)
             if not saved.get("finished") and (saved.get("device"), saved.get("torch")) == (device_name, torch.__version__):
-                print(f"continuing the unfinished report in {out} ({len(saved.get('measurements', []))} measurements kept)")
+                saved["measurements"] = [figures for figures in saved.get("measurements", []) if "error" not in figures]
+                print(f"continuing the unfinished report in {out} ({len(saved['measurements'])} measurements kept)")
                 self.results = saved
         self.results.update(device=device_name, torch=torch.__version__, finished=False)
         self.results.setdefault("measurements", [])
@@ -394,14 +411,24 @@ class ReportFile:
         return self.results[key]
 
     def measured(self, workload, settings, args, device):
-        """measure()'s figures of one workload under one settings dict, measured once."""
+        """measure()'s figures of one workload under one settings dict, measured once. A setting
+        that fails (out of memory, a kernel or compiler error) is recorded with its error and the
+        report goes on: one bad candidate must not cost the others."""
         position, size, batch = workload
         for figures in self.results["measurements"]:
             if (figures["position"], figures["size"], figures["batch"], figures["settings"]) == (
                 position, size, batch, describe(settings)
             ):
                 return figures
-        figures = measure(position, size, batch, settings, args, device)
+        try:
+            figures = measure(position, size, batch, settings, args, device)
+        except Exception as error:
+            message = (str(error).strip().splitlines() or [""])[0][:200].replace("|", "/")
+            figures = {"position": position, "size": size, "batch": batch, "settings": describe(settings),
+                       "error": f"{type(error).__name__}: {message}"}
+            print(f"  {position} {size}, {describe(settings)}: failed, {figures['error']}")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
         self.results["measurements"].append(figures)
         self.save()
         return figures
@@ -431,7 +458,13 @@ def report(args, device):
         print(f"  {op_name}: {implementation}")
 
     heading("2/6 CUDA tests of the ops")
-    print(f"  {report_file.step('cuda_tests', run_cuda_tests)['summary']}")
+    tests = report_file.step("cuda_tests", run_cuda_tests)
+    print(f"  {tests['summary']}")
+    if tests["returncode"] != 0:  # never time kernels that compute something else
+        op._plugin.FORCE_REF = True
+        results["ops_note"] = (f"The CUDA tests of the ops did not pass (pytest exit {tests['returncode']}): every "
+                               "measurement below runs the PyTorch references instead of the CUDA kernels.")
+        print(f"  {results['ops_note']}")
 
     heading("3/6 fp32 training on the device against the CPU")
     layouts = {(settings["modconv"], settings["channels_last"]): settings for settings in [original, *args.fast]}
@@ -443,20 +476,23 @@ def report(args, device):
 
     heading(f"4/6 {len(args.fast)} candidate settings on {trial_load[0]} {trial_load[1]}")
     trials = [report_file.measured(trial_load, settings, args, device) for settings in args.fast]
-    fastest = args.fast[max(range(len(trials)), key=lambda index: trials[index]["train_img_s"])]
-    results["trial_workload"], results["fastest"] = list(trial_load), describe(fastest)
+    working = [(trial["train_img_s"], index) for index, trial in enumerate(trials) if "error" not in trial]
+    fastest = args.fast[max(working)[1]] if working else None
+    results["trial_workload"] = list(trial_load)
+    results["fastest"] = describe(fastest) if fastest else "none, every candidate failed"
     print(table(trials))
     print(f"  fastest: {results['fastest']}")
 
     heading("5/6 workloads, original settings and the fastest")
+    compared = (original, fastest) if fastest else (original,)
     results["workloads"] = [
-        report_file.measured(workload, settings, args, device) for workload in loads for settings in (original, fastest)
+        report_file.measured(workload, settings, args, device) for workload in loads for settings in compared
     ]
     report_file.save()
     print(table(results["workloads"]))
 
     heading("6/6 profile")
-    profile(*trial_load, fastest, args, device, os.path.join(args.report, "profile.txt"))
+    profile(*trial_load, fastest or original, args, device, os.path.join(args.report, "profile.txt"))
 
     results["finished"] = True
     report_file.save()
@@ -475,6 +511,7 @@ def report_markdown(results):
         "",
         *[f"- `{name}`: {implementation}" for name, implementation in results["ops"].items()],
         "",
+        *([results["ops_note"], ""] if "ops_note" in results else []),
         f"CUDA tests of the ops: {results['cuda_tests']['summary']}",
         "",
         "## fp32 training on the device against the CPU",
@@ -492,7 +529,7 @@ def report_markdown(results):
         table(results["workloads"]),
         "",
     ]
-    by_key = {(r["position"], r["size"], r["settings"]): r for r in results["workloads"]}
+    by_key = {(r["position"], r["size"], r["settings"]): r for r in results["workloads"] if "error" not in r}
     overheads = [
         f"- {size} px, {settings}: MS-PE trains at {100 * r['train_img_s'] / by_key[('none', size, settings)]['train_img_s']:.0f}% "
         f"of none's speed"

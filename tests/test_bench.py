@@ -76,3 +76,49 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
     assert resumed["finished"] and resumed["measurements"][:3] == report["measurements"][:3]
     assert len(resumed["measurements"]) == len(report["measurements"])
     assert resumed["cuda_tests"] == report["cuda_tests"]
+
+
+def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cuda_tests_fail(tmp_path, monkeypatch):
+    import bench
+    import op
+
+    monkeypatch.setattr(op._plugin, "FORCE_REF", False)
+    failed_tests = {"passed": 3, "failed": 1, "skipped": 0, "error": 0, "returncode": 1, "summary": "1 failed, 3 passed",
+                    "output": ""}
+    monkeypatch.setattr(bench, "run_cuda_tests", lambda: failed_tests)
+    monkeypatch.setattr(bench, "device_check", lambda device, settings: {
+        "settings": bench.describe(settings), "iterations": 4, "max_relative_loss_difference": 0.0,
+        "max_weight_difference": 0.0, "weight_bound": 0.016, "ok": True})
+    monkeypatch.setattr(bench, "profile", lambda *args: None)
+    out_of_memory = [True]
+    ops_forced_ref = []
+
+    def fake_measure(position, size, batch, settings, args, device):
+        if settings["channels_last"] and out_of_memory[0]:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+        ops_forced_ref.append(op._plugin.FORCE_REF)
+        speed = 20.0 if settings["channels_last"] else 10.0
+        return {"position": position, "size": size, "batch": batch, "settings": bench.describe(settings),
+                "train_img_s": speed, "s_per_kimg": 1000 / speed, "peak_gib": 1.0, "tflop_per_iter": 0.1,
+                "tflops": 1.0, "mfu": 0.01, "generate_img_s": 50.0}
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    out = tmp_path / "report"
+    args = ["--report", str(out), "--device", "cpu", "--fast", "fp32,plain,channels_last", "--fast", "fp32,plain"]
+    report = bench.report(bench.parse_args(args), torch.device("cpu"))
+
+    failing, plain = "fp32, plain modconv, custom ops, channels-last", "fp32, plain modconv, custom ops"
+    assert report["fastest"] == plain
+    (failure,) = [r for r in report["measurements"] if "error" in r]
+    assert failure["settings"] == failing and failure["error"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert ops_forced_ref and all(ops_forced_ref)
+    markdown = (out / "report.md").read_text()
+    assert f"| mspe, 32, batch 4 | {failing} | failed: OutOfMemoryError: CUDA out of memory." in markdown
+    assert "The CUDA tests of the ops did not pass (pytest exit 1)" in markdown
+
+    # an interrupted report measures its failed settings again
+    (out / "report.json").write_text(json.dumps({**report, "finished": False}))
+    out_of_memory[0] = False
+    resumed = bench.report(bench.parse_args(args), torch.device("cpu"))
+    assert resumed["fastest"] == failing
+    assert not any("error" in r for r in resumed["measurements"])
