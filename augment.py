@@ -13,7 +13,7 @@ that their combination is applied with probability p):
 
 The geometric matrix is applied without leaking aliasing into the augmented images: reflect
 padding, 2x upsampling with the symlet-6 lowpass filter (op.upfirdn2d), bilinear resampling
-(F.affine_grid + F.grid_sample), 2x downsampling with the same filter, crop. All of it is
+(F.affine_grid + op.grid_sample), 2x downsampling with the same filter, crop. All of it is
 differentiable with respect to the images (and twice, for R1 through augmented reals), so it
 is used on the generator's images in the generator step too.
 
@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 import distributed
-from op import upfirdn2d
+from op import grid_sample, upfirdn2d
 
 # Lowpass decomposition filter of the symlet-6 wavelet (12 taps): the antialiasing filter ADA
 # uses around its geometric resampling. Normalised to unit sum in `_lowpass`.
@@ -235,7 +235,7 @@ def apply_geometric(images, inverse):
     inverse = to_input @ inverse @ from_output
     out_shape = [batch, channel, out_height, out_width]
     grid = F.affine_grid(inverse[:, :2, :].to(images.dtype), out_shape, align_corners=False)
-    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    images = grid_sample(images, grid)
 
     # 2x downsampling (correlation with the filter), cropping the padding
     crop = kernel_pad * 2

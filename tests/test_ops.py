@@ -11,7 +11,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import op
-from op import conv2d_gradfix, fused_leaky_relu, fused_leaky_relu_ref, upfirdn2d, upfirdn2d_ref
+from op import conv2d_gradfix, fused_leaky_relu, fused_leaky_relu_ref, grid_sample, upfirdn2d, upfirdn2d_ref
 from op.fused_act import FusedLeakyReLUFunction
 from op.upfirdn2d import UpFirDn2dFunction, _parse
 
@@ -127,6 +127,25 @@ def test_no_weight_gradients_skips_only_the_weight():
         grad_x, grad_weight = torch.autograd.grad(out, [x, weight], allow_unused=True)
     assert grad_weight is None
     assert torch.allclose(grad_x, expected)
+
+
+def test_grid_sample_is_twice_differentiable_with_respect_to_its_input():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    # random positions, some outside the image (zero padding): a regular grid would put samples
+    # on the pixel boundaries where bilinear interpolation has kinks and finite differences fail
+    grid = (torch.rand(2, 7, 4, 2, dtype=torch.float64) * 2.4 - 1.2).requires_grad_(True)
+    reference = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    assert torch.equal(grid_sample(x, grid), reference)
+    assert torch.equal(grid_sample(x, grid, impl="ref"), reference)
+    assert gradcheck(grid_sample, (x, grid))
+    fixed_grid = grid.detach()
+    # R1 through augmentation needs this one (PyTorch before 2.12 or so raised "derivative for
+    # aten::grid_sampler_2d_backward is not implemented")
+    assert gradgradcheck(lambda images: grid_sample(images, fixed_grid), (x,))
+    (grad_grid,) = torch.autograd.grad(grid_sample(x, grid).square().sum(), grid, create_graph=True)
+    with pytest.raises(NotImplementedError, match="the grid's gradient"):
+        grad_grid.sum().backward()
 
 
 def test_importing_op_compiles_nothing():
