@@ -140,8 +140,8 @@ def test_grid_sample_is_twice_differentiable_with_respect_to_its_input():
     assert torch.equal(grid_sample(x, grid, impl="ref"), reference)
     assert gradcheck(grid_sample, (x, grid))
     fixed_grid = grid.detach()
-    # R1 through augmentation needs this one (PyTorch before 2.12 or so raised "derivative for
-    # aten::grid_sampler_2d_backward is not implemented")
+    # R1 through augmentation needs this one (F.grid_sample on PyTorch 2.11 raises "derivative
+    # for aten::grid_sampler_2d_backward is not implemented")
     assert gradgradcheck(lambda images: grid_sample(images, fixed_grid), (x,))
     (grad_grid,) = torch.autograd.grad(grid_sample(x, grid).square().sum(), grid, create_graph=True)
     with pytest.raises(NotImplementedError, match="the grid's gradient"):
