@@ -212,14 +212,21 @@ def chosen_ops(settings):
         op._plugin.FORCE_REF = forced_ref
 
 
+def timing_step(position, size, batch, settings, args, device):
+    """The training step of one workload under `settings`, and random "real" images for it in
+    its memory format."""
+    autocast = setup_precision(settings["precision"], device)
+    step = training_step(position, size, args, device, settings, autocast)
+    real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
+    if settings["channels_last"]:
+        real = real.contiguous(memory_format=torch.channels_last)
+    return step, real
+
+
 def measure(position, size, batch, settings, args, device):
     """Training and generation figures of one workload under one settings dict."""
     with chosen_ops(settings):
-        autocast = setup_precision(settings["precision"], device)
-        step = training_step(position, size, args, device, settings, autocast)
-        real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
-        if settings["channels_last"]:
-            real = real.contiguous(memory_format=torch.channels_last)
+        step, real = timing_step(position, size, batch, settings, args, device)
         every = step.settings.d_reg_every
         timed = -(-args.iters // every) * every
         label = f"{position} {size}"
@@ -237,7 +244,7 @@ def measure(position, size, batch, settings, args, device):
         peak_gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
 
         z = torch.randn(batch, step.settings.latent, device=device)
-        with torch.no_grad(), autocast():
+        with torch.no_grad(), step.autocast():
             for _ in range(3):
                 step.g_ema([z])
             synchronize(device)
@@ -360,11 +367,7 @@ def device_check(device, settings, iterations=4):
 def profile(position, size, batch, settings, args, device, path, iterations=6):
     """torch.profiler's table of the top operators over a few iterations, written to `path`."""
     with chosen_ops(settings):
-        autocast = setup_precision(settings["precision"], device)
-        step = training_step(position, size, args, device, settings, autocast)
-        real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
-        if settings["channels_last"]:
-            real = real.contiguous(memory_format=torch.channels_last)
+        step, real = timing_step(position, size, batch, settings, args, device)
         for iteration in range(3):
             step(iteration, real)
         synchronize(device)
