@@ -577,6 +577,16 @@ def ignore_interrupts(_worker_id):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def shut_down_workers(loader):
+    """Stop the loader's worker processes now, not when it is garbage-collected. They ignore
+    SIGTERM (ignore_interrupts), so after an exception, whose traceback keeps the loader alive,
+    multiprocessing's exit handler would wait for them forever: a crashed run would hang."""
+    iterator = loader._iterator  # the persistent workers' iterator; PyTorch has no public close
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    loader._iterator = None
+
+
 def make_loader(args, dataset, rank, world_size, device):
     """Per-rank batches of --batch, as (images, records skipped per image): DistributedSampler's
     order (one rank: the whole dataset), resumable inside a pass, each image's random transform
@@ -910,6 +920,7 @@ class Trainer:
                     self.save(done)
         finally:
             stop.restore()
+            shut_down_workers(loader)
             if self.rank == 0:
                 pbar.close()
 

@@ -264,6 +264,19 @@ def finish(process, seconds=300):
         pytest.fail(f"a training run did not end within {seconds} s")
 
 
+def crash_at_iteration_3(cwd, argv):
+    """train_in, with a training step that raises at iteration 3 (as an out-of-memory error would)."""
+    real_call = train.TrainingStep.__call__
+
+    def crashing_call(self, iteration, real_img):
+        if iteration == 3:
+            raise RuntimeError("a failure at iteration 3")
+        return real_call(self, iteration, real_img)
+
+    train.TrainingStep.__call__ = crashing_call
+    train_in(cwd, argv)
+
+
 def train_with_stalled_saves(cwd, argv, stalled_path):
     """train_in, but every save after the first stops halfway and stalls before its rename."""
     real_save = checkpoint_module.torch.save
@@ -304,6 +317,18 @@ def test_sigkill_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path,
     assert sorted(name for name in os.listdir(folder(tmp_path)) if name.endswith((".pt", ".tmp"))) == [
         "000002.pt", "000004.pt",  # resumed from 2; the half-written file is gone
     ]
+
+
+def test_a_run_that_crashes_exits_with_its_data_workers(tmp_path, lmdb16):
+    # the workers ignore SIGTERM, so multiprocessing's exit handler could not stop them: the
+    # crashed run used to hang at exit instead of failing
+    argv = ["--name", NAME, "--path", lmdb16, *TINY, "--iter", "8", "--workers", "2"]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["train"])
+    process = context.Process(target=crash_at_iteration_3, args=(str(tmp_path), argv))
+    process.start()
+    finish(process, seconds=60)
+    assert process.exitcode == 1
 
 
 def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
