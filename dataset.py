@@ -248,7 +248,8 @@ class ResumableSampler(Sampler):
 
 def sample_seed(seed, epoch, index):
     """The seed of the random transform of record `index` in pass `epoch` of a run with `seed`."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0] >> 1)
+    # a Python int before the shift: NumPy 1.x has no uint64 >> int64
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0]) >> 1
 
 
 class SeededRecords(Dataset):
