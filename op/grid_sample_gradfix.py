@@ -2,9 +2,9 @@
 
 R1 on augmented real images (ADA) differentiates the discriminator's output with respect to
 the images *before* augmentation with create_graph=True, and then differentiates that
-gradient again; the second pass goes through grid_sample's backward. PyTorch only recently
-implemented that second derivative ("derivative for aten::grid_sampler_2d_backward is not
-implemented" before), so this op writes it out.
+gradient again; the second pass goes through grid_sample's backward. PyTorch 2.11 and older
+lack that second derivative ("derivative for aten::grid_sampler_2d_backward is not
+implemented"; 2.14 has it), so this op writes it out.
 
 For a fixed grid, sampling is linear in the input: out = A x, so its input gradient is
 A^T g, linear in g and independent of x, and the derivative of A^T g with respect to g, applied
