@@ -73,14 +73,18 @@ def checkpoint_iteration(path):
     return int(stem) if stem.isdigit() else 0
 
 
+# Checkpoints keep the training flags as an argparse.Namespace (rosinality's do too). Registered
+# for the whole process: torch.serialization.safe_globals, the scoped form, needs PyTorch 2.5.
+torch.serialization.add_safe_globals([argparse.Namespace])
+
+
 def load_checkpoint(path, map_location="cpu"):
     """torch.load with weights_only=True: tensors, plain containers and argparse.Namespace only.
 
     A file that would need to run code to unpickle is refused, never executed.
     """
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "unsupported global" not in str(error).lower():  # not a refusal to run code: unreadable
