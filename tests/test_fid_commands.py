@@ -48,7 +48,7 @@ def test_a_statistics_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp
     path = tmp_path / "inception_evil.pkl"
     with open(path, "wb") as file:
         pickle.dump({"mean": np.zeros(2), "cov": np.eye(2), "payload": WritesAFile(str(marker))}, file)
-    with pytest.raises(ValueError, match=r"would call io\.open") as refused:
+    with pytest.raises(ValueError, match=r"would call _?io\.open") as refused:  # _io.open from Python 3.12
         fid.load_statistics(str(path))
     assert "calc_inception.py" in str(refused.value)
     assert not marker.exists()
