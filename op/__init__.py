@@ -3,8 +3,8 @@
 from . import _plugin, conv2d_gradfix, fused_act
 from . import upfirdn2d as _upfirdn2d
 from .filtered_lrelu import filtered_lrelu, filtered_lrelu_ref
-from .grid_sample_gradfix import grid_sample
 from .fused_act import FusedLeakyReLU, fused_leaky_relu, fused_leaky_relu_ref
+from .grid_sample_gradfix import grid_sample
 from .upfirdn2d import downsample_padding, transposed_conv_padding, upfirdn2d, upfirdn2d_ref, upsample_padding
 
 
