@@ -1,4 +1,6 @@
-"""Custom ops of StyleGAN2, each with a plain-PyTorch reference and a lazily built CUDA kernel."""
+"""Custom ops of StyleGAN2 and StyleGAN3, each with a plain-PyTorch reference and an `impl`
+switch: lazily built CUDA kernels (upfirdn2d, fused_leaky_relu, and filtered_lrelu through
+them) or hand-written derivatives (conv2d_gradfix, grid_sample)."""
 
 from . import _plugin, conv2d_gradfix, fused_act
 from . import upfirdn2d as _upfirdn2d
