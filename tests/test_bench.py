@@ -80,9 +80,7 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
 
 def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cuda_tests_fail(tmp_path, monkeypatch):
     import bench
-    import op
 
-    monkeypatch.setattr(op._plugin, "FORCE_REF", False)
     failed_tests = {"passed": 3, "failed": 1, "skipped": 0, "error": 0, "returncode": 1, "summary": "1 failed, 3 passed",
                     "output": ""}
     monkeypatch.setattr(bench, "run_cuda_tests", lambda: failed_tests)
@@ -96,7 +94,7 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     def fake_measure(position, size, batch, settings, args, device):
         if settings["channels_last"] and out_of_memory[0]:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
-        ops_forced_ref.append(op._plugin.FORCE_REF)
+        ops_forced_ref.append(settings["impl"] == "ref")
         speed = 20.0 if settings["channels_last"] else 10.0
         return {"position": position, "size": size, "batch": batch, "settings": bench.describe(settings),
                 "train_img_s": speed, "s_per_kimg": 1000 / speed, "peak_gib": 1.0, "tflop_per_iter": 0.1,
@@ -107,7 +105,8 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     args = ["--report", str(out), "--device", "cpu", "--fast", "fp32,plain,channels_last", "--fast", "fp32,plain"]
     report = bench.report(bench.parse_args(args), torch.device("cpu"))
 
-    failing, plain = "fp32, plain modconv, custom ops, channels-last", "fp32, plain modconv, custom ops"
+    # the labels say what ran: the references, once the CUDA tests have failed
+    failing, plain = "fp32, plain modconv, reference ops, channels-last", "fp32, plain modconv, reference ops"
     assert report["fastest"] == plain
     (failure,) = [r for r in report["measurements"] if "error" in r]
     assert failure["settings"] == failing and failure["error"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
@@ -115,6 +114,7 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     markdown = (out / "report.md").read_text()
     assert f"| mspe, 32, batch 4 | {failing} | failed: OutOfMemoryError: CUDA out of memory." in markdown
     assert "The CUDA tests of the ops did not pass (pytest exit 1)" in markdown
+    assert "fp32, grouped modconv, reference ops" in {r["settings"] for r in report["workloads"]}
 
     # an interrupted report measures its failed settings again
     (out / "report.json").write_text(json.dumps({**report, "finished": False}))
