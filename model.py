@@ -219,8 +219,11 @@ class ModulatedConv2d(nn.Module):
         if not self.fused:
             weight = self.scale * self.weight.squeeze(0)
             if self.demodulate:
-                modulated = weight.unsqueeze(0) * style.view(batch, 1, in_channel, 1, 1)
-                demod = (modulated.square().sum((2, 3, 4)) + self.eps).rsqrt()
+                # sum over i, ky, kx of (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2: a [B, O, I]
+                # product instead of the k*k times larger per-sample weights, in float32 as theirs
+                # (weight is float32, so the product is, also under autocast)
+                weight_energy = weight.square().sum((2, 3))
+                demod = ((style.square().unsqueeze(1) * weight_energy).sum(2) + self.eps).rsqrt()
             input = input * style.reshape(batch, in_channel, 1, 1)
             if self.upsample:
                 out = conv2d_gradfix.conv_transpose2d(input, weight.transpose(0, 1), padding=0, stride=2)

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from model import Discriminator, Generator, PositionalInput, sinusoidal_encoding
+from model import MODCONVS, Discriminator, Generator, PositionalInput, sinusoidal_encoding
 
 LATENT = 32
 
@@ -236,6 +236,19 @@ def test_fused_and_unfused_modulated_convolutions_agree():
     assert torch.allclose(render(plain), reference, atol=1e-5)
     with pytest.raises(ValueError, match="grouped, plain"):
         tiny_generator("mspe", modconv="fast")
+
+
+def test_fused_and_unfused_modulated_convolutions_train_alike():
+    """The same gradients, to the style inputs through demodulation and the weights (float64)."""
+    gradients = {}
+    for modconv in MODCONVS:
+        generator = tiny_generator("mspe", modconv=modconv).double()
+        z = torch.randn(2, LATENT, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        image = generator([z], randomize_noise=False)[0]
+        image.square().mean().backward()
+        gradients[modconv] = {name: parameter.grad for name, parameter in generator.named_parameters()}
+    for name, grad in gradients["grouped"].items():
+        assert torch.allclose(gradients["plain"][name], grad, rtol=1e-9, atol=1e-12), name
 
 
 def test_seeded_noise_and_truncation_centre_are_the_same_every_time():
