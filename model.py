@@ -170,8 +170,8 @@ class ModulatedConv2d(nn.Module):
 
     `fused=True` folds the styles into per-sample weights and runs one grouped convolution
     (the original); `fused=False` scales the activations instead, runs one ordinary
-    convolution with the shared weight and demodulates the output, which is the same function
-    and usually faster for training batches.
+    convolution with the shared weight and demodulates the output: the same function without
+    the batch's per-sample weights (B times the weight's memory), usually faster for training.
     """
 
     def __init__(
