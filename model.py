@@ -233,7 +233,7 @@ class ModulatedConv2d(nn.Module):
             else:
                 out = conv2d_gradfix.conv2d(input, weight, padding=self.padding)
             if self.demodulate:
-                out = out * demod.view(batch, -1, 1, 1)
+                out = out * demod.to(out.dtype).view(batch, -1, 1, 1)
             return out
 
         weight = self.scale * self.weight * style.view(batch, 1, in_channel, 1, 1)
@@ -281,7 +281,8 @@ class NoiseInjection(nn.Module):
         else:
             # stored noise maps have the default canvas; other canvases and scales tile them
             noise = tile(noise, height, width)
-        return image + self.weight * noise
+        # in the activations' precision: a float32 weight would turn bfloat16 activations float32
+        return image + (self.weight * noise).to(image.dtype)
 
 
 class ConstantInput(nn.Module):
@@ -390,7 +391,7 @@ class PositionalAdd(SinusoidalPE):
 
     def forward(self, input, shift_h=0.0, shift_w=0.0, scale=None, circular=True):
         pe = self.encoding(*input.shape[-2:], shift_h, shift_w, scale, circular)
-        return input + self.gamma * pe.to(input.dtype)
+        return input + (self.gamma * pe).to(input.dtype)
 
 
 class StyledConv(nn.Module):

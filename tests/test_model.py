@@ -251,6 +251,31 @@ def test_fused_and_unfused_modulated_convolutions_train_alike():
         assert torch.allclose(gradients["plain"][name], grad, rtol=1e-9, atol=1e-12), name
 
 
+@pytest.mark.parametrize("modconv", MODCONVS)
+def test_bf16_autocast_keeps_feature_maps_bfloat16_and_the_image_float32(modconv):
+    """--precision bf16: the float32 parameters added between convolutions (noise strength, MS-PE
+    gamma, demodulation) must not turn the feature maps float32 (twice the memory and traffic);
+    the RGB image, accumulated over resolutions, stays float32."""
+    generator = tiny_generator("mspe", 64, modconv=modconv)
+    dtypes = {}
+
+    def record(name):
+        def hook(module, args, out):
+            dtypes[name] = out.dtype
+        return hook
+
+    for name, module in generator.named_modules():
+        if type(module).__name__ in ("StyledConv", "PositionalAdd"):
+            module.register_forward_hook(record(name))
+    reference = render(generator)
+    dtypes.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        image = render(generator)
+    assert len(dtypes) == 13 and set(dtypes.values()) == {torch.bfloat16}, dtypes
+    assert image.dtype == torch.float32
+    assert (image - reference).pow(2).mean().sqrt() < 0.05 * reference.pow(2).mean().sqrt()
+
+
 def test_seeded_noise_and_truncation_centre_are_the_same_every_time():
     generator = tiny_generator("mspe")
     first = generator.make_noise(2, rng=torch.Generator().manual_seed(5))
