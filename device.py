@@ -26,7 +26,8 @@ def setup_precision(precision, device):
     """Configure matmul/conv precision; return a context-manager factory for the forward passes.
 
     fp32: exact float32. tf32: float32 storage with TF32 tensor-core math on CUDA (same as
-    fp32 on CPU). bf16: autocast to bfloat16 (losses, R1 and EMA stay float32 outside it).
+    fp32 on CPU). bf16: autocast to bfloat16 (feature maps bfloat16 between layers; the
+    generator's RGB images, losses, R1 and EMA stay float32).
     On CUDA, cuDNN also times its convolution algorithms once per shape and keeps the fastest
     (training repeats the same shapes; NVIDIA's StyleGAN2-ADA does the same).
     """

@@ -220,8 +220,8 @@ class ModulatedConv2d(nn.Module):
             weight = self.scale * self.weight.squeeze(0)
             if self.demodulate:
                 # sum over i, ky, kx of (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2: a [B, O, I]
-                # product instead of the k*k times larger per-sample weights, in the weight's
-                # precision as theirs (float32, also when autocast makes the styles bfloat16)
+                # product instead of the k*k times larger per-sample weights, and like them in
+                # the weight's precision (float32, also when autocast makes the styles bfloat16)
                 weight_energy = weight.square().sum((2, 3))
                 style_energy = style.to(weight.dtype).square()
                 demod = ((style_energy.unsqueeze(1) * weight_energy).sum(2) + self.eps).rsqrt()
