@@ -8,6 +8,8 @@ with the flipped kernel and up/down swapped, so it is differentiable to any orde
 keeps the memory format it is given (NCHW, or channels-last with no conversion copies).
 """
 
+import contextlib
+
 import torch
 from torch.autograd import Function
 from torch.nn import functional as F
@@ -68,7 +70,14 @@ def upfirdn2d_ref(input, kernel, up=1, down=1, pad=(0, 0)):
     ]
     weight = torch.flip(kernel, [0, 1]).to(out.dtype).view(1, 1, kernel_h, kernel_w)
     weight = weight.expand(channel, 1, kernel_h, kernel_w)
-    return F.conv2d(out, weight, stride=(down_y, down_x), groups=channel)
+    # The filter keeps its input's dtype, as the CUDA kernel does: under bf16 autocast F.conv2d
+    # would round the float32 RGB skip to bfloat16 at every resolution.
+    device_type = out.device.type
+    keep_dtype = (
+        torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else contextlib.nullcontext()
+    )
+    with keep_dtype:
+        return F.conv2d(out, weight, stride=(down_y, down_x), groups=channel)
 
 
 def _kernel(input, kernel, up, down, pad):

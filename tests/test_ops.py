@@ -188,6 +188,24 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA
 MEMORY_FORMATS = [torch.contiguous_format, torch.channels_last]
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_upfirdn2d_keeps_its_input_dtype_under_bf16_autocast(dtype, device):
+    # the reference as the CUDA kernel: autocast must not round the float32 RGB skip to bfloat16,
+    # neither eagerly nor where --compile traces the reference
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, device=device, dtype=dtype)
+    kernel = blur_kernel(torch.float32).to(device)
+    expected = upfirdn2d_ref(x, kernel, 2, 1, (2, 1))
+    traced = torch.compile(upfirdn2d, backend="eager", fullgraph=True)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        outputs = [upfirdn2d(x, kernel, 2, 1, (2, 1)), traced(x, kernel, 2, 1, (2, 1))]
+    for out in outputs:
+        assert out.dtype == dtype
+        atol = 1e-5 if dtype == torch.float32 else 1e-2  # bfloat16 rounding would exceed 1e-5
+        assert torch.allclose(out.float(), expected.float(), rtol=0, atol=atol)
+
+
 @cuda
 @pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("up,down,pad", UPFIRDN_CASES)
