@@ -144,14 +144,20 @@ def random_latents(batch, latent_dim, n_latents, device):
     return torch.randn(n_latents, batch, latent_dim, device=device).unbind(0)
 
 
-def mixing_latents(batch, latent_dim, prob, n_latent, device):
+def mixing_latents(batch, latent_dim, prob, n_latent, device, compiled=False):
     """The generator's input (styles, inject_index): with probability `prob` two latent batches
     and the layer where the second takes over (style mixing), else one batch and None. The index
     is drawn here, in the original's order of random draws, and passed as a 0-d tensor: a
-    compiled generator then runs one graph for every index instead of one per value."""
+    compiled generator then runs one graph for every index instead of one per value. `compiled`:
+    an unmixed batch comes as its latents and a copy (a compiled graph assumes distinct inputs),
+    switching at n_latent, where no layer takes the copy: mixed and unmixed batches then run the
+    same compiled graph too."""
     if prob > 0 and random.random() < prob:
-        return random_latents(batch, latent_dim, 2, device), torch.tensor(random.randint(1, n_latent - 1))
-    return [random_latents(batch, latent_dim, 1, device)], None
+        return list(random_latents(batch, latent_dim, 2, device)), torch.tensor(random.randint(1, n_latent - 1))
+    latents = random_latents(batch, latent_dim, 1, device)
+    if compiled:
+        return [latents, latents.clone()], torch.tensor(n_latent)
+    return [latents], None
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,7 @@ class TrainingStep:
         self.settings = settings
         self.ada = ada
         self.autocast = autocast
+        self.compiled = compile
         self.generate = torch.compile(generator) if compile else generator
         self.discriminate = torch.compile(discriminator) if compile else discriminator
         self.mean_path_length = torch.zeros((), device=unwrap(generator).device)
@@ -292,7 +299,7 @@ class TrainingStep:
 
     def fake_images(self, batch):
         latents, inject_index = mixing_latents(
-            batch, self.settings.latent, self.settings.mixing, self.g_ema.n_latent, self.g_ema.device
+            batch, self.settings.latent, self.settings.mixing, self.g_ema.n_latent, self.g_ema.device, self.compiled
         )
         with self.autocast():
             fake_img, _ = self.generate(latents, inject_index=inject_index)

@@ -344,9 +344,26 @@ def test_compiled_step_traces_whole_graphs_and_one_per_phase(monkeypatch):
         step(iteration, real)
     torch._dynamo.reset()
     assert not counters["graph_break"], dict(counters["graph_break"])
-    # generator: parameters frozen (D phase) or trained (G phase), one style or two; discriminator:
-    # frozen or trained
-    assert counters["stats"]["unique_graphs"] <= 6
+    # one graph per phase: the generator's and the discriminator's parameters frozen (D phase) or
+    # trained (G phase), the same graph for mixed and unmixed batches
+    assert counters["stats"]["unique_graphs"] == 4
+
+
+def test_compiled_unmixed_batches_render_as_uncompiled_ones():
+    """Under --compile an unmixed batch is passed as two latents switching after the last layer;
+    the images are those of the one-latent input, and the random draws that follow are the same."""
+    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--position", "mspe"])
+    generator, _, _ = train.build_models(args, torch.device("cpu"))
+    images, next_draws = [], []
+    for compiled in (False, True):
+        random.seed(0)
+        torch.manual_seed(0)
+        latents, inject_index = train.mixing_latents(4, 32, 0.0, generator.n_latent, "cpu", compiled)
+        images.append(generator(latents, inject_index=inject_index, randomize_noise=False)[0])
+        next_draws.append((random.random(), torch.rand(1)))
+    assert len(latents) == 2
+    assert torch.equal(images[0], images[1])
+    assert next_draws[0] == next_draws[1]
 
 
 # ---------------------------------------------------------------------------------------------
