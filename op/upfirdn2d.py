@@ -58,9 +58,15 @@ def upfirdn2d_ref(input, kernel, up=1, down=1, pad=(0, 0)):
     batch, channel, in_h, in_w = input.shape
     kernel_h, kernel_w = kernel.shape
 
-    out = input.reshape(batch, channel, in_h, 1, in_w, 1)
-    out = F.pad(out, [0, up_x - 1, 0, 0, 0, up_y - 1])
-    out = out.reshape(batch, channel, in_h * up_y, in_w * up_x)
+    out = input
+    if up_x > 1 or up_y > 1:
+        # zeros between the pixels, in the input's memory format (as the CUDA kernel keeps it)
+        channels_last = not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last)
+        out = torch.empty(
+            batch, channel, in_h * up_y, in_w * up_x, dtype=input.dtype, device=input.device,
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        ).zero_()
+        out[:, :, ::up_y, ::up_x] = input
     out = F.pad(out, [max(pad_x0, 0), max(pad_x1, 0), max(pad_y0, 0), max(pad_y1, 0)])
     out = out[
         :,

@@ -64,6 +64,16 @@ def test_upfirdn2d_matches_explicit_formula(up, down, pad):
 
 
 @pytest.mark.parametrize("up,down,pad", UPFIRDN_CASES)
+def test_upfirdn2d_reference_keeps_channels_last(up, down, pad):
+    # as the CUDA kernel: a channels-last model's image stays channels-last through the RGB skip
+    x = torch.randn(2, 5, 6, 7)
+    kernel = blur_kernel(torch.float32)
+    out = upfirdn2d_ref(x.contiguous(memory_format=torch.channels_last), kernel, up, down, pad)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, upfirdn2d_ref(x, kernel, up, down, pad))
+
+
+@pytest.mark.parametrize("up,down,pad", UPFIRDN_CASES)
 def test_upfirdn2d_derivatives(up, down, pad):
     x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
     kernel = blur_kernel()
