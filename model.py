@@ -555,6 +555,7 @@ class Generator(MappedGenerator):
         self.position = position
         self.scale = scale
         self.affine = affine
+        self.channels_last = False  # the synthesis in channels-last order (train.to_channels_last)
 
         self.style = mapping_network(style_dim, n_mlp, lr_mlp)
 
@@ -714,6 +715,10 @@ class Generator(MappedGenerator):
                 transform = self.affine_fourier(latent[:, 0])
             out = self.input(batch, grid_h, grid_w, input_shift_h, input_shift_w, scale, circular, transform)
             out = out.to(latent.dtype)
+        if self.channels_last:
+            # the input is a buffer expanded over the batch, in neither order; every layer after it
+            # keeps the order it is given
+            out = out.contiguous(memory_format=torch.channels_last)
 
         out = self.conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])

@@ -67,7 +67,7 @@ from checkpoint import (
 from dataset import MultiResolutionDataset, ResumableSampler, SeededRecords, train_transform
 from device import PRECISIONS, default_precision, setup_precision
 from images import save_grid
-from model import MODCONVS, check_size
+from model import MODCONVS, Generator as StyleGAN2Generator, check_size
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from op import conv2d_gradfix, upfirdn2d
 
@@ -563,10 +563,13 @@ def build_augment(args, checkpoint=None):
 
 
 def to_channels_last(module):
-    """Put the module's 4-D parameters and buffers in channels-last order (5-D ones stay)."""
+    """Put the module's 4-D parameters and buffers in channels-last order (5-D ones stay), and
+    start a StyleGAN2 generator's synthesis in it (its modulated weights are 5-D)."""
     for tensor in list(module.parameters()) + list(module.buffers()):
         if tensor.ndim == 4:
             tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    if isinstance(module, StyleGAN2Generator):
+        module.channels_last = True
     return module
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 import train
 from augment import AdaptiveAugment, apply_color, apply_geometric, augment, rotate2d, sample_color, scale2d
 from checkpoint import build_generator, load_checkpoint
+from model import StyledConv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
@@ -278,6 +279,26 @@ def test_lazy_regularisation_corrects_adam():
     assert settings["g"][0] == pytest.approx(0.002 * 4 / 5)
     args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB"])  # path length off: no correction
     assert train.adam_settings(train.StepSettings.from_args(args))["g"] == (0.002, (0.0, 0.99))
+
+
+@pytest.mark.parametrize("position", ["none", "mspe"])
+def test_channels_last_runs_the_whole_synthesis_channels_last(position):
+    """--channels_last with the plain modulated convolution: every styled convolution's output
+    and the image are channels-last (no layer converts back and forth), and the image is the same."""
+    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--position", position])
+    generator, _, _ = train.build_models(args, torch.device("cpu"), modconv="plain")
+    latents = [torch.randn(2, 32)]
+    expected = generator(latents, randomize_noise=False)[0]
+    train.to_channels_last(generator)
+    outputs = []
+    for module in generator.modules():
+        if isinstance(module, StyledConv):
+            module.register_forward_hook(lambda _module, _input, output: outputs.append(output))
+    image = generator(latents, randomize_noise=False)[0]
+    assert len(outputs) == generator.num_layers
+    assert all(output.is_contiguous(memory_format=torch.channels_last) for output in outputs)
+    assert image.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(image, expected, rtol=1e-4, atol=1e-5)
 
 
 def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2, modconv="grouped"):
