@@ -4,8 +4,9 @@ For each channel independently: insert up-1 zeros between pixels, pad (negative 
 convolve with the 2-D FIR `kernel` (a true convolution: the kernel is flipped), keep every
 `down`-th pixel. Output size per axis: (in * up + pad0 + pad1 - kernel + down) // down.
 `impl='ref'` is plain PyTorch; `impl='cuda'` a direct CUDA kernel whose gradient is the same op
-with the flipped kernel and up/down swapped, so it is differentiable to any order. The kernel
-keeps the memory format it is given (NCHW, or channels-last with no conversion copies).
+with the flipped kernel and up/down swapped, so it is differentiable to any order. Both keep
+the memory format they are given (NCHW, or channels-last with no conversion copies) and the
+dtype, also under autocast.
 """
 
 import contextlib
