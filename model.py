@@ -808,7 +808,30 @@ def minibatch_stddev(out, group_size=4, features=1):
     return torch.cat([out, stddev], 1)
 
 
-class Discriminator(nn.Module):
+class DiscriminatorEpilogue(nn.Module):
+    """What StyleGAN2's discriminators share after their last 4x4 block (NVIDIA's "epilogue"):
+    minibatch standard deviation over groups of 4, a 3x3 convolution and two fully connected
+    layers, under rosinality's names `final_conv` and `final_linear`."""
+
+    def build_epilogue(self, in_channel, channel):
+        """The epilogue's layers for `in_channel` input channels, `channel` wide."""
+        self.stddev_group = 4
+        self.stddev_feat = 1
+        self.final_conv = ConvLayer(in_channel + 1, channel, 3)
+        self.final_linear = nn.Sequential(
+            EqualLinear(channel * 4 * 4, channel, activation="fused_lrelu"),
+            EqualLinear(channel, 1),
+        )
+
+    def epilogue(self, out):
+        """[N, in_channel, 4, 4] features -> [N, 1] scores."""
+        out = minibatch_stddev(out, self.stddev_group, self.stddev_feat)
+        out = self.final_conv(out)
+        out = out.reshape(out.shape[0], -1)  # reshape: channels-last activations are not viewable
+        return self.final_linear(out)
+
+
+class Discriminator(DiscriminatorEpilogue):
     """StyleGAN2 residual discriminator with minibatch standard deviation."""
 
     def __init__(self, size, channel_multiplier=2, blur_kernel=[1, 3, 3, 1], *, channel_max=512):
@@ -823,17 +846,7 @@ class Discriminator(nn.Module):
             convs.append(ResBlock(in_channel, out_channel, blur_kernel))
             in_channel = out_channel
         self.convs = nn.Sequential(*convs)
-
-        self.stddev_group = 4
-        self.stddev_feat = 1
-        self.final_conv = ConvLayer(in_channel + 1, channels[4], 3)
-        self.final_linear = nn.Sequential(
-            EqualLinear(channels[4] * 4 * 4, channels[4], activation="fused_lrelu"),
-            EqualLinear(channels[4], 1),
-        )
+        self.build_epilogue(in_channel, channels[4])
 
     def forward(self, input):
-        out = minibatch_stddev(self.convs(input), self.stddev_group, self.stddev_feat)
-        out = self.final_conv(out)
-        out = out.reshape(out.shape[0], -1)  # reshape: channels-last activations are not viewable
-        return self.final_linear(out)
+        return self.epilogue(self.convs(input))

@@ -23,14 +23,13 @@ from torch import nn
 
 from model import (
     ConvLayer,
+    DiscriminatorEpilogue,
     Downsample,
-    EqualLinear,
     Generator as StyleGAN2Generator,
     ModulatedConv2d,
     Upsample,
     channel_counts,
     check_size,
-    minibatch_stddev,
 )
 from op import upfirdn2d
 
@@ -158,7 +157,7 @@ class FromRGB(nn.Module):
         return input, out
 
 
-class Discriminator(nn.Module):
+class Discriminator(DiscriminatorEpilogue):
     """SWAGAN discriminator (rosinality's layout and names; `channel_max` caps the channels)."""
 
     def __init__(self, size, channel_multiplier=2, blur_kernel=[1, 3, 3, 1], *, channel_max=512):
@@ -178,14 +177,7 @@ class Discriminator(nn.Module):
             self.convs.append(ConvBlock(in_channel, out_channel, blur_kernel))
             in_channel = out_channel
         self.from_rgbs.append(FromRGB(channels[4], blur_kernel=blur_kernel))
-
-        self.stddev_group = 4
-        self.stddev_feat = 1
-        self.final_conv = ConvLayer(in_channel + 1, channels[4], 3)
-        self.final_linear = nn.Sequential(
-            EqualLinear(channels[4] * 4 * 4, channels[4], activation="fused_lrelu"),
-            EqualLinear(channels[4], 1),
-        )
+        self.build_epilogue(in_channel, channels[4])
 
     def forward(self, input):
         input = self.dwt(input)
@@ -194,7 +186,4 @@ class Discriminator(nn.Module):
             input, out = from_rgb(input, out)
             out = conv(out)
         _, out = self.from_rgbs[-1](input, out)
-        out = minibatch_stddev(out, self.stddev_group, self.stddev_feat)
-        out = self.final_conv(out)
-        out = out.reshape(out.shape[0], -1)
-        return self.final_linear(out)
+        return self.epilogue(out)
