@@ -78,11 +78,10 @@ def upfirdn2d_ref(input, kernel, up=1, down=1, pad=(0, 0)):
     weight = torch.flip(kernel, [0, 1]).to(out.dtype).view(1, 1, kernel_h, kernel_w)
     weight = weight.expand(channel, 1, kernel_h, kernel_w)
     # The filter keeps its input's dtype, as the CUDA kernel does: under bf16 autocast F.conv2d
-    # would round the float32 RGB skip to bfloat16 at every resolution.
+    # would round the float32 RGB skip to bfloat16 at every resolution. (Devices named, not
+    # looked up: PyTorch 2.4's torch.compile cannot trace torch.amp.is_autocast_available.)
     device_type = out.device.type
-    keep_dtype = (
-        torch.autocast(device_type, enabled=False) if torch.amp.is_autocast_available(device_type) else contextlib.nullcontext()
-    )
+    keep_dtype = torch.autocast(device_type, enabled=False) if device_type in ("cuda", "cpu") else contextlib.nullcontext()
     with keep_dtype:
         return F.conv2d(out, weight, stride=(down_y, down_x), groups=channel)
 

@@ -365,9 +365,10 @@ def test_compiled_step_traces_whole_graphs_and_one_per_phase(monkeypatch):
         step(iteration, real)
     torch._dynamo.reset()
     assert not counters["graph_break"], dict(counters["graph_break"])
-    # one graph per phase: the generator's and the discriminator's parameters frozen (D phase) or
-    # trained (G phase), the same graph for mixed and unmixed batches
-    assert counters["stats"]["unique_graphs"] == 4
+    # at most one graph per phase: the generator's and the discriminator's parameters frozen (D
+    # phase) or trained (G phase), the same graph for mixed and unmixed batches (PyTorch 2.4 also
+    # shares one across phases)
+    assert counters["stats"]["unique_graphs"] <= 4
 
 
 def test_compiled_unmixed_batches_render_as_uncompiled_ones():
