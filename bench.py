@@ -317,12 +317,12 @@ class SeededStep(train.TrainingStep):
         super().__init__(*args, **kwargs)
         self.rng = torch.Generator().manual_seed(2)
 
-    def fake_images(self, batch, generate):
+    def fake_images(self, batch):
         generator = train.unwrap(self.generator)
         latent = torch.randn(batch, self.settings.latent, generator=self.rng).to(generator.device)
         noise = [noise.to(generator.device) for noise in generator.make_noise(batch, rng=self.rng)]
         with self.autocast():
-            return generate([latent], noise=noise)[0]
+            return self.generate([latent], noise=noise)[0]
 
 
 def device_check(device, settings, iterations=4):

@@ -160,24 +160,6 @@ def mixing_latents(batch, latent_dim, prob, n_latent, device, compiled=False):
     return [latents], None
 
 
-def phase_callables(module, compile=False):
-    """(frozen, trained): what runs `module` while its parameters are frozen and while they are
-    trained. With `compile`, each is a torch.compile'd function of its own, so each phase has its
-    own graph whatever dynamo's guards check: PyTorch 2.11 does not guard the parameters'
-    requires_grad and reused the graph traced with the generator frozen in the generator's own
-    phase, which then had no gradient (pytorch/pytorch#139476)."""
-    if not compile:
-        return module, module
-
-    def frozen(*args, **kwargs):
-        return module(*args, **kwargs)
-
-    def trained(*args, **kwargs):
-        return module(*args, **kwargs)
-
-    return torch.compile(frozen), torch.compile(trained)
-
-
 @dataclass(frozen=True)
 class StepSettings:
     """The hyperparameters of one training iteration; train.py's flags of the same names.
@@ -250,8 +232,8 @@ class TrainingStep:
         self.ada = ada
         self.autocast = autocast
         self.compiled = compile
-        self.generate_frozen, self.generate_trained = phase_callables(generator, compile)
-        self.discriminate_frozen, self.discriminate_trained = phase_callables(discriminator, compile)
+        self.generate = torch.compile(generator) if compile else generator
+        self.discriminate = torch.compile(discriminator) if compile else discriminator
         self.mean_path_length = torch.zeros((), device=unwrap(generator).device)
         self.blur_sigma = 0.0
 
@@ -264,13 +246,17 @@ class TrainingStep:
         p = self.ada.p if self.ada is not None else 0.0
         self.blur_sigma = self.settings.blur_sigma_at(iteration)
         losses = {}
-        requires_grad(self.generator, False)
+        # The generator is never frozen: the discriminator phase runs it without autograd. A
+        # compiled graph can tell the phases apart by grad mode and by whether its input needs
+        # gradients, which torch.compile always checks, but not by the parameters' requires_grad,
+        # which PyTorch 2.11 does not (pytorch/pytorch#139476): it reused the frozen generator's
+        # graph in the generator phase, which then had no gradient.
+        requires_grad(self.generator, True)
         requires_grad(self.discriminator, True)
         self.discriminator_phase(real_img, p, losses)
         if self.settings.r1_now(iteration):
             self.r1_phase(real_img, p, losses)
 
-        requires_grad(self.generator, True)
         requires_grad(self.discriminator, False)
         self.generator_phase(real_img.shape[0], p, losses)
         if self.settings.path_length_now(iteration):
@@ -315,21 +301,21 @@ class TrainingStep:
                 group["lr"], group["betas"] = lr, betas
         self.mean_path_length.fill_(float(checkpoint.get("mean_path_length", 0.0)))
 
-    def fake_images(self, batch, generate):
-        """A batch of generated images; `generate`: self.generate_frozen or self.generate_trained."""
+    def fake_images(self, batch):
         latents, inject_index = mixing_latents(
             batch, self.settings.latent, self.settings.mixing, self.g_ema.n_latent, self.g_ema.device, self.compiled
         )
         with self.autocast():
-            fake_img, _ = generate(latents, inject_index=inject_index)
+            fake_img, _ = self.generate(latents, inject_index=inject_index)
         return fake_img
 
     def discriminator_phase(self, real_img, p, losses):
-        fake_img = self.discriminator_input(self.fake_images(real_img.shape[0], self.generate_frozen), p)
+        with torch.no_grad():
+            fake_img = self.discriminator_input(self.fake_images(real_img.shape[0]), p)
         real_img_aug = self.discriminator_input(real_img, p)
         with self.autocast():
-            fake_pred = self.discriminate_trained(fake_img)
-            real_pred = self.discriminate_trained(real_img_aug)
+            fake_pred = self.discriminate(fake_img)
+            real_pred = self.discriminate(real_img_aug)
         d_loss = d_logistic_loss(real_pred, fake_pred)
         losses["d"] = d_loss.detach()
         losses["real_score"] = real_pred.detach().float().mean()
@@ -355,9 +341,9 @@ class TrainingStep:
         losses["r1"] = r1_loss.detach()
 
     def generator_phase(self, batch, p, losses):
-        fake_img = self.discriminator_input(self.fake_images(batch, self.generate_trained), p)
+        fake_img = self.discriminator_input(self.fake_images(batch), p)
         with self.autocast():
-            fake_pred = self.discriminate_frozen(fake_img)
+            fake_pred = self.discriminate(fake_img)
         g_loss = g_nonsaturating_loss(fake_pred)
         losses["g"] = g_loss.detach()
 

@@ -348,10 +348,10 @@ def test_channels_last_and_plain_modconv_match_fp32_and_bf16_trains(monkeypatch)
 
 def test_compiled_step_traces_whole_graphs_and_one_per_phase(monkeypatch):
     """--compile trains: the generator and discriminator trace without graph breaks, each phase
-    runs a graph traced with its own parameters trained (PyTorch 2.11 reused the frozen
-    generator's graph in the generator phase: no gradient), and style mixing's random layer does
-    not compile a new graph per value. The aot_eager backend traces autograd ahead of time as
-    inductor does, without code generation."""
+    runs a graph traced for it (PyTorch 2.11 reused the frozen generator's graph in the generator
+    phase: no gradient), and style mixing's random layer does not compile a new graph per value.
+    The aot_eager backend traces autograd ahead of time as inductor does, without code
+    generation."""
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
