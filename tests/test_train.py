@@ -374,6 +374,38 @@ def test_compiled_step_traces_whole_graphs_and_one_per_phase(monkeypatch):
     assert not torch.equal(generator.state_dict()["conv1.conv.weight"], start["conv1.conv.weight"])
 
 
+def test_compiled_step_trains_under_ddp(tmp_path):
+    """--compile under torchrun: dynamo compiles the models' own forward inside
+    DistributedDataParallel, so the phases must differ in what every PyTorch guards (one gloo
+    rank; aot_eager as in the test above)."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(textwrap.dedent(f"""
+        import functools, random, sys
+        import torch
+        sys.path.insert(0, {ROOT!r})
+        import train
+        torch.compile = functools.partial(torch.compile, backend="aot_eager")
+        torch.distributed.init_process_group("gloo")  # one rank: what torchrun sets up, as in train.py
+        args, _ = train.parse_args(["--name", "x", "--path", "x", *{TINY!r}, "--position", "mspe"])
+        generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
+        settings = train.StepSettings.from_args(args)
+        g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
+        start = generator.conv1.conv.weight.detach().clone()
+        step = train.TrainingStep(
+            train.wrap_ddp(generator, torch.device("cpu")), train.wrap_ddp(discriminator, torch.device("cpu")),
+            g_ema, g_optim, d_optim, settings, compile=True,
+        )
+        random.seed(0)
+        for iteration in range(3):
+            step(iteration, torch.rand(4, 3, 32, 32) * 2 - 1)
+        assert not torch.equal(generator.conv1.conv.weight, start)
+        torch.distributed.destroy_process_group()
+    """))
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--standalone", str(driver)]
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def test_compiled_unmixed_batches_render_as_uncompiled_ones():
     """Under --compile an unmixed batch is passed as two latents switching after the last layer;
     the images are those of the one-latent input, and the random draws that follow are the same."""
