@@ -251,7 +251,6 @@ class TrainingStep:
         # gradients, which torch.compile always checks, but not by the parameters' requires_grad,
         # which PyTorch 2.11 does not (pytorch/pytorch#139476): it reused the frozen generator's
         # graph in the generator phase, which then had no gradient.
-        requires_grad(self.generator, True)
         requires_grad(self.discriminator, True)
         self.discriminator_phase(real_img, p, losses)
         if self.settings.r1_now(iteration):
