@@ -122,3 +122,24 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     resumed = bench.report(bench.parse_args(args), torch.device("cpu"))
     assert resumed["fastest"] == failing
     assert not any("error" in r for r in resumed["measurements"])
+
+
+def test_a_compiled_setting_times_the_compiled_generator_for_generation_too(monkeypatch):
+    """Eagerly, generation at 256 px is bound by the Python cost of its ~640 small ops on a GPU,
+    so a compiled setting's generation figure must come from a compiled g_ema (eval mode), not
+    from the eager one beside the compiled training modules."""
+    import bench
+    from model import Generator
+
+    compiled = []
+    compile_function = torch.compile
+
+    def compile_for_the_test(module, **kwargs):
+        compiled.append(module)
+        return compile_function(module, backend="eager")  # dynamo's tracing without code generation
+
+    monkeypatch.setattr(torch, "compile", compile_for_the_test)
+    args = bench.parse_args(["--device", "cpu", "--channel_max", "16", "--warmup", "1", "--iters", "1", "--gen_iters", "1"])
+    figures = bench.measure("none", 32, 2, bench.fast_settings("fp32,plain,compile"), args, torch.device("cpu"))
+    assert figures["settings"] == "fp32, plain modconv, custom ops, compiled" and figures["generate_img_s"] > 0
+    assert [module.training for module in compiled if isinstance(module, Generator)] == [True, False]
