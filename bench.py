@@ -220,6 +220,10 @@ def chosen_ops(settings):
 def timing_step(position, size, batch, settings, args, device):
     """The training step of one workload under `settings`, and random "real" images for it in
     its memory format."""
+    if settings["compile"]:
+        # dynamo keeps every graph it built for Generator.forward and Discriminator.forward, three
+        # and two per workload, and past 8 runs that code eagerly: each workload starts afresh
+        torch.compiler.reset()
     autocast = setup_precision(settings["precision"], device)
     step = training_step(position, size, args, device, settings, autocast)
     real = torch.randn(batch, 3, size, size, device=device).clamp(-1, 1)
