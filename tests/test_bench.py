@@ -137,8 +137,6 @@ def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatc
     dynamo_config = pytest.importorskip("torch._dynamo.config")
     if not hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
         pytest.skip(f"torch {torch.__version__} cannot fail on dynamo's recompile limit")
-    monkeypatch.setattr(dynamo_config, "recompile_limit", 4)
-    monkeypatch.setattr(dynamo_config, "fail_on_recompile_limit_hit", True)
     compiled = []
     compile_function = torch.compile
 
@@ -149,6 +147,7 @@ def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatc
     monkeypatch.setattr(torch, "compile", compile_for_the_test)
     args = bench.parse_args(["--device", "cpu", "--channel_max", "16", "--warmup", "1", "--iters", "1", "--gen_iters", "1"])
     for position in ("none", "mspe"):
-        figures = bench.measure(position, 32, 2, bench.fast_settings("fp32,plain,compile"), args, torch.device("cpu"))
+        with dynamo_config.patch(recompile_limit=4, fail_on_recompile_limit_hit=True):
+            figures = bench.measure(position, 32, 2, bench.fast_settings("fp32,plain,compile"), args, torch.device("cpu"))
         assert figures["settings"] == "fp32, plain modconv, custom ops, compiled" and figures["generate_img_s"] > 0
     assert [module.training for module in compiled if isinstance(module, Generator)] == [True, False] * 2
