@@ -70,8 +70,9 @@ REFERENCE = {
 ORIGINAL = {"precision": "tf32", "modconv": "grouped", "channels_last": False, "compile": False, "impl": "auto"}
 # What --report tries for speed, on mspe 256: precision, the modulated convolution, the memory
 # format, custom CUDA ops against PyTorch's (cuDNN's depthwise convolutions handle channels-last),
-# and torch.compile: eagerly, one mspe 256 iteration is some 5,000 small ops, whose Python and
-# launch costs (about 10 us each) come near the 90 ms an iteration may take at 175 img/s.
+# and torch.compile: eagerly, one mspe 256 iteration runs some 4,000 ops besides Adam's (counted
+# with a dispatch mode), and at 10 us or more of Python and launch cost each they come near the
+# 90 ms an iteration may take at 175 img/s.
 FAST_CANDIDATES = (
     "tf32,plain", "bf16,plain", "bf16,plain,channels_last", "bf16,plain,channels_last,ref",
     "bf16,plain,channels_last,compile",
