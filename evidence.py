@@ -199,16 +199,20 @@ def train_side_by_side(args, runs, data, device, progress, timesheet):
 
 
 class Timesheet:
-    """Seconds spent on each job and in all (wall time), summed over every call of evidence.py and
-    saved after every job to --out/runs/seconds.json, so an interrupted run reports its full cost."""
+    """Seconds spent on each job, per machine and kind of job, and in all (wall time), summed over
+    every call of evidence.py and saved after every job to --out/runs/seconds.json, so an
+    interrupted run reports its full cost, and runs trained on one machine (a GPU lent for an
+    hour) and measured on another say so."""
 
-    def __init__(self, out):
+    def __init__(self, out, machine):
         self.path = os.path.join(out, "runs", "seconds.json")
-        self.jobs, self.wall_before = {}, 0.0
+        self.machine = machine
+        self.jobs, self.machines, self.wall_before = {}, {}, 0.0
         if os.path.exists(self.path):
             with open(self.path) as file:
                 saved = json.load(file)
             self.jobs, self.wall_before = saved["jobs"], saved["wall"]
+            self.machines = saved.get("machines", {})  # older files: every job on this machine
         self.start = time.perf_counter()
 
     def wall(self):
@@ -216,8 +220,20 @@ class Timesheet:
 
     def add(self, job, spent):
         self.jobs[job] = self.jobs.get(job, 0.0) + spent
+        kinds = self.machines.setdefault(self.machine, {})
+        kind = job.split()[0]
+        kinds[kind] = kinds.get(kind, 0.0) + spent
         with open(self.path, "w") as file:
-            json.dump({"wall": self.wall(), "jobs": self.jobs}, file, indent=2)
+            json.dump({"wall": self.wall(), "jobs": self.jobs, "machines": self.machines}, file, indent=2)
+
+    def where(self):
+        """'on <machine>', or, when several machines did the jobs, what each did and for how long."""
+        if len(self.machines) <= 1:
+            return f"on {next(iter(self.machines), self.machine)}"
+        return "(" + "; ".join(
+            f"{' + '.join(kinds)} on {machine}: {sum(kinds.values()) / 60:.1f} min"
+            for machine, kinds in self.machines.items()
+        ) + ")"
 
 
 def measure(args, model, seed, data, device):
@@ -318,7 +334,7 @@ def cell(value):
     return "-" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
 
 
-def write_report(args, argv, rows, summary, minutes):
+def write_report(args, argv, rows, summary, timesheet):
     out = args.out
     with open(os.path.join(out, "runs.csv"), "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
@@ -343,8 +359,8 @@ def write_report(args, argv, rows, summary, minutes):
         f"random circular translation, {args.iter} iterations of batch {args.batch} per run, channels capped at "
         f"{args.channel_max}, latent {args.latent}, mapping depth {args.n_mlp}, R1 {r1_text}.{own_recipes} Seeds "
         f"{', '.join(map(str, args.seeds))}; {args.n} latents/images per metric. Mean ± standard deviation over "
-        f"seeds. {minutes:.1f} minutes of wall time in all on {machine(args)}, training up to {args.parallel} runs "
-        "at once.",
+        f"seeds. {timesheet.wall() / 60:.1f} minutes of wall time in all {timesheet.where()}, training up to "
+        f"{args.parallel} runs at once.",
         "",
         "| model | " + " | ".join(FIGURES.values()) + " |",
         "|---" * (len(FIGURES) + 1) + "|",
@@ -425,7 +441,7 @@ def main(argv=None):
     data = dataset_path(args)
     runs = [(model, seed) for model in args.models for seed in args.seeds]
     jobs = [("measure", run) for run in runs] + [("gif", (model, None)) for model in args.models]
-    timesheet = Timesheet(args.out)
+    timesheet = Timesheet(args.out, machine(args))
     rows = []
     with tqdm(total=len(runs) + len(jobs), desc="evidence: training", unit="job", file=sys.stdout) as progress:
         train_side_by_side(args, runs, data, device, progress, timesheet)
@@ -442,7 +458,7 @@ def main(argv=None):
     summary = summarise(rows, args.models)
     save_samples(args)
     draw_plots(args, summary)
-    write_report(args, argv, rows, summary, timesheet.wall() / 60)
+    write_report(args, argv, rows, summary, timesheet)
     with open(os.path.join(args.out, "report.md")) as file:
         print(file.read())
     print(f"wrote {args.out}/report.md, runs.csv, summary.csv, eqt.png, swd_vs_shift.png, samples.png, shift_*.gif")

@@ -4,9 +4,11 @@ report, and a second call that reuses what the first trained and measured."""
 import csv
 import os
 
+import torch
 from PIL import Image
 
 import evidence
+from checkpoint import load_checkpoint
 
 TINY = [
     "--models", "none,mspe", "--seeds", "0,1", "--iter", "2", "--batch", "4", "--size", "16", "--channel_max", "16",
@@ -17,6 +19,8 @@ TINY = [
 
 def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    this_machine = evidence.machine
+    monkeypatch.setattr(evidence, "machine", lambda args: "NVIDIA H100 80GB HBM3")
     evidence.main(TINY)
     report = tmp_path / "report"
     for name in ["report.md", "runs.csv", "summary.csv", "eqt.png", "swd_vs_shift.png", "samples.png",
@@ -54,3 +58,18 @@ def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     assert [os.path.getmtime(path) for path in checkpoints] == stamps
     assert [os.path.getmtime(path) for path in sorted(report.glob("runs/*-s*.json"))] == caches
     assert "| mspe |" in capsys.readouterr().out
+
+    # trained on a GPU, measured here from generator-only checkpoints (what a GPU lent for a short
+    # while can bring back): the same figures, and the report says which machine did what
+    for path in checkpoints:
+        trained = load_checkpoint(path)
+        torch.save({"g_ema": trained["g_ema"], "args": trained["args"]}, path)
+    for cache in report.glob("runs/*-s*.json"):
+        cache.unlink()
+    runs_on_gpu = (report / "runs.csv").read_text()
+    monkeypatch.setattr(evidence, "machine", this_machine)
+    evidence.main(TINY)
+    assert (report / "runs.csv").read_text() == runs_on_gpu
+    text = (report / "report.md").read_text()
+    assert "(train + measure + gif on NVIDIA H100 80GB HBM3: " in text
+    assert f"; measure + gif on a {os.cpu_count()}-core CPU: " in text
