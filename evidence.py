@@ -201,8 +201,8 @@ def train_side_by_side(args, runs, data, device, progress, timesheet):
 class Timesheet:
     """Seconds spent on each job, per machine and kind of job, and in all (wall time), summed over
     every call of evidence.py and saved after every job to --out/runs/seconds.json, so an
-    interrupted run reports its full cost, and runs trained on one machine (a GPU lent for an
-    hour) and measured on another say so."""
+    interrupted run reports its full cost, and runs trained on one machine (a GPU lent for a
+    short while) and measured on another say so."""
 
     def __init__(self, out, machine):
         self.path = os.path.join(out, "runs", "seconds.json")
@@ -382,8 +382,8 @@ def write_report(args, argv, rows, summary, timesheet):
         file.write("\n".join(lines))
 
 
-def machine(args):
-    device = choose_device(args.device)
+def machine(device):
+    """What the report calls `device`: the GPU's name, or the CPU's core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"a {os.cpu_count()}-core CPU"
@@ -441,7 +441,7 @@ def main(argv=None):
     data = dataset_path(args)
     runs = [(model, seed) for model in args.models for seed in args.seeds]
     jobs = [("measure", run) for run in runs] + [("gif", (model, None)) for model in args.models]
-    timesheet = Timesheet(args.out, machine(args))
+    timesheet = Timesheet(args.out, machine(device))
     rows = []
     with tqdm(total=len(runs) + len(jobs), desc="evidence: training", unit="job", file=sys.stdout) as progress:
         train_side_by_side(args, runs, data, device, progress, timesheet)

@@ -1,5 +1,6 @@
 """evidence.py at a tiny budget: two models, two seeds trained two at a time, every figure, the
-report, and a second call that reuses what the first trained and measured."""
+report, a second call that reuses what the first trained and measured, and a third that measures
+generator-only checkpoints trained on another machine."""
 
 import csv
 import os
@@ -20,7 +21,7 @@ TINY = [
 def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     this_machine = evidence.machine
-    monkeypatch.setattr(evidence, "machine", lambda args: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(evidence, "machine", lambda device: "NVIDIA H100 80GB HBM3")
     evidence.main(TINY)
     report = tmp_path / "report"
     for name in ["report.md", "runs.csv", "summary.csv", "eqt.png", "swd_vs_shift.png", "samples.png",
