@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from bench import FlopCounter
+import bench
+from model import Generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,10 +19,10 @@ def test_flop_counter_counts_convolutions_and_their_gradients():
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     weight = torch.randn(5, 3, 3, 3, requires_grad=True)
     forward = 2 * 2 * 5 * 8 * 8 * 3 * 3 * 3  # 2 FLOPs per multiply-add
-    with FlopCounter() as counter:
+    with bench.FlopCounter() as counter:
         out = F.conv2d(x, weight, padding=1)
     assert counter.total == forward
-    with FlopCounter() as counter:
+    with bench.FlopCounter() as counter:
         out.sum().backward()
     assert counter.total == 2 * forward  # input and weight gradients
 
@@ -80,8 +81,6 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
 
 
 def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cuda_tests_fail(tmp_path, monkeypatch):
-    import bench
-
     failed_tests = {"passed": 3, "failed": 1, "skipped": 0, "error": 0, "returncode": 1, "summary": "1 failed, 3 passed",
                     "output": ""}
     monkeypatch.setattr(bench, "run_cuda_tests", lambda: failed_tests)
@@ -125,15 +124,11 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     assert not any("error" in r for r in resumed["measurements"])
 
 
-
 def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatch):
     """Eagerly, generation at 256 px is bound by the Python cost of its ~640 small ops on a GPU,
     so a compiled setting's generation figure must come from a compiled g_ema (eval mode). And
     a report measures several compiled workloads in one process: dynamo's limit on graphs per
     function (here 4, fewer than two workloads build) must not turn a later one eager."""
-    import bench
-    from model import Generator
-
     dynamo_config = pytest.importorskip("torch._dynamo.config")
     if not hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
         pytest.skip(f"torch {torch.__version__} cannot fail on dynamo's recompile limit")
