@@ -281,6 +281,31 @@ def test_lazy_regularisation_corrects_adam():
     assert train.adam_settings(train.StepSettings.from_args(args))["g"] == (0.002, (0.0, 0.99))
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [["--position", "none"], ["--position", "mspe"], ["--position", "mspe", "--modconv", "plain"],
+     ["--arch", "swagan", "--position", "mspe"], ["--arch", "stylegan3-t", "--channel_max", "16"]],
+    ids=["none", "mspe", "mspe-plain", "swagan", "stylegan3-t"],
+)
+def test_training_iterations_never_read_values_back_from_the_device(flags):
+    """On a GPU, a value read back inside an iteration (.item(), float(), a shape that depends on
+    data) makes the host wait for the device every step. Meta tensors have no values, so any such
+    read raises here: iteration 0 runs R1 and the path-length penalty, iteration 1 neither."""
+    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--g_reg_every", "4", "--mixing", "0.9", *flags])
+    meta = torch.device("meta")
+    generator, discriminator, g_ema = (
+        module.to(meta) for module in train.build_models(args, torch.device("cpu"), modconv=args.modconv)
+    )
+    settings = train.StepSettings.from_args(args)
+    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
+    step = train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings)
+    real = torch.empty(4, 3, 32, 32, device=meta)
+    losses = set()
+    for iteration in (0, 1):
+        losses |= set(step(iteration, real))
+    assert {"d", "r1", "g", "path_length"} <= losses
+
+
 @pytest.mark.parametrize("position", ["none", "mspe"])
 def test_channels_last_runs_the_whole_synthesis_channels_last(position):
     """--channels_last with the plain modulated convolution: every styled convolution's output
