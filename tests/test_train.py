@@ -287,10 +287,11 @@ def test_lazy_regularisation_corrects_adam():
      ["--arch", "swagan", "--position", "mspe"], ["--arch", "stylegan3-t", "--channel_max", "16"]],
     ids=["none", "mspe", "mspe-plain", "swagan", "stylegan3-t"],
 )
-def test_training_iterations_never_read_values_back_from_the_device(flags):
+def test_training_and_generation_never_read_values_back_from_the_device(flags):
     """On a GPU, a value read back inside an iteration (.item(), float(), a shape that depends on
     data) makes the host wait for the device every step. Meta tensors have no values, so any such
-    read raises here: iteration 0 runs R1 and the path-length penalty, iteration 1 neither."""
+    read raises here: iteration 0 runs R1 and the path-length penalty, iteration 1 neither; then the
+    EMA generator renders a batch."""
     args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--g_reg_every", "4", "--mixing", "0.9", *flags])
     meta = torch.device("meta")
     generator, discriminator, g_ema = (
@@ -304,6 +305,9 @@ def test_training_iterations_never_read_values_back_from_the_device(flags):
     for iteration in (0, 1):
         losses |= set(step(iteration, real))
     assert {"d", "r1", "g", "path_length"} <= losses
+    with torch.no_grad():
+        image, _ = g_ema([torch.empty(4, 32, device=meta)])  # generation, as bench.py times it
+    assert image.shape == (4, 3, 32, 32)
 
 
 @pytest.mark.parametrize("position", ["none", "mspe"])
