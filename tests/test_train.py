@@ -281,6 +281,17 @@ def test_lazy_regularisation_corrects_adam():
     assert train.adam_settings(train.StepSettings.from_args(args))["g"] == (0.002, (0.0, 0.99))
 
 
+def tiny_step(*flags, device="cpu", **step_options):
+    """train.py's TrainingStep for the tiny model with `flags`, built on the CPU (the same
+    initialisation everywhere) and moved to `device`; `step_options`: TrainingStep's keywords."""
+    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, *flags])
+    models = train.build_models(args, torch.device("cpu"), modconv=args.modconv)
+    generator, discriminator, g_ema = (module.to(device) for module in models)
+    settings = train.StepSettings.from_args(args)
+    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
+    return train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings, **step_options)
+
+
 @pytest.mark.parametrize(
     "flags",
     [["--position", "none"], ["--position", "mspe"], ["--position", "mspe", "--modconv", "plain"],
@@ -292,21 +303,15 @@ def test_training_and_generation_never_read_values_back_from_the_device(flags):
     data) makes the host wait for the device every step. Meta tensors have no values, so any such
     read raises here: iteration 0 runs R1 and the path-length penalty, iteration 1 neither; then the
     EMA generator renders a batch."""
-    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--g_reg_every", "4", "--mixing", "0.9", *flags])
     meta = torch.device("meta")
-    generator, discriminator, g_ema = (
-        module.to(meta) for module in train.build_models(args, torch.device("cpu"), modconv=args.modconv)
-    )
-    settings = train.StepSettings.from_args(args)
-    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
-    step = train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings)
+    step = tiny_step("--g_reg_every", "4", "--mixing", "0.9", *flags, device=meta)
     real = torch.empty(4, 3, 32, 32, device=meta)
     losses = set()
     for iteration in (0, 1):
         losses |= set(step(iteration, real))
     assert {"d", "r1", "g", "path_length"} <= losses
     with torch.no_grad():
-        image, _ = g_ema([torch.empty(4, 32, device=meta)])  # generation, as bench.py times it
+        image, _ = step.g_ema([torch.empty(4, 32, device=meta)])  # generation, as bench.py times it
     assert image.shape == (4, 3, 32, 32)
 
 
@@ -331,13 +336,9 @@ def test_channels_last_runs_the_whole_synthesis_channels_last(position):
 
 
 def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2, modconv="grouped"):
-    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--g_reg_every", "2"])
-    generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"), modconv=modconv)
-    settings = train.StepSettings.from_args(args)
-    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
+    step = tiny_step("--g_reg_every", "2", "--modconv", modconv, ada=AdaptiveAugment(p=0.5), autocast=autocast)
     if channels_last:
-        train.use_channels_last(generator, discriminator, g_ema)
-    step = train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings, AdaptiveAugment(p=0.5), autocast)
+        train.use_channels_last(step.generator, step.discriminator, step.g_ema)
     torch.manual_seed(1)
     random.seed(1)  # style mixing
     real = torch.rand(4, 3, 32, 32) * 2 - 1
@@ -347,7 +348,7 @@ def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2, modconv="
     for i in range(steps):  # iteration 0 runs R1 and path-length regularisation
         losses = step(i, real)
         history.append({key: value.item() for key, value in losses.items()})
-    return history, g_ema.state_dict()
+    return history, step.g_ema.state_dict()
 
 
 def test_channels_last_and_plain_modconv_match_fp32_and_bf16_trains(monkeypatch):
@@ -385,11 +386,8 @@ def test_compiled_step_traces_whole_graphs_and_one_per_phase(monkeypatch):
     torch._dynamo.reset()
     counters = torch._dynamo.utils.counters
     counters.clear()
-    args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--position", "mspe", "--mixing", "0.9"])
-    generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
-    settings = train.StepSettings.from_args(args)
-    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
-    step = train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings, compile=True)
+    step = tiny_step("--position", "mspe", "--mixing", "0.9", compile=True)
+    generator = step.generator
     random.seed(0)
     real = torch.rand(4, 3, 32, 32) * 2 - 1
     start = generator.conv1.conv.weight.detach().clone()
