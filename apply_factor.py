@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
 from generate import render, seed_inputs
-from images import make_grid, save_gif, save_grid
-from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, move_noise
+from utils.images import make_grid, save_gif, save_grid
+from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, move_noise
 
 
 def load_directions(path, latent_dim):

@@ -23,10 +23,10 @@ import torch
 from torchvision import transforms
 
 from dataset import MultiResolutionDataset
-from device import choose_device
-from fid import inception_statistics, save_statistics
-from inception import load_inception
-from metric_utils import batch_sizes, real_image_batches
+from utils.device import choose_device
+from evaluation.fid import inception_statistics, save_statistics
+from evaluation.inception import load_inception
+from evaluation.common import batch_sizes, real_image_batches
 from metrics import main as metrics_main
 
 

@@ -22,7 +22,7 @@ import sys
 import torch
 
 import swagan
-from device import choose_device
+from utils.device import choose_device
 from model import POSITIONS, Discriminator, Generator, canonical_position
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from stylegan3 import AliasFreeGenerator

@@ -20,8 +20,8 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision import transforms
 
-from images import to_tensor
-from shift import roll_each
+from utils.images import to_tensor
+from utils.shift import roll_each
 
 LENGTH_KEY = b"length"
 SIZES_KEY = b"sizes"

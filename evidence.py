@@ -45,12 +45,12 @@ from tqdm import tqdm
 import generate
 import projector
 from checkpoint import load_generator
-from device import choose_device
-from equivariance import translation_equivariance
-from images import labelled_rows, save_grid
-from metric_utils import generated_batches, open_real_images
+from utils.device import choose_device
+from evaluation.equivariance import translation_equivariance
+from utils.images import labelled_rows, save_grid
+from evaluation.common import generated_batches, open_real_images
 from prepare_data import prepare
-from report import LINE_COLOURS, quality_at_shift
+from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
 from train import r1_heuristic
 
 ROOT = os.path.dirname(os.path.abspath(__file__))

@@ -28,10 +28,10 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
-from images import make_grid, save_gif, save_grid, to_pil
-from equivariance import input_transform, rotate_transform
+from utils.images import make_grid, save_gif, save_grid, to_pil
+from evaluation.equivariance import input_transform, rotate_transform
 from model import require_positional
-from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, move_noise
+from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, move_noise
 
 SAVE_CHOICES = ("both", "grid", "single")
 

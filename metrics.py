@@ -22,17 +22,17 @@ import sys
 from tqdm import tqdm
 
 from checkpoint import load_generator, model_label, resolve_checkpoint
-from device import choose_device
-from equivariance import rotation_equivariance, translation_equivariance
-from fid import (
+from utils.device import choose_device
+from evaluation.equivariance import rotation_equivariance, translation_equivariance
+from evaluation.fid import (
     frechet_distance,
     inception_statistics,
     load_statistics,
     save_statistics,
     warn_few_fid_images,
 )
-from inception import FID_WEIGHTS_URL, load_inception
-from metric_utils import (
+from evaluation.inception import FID_WEIGHTS_URL, load_inception
+from evaluation.common import (
     NOISE_MODES,
     batch_sizes,
     checkpoint_labels,
@@ -42,11 +42,12 @@ from metric_utils import (
     real_image_batches,
     write_json,
 )
-from perceptual import build_lpips
-from ppl import add_ppl_arguments, perceptual_path_length
-from report import SHIFT_DIRECTIONS, spatial_bias_report, write_report
-from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
-from swd import SWDDescriptors, swd, swd_resolutions
+from evaluation.perceptual import build_lpips
+from evaluation.ppl import perceptual_path_length
+from ppl import add_ppl_arguments
+from evaluation.spatial_bias import SHIFT_DIRECTIONS, spatial_bias_report, write_report
+from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
+from evaluation.swd import SWDDescriptors, swd, swd_resolutions
 
 INCEPTION_WEIGHTS_HELP = "Inception-v3 state dict file (pytorch-fid or torchvision); default: download the FID Inception once"
 

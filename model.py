@@ -30,7 +30,7 @@ from op import (
     upfirdn2d,
     upsample_padding,
 )
-from shift import shift_at, shifted_positions, subpixel_roll
+from utils.shift import shift_at, shifted_positions, subpixel_roll
 
 POSITIONS = ("none", "sspe", "mspe")
 # Other names of a position: the original train.py lists `rand_mspe`, which its code builds as mspe.

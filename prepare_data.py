@@ -29,8 +29,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from dataset import image_key, summary_records
-from images import load_rgb, resize_and_crop
-from synthetic import render_face
+from utils.images import load_rgb, resize_and_crop
+from utils.synthetic import render_face
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 RESAMPLE = {"lanczos": Image.LANCZOS, "bilinear": Image.BILINEAR}

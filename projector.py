@@ -27,9 +27,9 @@ from torch import optim
 from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args, model_label
-from images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
-from perceptual import build_lpips, perceptual_input
-from shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, integer_translate, move_noise
+from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
+from evaluation.perceptual import build_lpips, perceptual_input
+from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, integer_translate, move_noise
 
 LOSSES = ("lpips", "mse")
 

@@ -44,8 +44,8 @@ from torch.nn import functional as F
 from torch.utils import data
 from tqdm import tqdm
 
-import distributed
-from augment import AdaptiveAugment, augment
+from training import distributed
+from training.augment import AdaptiveAugment, augment
 from checkpoint import (
     LATEST,
     add_model_arguments,
@@ -65,8 +65,8 @@ from checkpoint import (
     save_checkpoint,
 )
 from dataset import MultiResolutionDataset, ResumableSampler, SeededRecords, train_transform
-from device import PRECISIONS, default_precision, setup_precision
-from images import save_grid
+from utils.device import PRECISIONS, default_precision, setup_precision
+from utils.images import save_grid
 from model import MODCONVS, Generator as StyleGAN2Generator, check_size
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from op import conv2d_gradfix, upfirdn2d

@@ -22,7 +22,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from prepare_data import COMMIT_EVERY, INITIAL_MAP_SIZE, prepare, write_batch  # noqa: E402
-from synthetic import render_face  # noqa: E402
+from utils.synthetic import render_face  # noqa: E402
 
 DISTINCT_FACES = 30
 

@@ -26,11 +26,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from checkpoint import load_generator  # noqa: E402
-from equivariance import translation_equivariance  # noqa: E402
-from images import labelled_rows, make_grid, to_pil  # noqa: E402
-from metric_utils import generated_batches, open_real_images  # noqa: E402
+from evaluation.equivariance import translation_equivariance  # noqa: E402
+from utils.images import labelled_rows, make_grid, to_pil  # noqa: E402
+from evaluation.common import generated_batches, open_real_images  # noqa: E402
 from prepare_data import prepare  # noqa: E402
-from report import quality_at_shift  # noqa: E402
+from evaluation.spatial_bias import quality_at_shift  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = ["--position", "mspe", "--translate", "1.0", "--size", "32", "--workers", "0"]

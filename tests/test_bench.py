@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-import bench
+from benchmarks import bench
 from model import Generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +29,7 @@ def test_flop_counter_counts_convolutions_and_their_gradients():
 
 def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    command = [sys.executable, os.path.join(ROOT, "bench.py"), "--device", "cpu", "--size", "32", "--batch", "4",
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--device", "cpu", "--size", "32", "--batch", "4",
                "--channel_max", "16", "--warmup", "1", "--iters", "1", "--gen_iters", "1", "--json", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
@@ -40,7 +40,7 @@ def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
 
 
 def run_report(out, cwd):
-    command = [sys.executable, os.path.join(ROOT, "bench.py"), "--report", str(out), "--device", "cpu",
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--report", str(out), "--device", "cpu",
                "--warmup", "1", "--iters", "1", "--gen_iters", "1", "--fast", "fp32,plain,channels_last"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})

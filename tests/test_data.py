@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 import prepare_data
 from dataset import MultiResolutionDataset, circular_translate, train_transform
 from prepare_data import PrepareError, prepare
-from synthetic import render_face
+from utils.synthetic import render_face
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

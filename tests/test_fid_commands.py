@@ -11,7 +11,8 @@ import torch
 
 import calc_inception
 import fid
-import inception
+from evaluation import fid as fid_metric
+from evaluation import inception
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_statistics_pickled_as_the_original_writes_them_are_read(tmp_path, proto
     path = tmp_path / "inception_ffhq.pkl"
     with open(path, "wb") as file:
         pickle.dump({"mean": mean, "cov": cov, "size": 256, "path": "ffhq", "count": np.int64(7)}, file, protocol=protocol)
-    loaded_mean, loaded_cov, info = fid.load_statistics(str(path))
+    loaded_mean, loaded_cov, info = fid_metric.load_statistics(str(path))
     assert np.array_equal(loaded_mean, mean) and np.array_equal(loaded_cov, cov)
     assert info == {"size": 256, "path": "ffhq", "count": 7}
 
@@ -49,11 +50,11 @@ def test_a_statistics_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp
     with open(path, "wb") as file:
         pickle.dump({"mean": np.zeros(2), "cov": np.eye(2), "payload": WritesAFile(str(marker))}, file)
     with pytest.raises(ValueError, match=r"would call _?io\.open") as refused:  # _io.open from Python 3.12
-        fid.load_statistics(str(path))
+        fid_metric.load_statistics(str(path))
     assert "calc_inception.py" in str(refused.value)
     assert not marker.exists()
     with pytest.raises(pickle.UnpicklingError):
-        fid.StatisticsUnpickler(io.BytesIO(pickle.dumps(torch.nn.Identity()))).load()
+        fid_metric.StatisticsUnpickler(io.BytesIO(pickle.dumps(torch.nn.Identity()))).load()
 
 
 def test_the_original_command_lines(synthetic_lmdb, tmp_path, monkeypatch, capsys, fid_inception_weights,

@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-import equivariance
-import fid
-import inception
+from evaluation import equivariance
+from evaluation import fid
+from evaluation import inception
 import metrics
-import report
-import swd
+from evaluation import spatial_bias
+from evaluation import swd
 from checkpoint import build_generator
 from model import PositionalInput
 
@@ -255,7 +255,7 @@ def test_report_command_end_to_end(synthetic_lmdb, tmp_path, make_tiny_checkpoin
     assert all(float(row["swd"]) > 0 and float(row["eqt_int_db"]) > 0 for row in rows)
 
     plot = np.asarray(Image.open(out / "report.png").convert("RGB")).reshape(-1, 3)
-    for colour in report.LINE_COLOURS[:2]:  # one line per checkpoint
+    for colour in spatial_bias.LINE_COLOURS[:2]:  # one line per checkpoint
         rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
         assert (plot == rgb).all(axis=1).sum() > 50
     assert Image.open(out / "samples.png").size[0] > 2 * 32  # one column per shift
@@ -267,7 +267,7 @@ def test_report_with_fid_adds_a_fid_column(synthetic_lmdb, tmp_path, inception_w
     def mean_distance(mean_a, cov_a, mean_b, cov_b):
         return float(np.abs(mean_a - mean_b).sum())
 
-    monkeypatch.setattr(report, "frechet_distance", mean_distance)
+    monkeypatch.setattr(spatial_bias, "frechet_distance", mean_distance)
     mspe = make_tiny_checkpoint(tmp_path / "mspe" / "000100.pt", "mspe")
     out = tmp_path / "report"
     metrics.main(

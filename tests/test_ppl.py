@@ -11,7 +11,8 @@ from torch import nn
 
 import metrics
 import ppl
-from perceptual import build_lpips
+from evaluation import ppl as ppl_metric
+from evaluation.perceptual import build_lpips
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ class ToyGenerator(nn.Module):
 @pytest.mark.parametrize("space", ["z", "w"])
 def test_ppl_is_zero_when_the_image_ignores_the_latent_and_grows_with_sensitivity(percept, space):
     scores = [
-        ppl.perceptual_path_length(ToyGenerator(sensitivity), percept, 16, 8, space=space, sampling="full")
+        ppl_metric.perceptual_path_length(ToyGenerator(sensitivity), percept, 16, 8, space=space, sampling="full")
         for sensitivity in (0.0, 0.1, 1.0)
     ]
     assert scores[0] == pytest.approx(0, abs=1e-6)
@@ -62,14 +63,14 @@ def test_ppl_is_zero_when_the_image_ignores_the_latent_and_grows_with_sensitivit
 
 def test_slerp_ends_at_its_inputs_and_stays_on_the_sphere():
     a, b = torch.randn(4, 16), torch.randn(4, 16)
-    assert torch.allclose(ppl.slerp(a, b, torch.zeros(4, 1)), ppl.normalize(a), atol=1e-5)
-    assert torch.allclose(ppl.slerp(a, b, torch.ones(4, 1)), ppl.normalize(b), atol=1e-4)
-    assert torch.allclose(ppl.slerp(a, b, torch.full((4, 1), 0.3)).norm(dim=1), torch.ones(4))
+    assert torch.allclose(ppl_metric.slerp(a, b, torch.zeros(4, 1)), ppl_metric.normalize(a), atol=1e-5)
+    assert torch.allclose(ppl_metric.slerp(a, b, torch.ones(4, 1)), ppl_metric.normalize(b), atol=1e-4)
+    assert torch.allclose(ppl_metric.slerp(a, b, torch.full((4, 1), 0.3)).norm(dim=1), torch.ones(4))
 
 
 def test_the_percentile_filter_drops_the_outliers():
     distances = np.concatenate([np.full(198, 1.0), [0.0, 1e6]])
-    assert ppl.filtered_mean(distances) == pytest.approx(1.0)
+    assert ppl_metric.filtered_mean(distances) == pytest.approx(1.0)
 
 
 def test_the_original_command_line_and_the_metrics_command(tmp_path, monkeypatch, capsys, vgg_weights,

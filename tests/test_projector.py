@@ -16,7 +16,7 @@ import torchvision
 from PIL import Image
 
 import projector
-from images import to_pil
+from utils.images import to_pil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "projector.py")

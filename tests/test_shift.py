@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-import shift
+from utils import shift
 
 
 def test_shift_at_a_resolution_is_in_that_maps_pixels():

@@ -102,8 +102,8 @@ import generate
 import metrics
 import train
 from checkpoint import load_generator
-from equivariance import rotation_equivariance, translation_equivariance
-from images import psnr
+from evaluation.equivariance import rotation_equivariance, translation_equivariance
+from utils.images import psnr
 from model import Generator
 from stylegan3 import AliasFreeGenerator, design_lowpass_filter, layer_schedule
 

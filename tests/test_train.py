@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 import train
-from augment import AdaptiveAugment, apply_color, apply_geometric, augment, rotate2d, sample_color, scale2d
+from training.augment import AdaptiveAugment, apply_color, apply_geometric, augment, rotate2d, sample_color, scale2d
 from checkpoint import build_generator, load_checkpoint
 from model import StyledConv
 

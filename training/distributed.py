@@ -11,7 +11,7 @@ import os
 import torch
 from torch import distributed as dist
 
-from device import choose_device
+from utils.device import choose_device
 
 # A gloo group for small host-side agreements (e.g. "did any rank get SIGTERM?"): it never
 # waits for the GPU, unlike a collective on the NCCL group.
@@ -95,3 +95,4 @@ def all_gather_object(value):
     gathered = [None] * get_world_size()
     dist.all_gather_object(gathered, value, group=_control_group)
     return gathered
+

@@ -27,7 +27,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-import distributed
+from training import distributed
 from op import grid_sample, upfirdn2d
 
 # Lowpass decomposition filter of the symlet-6 wavelet (12 taps): the antialiasing filter ADA

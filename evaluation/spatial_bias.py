@@ -17,13 +17,13 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from checkpoint import load_generator, model_label
-from equivariance import translation_equivariance
-from fid import feature_statistics, frechet_distance, warn_few_fid_images
-from images import make_grid, to_pil
-from inception import load_inception
-from metric_utils import checkpoint_labels, format_value, generated_batches, module_device, open_real_images, real_image_batches
-from shift import translate_images
-from swd import SWDDescriptors, swd
+from evaluation.equivariance import translation_equivariance
+from evaluation.fid import feature_statistics, frechet_distance, warn_few_fid_images
+from utils.images import make_grid, to_pil
+from evaluation.inception import load_inception
+from evaluation.common import checkpoint_labels, format_value, generated_batches, module_device, open_real_images, real_image_batches
+from utils.shift import translate_images
+from evaluation.swd import SWDDescriptors, swd
 
 SHIFT_DIRECTIONS = {"horizontal": (0, 1), "vertical": (1, 0), "diagonal": (1, 1)}
 

@@ -19,11 +19,11 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from images import psnr
-from metric_utils import batch_sizes, module_device, noise_inputs, render
+from utils.images import psnr
+from evaluation.common import batch_sizes, module_device, noise_inputs, render
 from model import require_positional
 from op import upfirdn2d, upsample_padding
-from shift import DEFAULT_NOISE_SHIFT, sinc, translate_images
+from utils.shift import DEFAULT_NOISE_SHIFT, sinc, translate_images
 
 
 # ---------------------------------------------------------------------------------------------

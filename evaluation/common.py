@@ -11,8 +11,8 @@ import os
 import torch
 
 from dataset import MultiResolutionDataset
-from images import to_tensor
-from shift import DEFAULT_NOISE_SHIFT, move_noise
+from utils.images import to_tensor
+from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
 
 # The noise maps of a render (`--noise_mode`): the generator's stored maps, fresh maps per
 # batch, or none at all.

@@ -51,13 +51,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 from tqdm import tqdm
 
-import op
-import op._plugin
-import train
-from device import PRECISIONS, choose_device, default_precision, setup_precision
-from model import MODCONVS, POSITIONS
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+import op  # noqa: E402
+import op._plugin  # noqa: E402
+import train  # noqa: E402
+from model import MODCONVS, POSITIONS  # noqa: E402
+from utils.device import PRECISIONS, choose_device, default_precision, setup_precision  # noqa: E402
 
 # The original code (its CUDA kernels, PyTorch 2.11, TF32) on one H100 80GB, config-f.
 REFERENCE = {
