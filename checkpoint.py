@@ -29,9 +29,12 @@ from stylegan3 import AliasFreeGenerator
 
 ARCHITECTURES = ("stylegan2", "swagan", *STYLEGAN3_ARCHS)
 
+# Every experiment keeps its files in checkpoint/<name>/: the checkpoint of every --save_every
+# iterations as <iterations done, 6 digits>.pt, config.json and log.jsonl (train.py).
+CHECKPOINT_ROOT = "checkpoint"
+NUMBERED = re.compile(r"\d+\.pt")
 # `--ckpt latest`: the newest numbered checkpoint of checkpoint/<name>/
 LATEST = "latest"
-NUMBERED = re.compile(r"\d+\.pt")
 # ends the name of every file written before it is complete (renamed or removed afterwards)
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -54,11 +57,26 @@ MODEL_DEFAULTS = {
 # files
 
 
+def experiment_dir(name, root=""):
+    """checkpoint/<name>, inside the folder `root` (default: the working directory)."""
+    return os.path.join(root, CHECKPOINT_ROOT, name)
+
+
+def checkpoint_file(iteration):
+    """The file name of the checkpoint saved after `iteration` iterations: 004000.pt."""
+    return f"{iteration:06d}.pt"
+
+
+def checkpoint_path(name, iteration, root=""):
+    """checkpoint/<name>/<iteration>.pt, inside the folder `root`."""
+    return os.path.join(experiment_dir(name, root), checkpoint_file(iteration))
+
+
 def resolve_checkpoint(ckpt, name):
     """`--ckpt 550000.pt` means checkpoint/<name>/550000.pt unless it is a path that exists."""
     if os.path.exists(ckpt):
         return ckpt
-    candidate = os.path.join("checkpoint", name or "", ckpt)
+    candidate = os.path.join(experiment_dir(name or ""), ckpt)
     if os.path.exists(candidate):
         return candidate
     folder = os.path.dirname(candidate)

@@ -15,41 +15,48 @@ import sys
 
 import torch
 
+from checkpoint import checkpoint_file, checkpoint_path, experiment_dir
+
 NAME = "demo"
 DATA = os.path.join("data", "demo_faces")
 
-if torch.cuda.is_available():
-    # the calibration run of the metrics: 64x64, channels capped at 128, batch 32, ~96k images
-    images, size, iterations = 20000, 64, 3000
-    model = ["--size", str(size), "--channel_max", "128", "--batch", "32"]
-else:
+
+def settings():
+    """(images, size, iterations, model flags) for this machine."""
+    if torch.cuda.is_available():
+        # the calibration run of the metrics: 64x64, channels capped at 128, batch 32, ~96k images
+        return 20000, 64, 3000, ["--size", "64", "--channel_max", "128", "--batch", "32"]
     # the recipe that learned fastest per CPU minute in benchmarks/recipe_study (round 2: "combo")
-    images, size, iterations = 4000, 32, 4000
-    model = ["--size", str(size), "--channel_max", "32", "--batch", "4", "--latent", "128", "--n_mlp", "4",
+    flags = ["--size", "32", "--channel_max", "32", "--batch", "4", "--latent", "128", "--n_mlp", "4",
              "--lr", "0.005", "--mixing", "0", "--r1", "auto", "--workers", "1"]
-final_checkpoint = f"{iterations:06d}.pt"
-checkpoint_dir = os.path.join("checkpoint", NAME)
+    return 4000, 32, 4000, flags
 
 
 def run(*arguments):
-    command = [sys.executable, *arguments]
     print("\n$ python " + " ".join(arguments), flush=True)
-    subprocess.run(command, check=True)
+    subprocess.run([sys.executable, *arguments], check=True)
 
 
-if not os.path.exists(os.path.join(DATA, "data.mdb")):
-    run("prepare_data.py", "--synthetic", str(images), "--out", DATA, "--size", str(size), "--n_worker", "2")
+def main():
+    images, size, iterations, model = settings()
+    if not os.path.exists(os.path.join(DATA, "data.mdb")):
+        run("prepare_data.py", "--synthetic", str(images), "--out", DATA, "--size", str(size), "--n_worker", "2")
 
-if not os.path.exists(os.path.join(checkpoint_dir, final_checkpoint)):
-    run("train.py", "--name", NAME, "--path", DATA, "--position", "mspe", "--translate", "1.0", *model,
-        "--iter", str(iterations), "--n_sample", "16", "--sample_every", "500", "--save_every", "1000",
-        "--ckpt", "latest")
+    if not os.path.exists(checkpoint_path(NAME, iterations)):
+        run("train.py", "--name", NAME, "--path", DATA, "--position", "mspe", "--translate", "1.0", *model,
+            "--iter", str(iterations), "--n_sample", "16", "--sample_every", "500", "--save_every", "1000",
+            "--ckpt", "latest")
 
-run("generate.py", "--name", NAME, "--ckpt", final_checkpoint, "--mode", "grid", "--n_sample", "16")
-run("generate.py", "--name", NAME, "--ckpt", final_checkpoint, "--mode", "shift", "--n_sample", "4",
-    "--radius", str(size // 4), "--pics", "16")
+    final = checkpoint_file(iterations)
+    run("generate.py", "--name", NAME, "--ckpt", final, "--mode", "grid", "--n_sample", "16")
+    run("generate.py", "--name", NAME, "--ckpt", final, "--mode", "shift", "--n_sample", "4",
+        "--radius", str(size // 4), "--pics", "16")
 
-print(
-    f"\ndone: training samples in sample/{NAME}/, checkpoints in checkpoint/{NAME}/, "
-    f"the grid and shift GIFs in generate/{NAME}/"
-)
+    print(
+        f"\ndone: training samples in sample/{NAME}/, checkpoints in {experiment_dir(NAME)}/, "
+        f"the grid and shift GIFs in generate/{NAME}/"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 import generate
 import projector
-from checkpoint import load_generator
+from checkpoint import checkpoint_path, load_generator
 from utils.device import choose_device
 from evaluation.equivariance import translation_equivariance
 from utils.images import labelled_rows, save_grid
@@ -130,8 +130,8 @@ def parse_args(argv=None):
 
 
 def run_name(args, model, seed):
-    """checkpoint/<run name>: one per model, seed and training setting except --iter, so a larger
-    --iter continues a run and any other change starts new ones."""
+    """The experiment name of a run: one per model, seed and training setting except --iter, so a
+    larger --iter continues a run and any other change starts new ones."""
     setting = [args.images, *(getattr(args, flag) for flag in TRAINING_FLAGS if flag != "iter")]
     digest = hashlib.sha1(repr(setting).encode()).hexdigest()[:6]
     return f"evidence-{args.size}px-{model}-s{seed}-{digest}"
@@ -145,7 +145,7 @@ def dataset_path(args):
 
 
 def final_checkpoint(args, model, seed):
-    return os.path.join("checkpoint", run_name(args, model, seed), f"{args.iter:06d}.pt")
+    return checkpoint_path(run_name(args, model, seed), args.iter)
 
 
 def train(args, model, seed, data, device, threads=None, log_path=None):

@@ -36,6 +36,8 @@ POSITIONS = ("none", "sspe", "mspe")
 # Other names of a position: the original train.py lists `rand_mspe`, which its code builds as mspe.
 POSITION_ALIASES = {"rand_mspe": "mspe"}
 MODCONVS = ("grouped", "plain")
+# The truncation centre of every script: the mean of this many mapped latents of seed 0.
+TRUNCATION_MEAN = 4096
 
 
 def canonical_position(position):
@@ -168,10 +170,11 @@ class EqualLinear(nn.Module):
 class ModulatedConv2d(nn.Module):
     """Style-modulated, optionally demodulated convolution of StyleGAN2.
 
-    `fused=True` folds the styles into per-sample weights and runs one grouped convolution
-    (the original); `fused=False` scales the activations instead, runs one ordinary
-    convolution with the shared weight and demodulates the output: the same function without
-    the batch's per-sample weights (B times the weight's memory), usually faster for training.
+    `modconv='grouped'` folds the styles into per-sample weights and runs one grouped
+    convolution (the original; rosinality's `fused=True`); `'plain'` scales the activations
+    instead, runs one ordinary convolution with the shared weight and demodulates the output:
+    the same function without the batch's per-sample weights (B times the weight's memory),
+    usually faster for training.
     """
 
     def __init__(
@@ -184,9 +187,11 @@ class ModulatedConv2d(nn.Module):
         upsample=False,
         downsample=False,
         blur_kernel=[1, 3, 3, 1],
-        fused=True,
+        modconv="grouped",
     ):
         super().__init__()
+        if modconv not in MODCONVS:
+            raise ValueError(f"modconv must be one of {', '.join(MODCONVS)}, not {modconv!r}")
         self.eps = 1e-8
         self.kernel_size = kernel_size
         self.in_channel = in_channel
@@ -204,7 +209,7 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
         self.demodulate = demodulate
-        self.fused = fused
+        self.modconv = modconv
 
     def __repr__(self):
         return (
@@ -216,7 +221,7 @@ class ModulatedConv2d(nn.Module):
         batch, in_channel, height, width = input.shape
         style = self.modulation(style)
 
-        if not self.fused:
+        if self.modconv == "plain":
             weight = self.scale * self.weight.squeeze(0)
             if self.demodulate:
                 # sum over i, ky, kx of (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2: a [B, O, I]
@@ -405,7 +410,7 @@ class StyledConv(nn.Module):
         upsample=False,
         blur_kernel=[1, 3, 3, 1],
         demodulate=True,
-        fused=True,
+        modconv="grouped",
     ):
         super().__init__()
         self.conv = ModulatedConv2d(
@@ -416,7 +421,7 @@ class StyledConv(nn.Module):
             upsample=upsample,
             blur_kernel=blur_kernel,
             demodulate=demodulate,
-            fused=fused,
+            modconv=modconv,
         )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
@@ -428,11 +433,11 @@ class StyledConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=[1, 3, 3, 1], fused=True):
+    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=[1, 3, 3, 1], modconv="grouped"):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
-        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False, fused=fused)
+        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False, modconv=modconv)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, input, style, skip=None):
@@ -465,15 +470,15 @@ class MappedGenerator(nn.Module):
             z = torch.randn(n, self.style_dim, generator=torch.Generator().manual_seed(seed)).to(self.device)
         return self.style(z)
 
-    def mean_latent(self, n_latent, *, seed=None):
-        """The mean of `n_latent` mapped latents [1, style_dim]: the centre of truncation."""
-        return self.sample_w(n_latent, seed=seed).mean(0, keepdim=True)
+    def mean_latent(self, n_sample, *, seed=None):
+        """The mean of `n_sample` mapped latents [1, style_dim]: the centre of truncation."""
+        return self.sample_w(n_sample, seed=seed).mean(0, keepdim=True)
 
     @torch.no_grad()
-    def truncation_latent(self, truncation, n_latent=4096):
+    def truncation_latent(self, truncation, n_sample=TRUNCATION_MEAN):
         """What the scripts pass as `truncation_latent`: None when `truncation` >= 1 (no
-        truncation), else the mean of `n_latent` latents of seed 0, the same in every script."""
-        return None if truncation >= 1 else self.mean_latent(n_latent, seed=0)
+        truncation), else the mean of `n_sample` latents of seed 0, the same in every script."""
+        return None if truncation >= 1 else self.mean_latent(n_sample, seed=0)
 
     def get_latent(self, input):
         return self.style(input)
@@ -544,11 +549,8 @@ class Generator(MappedGenerator):
         position = canonical_position(position)
         if position not in POSITIONS:
             raise ValueError(f"position must be one of {', '.join(POSITIONS)}, not {position!r}")
-        if modconv not in MODCONVS:
-            raise ValueError(f"modconv must be one of {', '.join(MODCONVS)}, not {modconv!r}")
         if affine:
             require_positional(position, "affine=True (a learned transform of the input)")
-        fused = modconv == "grouped"
         self.log_size = check_size(size) - int(math.log2(self.output_factor))
         self.size = size
         self.style_dim = style_dim
@@ -573,9 +575,9 @@ class Generator(MappedGenerator):
                 self.affine_fourier.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
 
         self.conv1 = StyledConv(
-            self.channels[4], self.channels[4], kernel_size, style_dim, blur_kernel=blur_kernel, fused=fused
+            self.channels[4], self.channels[4], kernel_size, style_dim, blur_kernel=blur_kernel, modconv=modconv
         )
-        self.to_rgb1 = self.make_to_rgb(self.channels[4], style_dim, upsample=False, fused=fused)
+        self.to_rgb1 = self.make_to_rgb(self.channels[4], style_dim, upsample=False, modconv=modconv)
 
         self.num_layers = (self.log_size - 2) * 2 + 1
         self.convs = nn.ModuleList()
@@ -594,15 +596,15 @@ class Generator(MappedGenerator):
             out_channel = self.channels[2**i]
             self.convs.append(
                 StyledConv(
-                    in_channel, out_channel, kernel_size, style_dim, upsample=True, blur_kernel=blur_kernel, fused=fused
+                    in_channel, out_channel, kernel_size, style_dim, upsample=True, blur_kernel=blur_kernel, modconv=modconv
                 )
             )
             if position == "mspe":
                 self.pes.append(PositionalAdd(out_channel, 2**i, 2**i, scale))
             self.convs.append(
-                StyledConv(out_channel, out_channel, kernel_size, style_dim, blur_kernel=blur_kernel, fused=fused)
+                StyledConv(out_channel, out_channel, kernel_size, style_dim, blur_kernel=blur_kernel, modconv=modconv)
             )
-            self.to_rgbs.append(self.make_to_rgb(out_channel, style_dim, upsample=True, fused=fused))
+            self.to_rgbs.append(self.make_to_rgb(out_channel, style_dim, upsample=True, modconv=modconv))
             in_channel = out_channel
 
         self.n_latent = self.log_size * 2 - 2
@@ -613,9 +615,9 @@ class Generator(MappedGenerator):
     def device(self):
         return self.conv1.conv.weight.device
 
-    def make_to_rgb(self, in_channel, style_dim, upsample, fused):
+    def make_to_rgb(self, in_channel, style_dim, upsample, modconv):
         """The ToRGB layer of a resolution (the first has no skip input to upsample)."""
-        return ToRGB(in_channel, style_dim, upsample=upsample, fused=fused)
+        return ToRGB(in_channel, style_dim, upsample=upsample, modconv=modconv)
 
     def to_image(self, skip):
         """The image [N, 3, H, W] of the summed ToRGB outputs: StyleGAN2's skip sum is the image."""

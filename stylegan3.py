@@ -30,7 +30,7 @@ import scipy.special
 import torch
 from torch import nn
 
-from model import EqualLinear, MappedGenerator, check_size, mapping_network
+from model import TRUNCATION_MEAN, EqualLinear, MappedGenerator, check_size, mapping_network
 from op import conv2d_gradfix, filtered_lrelu
 
 # arch -> modulated-convolution kernel, default channel base and max, radial downsampling filters
@@ -329,9 +329,9 @@ class AliasFreeGenerator(MappedGenerator):
         return tuple(int(side // stride + margin) for side in canvas)
 
     @torch.no_grad()
-    def truncation_latent(self, truncation, n_latent=4096):
+    def truncation_latent(self, truncation, n_sample=TRUNCATION_MEAN):
         """None when `truncation` >= 1, else the running mean of w tracked in training [1, style_dim]
-        (`n_latent` is not used: the mean is the model's own)."""
+        (`n_sample` is not used: the mean is the model's own)."""
         return None if truncation >= 1 else self.w_avg.unsqueeze(0)
 
     def forward(

@@ -82,13 +82,13 @@ class ToRGB(nn.Module):
     """The wavelet subbands of the image (3 x 4 channels) from the features of one resolution,
     plus the previous resolution's subbands upsampled as an image."""
 
-    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=[1, 3, 3, 1], fused=True):
+    def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=[1, 3, 3, 1], modconv="grouped"):
         super().__init__()
         if upsample:
             self.iwt = InverseHaarTransform(3)
             self.upsample = Upsample(blur_kernel)
             self.dwt = HaarTransform(3)
-        self.conv = ModulatedConv2d(in_channel, 3 * 4, 1, style_dim, demodulate=False, fused=fused)
+        self.conv = ModulatedConv2d(in_channel, 3 * 4, 1, style_dim, demodulate=False, modconv=modconv)
         self.bias = nn.Parameter(torch.zeros(1, 3 * 4, 1, 1))
 
     def forward(self, input, style, skip=None):
@@ -116,8 +116,8 @@ class Generator(StyleGAN2Generator):
         if device is not None:
             self.to(device)
 
-    def make_to_rgb(self, in_channel, style_dim, upsample, fused):
-        return ToRGB(in_channel, style_dim, upsample=upsample, fused=fused)
+    def make_to_rgb(self, in_channel, style_dim, upsample, modconv):
+        return ToRGB(in_channel, style_dim, upsample=upsample, modconv=modconv)
 
     def to_image(self, skip):
         return self.iwt(skip)

@@ -56,7 +56,8 @@ sys.path.insert(0, ROOT)
 
 import op  # noqa: E402
 import op._plugin  # noqa: E402
-import train  # noqa: E402
+from training import gan  # noqa: E402
+from training.distributed import unwrap  # noqa: E402
 from model import MODCONVS, POSITIONS  # noqa: E402
 from utils.device import PRECISIONS, choose_device, default_precision, setup_precision  # noqa: E402
 
@@ -148,19 +149,19 @@ def workloads(args, device):
 
 def training_step(
     position, size, model, device, settings, autocast=contextlib.nullcontext, step_settings=None,
-    step_class=train.TrainingStep,
+    step_class=gan.GANStep,
 ):
     """train.py's TrainingStep (train.py's default hyperparameters unless `step_settings`) for one
     workload, initialised on the CPU, then moved to `device`; `model` has channel_multiplier and
     channel_max, `settings` modconv, channels_last and compile."""
-    step_settings = step_settings or train.StepSettings()
+    step_settings = step_settings or gan.StepSettings()
     config = {"size": size, "position": position, "latent": step_settings.latent,
               "channel_multiplier": model.channel_multiplier, "channel_max": model.channel_max}
-    generator, discriminator, g_ema = train.build_models(config, "cpu", modconv=settings["modconv"])
+    generator, discriminator, g_ema = gan.build_models(config, "cpu", modconv=settings["modconv"])
     generator, discriminator, g_ema = (module.to(device) for module in (generator, discriminator, g_ema))
     if settings["channels_last"]:
-        train.use_channels_last(generator, discriminator, g_ema)
-    g_optim, d_optim = train.build_optimizers(generator, discriminator, step_settings)
+        gan.use_channels_last(generator, discriminator, g_ema)
+    g_optim, d_optim = gan.build_optimizers(generator, discriminator, step_settings)
     return step_class(
         generator, discriminator, g_ema, g_optim, d_optim, step_settings, autocast=autocast,
         compile=settings["compile"],
@@ -322,7 +323,7 @@ def run_cuda_tests():
     return {**counts, "returncode": result.returncode, "summary": summary, "output": result.stdout[-4000:]}
 
 
-class SeededStep(train.TrainingStep):
+class SeededStep(gan.GANStep):
     """A TrainingStep whose latents and noise maps are drawn on the CPU from its own seeded
     generator, so that the same iterations can run on two devices with the same inputs."""
 
@@ -331,7 +332,7 @@ class SeededStep(train.TrainingStep):
         self.rng = torch.Generator().manual_seed(2)
 
     def fake_images(self, batch):
-        generator = train.unwrap(self.generator)
+        generator = unwrap(self.generator)
         latent = torch.randn(batch, self.settings.latent, generator=self.rng).to(generator.device)
         noise = [noise.to(generator.device) for noise in generator.make_noise(batch, rng=self.rng)]
         with self.autocast():
@@ -347,7 +348,7 @@ def device_check(device, settings, iterations=4):
     only in rounding can still end up to 2 lr apart per iteration.
     """
     model = SimpleNamespace(channel_multiplier=2, channel_max=32)
-    step_settings = train.StepSettings(latent=32, mixing=0.0)
+    step_settings = gan.StepSettings(latent=32, mixing=0.0)
     real = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     runs = {}
     with chosen_ops(settings):

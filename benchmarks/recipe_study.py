@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from checkpoint import load_generator  # noqa: E402
+from checkpoint import checkpoint_iteration, experiment_dir, load_generator, numbered_checkpoints  # noqa: E402
 from evaluation.equivariance import translation_equivariance  # noqa: E402
 from utils.images import labelled_rows, make_grid, to_pil  # noqa: E402
 from evaluation.common import generated_batches, open_real_images  # noqa: E402
@@ -107,15 +107,14 @@ def finished(run):
 @torch.no_grad()
 def evaluate(name, images, n=500):
     """(figures, a [8, 3, 32, 32] batch of samples) of the newest checkpoint of run `name`."""
-    folder = os.path.join(ROOT, "runs", "recipe", name, "checkpoint", name)
-    checkpoint = sorted(f for f in os.listdir(folder) if f.endswith(".pt"))[-1]
-    generator, _ = load_generator(os.path.join(folder, checkpoint))
+    newest = numbered_checkpoints(experiment_dir(name, root=os.path.join(ROOT, "runs", "recipe", name)))[0]
+    generator, _ = load_generator(newest)
     real, indices = open_real_images(dataset(images), 32, n)
     settings = SimpleNamespace(patches=64, seed=0, batch=50, directions=128, repeats=4, noise_shift="move")
     quality = quality_at_shift(generator, real, indices, (0.0, 0.0), settings)
     eqt = translation_equivariance(generator, n_sample=200, batch=50)
     samples = next(generated_batches(generator, 8, 8, seed=0))
-    return {"config": name, "iterations": int(checkpoint[:-3]), "swd": quality["swd"], **eqt}, samples
+    return {"config": name, "iterations": checkpoint_iteration(newest), "swd": quality["swd"], **eqt}, samples
 
 
 def main():

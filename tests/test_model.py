@@ -228,7 +228,7 @@ def test_grids_are_buffers_that_follow_the_module():
     assert render(generator).dtype == torch.float64
 
 
-def test_fused_and_unfused_modulated_convolutions_agree():
+def test_grouped_and_plain_modulated_convolutions_agree():
     generator = tiny_generator("mspe")
     reference = render(generator)
     plain = tiny_generator("mspe", modconv="plain")
@@ -238,7 +238,7 @@ def test_fused_and_unfused_modulated_convolutions_agree():
         tiny_generator("mspe", modconv="fast")
 
 
-def test_fused_and_unfused_modulated_convolutions_train_alike():
+def test_grouped_and_plain_modulated_convolutions_train_alike():
     """The same gradients, to the style inputs through demodulation and the weights (float64)."""
     gradients = {}
     for modconv in MODCONVS:

@@ -21,6 +21,7 @@ import torch
 import checkpoint as checkpoint_module
 import train
 from checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
+from training import gan
 from dataset import MultiResolutionDataset, SeededRecords, image_key, train_transform
 
 NAME = "tiny"
@@ -224,7 +225,7 @@ def test_truncated_foreign_or_mismatched_checkpoints_are_refused(tmp_path, lmdb1
 
     bigger = load_checkpoint(os.path.join(folder(tmp_path), "000002.pt"))
     del bigger["args"]  # a checkpoint of another size without its configuration, as the original wrote
-    other = train.build_models(argparse_namespace(size=32), torch.device("cpu"))[0]
+    other = gan.build_models(argparse_namespace(size=32), torch.device("cpu"))[0]
     bigger["g"] = bigger["g_ema"] = other.state_dict()
     torch.save(bigger, tmp_path / "other.pt")
     message = refusal(tmp_path, lmdb16, "--iter", "4", "--ckpt", str(tmp_path / "other.pt"))
@@ -266,14 +267,14 @@ def finish(process, seconds=300):
 
 def crash_at_iteration_3(cwd, argv):
     """train_in, with a training step that raises at iteration 3 (as an out-of-memory error would)."""
-    real_call = train.TrainingStep.__call__
+    real_call = gan.GANStep.__call__
 
     def crashing_call(self, iteration, real_img):
         if iteration == 3:
             raise RuntimeError("a failure at iteration 3")
         return real_call(self, iteration, real_img)
 
-    train.TrainingStep.__call__ = crashing_call
+    gan.GANStep.__call__ = crashing_call
     train_in(cwd, argv)
 
 

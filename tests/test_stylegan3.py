@@ -106,6 +106,7 @@ from evaluation.equivariance import rotation_equivariance, translation_equivaria
 from utils.images import psnr
 from model import Generator
 from stylegan3 import AliasFreeGenerator, design_lowpass_filter, layer_schedule
+from training import gan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -183,7 +184,7 @@ def test_running_statistics_follow_training_only():
         generator.train()([torch.randn(4, 32)])
     assert generator.w_avg.abs().sum() > 0 and generator.layers[3].magnitude_ema != 1
     g_ema = tiny("stylegan3-r")
-    train.accumulate(g_ema, generator)  # the EMA generator renders with the trained statistics
+    gan.accumulate(g_ema, generator)  # the EMA generator renders with the trained statistics
     assert torch.equal(g_ema.w_avg, generator.w_avg)
     assert torch.equal(g_ema.layers[3].magnitude_ema, generator.layers[3].magnitude_ema)
 
@@ -223,14 +224,14 @@ def test_equivariance_at_initialisation():
 
 
 def test_discriminator_blur_fades_out():
-    settings = train.StepSettings(blur_sigma=10.0, blur_fade_iterations=100)
+    settings = gan.StepSettings(blur_sigma=10.0, blur_fade_iterations=100)
     assert [settings.blur_sigma_at(i) for i in (0, 50, 100, 200)] == [10.0, 5.0, 0.0, 0.0]
     images = torch.randn(2, 3, 32, 32)
-    assert train.blur_images(images, 0.0) is images
-    blurred = train.blur_images(images, 2.0)
+    assert gan.blur_images(images, 0.0) is images
+    blurred = gan.blur_images(images, 2.0)
     assert blurred.shape == images.shape and blurred.std() < 0.5 * images.std()  # white noise loses its highs
     constant = torch.full((1, 3, 32, 32), 0.5)
-    assert torch.allclose(train.blur_images(constant, 2.0)[..., 6:-6, 6:-6], constant[..., 6:-6, 6:-6])
+    assert torch.allclose(gan.blur_images(constant, 2.0)[..., 6:-6, 6:-6], constant[..., 6:-6, 6:-6])
 
 
 

@@ -1,6 +1,8 @@
-"""train.py, augment.py and distributed.py on a CPU with a tiny model (32 px, 32 channels)."""
+"""train.py, training/gan.py, training/loop.py and training/distributed.py on a CPU with a tiny
+model (32 px, 32 channels)."""
 
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -18,9 +20,11 @@ import torch
 from PIL import Image
 
 import train
-from training.augment import AdaptiveAugment, apply_color, apply_geometric, augment, rotate2d, sample_color, scale2d
-from checkpoint import build_generator, load_checkpoint
+from checkpoint import build_generator, load_checkpoint, merge_model_config
 from model import StyledConv
+from training import gan
+from training.augment import AdaptiveAugment
+from training.loop import prune_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
@@ -106,15 +110,11 @@ def test_resume_continues_iterations_and_optimiser_state(trained, tmp_path, synt
 
     # the state a resumed run starts from is the saved one
     args, explicit = train.parse_args(["--name", NAME, "--path", synthetic_lmdb, "--augment"])
-    train.merge_model_config(saved["args"], args, explicit)  # model flags from the checkpoint
-    generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
-    settings = train.StepSettings.from_args(args)
-    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
-    step = train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings)
+    merge_model_config(saved["args"], args, explicit)  # model flags from the checkpoint
+    step = gan.build_gan_step(args, torch.device("cpu"))
     step.load_state_dict(saved, "000002.pt", args)
-    ada_p = train.build_augment(args, saved).p
-    assert ada_p == saved["ada_aug_p"]
-    for optimizer, key in ((g_optim, "g_optim"), (d_optim, "d_optim")):
+    assert step.ada.p == saved["ada_aug_p"]
+    for optimizer, key in ((step.g_optim, "g_optim"), (step.d_optim, "d_optim")):
         restored, stored = optimizer.state_dict(), saved[key]
         assert restored["param_groups"] == stored["param_groups"]
         for index, state in stored["state"].items():
@@ -210,8 +210,9 @@ def test_two_ranks_with_gloo_keep_identical_generators(tmp_path, synthetic_lmdb)
         import torch
         sys.path.insert(0, {ROOT!r})
         import train
+        from training.distributed import unwrap
         trainer = train.main(sys.argv[1:])
-        torch.save(train.unwrap(trainer.step.generator).state_dict(), f"rank{{os.environ['RANK']}}.pt")
+        torch.save(unwrap(trainer.step.generator).state_dict(), f"rank{{os.environ['RANK']}}.pt")
     """))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(driver),
@@ -260,36 +261,50 @@ def test_every_spec_flag_is_accepted():
         train.parse_args(["--name", "EXP", "--path", "LMDB", "--batch", "6"])
 
 
+def test_the_step_owns_the_hyperparameter_defaults():
+    """train.py's flags named like a StepSettings field default to that field (those left to the
+    architecture's recipe default to None), so a bare command line trains with StepSettings()."""
+    defaults = gan.StepSettings()
+    flag_defaults = {action.dest: action.default for action in train.build_parser()._actions}
+    shared = [field.name for field in dataclasses.fields(defaults) if field.name in flag_defaults]
+    assert {"lr", "latent", "mixing", "r1", "d_reg_every", "path_regularize", "g_reg_every"} <= set(shared)
+    for name in shared:
+        if flag_defaults[name] is not None or name == "d_lr":
+            assert flag_defaults[name] == getattr(defaults, name), name
+    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB"])
+    gan.apply_recipe(args, explicit=set(), resumed=False, world_size=1)
+    assert gan.StepSettings.from_args(args) == dataclasses.replace(defaults, blur_fade_iterations=args.blur_fade_iterations)
+
+
 def test_keep_prunes_the_oldest_checkpoints(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "checkpoint" / NAME
     folder.mkdir(parents=True)
     for name in ["000002.pt", "000004.pt", "000010.pt", "000008.pt", "config.json", "best.pt"]:
         (folder / name).write_bytes(b"")
-    args, _ = train.parse_args(["--name", NAME, "--path", "LMDB", "--keep", "2"])
-    train.prune_checkpoints(args)
+    prune_checkpoints(os.path.join("checkpoint", NAME), keep=2)
     assert sorted(os.listdir(folder)) == ["000008.pt", "000010.pt", "best.pt", "config.json"]
 
 
 def test_lazy_regularisation_corrects_adam():
     args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB", "--g_reg_every", "4"])
-    settings = train.adam_settings(train.StepSettings.from_args(args))
+    settings = gan.adam_settings(gan.StepSettings.from_args(args))
     assert settings["d"][0] == pytest.approx(0.002 * 16 / 17)
     assert settings["d"][1] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     assert settings["g"][0] == pytest.approx(0.002 * 4 / 5)
     args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB"])  # path length off: no correction
-    assert train.adam_settings(train.StepSettings.from_args(args))["g"] == (0.002, (0.0, 0.99))
+    assert gan.adam_settings(gan.StepSettings.from_args(args))["g"] == (0.002, (0.0, 0.99))
 
 
 def tiny_step(*flags, device="cpu", **step_options):
     """train.py's TrainingStep for the tiny model with `flags`, built on the CPU (the same
     initialisation everywhere) and moved to `device`; `step_options`: TrainingStep's keywords."""
     args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, *flags])
-    models = train.build_models(args, torch.device("cpu"), modconv=args.modconv)
+    models = gan.build_models(args, torch.device("cpu"), modconv=args.modconv)
     generator, discriminator, g_ema = (module.to(device) for module in models)
-    settings = train.StepSettings.from_args(args)
-    g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
-    return train.TrainingStep(generator, discriminator, g_ema, g_optim, d_optim, settings, **step_options)
+    settings = gan.StepSettings.from_args(args)
+    g_optim, d_optim = gan.build_optimizers(generator, discriminator, settings)
+    return gan.GANStep(generator, discriminator, g_ema, g_optim, d_optim, settings, **step_options)
 
 
 @pytest.mark.parametrize(
@@ -320,10 +335,10 @@ def test_channels_last_runs_the_whole_synthesis_channels_last(position):
     """--channels_last with the plain modulated convolution: every styled convolution's output
     and the image are channels-last (no layer converts back and forth), and the image is the same."""
     args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--position", position])
-    generator, _, _ = train.build_models(args, torch.device("cpu"), modconv="plain")
+    generator, _, _ = gan.build_models(args, torch.device("cpu"), modconv="plain")
     latents = [torch.randn(2, 32)]
     expected = generator(latents, randomize_noise=False)[0]
-    train.to_channels_last(generator)
+    gan.to_channels_last(generator)
     outputs = []
     for module in generator.modules():
         if isinstance(module, StyledConv):
@@ -338,7 +353,7 @@ def test_channels_last_runs_the_whole_synthesis_channels_last(position):
 def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2, modconv="grouped"):
     step = tiny_step("--g_reg_every", "2", "--modconv", modconv, ada=AdaptiveAugment(p=0.5), autocast=autocast)
     if channels_last:
-        train.use_channels_last(step.generator, step.discriminator, step.g_ema)
+        gan.use_channels_last(step.generator, step.discriminator, step.g_ema)
     torch.manual_seed(1)
     random.seed(1)  # style mixing
     real = torch.rand(4, 3, 32, 32) * 2 - 1
@@ -368,7 +383,7 @@ def test_channels_last_and_plain_modconv_match_fp32_and_bf16_trains(monkeypatch)
     for key in plain_ema:
         torch.testing.assert_close(plain_conv_ema[key], plain_ema[key], rtol=1e-4, atol=1e-5)
 
-    monkeypatch.setattr(train.conv2d_gradfix, "enabled", True)  # restored after the test
+    monkeypatch.setattr(gan.conv2d_gradfix, "enabled", True)  # restored after the test
     args, _ = train.parse_args(["--name", "x", "--path", "x", "--precision", "bf16"])
     autocast = train.configure_precision(args, torch.device("cpu"))
     bf16_losses, _ = run_steps(channels_last=False, autocast=autocast)
@@ -412,15 +427,16 @@ def test_compiled_step_trains_under_ddp(tmp_path):
         import torch
         sys.path.insert(0, {ROOT!r})
         import train
+        from training import distributed, gan
         torch.compile = functools.partial(torch.compile, backend="aot_eager")
         torch.distributed.init_process_group("gloo")  # one rank: what torchrun sets up, as in train.py
         args, _ = train.parse_args(["--name", "x", "--path", "x", *{TINY!r}, "--position", "mspe"])
-        generator, discriminator, g_ema = train.build_models(args, torch.device("cpu"))
-        settings = train.StepSettings.from_args(args)
-        g_optim, d_optim = train.build_optimizers(generator, discriminator, settings)
+        generator, discriminator, g_ema = gan.build_models(args, torch.device("cpu"))
+        settings = gan.StepSettings.from_args(args)
+        g_optim, d_optim = gan.build_optimizers(generator, discriminator, settings)
         start = generator.conv1.conv.weight.detach().clone()
-        step = train.TrainingStep(
-            train.wrap_ddp(generator, torch.device("cpu")), train.wrap_ddp(discriminator, torch.device("cpu")),
+        step = gan.GANStep(
+            distributed.wrap_ddp(generator, torch.device("cpu")), distributed.wrap_ddp(discriminator, torch.device("cpu")),
             g_ema, g_optim, d_optim, settings, compile=True,
         )
         random.seed(0)
@@ -438,80 +454,17 @@ def test_compiled_unmixed_batches_render_as_uncompiled_ones():
     """Under --compile an unmixed batch is passed as two latents switching after the last layer;
     the images are those of the one-latent input, and the random draws that follow are the same."""
     args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, "--position", "mspe"])
-    generator, _, _ = train.build_models(args, torch.device("cpu"))
+    generator, _, _ = gan.build_models(args, torch.device("cpu"))
     images, next_draws = [], []
     for compiled in (False, True):
         random.seed(0)
         torch.manual_seed(0)
-        latents, inject_index = train.mixing_latents(4, 32, 0.0, generator.n_latent, "cpu", compiled)
+        latents, inject_index = gan.mixing_latents(4, 32, 0.0, generator.n_latent, "cpu", compiled)
         images.append(generator(latents, inject_index=inject_index, randomize_noise=False)[0])
         next_draws.append((random.random(), torch.rand(1)))
     assert len(latents) == 2
     assert torch.equal(images[0], images[1])
     assert next_draws[0] == next_draws[1]
-
-
-# ---------------------------------------------------------------------------------------------
-# augment.py
-
-
-def smooth_images(batch=2, size=32):
-    coords = torch.arange(size, dtype=torch.float32) * 2 * math.pi / size
-    y, x = torch.meshgrid(coords, coords, indexing="ij")
-    image = torch.stack([torch.sin(x + 0.3) * torch.cos(y), torch.cos(x + 2 * y), torch.sin(2 * y + 1)])
-    return image.expand(batch, -1, -1, -1).clone()
-
-
-def test_augment_with_p_zero_is_the_identity():
-    images = torch.rand(4, 3, 32, 32) * 2 - 1
-    assert augment(images, 0.0) is images
-
-
-def test_geometric_resampling_is_aligned():
-    images = smooth_images()
-    identity = torch.eye(3).repeat(2, 1, 1)
-    torch.testing.assert_close(apply_geometric(images, identity), images, atol=1e-5, rtol=0)
-    # the inverse matrix of a quarter turn: output = torch.rot90(input) up to filtering
-    quarter = rotate2d(torch.full((2,), math.pi / 2), 2, "cpu")
-    assert (apply_geometric(images, quarter) - torch.rot90(images, 1, (2, 3))).abs().max() < 0.05
-    flip = scale2d(torch.full((2,), -1.0), 1, 2, "cpu")
-    assert (apply_geometric(images, flip) - images.flip(3)).abs().max() < 0.05
-
-
-def test_colour_with_p_zero_is_the_identity_matrix():
-    color = sample_color(0.0, 3, "cpu")
-    assert torch.equal(color, torch.eye(4).repeat(3, 1, 1))
-    images = torch.rand(3, 3, 8, 8)
-    assert torch.equal(apply_color(images, color), images)
-
-
-def test_augment_keeps_shape_and_range_and_is_twice_differentiable():
-    torch.manual_seed(0)
-    images = (torch.rand(8, 3, 32, 32) * 2 - 1).requires_grad_(True)
-    augmented = augment(images, 1.0)
-    assert augmented.shape == images.shape
-    assert torch.isfinite(augmented).all()
-    assert augmented.abs().max() < 8  # colour transforms may leave [-1, 1], but not by far
-    assert not torch.allclose(augmented, images)
-
-    # R1 through augmentation: gradient of a critic at the images, then its gradient
-    weight = torch.randn(4, 3, 3, 3, requires_grad=True)
-    score = torch.nn.functional.conv2d(augmented, weight).square().mean()
-    (grad,) = torch.autograd.grad(score, images, create_graph=True)
-    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
-    grad.square().sum().backward()
-    assert torch.isfinite(weight.grad).all() and weight.grad.abs().sum() > 0
-
-
-def test_adaptive_augment_moves_p_by_the_sign_of_real_predictions():
-    ada = AdaptiveAugment(target=0.6, length=1000, update_every=8)
-    ada.tune(torch.ones(4, 1))
-    assert ada.p == 0  # not yet 8 images
-    ada.tune(torch.ones(4, 1))
-    assert ada.p == pytest.approx(8 / 1000) and ada.r_t == 1
-    for _ in range(4):
-        ada.tune(-torch.ones(4, 1))
-    assert ada.p == 0  # down by 8/1000 twice, clamped at 0
 
 
 def test_r1_auto_scales_with_resolution_and_batch():

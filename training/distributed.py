@@ -10,6 +10,7 @@ import os
 
 import torch
 from torch import distributed as dist
+from torch import nn
 
 from utils.device import choose_device
 
@@ -96,3 +97,13 @@ def all_gather_object(value):
     dist.all_gather_object(gathered, value, group=_control_group)
     return gathered
 
+
+def wrap_ddp(model, device):
+    """DistributedDataParallel; buffers (noise maps, PE tables) are constants, never broadcast."""
+    device_ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
+def unwrap(model):
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model

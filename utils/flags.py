@@ -1,0 +1,64 @@
+"""The command-line flags that several scripts share, each defined once here. (The model
+configuration's flags are checkpoint.py's `add_model_arguments`, beside the configuration.)"""
+
+from model import MODCONVS, TRUNCATION_MEAN
+from utils.device import PRECISIONS
+from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
+
+
+def add_device_argument(parser):
+    """--device: where the models run."""
+    parser.add_argument(
+        "--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
+    )
+
+
+def add_speed_arguments(parser):
+    """--precision, --modconv, --channels_last, --compile: how fast training runs, never what it
+    computes (beyond rounding)."""
+    add = parser.add_argument
+    add("--precision", type=str, default=None, choices=PRECISIONS, help="default: tf32 on CUDA, fp32 on CPU")
+    add(
+        "--modconv", type=str, default="grouped", choices=MODCONVS,
+        help="modulated convolution: per-sample weights in a grouped convolution (the original) or a plain "
+        "convolution of scaled activations (the same function, often faster)",
+    )
+    add("--channels_last", action="store_true", help="channels-last memory format (for tensor cores)")
+    add("--compile", action="store_true", help="torch.compile the generator and discriminator forward passes")
+
+
+def add_truncation_arguments(parser, default=1.0):
+    """--truncation and --truncation_mean."""
+    parser.add_argument("--truncation", type=float, default=default, help="truncation ratio (1 = none)")
+    parser.add_argument(
+        "--truncation_mean", type=int, default=TRUNCATION_MEAN,
+        help="mapped latents averaged for the truncation centre",
+    )
+
+
+def add_noise_shift_argument(parser):
+    """--noise_shift: what a shift does to the per-layer noise maps (utils/shift.py)."""
+    parser.add_argument(
+        "--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
+        help="noise maps of a shifted render: move with the content, or keep their place in the frame "
+        "(StyleGAN3's EQ-T)",
+    )
+
+
+def add_lpips_weights_argument(parser):
+    """--lpips_weights: a local file instead of torchvision's download (evaluation/perceptual.py)."""
+    parser.add_argument(
+        "--lpips_weights", type=str, default=None,
+        help="local torchvision vgg16 state dict for LPIPS's trunk (default: torchvision downloads it once)",
+    )
+
+
+def add_inception_weights_argument(parser, *names, help_suffix=""):
+    """The FID Inception's weights (evaluation/inception.py) under the flag `names` (default
+    --inception; rosinality's fid.py calls it --inception_weights)."""
+    names = names or ("--inception",)
+    parser.add_argument(
+        *names, dest=names[0].lstrip("-"), type=str, default=None,
+        help="Inception-v3 state dict file (pytorch-fid or torchvision); default: download the FID Inception once"
+        + help_suffix,
+    )
