@@ -24,6 +24,7 @@ from torchvision import transforms
 
 from dataset import MultiResolutionDataset
 from utils.device import choose_device
+from utils.flags import add_device_argument
 from evaluation.fid import inception_statistics, save_statistics
 from evaluation.inception import load_inception
 from evaluation.common import batch_sizes, real_image_batches
@@ -40,7 +41,7 @@ def build_parser():
                         help="local Inception-v3 state dict (default: download the FID Inception once)")
     parser.add_argument("--out", default=None, help="output file (default inception_<lmdb name>.pkl)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --flip coin")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(parser)
     parser.add_argument("path", metavar="PATH", nargs="?", help="path to datset lmdb file")
     return parser
 

@@ -23,6 +23,7 @@ import torch
 
 import swagan
 from utils.device import choose_device
+from utils.flags import add_device_argument
 from model import POSITIONS, Discriminator, Generator, canonical_position
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from stylegan3 import AliasFreeGenerator
@@ -281,7 +282,7 @@ def add_checkpoint_arguments(parser):
     """--ckpt, --name, --device and the model flags: what scripts that load a generator take."""
     parser.add_argument("--ckpt", type=str, default="550000.pt", help="checkpoint file, or its name inside checkpoint/<name>/")
     parser.add_argument("--name", type=str, default="test", help="experiment name")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device_argument(parser)
     add_model_arguments(parser, "model (read from the checkpoint; a flag given here must agree with it)")
 
 

@@ -43,13 +43,17 @@ def factorize(state_dict):
     return vh.T.contiguous()
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         description="Extract factor/eigenvectors of latent spaces using closed form factorization"
     )
     parser.add_argument("--out", type=str, default="factor.pt", help="name of the result factor file")
     parser.add_argument("ckpt", type=str, help="name of the model checkpoint")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
 
     checkpoint = load_checkpoint(args.ckpt)
     try:

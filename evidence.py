@@ -46,12 +46,13 @@ import generate
 import projector
 from checkpoint import checkpoint_path, load_generator
 from utils.device import choose_device
+from utils.flags import add_device_argument
 from evaluation.equivariance import translation_equivariance
 from utils.images import labelled_rows, save_grid
 from evaluation.common import generated_batches, open_real_images
 from prepare_data import prepare
 from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
-from train import r1_heuristic
+from training.gan import r1_heuristic
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 REF_FACES = [os.path.join(ROOT, "ref_face", f"{index:05d}.png") for index in range(4)]
@@ -100,17 +101,22 @@ SHIFTS = (0.0, 0.125, 0.25, 0.375, 0.5)  # fractions of the image size, horizont
 TRAINING_FLAGS = ("size", "batch", "channel_max", "latent", "n_mlp", "lr", "mixing", "r1", "iter")
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--preset", choices=list(PRESETS), default="cpu", help="budget; the flags below scale it")
     for flag, (kind, text) in SCALING.items():
         parser.add_argument(f"--{flag}", type=kind, help=f"{text} (default: the preset's)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and metrics)")
+    add_device_argument(parser)
     parser.add_argument("--parallel", type=int, help="runs trained at once (default: one per CPU core on the CPU, "
                         "1 on a GPU)")
     parser.add_argument("--out", help="report folder (default evidence/<preset>)")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:

@@ -17,6 +17,7 @@ from evaluation.common import batch_sizes, generated_batches
 from evaluation.fid import frechet_distance, inception_statistics, load_statistics, warn_few_fid_images
 from evaluation.inception import load_inception
 from utils.device import choose_device
+from utils.flags import add_device_argument
 
 
 def build_parser():
@@ -31,7 +32,7 @@ def build_parser():
     parser.add_argument("--inception_weights", type=str, default=None,
                         help="local Inception-v3 state dict (default: download the FID Inception once)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents and noise")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(parser)
     add_model_arguments(parser, "model (read from the checkpoint; a flag given here must agree with it)")
     parser.add_argument("ckpt", metavar="CHECKPOINT", help="path to generator checkpoint")
     return parser

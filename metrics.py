@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from checkpoint import load_generator, model_label, resolve_checkpoint
 from utils.device import choose_device
+from utils.flags import add_device_argument
 from evaluation.equivariance import rotation_equivariance, translation_equivariance
 from evaluation.fid import (
     frechet_distance,
@@ -211,7 +212,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(common)
     common.add_argument("--batch", type=int, default=8, help="images per generator call")
     common.add_argument("--seed", type=int, default=0, help="seed of latents, noise, shifts and patches")
 

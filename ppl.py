@@ -16,6 +16,7 @@ from evaluation.common import write_json
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import SAMPLINGS, SPACES, perceptual_path_length
 from utils.device import choose_device
+from utils.flags import add_device_argument
 
 
 def add_ppl_arguments(parser):
@@ -34,7 +35,7 @@ def build_parser():
     parser.add_argument("--batch", type=int, default=64, help="batch size for the models")
     parser.add_argument("--n_sample", type=int, default=5000, help="number of the samples for calculating PPL")
     parser.add_argument("--seed", type=int, default=0, help="seed of latents, t and noise")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(parser)
     parser.add_argument("--out", default=None, help="output folder (default metrics/<checkpoint folder>)")
     add_model_arguments(parser, "model (read from the checkpoint; a flag given here must agree with it)")
     parser.add_argument("ckpt", metavar="CHECKPOINT", help="path to the model checkpoints")
