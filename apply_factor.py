@@ -20,9 +20,10 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
-from generate import render, seed_inputs
+from generate import Renderer, seed_inputs
+from utils.flags import add_noise_shift_argument, add_truncation_arguments
 from utils.images import make_grid, save_gif, save_grid
-from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, move_noise
+from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
 
 
 def load_directions(path, latent_dim):
@@ -42,15 +43,15 @@ def load_directions(path, latent_dim):
     return eigvec.float()
 
 
-def moved_renders(generator, w, noises, direction, degrees, args, truncation_latent, progress):
-    """For each degree t, the renders [N, 3, H, W] of w + t * direction (shifted as args say)."""
-    size = generator.size
-    noises = move_noise(noises, args.shift_h, args.shift_w, size, size, args.noise_shift)
+def moved_renders(
+    renderer, w, noises, direction, degrees, shift_h=0, shift_w=0, noise_shift=DEFAULT_NOISE_SHIFT, progress=None
+):
+    """For each degree t, the renders [N, 3, H, W] of w + t * direction, shifted by (shift_h,
+    shift_w) with the noise maps moved as `noise_shift` says."""
+    size = renderer.generator.size
+    noises = move_noise(noises, shift_h, shift_w, size, size, noise_shift)
     return [
-        render(
-            generator, w + degree * direction, noises, args, truncation_latent, progress,
-            input_is_latent=True, shift_h=args.shift_h, shift_w=args.shift_w,
-        )
+        renderer(w + degree * direction, noises, progress, input_is_latent=True, shift_h=shift_h, shift_w=shift_w)
         for degree in degrees
     ]
 
@@ -62,8 +63,7 @@ def build_parser():
     parser.add_argument("-d", "--degree", type=float, default=5,
                         help="scalar factors for moving latent vectors along eigenvector")
     parser.add_argument("-n", "--n_sample", type=int, default=7, help="number of samples created")
-    parser.add_argument("--truncation", type=float, default=0.7, help="truncation factor")
-    parser.add_argument("--truncation_mean", type=int, default=4096, help="latents averaged for the truncation mean")
+    add_truncation_arguments(parser, default=0.7)
     parser.add_argument("--out_prefix", type=str, default="factor", help="filename prefix to result samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
     parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
@@ -71,8 +71,7 @@ def build_parser():
     parser.add_argument("--duration", type=int, default=80, help="milliseconds per GIF frame")
     parser.add_argument("--shift_h", type=float, default=0, help="render shifted down by this many pixels")
     parser.add_argument("--shift_w", type=float, default=0, help="render shifted right by this many pixels")
-    parser.add_argument("--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
-                        help="with a shift, the noise maps move with the content or keep their place")
+    add_noise_shift_argument(parser)
     parser.add_argument("factor", type=str, help="name of the closed form factorization result factor file")
     return parser
 
@@ -92,16 +91,17 @@ def main(argv=None):
 
     z, noises = seed_inputs(generator, range(args.seed, args.seed + args.n_sample))
     w = generator.style(z.to(device))
-    truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
+    renderer = Renderer(generator, args.batch, args.truncation, generator.truncation_latent(
+        args.truncation, args.truncation_mean))
     sweep = [args.degree * (2 * frame / (args.pics - 1) - 1) for frame in range(args.pics)]
     stem = f"{args.out_prefix}_index-{args.index}_degree-{args.degree}"
+    shift = (args.shift_h, args.shift_w, args.noise_shift)
     try:
         with tqdm(total=(3 + len(sweep)) * args.n_sample, desc="factor", unit="img") as progress:
-            rows = moved_renders(generator, w, noises, direction, [args.degree, 0, -args.degree], args,
-                                 truncation_latent, progress)
+            rows = moved_renders(renderer, w, noises, direction, [args.degree, 0, -args.degree], *shift, progress)
             save_grid(torch.cat(rows), f"{stem}.png", nrow=args.n_sample)
             if sweep:
-                frames = moved_renders(generator, w, noises, direction, sweep, args, truncation_latent, progress)
+                frames = moved_renders(renderer, w, noises, direction, sweep, *shift, progress)
                 save_gif([make_grid(frame, nrow=args.n_sample) for frame in frames], f"{stem}.gif", args.duration)
     except ValueError as error:  # e.g. a fractional shift of a canvas the generator cannot render
         raise SystemExit(str(error)) from None

@@ -1,12 +1,14 @@
 """Inception statistics of real images, with rosinality's command line:
 
-    python calc_inception.py [--size 256 --batch 64 --n_sample 50000 --flip] LMDB_PATH
+    python calc_inception.py --size 256 --batch 64 --n_sample 50000 --flip LMDB_PATH
 
-writes inception_<lmdb name>.pkl ({"mean", "cov", "size", "path"}, as rosinality's script) from
-the first --n_sample images of the LMDB (each flipped horizontally with probability 1/2 under
---flip), for `python fid.py --inception inception_<lmdb name>.pkl CKPT` and
-`python metrics.py fid --real_stats ...`. The FID Inception weights are downloaded once
-(inception.py) unless --inception_weights (or --inception) names a local file.
+writes inception_<lmdb name>.pkl ({"mean", "cov", "size", "path", ...}, as rosinality's script)
+of --n_sample images of the LMDB (all of them when it holds no more, else a random subset of
+--seed, as every metric takes its real images; each flipped horizontally with probability 1/2
+under --flip), for `python fid.py --inception inception_<lmdb name>.pkl CKPT` and
+`python metrics.py fid --real_stats ...`. `metrics.py inception` makes the same statistics
+(evaluation/fid.py's real_statistics) as an .npz. The FID Inception weights are downloaded once
+(evaluation/inception.py) unless --inception_weights (or --inception) names a local file.
 
 This project's earlier form, with --path instead of the positional LMDB,
 
@@ -19,16 +21,11 @@ import argparse
 import os
 import sys
 
-import torch
-from torchvision import transforms
-
-from dataset import MultiResolutionDataset
-from utils.device import choose_device
-from utils.flags import add_device_argument
-from evaluation.fid import inception_statistics, save_statistics
+from evaluation.fid import real_statistics, save_statistics
 from evaluation.inception import load_inception
-from evaluation.common import batch_sizes, real_image_batches
 from metrics import main as metrics_main
+from utils.device import choose_device
+from utils.flags import add_device_argument, add_inception_weights_argument
 
 
 def build_parser():
@@ -37,8 +34,7 @@ def build_parser():
     parser.add_argument("--batch", default=64, type=int, help="batch size for inception networks")
     parser.add_argument("--n_sample", type=int, default=50000, help="number of samples used for embedding calculation")
     parser.add_argument("--flip", action="store_true", help="apply random flipping to real images")
-    parser.add_argument("--inception_weights", "--inception", dest="inception_weights", default=None,
-                        help="local Inception-v3 state dict (default: download the FID Inception once)")
+    add_inception_weights_argument(parser, "--inception_weights", "--inception")
     parser.add_argument("--out", default=None, help="output file (default inception_<lmdb name>.pkl)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --flip coin")
     add_device_argument(parser)
@@ -53,28 +49,16 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.path is None:
         raise SystemExit("give the LMDB of real images: python calc_inception.py [--size 256 ...] LMDB_PATH")
-    torch.manual_seed(args.seed)
-    transform = transforms.Compose([
-        transforms.RandomHorizontalFlip(p=0.5 if args.flip else 0),
-        transforms.ToTensor(),
-        transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
-    ])
     try:
-        dataset = MultiResolutionDataset(args.path, transform, args.size)
         inception = load_inception(args.inception_weights, choose_device(args.device))
+        mean, cov, info = real_statistics(inception, args.path, args.size, args.n_sample, args.batch, args.seed, args.flip)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(str(error)) from None
-    indices = list(range(min(args.n_sample, len(dataset))))
-    mean, cov = inception_statistics(
-        inception, real_image_batches(dataset, indices, args.batch), len(batch_sizes(len(indices), args.batch)),
-        desc="real", progress=True,
-    )
-    print(f"extracted {len(indices)} features")
+    print(f"extracted {info['n_sample']} features")
     name = os.path.splitext(os.path.basename(os.path.normpath(args.path)))[0]
     out = args.out or f"inception_{name}.pkl"
-    save_statistics(out, mean, cov, size=args.size, path=args.path)
+    save_statistics(out, mean, cov, **info)
     print(f"wrote {out}")
-
 
 if __name__ == "__main__":
     main()

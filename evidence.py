@@ -9,9 +9,9 @@ translation (the paper's recipe), with the same image budget and seeds for each,
 train.py (a run already trained is reused, an interrupted one resumes); then measures every run:
 
 - EQ-T, integer and fractional: circular shifts, and for models with a positional input also
-  shifts of an infinite plane (equivariance.py);
+  shifts of an infinite plane (evaluation/equivariance.py);
 - SWD x1e3 of renders shifted by s against real images translated by s, for s across the image
-  (report.py); SWD at shift 0 is the quality figure;
+  (evaluation/spatial_bias.py); SWD at shift 0 is the quality figure;
 - PSNR of shifted inversions: projector.py on ref_face/ images rolled around a circle;
 - a sample grid and a shift animation.
 
@@ -22,19 +22,15 @@ are cached per run in --out/runs/, so an interrupted evidence run continues wher
 """
 
 import argparse
-import contextlib
 import csv
 import hashlib
-import io
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -48,7 +44,7 @@ from checkpoint import checkpoint_path, load_generator
 from utils.device import choose_device
 from utils.flags import add_device_argument
 from evaluation.equivariance import translation_equivariance
-from utils.images import labelled_rows, save_grid
+from utils.images import labelled_rows, save_grid, save_grid_gif
 from evaluation.common import generated_batches, open_real_images
 from prepare_data import prepare
 from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
@@ -265,48 +261,37 @@ def measure(args, model, seed, data, device):
         figures.update(eqt_plane_int=plane["eqt_int"], eqt_plane_frac=plane["eqt_frac"])
 
     real, indices = open_real_images(data, args.size, args.n)
-    settings = SimpleNamespace(patches=64, seed=0, batch=50, directions=128, repeats=4, noise_shift="move")
     for fraction in SHIFTS:
-        quality = quality_at_shift(generator, real, indices, (0.0, fraction * args.size), settings)
+        quality = quality_at_shift(generator, real, indices, (0.0, fraction * args.size), batch=50, patches=64)
         figures[f"swd_{fraction:g}"] = quality["swd"]
     with torch.no_grad():
         samples = next(generated_batches(generator, 8, 8, seed=0)).cpu()
     save_grid(samples, os.path.join(args.out, "runs", f"{model}-s{seed}.png"), nrow=8)
 
-    figures["inversion_psnr"] = inversion_psnr(args, model, seed, checkpoint)
+    figures["inversion_psnr"] = inversion_psnr(args, generator)
     os.makedirs(os.path.dirname(cache), exist_ok=True)
     with open(cache, "w") as file:
         json.dump(figures, file, indent=2)
     return figures
 
 
-def inversion_psnr(args, model, seed, checkpoint):
-    """Mean PSNR of W+ projections of ref_face/ images shifted around a circle (pixel MSE loss:
-    LPIPS needs VGG weights from the network)."""
-    name = run_name(args, model, seed)
-    with contextlib.redirect_stdout(io.StringIO()):
-        projector.main([
-            "--name", name, "--ckpt", checkpoint, "--device", args.device, "--loss", "mse", "--w_plus",
-            "--step", str(args.step), "--pics", "4", "--radius", str(args.size // 4), "--n_mean_latent", "2000",
-            *REF_FACES,
-        ])
-    scores = []
-    for face in REF_FACES:
-        stem = os.path.splitext(os.path.basename(face))[0]
-        with open(os.path.join("inverse", name, f"{stem}.json")) as file:
-            scores.append(json.load(file)["psnr"])
-    return float(np.mean(scores))
+def inversion_psnr(args, generator):
+    """Mean PSNR of W+ projections of ref_face/ images shifted around a circle of a quarter of the
+    image size (pixel MSE loss: LPIPS needs VGG weights from the network)."""
+    generator.requires_grad_(False)
+    images = projector.open_images(REF_FACES)
+    targets = torch.stack([projector.to_target(image, generator.size) for image in images]).to(generator.device)
+    settings = projector.ProjectionSettings(loss="mse", w_plus=True, step=args.step, n_mean_latent=2000)
+    shifts = projector.circle_shifts(4, args.size // 4)
+    scores = [projection["psnr"] for projection in projector.project_shifted(generator, targets, shifts, settings)]
+    return torch.cat(scores).mean().item()
 
 
-def shift_gif(args, model):
-    """shift_<model>.gif: generate.py's shift animation of the first seed's run."""
-    name = run_name(args, model, args.seeds[0])
-    with contextlib.redirect_stdout(io.StringIO()):
-        generate.main([
-            "--name", name, "--ckpt", final_checkpoint(args, model, args.seeds[0]), "--device", args.device,
-            "--mode", "shift", "--n_sample", "8", "--pics", "24", "--radius", str(args.size // 4), "--save", "grid",
-        ])
-    shutil.copy(os.path.join("generate", name, "shift", "grid.gif"), os.path.join(args.out, f"shift_{model}.gif"))
+def shift_gif(args, model, device):
+    """shift_<model>.gif: generate.py's shift animation (its grid of 8 samples) of the first seed's run."""
+    generator, _ = load_generator(final_checkpoint(args, model, args.seeds[0]), device)
+    frames = generate.shift_frames(generate.Renderer(generator), range(8), pics=24, radius=args.size // 4)
+    save_grid_gif(frames, os.path.join(args.out, f"shift_{model}.gif"), generate.FRAME_MS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +325,8 @@ def cell(value):
     return "-" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
 
 
-def write_report(args, argv, rows, summary, timesheet):
+def write_evidence_report(args, argv, rows, summary, timesheet):
+    """runs.csv, summary.csv and report.md in --out."""
     out = args.out
     with open(os.path.join(out, "runs.csv"), "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
@@ -458,13 +444,13 @@ def main(argv=None):
             if kind == "measure":
                 rows.append(measure(args, model, seed, data, device))
             else:
-                shift_gif(args, model)
+                shift_gif(args, model, device)
             timesheet.add(job, time.perf_counter() - start)
             progress.update()
     summary = summarise(rows, args.models)
     save_samples(args)
     draw_plots(args, summary)
-    write_report(args, argv, rows, summary, timesheet)
+    write_evidence_report(args, argv, rows, summary, timesheet)
     with open(os.path.join(args.out, "report.md")) as file:
         print(file.read())
     print(f"wrote {args.out}/report.md, runs.csv, summary.csv, eqt.png, swd_vs_shift.png, samples.png, shift_*.gif")

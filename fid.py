@@ -13,24 +13,20 @@ import os
 import sys
 
 from checkpoint import add_model_arguments, explicit_flags, load_generator
-from evaluation.common import batch_sizes, generated_batches
-from evaluation.fid import frechet_distance, inception_statistics, load_statistics, warn_few_fid_images
+from evaluation.fid import cached_real_statistics, generator_fid
 from evaluation.inception import load_inception
 from utils.device import choose_device
-from utils.flags import add_device_argument
+from utils.flags import add_device_argument, add_inception_weights_argument, add_truncation_arguments
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description="Calculate FID scores", allow_abbrev=False)
-    parser.add_argument("--truncation", type=float, default=1, help="truncation factor")
-    parser.add_argument("--truncation_mean", type=int, default=4096,
-                        help="number of samples to calculate mean for truncation")
+    add_truncation_arguments(parser)
     parser.add_argument("--batch", type=int, default=64, help="batch size for the generator")
     parser.add_argument("--n_sample", type=int, default=50000, help="number of the samples for calculating FID")
     parser.add_argument("--inception", type=str, required=True,
                         help="path to precomputed inception embedding (calc_inception.py's .pkl, or an .npz)")
-    parser.add_argument("--inception_weights", type=str, default=None,
-                        help="local Inception-v3 state dict (default: download the FID Inception once)")
+    add_inception_weights_argument(parser, "--inception_weights")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents and noise")
     add_device_argument(parser)
     add_model_arguments(parser, "model (read from the checkpoint; a flag given here must agree with it)")
@@ -47,23 +43,16 @@ def main(argv=None):
     if not os.path.isfile(args.ckpt):
         raise SystemExit(f"checkpoint {args.ckpt!r} not found")
     try:
-        real_mean, real_cov, info = load_statistics(args.inception)
         device = choose_device(args.device)
         generator, args = load_generator(args.ckpt, device, args, explicit_flags(parser, argv))
-        if "size" in info and int(info["size"]) != generator.size:
-            raise ValueError(
-                f"{args.inception} holds statistics of {info['size']} px images; {args.ckpt} renders "
-                f"{generator.size} px. Compute them with: python calc_inception.py --size {generator.size} LMDB"
-            )
+        real_mean, real_cov = cached_real_statistics(args.inception, generator.size, args.ckpt)
         inception = load_inception(args.inception_weights, device)
-        truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
-        fakes = generated_batches(generator, args.n_sample, args.batch, args.seed, args.truncation, truncation_latent)
-        sample_mean, sample_cov = inception_statistics(
-            inception, fakes, len(batch_sizes(args.n_sample, args.batch)), desc="generated", progress=True
+        score = generator_fid(
+            generator, inception, real_mean, real_cov, args.n_sample, args.batch, args.seed, args.truncation,
+            args.truncation_mean,
         )
         print(f"extracted {args.n_sample} features")
-        warn_few_fid_images(args.n_sample)
-        print("fid:", frechet_distance(sample_mean, sample_cov, real_mean, real_cov))
+        print(f"fid: {score}")
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(str(error)) from None
 

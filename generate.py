@@ -23,17 +23,21 @@ import argparse
 import math
 import os
 import sys
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
-from utils.images import make_grid, save_gif, save_grid, to_pil
 from evaluation.equivariance import input_transform, rotate_transform
 from model import require_positional
-from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, move_noise
+from utils.flags import add_noise_shift_argument, add_truncation_arguments
+from utils.images import save_gif, save_grid, save_grid_gif, to_pil
+from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, move_noise
 
 SAVE_CHOICES = ("both", "grid", "single")
+# milliseconds per frame of the shift and rotate animations
+FRAME_MS = 60
 
 
 # ---------------------------------------------------------------------------------------------
@@ -63,7 +67,7 @@ def parse_scales(text):
 
 
 # ---------------------------------------------------------------------------------------------
-# latents and noise
+# latents, noise and rendering
 
 
 def seed_inputs(generator, seeds, canvas=None, scale=None):
@@ -79,30 +83,145 @@ def seed_inputs(generator, seeds, canvas=None, scale=None):
     return torch.cat(latents), [torch.cat(layer) for layer in zip(*noises)]
 
 
-@torch.no_grad()
-def render(generator, latents, noises, args, truncation_latent, progress, **options):
-    """Images [N, 3, H, W] (CPU) in batches of --batch; `options` go to Generator.forward.
+@dataclass
+class Renderer:
+    """How images are rendered: `generator`, `batch` images per call, truncation towards
+    `truncation_latent` (MappedGenerator.truncation_latent; None: none)."""
 
-    `latents` are z [N, latent], or per-layer w [N, n_latent, latent] with input_is_latent=True.
-    """
-    device = generator.device
-    images = []
-    for start in range(0, len(latents), args.batch):
-        stop = start + args.batch
-        image, _ = generator(
-            [latents[start:stop].to(device)],
-            noise=[noise[start:stop].to(device) for noise in noises],
-            truncation=args.truncation,
-            truncation_latent=truncation_latent,
-            **options,
-        )
-        images.append(image.float().cpu())
-        progress.update(len(image))
-    return torch.cat(images)
+    generator: torch.nn.Module
+    batch: int = 8
+    truncation: float = 1.0
+    truncation_latent: torch.Tensor = None
+
+    @torch.no_grad()
+    def __call__(self, latents, noises, progress=None, per_sample=None, **options):
+        """Images [N, 3, H, W] (CPU) of `latents` (z [N, latent], or w [N, latent] or per layer
+        [N, n_latent, latent] with input_is_latent=True) and `noises`. `options` go to the
+        generator's forward, and so do the [N, ...] tensors of `per_sample` ({argument: tensor}),
+        batched with the latents; `progress`, a tqdm bar, advances by each batch."""
+        device = self.generator.device
+        images = []
+        for start in range(0, len(latents), self.batch):
+            stop = start + self.batch
+            batched = {name: tensor[start:stop] for name, tensor in (per_sample or {}).items()}
+            image, _ = self.generator(
+                [latents[start:stop].to(device)],
+                noise=[noise[start:stop].to(device) for noise in noises],
+                truncation=self.truncation,
+                truncation_latent=self.truncation_latent,
+                **batched,
+                **options,
+            )
+            images.append(image.float().cpu())
+            if progress is not None:
+                progress.update(len(image))
+        return torch.cat(images)
+
+    def truncate(self, w):
+        """Mapped latents w moved towards the truncation centre, as the generator's forward does."""
+        if self.truncation_latent is None:
+            return w
+        return self.truncation_latent + self.truncation * (w - self.truncation_latent)
 
 
 # ---------------------------------------------------------------------------------------------
-# modes
+# what each mode renders
+
+
+def grid_images(renderer, seeds):
+    """[N, 3, H, W]: one image per seed."""
+    latents, noises = seed_inputs(renderer.generator, seeds)
+    with tqdm(total=len(latents), desc="grid", unit="img") as progress:
+        return renderer(latents, noises, progress)
+
+
+def shift_frames(renderer, seeds, pics, radius, plane=False, noise_shift=DEFAULT_NOISE_SHIFT):
+    """`pics` frames ([N, 3, H, W] each) of every seed's image moved along a circle of `radius`
+    pixels; circular shifts unless `plane` (or a generator that cannot wrap, stylegan3-t/-r)."""
+    generator = renderer.generator
+    if plane:
+        require_positional(generator.position, "--plane (an infinite-plane shift)")
+    latents, noises = seed_inputs(generator, seeds)
+    frames = []
+    with tqdm(total=pics * len(latents), desc="shift", unit="img") as progress:
+        for frame in range(pics):
+            shift_h, shift_w = circle_shift(frame, pics, radius)
+            moved = move_noise(noises, shift_h, shift_w, generator.size, generator.size, noise_shift)
+            circular = not plane and generator.circular_shifts
+            frames.append(renderer(latents, moved, progress, shift_h=shift_h, shift_w=shift_w, circular=circular))
+    return frames
+
+
+def rotate_frames(renderer, seeds, pics):
+    """`pics` frames of every seed's image with its input rotated about the image centre through
+    a full turn (models with a positional input; StyleGAN3-R is the one built for it)."""
+    generator = renderer.generator
+    require_positional(generator.position, "--mode rotate (a rotation of the input)")
+    latents, noises = seed_inputs(generator, seeds)
+    with torch.no_grad():
+        w = generator.style(latents.to(generator.device))
+        # the input transform of the truncated latents the generator renders
+        transforms = input_transform(generator, renderer.truncate(w))
+    frames = []
+    with tqdm(total=pics * len(w), desc="rotate", unit="img") as progress:
+        for frame in range(pics):
+            rotated = rotate_transform(transforms, 2 * math.pi * frame / pics)
+            frames.append(renderer(w, noises, progress, per_sample={"transform": rotated}, input_is_latent=True))
+    return frames
+
+
+def scale_images(renderer, seeds, scales):
+    """{scale: [N, 3, H, W]}: the same latents rendered on positional grids `scales` times finer
+    (the noise drawn at each scale's resolution)."""
+    for scale in scales:
+        renderer.generator.input_grid(scale=scale)  # a scale without whole grid cells fails before any work
+    images = {}
+    with tqdm(total=len(seeds) * len(scales), desc="scale", unit="img") as progress:
+        for scale in scales:
+            latents, noises = seed_inputs(renderer.generator, seeds, scale=scale)
+            images[scale] = renderer(latents, noises, progress, scale=scale)
+    return images
+
+
+def canvas_images(renderer, seeds, canvas):
+    """[N, 3, h, w]: every seed's image on the canvas (h, w)."""
+    latents, noises = seed_inputs(renderer.generator, seeds, canvas=canvas)
+    with tqdm(total=len(latents), desc="canvas", unit="img") as progress:
+        return renderer(latents, noises, progress, canvas=canvas)
+
+
+def mix_table(renderer, rows, cols, layers):
+    """StyleGAN's style-mixing figure as one batch in reading order, len(cols) + 1 a row: a blank
+    corner and the column seeds' images on top, then per row seed its image and, per column, its
+    per-layer latent with the column's latent on `layers`."""
+    generator = renderer.generator
+    if not layers or max(layers) >= generator.n_latent:
+        raise SystemExit(f"--col_styles must name layers 0..{generator.n_latent - 1} of this generator")
+    row_z, row_noise = seed_inputs(generator, rows)
+    col_z, col_noise = seed_inputs(generator, cols)
+    with torch.no_grad():
+        row_w = generator.style(row_z.to(generator.device)).cpu()
+        col_w = generator.style(col_z.to(generator.device)).cpu()
+
+    # cell (r, c): row r's per-layer latent with column c's latent on the mixed layers
+    mixed = row_w[:, None, None, :].repeat(1, len(cols), generator.n_latent, 1)
+    mixed[:, :, layers] = col_w[None, :, None, :]
+    mixed = mixed.flatten(0, 1)
+    mixed_noise = [noise.repeat_interleave(len(cols), 0) for noise in row_noise]
+
+    with tqdm(total=len(rows) + len(cols) + len(mixed), desc="mix", unit="img") as progress:
+        row_images = renderer(row_z, row_noise, progress)
+        col_images = renderer(col_z, col_noise, progress)
+        cells = renderer(mixed, mixed_noise, progress, input_is_latent=True)
+
+    table = [torch.ones_like(row_images[:1]), col_images]
+    for row in range(len(rows)):
+        table += [row_images[row : row + 1], cells[row * len(cols) : (row + 1) * len(cols)]]
+    return torch.cat(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# modes: render and save
 
 
 def seed_tag(seed):
@@ -118,125 +237,45 @@ def save_images(images, seeds, folder, grid_name, suffix, args):
             to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}{suffix}.png"))
 
 
-def generate_grid(generator, args, truncation_latent, folder):
-    latents, noises = seed_inputs(generator, args.seeds)
-    with tqdm(total=len(latents), desc="grid", unit="img") as progress:
-        images = render(generator, latents, noises, args, truncation_latent, progress)
-    save_images(images, args.seeds, folder, "grid.png", "", args)
-
-
-def generate_shift(generator, args, truncation_latent, folder):
-    latents, noises = seed_inputs(generator, args.seeds)
-    frames = []  # per frame: [N, 3, H, W]
-    with tqdm(total=args.pics * len(latents), desc="shift", unit="img") as progress:
-        for frame in range(args.pics):
-            shift_h, shift_w = circle_shift(frame, args.pics, args.radius)
-            images = render(
-                generator,
-                latents,
-                move_noise(noises, shift_h, shift_w, generator.size, generator.size, args.noise_shift),
-                args,
-                truncation_latent,
-                progress,
-                shift_h=shift_h,
-                shift_w=shift_w,
-                circular=not args.plane and generator.circular_shifts,
-            )
-            frames.append(images)
-    save_animation(frames, args, folder)
-
-
-@torch.no_grad()
-def generate_rotate(generator, args, truncation_latent, folder):
-    """Every sample with its input rotated about the image centre through a full turn over
-    --pics frames (models with a positional input; StyleGAN3-R is the one built for it)."""
-    require_positional(generator.position, "--mode rotate (a rotation of the input)")
-    latents, noises = seed_inputs(generator, args.seeds)
-    device = generator.device
-    w = generator.style(latents.to(device))
-    if truncation_latent is not None:
-        w = truncation_latent + args.truncation * (w - truncation_latent)
-    transforms = input_transform(generator, w)
-    frames = []
-    with tqdm(total=args.pics * len(w), desc="rotate", unit="img") as progress:
-        for frame in range(args.pics):
-            rotated = rotate_transform(transforms, 2 * math.pi * frame / args.pics)
-            images = []
-            for start in range(0, len(w), args.batch):
-                stop = start + args.batch
-                image, _ = generator(
-                    [w[start:stop]], input_is_latent=True, noise=[noise[start:stop].to(device) for noise in noises],
-                    transform=rotated[start:stop],
-                )
-                images.append(image.float().cpu())
-                progress.update(len(image))
-            frames.append(torch.cat(images))
-    save_animation(frames, args, folder)
-
-
 def save_animation(frames, args, folder):
     """Frames ([N, 3, H, W] each) as PNGs and a GIF per seed, and a GIF of the grid, as --save asks."""
     if args.save in ("both", "single"):
         for frame, images in enumerate(frames):
             for image, seed in zip(images, args.seeds):
                 to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}_{frame:04d}.png"))
-    if args.save in ("both", "single"):
         for index, seed in enumerate(args.seeds):
             sample_frames = [images[index] for images in frames]
             save_gif(sample_frames, os.path.join(folder, f"{seed_tag(seed)}.gif"), args.duration)
     if args.save in ("both", "grid"):
-        grid_frames = [make_grid(images) for images in frames]
-        save_gif(grid_frames, os.path.join(folder, "grid.gif"), args.duration)
+        save_grid_gif(frames, os.path.join(folder, "grid.gif"), args.duration)
 
 
-def generate_scale(generator, args, truncation_latent, folder):
-    for scale in args.scales:
-        generator.input_grid(scale=scale)  # a scale without whole grid cells fails before any work
-    with tqdm(total=len(args.seeds) * len(args.scales), desc="scale", unit="img") as progress:
-        for scale in args.scales:
-            # same z at every scale; the noise is drawn at each scale's resolution
-            latents, noises = seed_inputs(generator, args.seeds, scale=scale)
-            images = render(generator, latents, noises, args, truncation_latent, progress, scale=scale)
-            save_images(images, args.seeds, folder, f"grid_x{scale:g}.png", f"_x{scale:g}", args)
+def generate_grid(renderer, args, folder):
+    save_images(grid_images(renderer, args.seeds), args.seeds, folder, "grid.png", "", args)
 
 
-def generate_canvas(generator, args, truncation_latent, folder):
-    canvas = (args.height or generator.size, args.width or generator.size)
-    latents, noises = seed_inputs(generator, args.seeds, canvas=canvas)
-    with tqdm(total=len(latents), desc="canvas", unit="img") as progress:
-        images = render(generator, latents, noises, args, truncation_latent, progress, canvas=canvas)
+def generate_shift(renderer, args, folder):
+    save_animation(shift_frames(renderer, args.seeds, args.pics, args.radius, args.plane, args.noise_shift), args, folder)
+
+
+def generate_rotate(renderer, args, folder):
+    save_animation(rotate_frames(renderer, args.seeds, args.pics), args, folder)
+
+
+def generate_scale(renderer, args, folder):
+    for scale, images in scale_images(renderer, args.seeds, args.scales).items():
+        save_images(images, args.seeds, folder, f"grid_x{scale:g}.png", f"_x{scale:g}", args)
+
+
+def generate_canvas(renderer, args, folder):
+    canvas = (args.height or renderer.generator.size, args.width or renderer.generator.size)
     tag = f"{canvas[0]}x{canvas[1]}"
-    save_images(images, args.seeds, folder, f"grid_{tag}.png", f"_{tag}", args)
+    save_images(canvas_images(renderer, args.seeds, canvas), args.seeds, folder, f"grid_{tag}.png", f"_{tag}", args)
 
 
-def generate_mix(generator, args, truncation_latent, folder):
-    """StyleGAN's style-mixing figure: column sources on top, row sources on the left."""
-    layers = args.col_styles
-    if not layers or max(layers) >= generator.n_latent:
-        raise SystemExit(f"--col_styles must name layers 0..{generator.n_latent - 1} of this generator")
-    rows, cols = args.row_seeds, args.col_seeds
-    row_z, row_noise = seed_inputs(generator, rows)
-    col_z, col_noise = seed_inputs(generator, cols)
-    with torch.no_grad():
-        row_w = generator.style(row_z.to(generator.device)).cpu()
-        col_w = generator.style(col_z.to(generator.device)).cpu()
-
-    # cell (r, c): row r's per-layer latent with column c's latent on the mixed layers
-    mixed = row_w[:, None, None, :].repeat(1, len(cols), generator.n_latent, 1)
-    mixed[:, :, layers] = col_w[None, :, None, :]
-    mixed = mixed.flatten(0, 1)
-    mixed_noise = [noise.repeat_interleave(len(cols), 0) for noise in row_noise]
-
-    with tqdm(total=len(rows) + len(cols) + len(mixed), desc="mix", unit="img") as progress:
-        row_images = render(generator, row_z, row_noise, args, truncation_latent, progress)
-        col_images = render(generator, col_z, col_noise, args, truncation_latent, progress)
-        cells = render(generator, mixed, mixed_noise, args, truncation_latent, progress, input_is_latent=True)
-
-    blank = torch.ones_like(row_images[:1])
-    table = [blank, col_images]
-    for row in range(len(rows)):
-        table += [row_images[row : row + 1], cells[row * len(cols) : (row + 1) * len(cols)]]
-    save_grid(torch.cat(table), os.path.join(folder, "grid.png"), nrow=len(cols) + 1)
+def generate_mix(renderer, args, folder):
+    table = mix_table(renderer, args.row_seeds, args.col_seeds, args.col_styles)
+    save_grid(table, os.path.join(folder, "grid.png"), nrow=len(args.col_seeds) + 1)
 
 
 # --mode: the function that renders and saves it
@@ -262,19 +301,16 @@ def build_parser():
     parser.add_argument("--n_sample", "--sample", type=int, default=16, help="number of samples (seeds) to render")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
     parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
-    parser.add_argument("--truncation", type=float, default=1, help="truncation ratio")
-    parser.add_argument("--truncation_mean", type=int, default=4096,
-                        help="number of vectors to calculate mean for the truncation")
+    add_truncation_arguments(parser)
     parser.add_argument("--save", type=str, default="both", choices=SAVE_CHOICES,
                         help="write the grid, single images, or both")
     parser.add_argument("--pics", type=int, default=20, help="shift, rotate: frames along the circle or turn")
     parser.add_argument("--radius", type=float, default=32, help="shift: radius of the circle in pixels")
-    parser.add_argument("--duration", type=int, default=60, help="shift: milliseconds per GIF frame")
+    parser.add_argument("--duration", type=int, default=FRAME_MS, help="shift, rotate: milliseconds per GIF frame")
     parser.add_argument("--plane", action="store_true",
                         help="shift: move an infinite plane instead of wrapping around (PE models; the alias-free "
                         "stylegan3-t/-r always move a plane)")
-    parser.add_argument("--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
-                        help="shift: the noise maps move with the content, or keep their place in the frame")
+    add_noise_shift_argument(parser)
     parser.add_argument("--scales", type=str, default="0.5,1,2",
                         help="scale: comma-separated scales of the positional grid")
     parser.add_argument("--height", type=int, default=None, help="canvas: height in pixels (default: --size)")
@@ -305,16 +341,14 @@ def main(argv=None):
     default_styles = range(min(7, generator.n_latent - 1))
     args.col_styles = parse_seeds(args.col_styles) if args.col_styles else list(default_styles)
     try:
-        if args.plane:
-            require_positional(generator.position, "--plane (an infinite-plane shift)")
-        truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
+        renderer = Renderer(generator, args.batch, args.truncation, generator.truncation_latent(
+            args.truncation, args.truncation_mean))
         folder = os.path.join("generate", args.name, args.mode)
         os.makedirs(folder, exist_ok=True)
-        MODES[args.mode](generator, args, truncation_latent, folder)
+        MODES[args.mode](renderer, args, folder)
     except ValueError as error:  # a canvas or scale the generator cannot render
         raise SystemExit(str(error)) from None
     print(f"wrote {folder}")
-
 
 if __name__ == "__main__":
     main()

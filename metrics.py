@@ -10,8 +10,9 @@ One command line for all of them (`python metrics.py COMMAND --help` for the opt
     python metrics.py ppl --ckpt CKPT [--space w --sampling end]  perceptual path length
     python metrics.py report --ckpt A.pt B.pt --path LMDB [--inception WEIGHTS]
 
-Each metric lives in its own module (equivariance.py, swd.py, fid.py with inception.py,
-ppl.py, report.py) with the helpers they share in metric_utils.py; this file is their command line.
+Each metric lives in its own module of evaluation/ (equivariance.py, swd.py, fid.py with
+inception.py, ppl.py, spatial_bias.py) with the helpers they share in common.py; this file is
+their command line.
 Checkpoints carry their model configuration. Results go to metrics/<name>/ (or --out) as JSON.
 """
 
@@ -22,17 +23,6 @@ import sys
 from tqdm import tqdm
 
 from checkpoint import load_generator, model_label, resolve_checkpoint
-from utils.device import choose_device
-from utils.flags import add_device_argument
-from evaluation.equivariance import rotation_equivariance, translation_equivariance
-from evaluation.fid import (
-    frechet_distance,
-    inception_statistics,
-    load_statistics,
-    save_statistics,
-    warn_few_fid_images,
-)
-from evaluation.inception import FID_WEIGHTS_URL, load_inception
 from evaluation.common import (
     NOISE_MODES,
     batch_sizes,
@@ -43,14 +33,21 @@ from evaluation.common import (
     real_image_batches,
     write_json,
 )
+from evaluation.equivariance import rotation_equivariance, translation_equivariance
+from evaluation.fid import cached_real_statistics, generator_fid, real_statistics, save_statistics
+from evaluation.inception import load_inception
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import perceptual_path_length
-from ppl import add_ppl_arguments
-from evaluation.spatial_bias import SHIFT_DIRECTIONS, spatial_bias_report, write_report
-from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
+from evaluation.spatial_bias import SHIFT_DIRECTIONS, spatial_bias_report, write_spatial_bias_report
 from evaluation.swd import SWDDescriptors, swd, swd_resolutions
-
-INCEPTION_WEIGHTS_HELP = "Inception-v3 state dict file (pytorch-fid or torchvision); default: download the FID Inception once"
+from ppl import add_ppl_arguments
+from utils.device import choose_device
+from utils.flags import (
+    add_device_argument,
+    add_inception_weights_argument,
+    add_noise_shift_argument,
+    add_truncation_arguments,
+)
 
 
 def output_folder(args, default_name=None):
@@ -128,16 +125,11 @@ def run_swd(args, device):
 
 def run_inception(args, device):
     inception = load_inception(args.inception, device)
-    dataset, indices = open_real_images(args.path, args.size, args.n, args.seed)
-    total = len(batch_sizes(len(indices), args.batch))
-    mean, cov = inception_statistics(
-        inception, real_image_batches(dataset, indices, args.batch), total, desc="real", progress=True
-    )
+    mean, cov, info = real_statistics(inception, args.path, args.size, args.n, args.batch, args.seed)
     lmdb_name = os.path.basename(os.path.normpath(args.path))
     out = args.real_stats or os.path.join("metrics", f"inception_{lmdb_name}_{args.size}.npz")
-    info = {"size": args.size, "n_sample": len(indices), "lmdb": args.path, "inception": os.path.basename(args.inception or FID_WEIGHTS_URL)}
     save_statistics(out, mean, cov, **info)
-    print(f"wrote {out} (Inception statistics of {len(indices)} real images at {args.size} px)")
+    print(f"wrote {out} (Inception statistics of {info['n_sample']} real images at {args.size} px)")
 
 
 def run_fid(args, device):
@@ -146,30 +138,16 @@ def run_fid(args, device):
             "fid compares with real images: give --path LMDB or --real_stats FILE (from `metrics.py inception`)"
         )
     inception = load_inception(args.inception, device)
-    cached = load_statistics(args.real_stats) if args.real_stats else None
     results = []
     for path, label, generator, config in generators(args, device):
-        if cached is not None:
-            real_mean, real_cov, info = cached
-            if "size" in info and int(info["size"]) != generator.size:
-                raise SystemExit(
-                    f"{args.real_stats} holds statistics of {info['size']} px images; "
-                    f"{path} renders {generator.size} px. "
-                    f"Compute them at {generator.size} px with: python metrics.py inception --size {generator.size} ..."
-                )
+        if args.real_stats:
+            real_mean, real_cov = cached_real_statistics(args.real_stats, generator.size, path)
         else:
-            dataset, indices = open_real_images(args.path, generator.size, args.n, args.seed)
-            total = len(batch_sizes(len(indices), args.batch))
-            real_mean, real_cov = inception_statistics(
-                inception, real_image_batches(dataset, indices, args.batch), total, desc="real", progress=True
-            )
-        warn_few_fid_images(args.n)
-        truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
-        fakes = generated_batches(generator, args.n, args.batch, args.seed, args.truncation, truncation_latent)
-        fake_mean, fake_cov = inception_statistics(
-            inception, fakes, len(batch_sizes(args.n, args.batch)), desc="generated", progress=True
+            real_mean, real_cov, _ = real_statistics(inception, args.path, generator.size, args.n, args.batch, args.seed)
+        score = generator_fid(
+            generator, inception, real_mean, real_cov, args.n, args.batch, args.seed, args.truncation,
+            args.truncation_mean,
         )
-        score = frechet_distance(fake_mean, fake_cov, real_mean, real_cov)
         print(f"{label} ({model_label(config)}): FID {score:.3f} ({args.n} generated images)")
         results.append({"checkpoint": path, "position": model_label(config), "fid": score})
     write_json(os.path.join(output_folder(args), "fid.json"), "fid", args, results)
@@ -189,9 +167,14 @@ def run_ppl(args, device):
 
 
 def run_report(args, device):
-    quality_rows, equivariance_rows, samples = spatial_bias_report(args, device)
+    report = spatial_bias_report(
+        args.ckpt, checkpoint_labels(args.ckpt, args.labels), args.path, device, n=args.n, shifts=args.shifts,
+        direction=args.direction, batch=args.batch, seed=args.seed, patches=args.patches, directions=args.directions,
+        repeats=args.repeats, noise_mode=args.noise_mode, noise_shift=args.noise_shift, eqt_n=args.eqt_n,
+        max_shift=args.max_shift, inception=load_inception(args.inception, device) if args.inception else None,
+    )
     out = output_folder(args, default_name="report")
-    write_report(out, quality_rows, equivariance_rows, samples, args)
+    write_spatial_bias_report(out, report)
     with open(os.path.join(out, "report.md")) as file:
         print(file.read())
     print(f"wrote {out}/report.md, report.csv, report.png, samples.png")
@@ -233,17 +216,13 @@ def build_parser():
     )
 
     shifting = argparse.ArgumentParser(add_help=False)
-    shifting.add_argument(
-        "--noise_shift", choices=NOISE_SHIFTS, default=DEFAULT_NOISE_SHIFT,
-        help="noise maps of a shifted render: move with the content, or keep them in place (StyleGAN3's EQ-T)",
-    )
+    add_noise_shift_argument(shifting)
 
     real = argparse.ArgumentParser(add_help=False)
     real.add_argument("--path", default=None, help="LMDB of real images (prepare_data.py)")
 
     truncation = argparse.ArgumentParser(add_help=False)
-    truncation.add_argument("--truncation", type=float, default=1.0, help="truncation of the renders")
-    truncation.add_argument("--truncation_mean", type=int, default=4096, help="latents averaged for the mean")
+    add_truncation_arguments(truncation)
 
     sliced = argparse.ArgumentParser(add_help=False)
     sliced.add_argument("--patches", type=int, default=128, help="7x7 patches per image and pyramid level")
@@ -272,12 +251,12 @@ def build_parser():
 
     fid = commands.add_parser("fid", parents=[models, real, truncation], help="Fréchet Inception distance")
     fid.add_argument("--n", type=int, default=50000, help="generated (and real, with --path) images")
-    fid.add_argument("--inception", default=None, help=INCEPTION_WEIGHTS_HELP)
+    add_inception_weights_argument(fid)
     fid.add_argument("--real_stats", default=None, help="cached real statistics: .npz from `metrics.py inception`, or calc_inception.py's .pkl")
     fid.set_defaults(handler=run_fid)
 
     cache = commands.add_parser("inception", parents=[common, real], help="cache Inception statistics of real images")
-    cache.add_argument("--inception", default=None, help=INCEPTION_WEIGHTS_HELP)
+    add_inception_weights_argument(cache)
     cache.add_argument("--size", type=int, required=True, help="resolution of the real images")
     cache.add_argument("--n", type=int, default=50000, help="real images (all when the LMDB holds fewer)")
     cache.add_argument("--real_stats", default=None, help="output file (default metrics/inception_<lmdb>_<size>.npz)")
@@ -296,7 +275,7 @@ def build_parser():
         "--shifts", type=fractions, default="0,0.0625,0.125,0.25,0.375,0.5", help="shifts as fractions of the image size"
     )
     report.add_argument("--direction", choices=list(SHIFT_DIRECTIONS), default="horizontal", help="shift direction")
-    report.add_argument("--inception", default=None, help="Inception-v3 weights: adds FID to the report")
+    add_inception_weights_argument(report, help="Inception-v3 state dict file (pytorch-fid or torchvision): adds FID")
     report.add_argument("--eqt_n", type=int, default=1000, help="latents for EQ-T (0 skips it)")
     report.add_argument("--max_shift", type=float, default=0.125, help="largest EQ-T translation, fraction of the size")
     report.set_defaults(handler=run_report)

@@ -10,7 +10,7 @@ Module and state-dict names follow rosinality/stylegan2-pytorch, so its checkpoi
   styled convolution of every resolution r = 8..size, with one learned scalar gamma_r per
   resolution (`pes.N.gamma`, N = 0 for r = 8), initialised to 1.
 
-Shifts move the content by output pixels (shift.py defines the unit, the sign and the circular
+Shifts move the content by output pixels (utils/shift.py defines the unit, the sign and the circular
 behaviour).
 """
 
@@ -711,6 +711,8 @@ class Generator(MappedGenerator):
                 require_positional(self.position, "circular=False (an infinite-plane shift)")
             if transform is not None:
                 require_positional(self.position, "transform (a rotation of the input)")
+            if scale not in (None, self.scale):
+                require_positional(self.position, "scale (a finer grid of positions)")
             out = self.input(batch, grid_h, grid_w, input_shift_h, input_shift_w)
         else:
             if transform is None and self.affine:

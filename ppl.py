@@ -16,7 +16,7 @@ from evaluation.common import write_json
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import SAMPLINGS, SPACES, perceptual_path_length
 from utils.device import choose_device
-from utils.flags import add_device_argument
+from utils.flags import add_device_argument, add_lpips_weights_argument
 
 
 def add_ppl_arguments(parser):
@@ -25,8 +25,7 @@ def add_ppl_arguments(parser):
     parser.add_argument("--eps", type=float, default=1e-4, help="epsilon for numerical stability")
     parser.add_argument("--crop", action="store_true", help="apply center crop to the images")
     parser.add_argument("--sampling", default="end", choices=SAMPLINGS, help="set endpoint sampling method")
-    parser.add_argument("--lpips_weights", default=None,
-                        help="local torchvision vgg16 state dict for LPIPS's trunk (no download)")
+    add_lpips_weights_argument(parser)
 
 
 def build_parser():

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import sys
+from dataclasses import dataclass, fields
 
 import torch
 from PIL import UnidentifiedImageError
@@ -27,9 +28,10 @@ from torch import optim
 from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args, model_label
-from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
 from evaluation.perceptual import build_lpips, perceptual_input
-from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS, circle_shift, integer_translate, move_noise
+from utils.flags import add_lpips_weights_argument, add_noise_shift_argument
+from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
+from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, integer_translate, move_noise
 
 LOSSES = ("lpips", "mse")
 
@@ -95,17 +97,44 @@ def to_target(image, size):
     return to_tensor(resize_and_crop(image, size))
 
 
-def reconstruction_loss(generated, target, percept, args):
-    """Per-image reconstruction loss [N]: LPIPS (or MSE with --loss mse) plus --mse times MSE."""
+def reconstruction_loss(generated, target, percept, settings):
+    """Per-image reconstruction loss [N]: LPIPS (or MSE with loss 'mse') plus settings.mse times MSE."""
     mse = (generated - target).pow(2).mean(dim=(1, 2, 3))
-    if args.loss == "mse":
+    if settings.loss == "mse":
         return mse
     distance = percept(perceptual_input(generated), perceptual_input(target)).flatten()
-    return distance + args.mse * mse
+    return distance + settings.mse * mse
 
 
 # ---------------------------------------------------------------------------------------------
 # projection
+
+
+@dataclass(frozen=True)
+class ProjectionSettings:
+    """How a projection optimises, and the one place these defaults live: projector.py's flags of
+    the same names take them from here.
+
+    step: Adam steps at learning rate lr, warmed up over the first lr_rampup and ramped down
+    (cosine) over the last lr_rampdown of them. noise: strength of the noise added to the latent
+    (times W's spread), decaying to none over the first noise_ramp. noise_regularize: weight of
+    the noise maps' autocorrelation penalty. loss: 'lpips' (plus mse times the pixel MSE) or
+    'mse'. w_plus: one latent per layer (W+) instead of one for all (W). noise_shift: what a shift
+    does to the initial noise maps. n_mean_latent: mapped samples for W's mean and spread.
+    """
+
+    step: int = 1000
+    lr: float = 0.1
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.25
+    noise: float = 0.05
+    noise_ramp: float = 0.75
+    noise_regularize: float = 1e5
+    mse: float = 0.0
+    loss: str = "lpips"
+    w_plus: bool = False
+    noise_shift: str = DEFAULT_NOISE_SHIFT
+    n_mean_latent: int = 10000
 
 
 @torch.no_grad()
@@ -117,22 +146,22 @@ def latent_statistics(generator, n_mean_latent, seed):
     return latent_mean, latent_std.item()
 
 
-def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_std, args, desc):
+def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_std, settings, desc):
     """Optimise latents and noises for `targets` rendered at (shift_h, shift_w), starting from
-    noise maps drawn from the global RNG and moved with the shift (--noise_shift).
+    noise maps drawn from the global RNG and moved with the shift (settings.noise_shift).
 
     Returns (latent, noises, reconstruction, loss at the start [N], loss at the end [N]).
     """
     batch = len(targets)
     size = generator.size
-    noises = move_noise(generator.make_noise(batch), shift_h, shift_w, size, size, args.noise_shift)
+    noises = move_noise(generator.make_noise(batch), shift_h, shift_w, size, size, settings.noise_shift)
     latent_in = latent_mean.detach().clone().unsqueeze(0).repeat(batch, 1)
-    if args.w_plus:
+    if settings.w_plus:
         latent_in = latent_in.unsqueeze(1).repeat(1, generator.n_latent, 1)
     latent_in.requires_grad = True
     for noise in noises:
         noise.requires_grad = True
-    optimizer = optim.Adam([latent_in] + noises, lr=args.lr)
+    optimizer = optim.Adam([latent_in] + noises, lr=settings.lr)
 
     def render(latent):
         image, _ = generator(
@@ -142,19 +171,19 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
         return image
 
     with torch.no_grad():
-        loss_start = reconstruction_loss(render(latent_in), targets, percept, args)
+        loss_start = reconstruction_loss(render(latent_in), targets, percept, settings)
 
-    progress = tqdm(range(args.step), desc=desc)
+    progress = tqdm(range(settings.step), desc=desc)
     for i in progress:
-        t = i / args.step
-        lr = get_lr(t, args.lr, args.lr_rampdown, args.lr_rampup)
+        t = i / settings.step
+        lr = get_lr(t, settings.lr, settings.lr_rampdown, settings.lr_rampup)
         optimizer.param_groups[0]["lr"] = lr
-        noise_strength = latent_std * args.noise * max(0, 1 - t / args.noise_ramp) ** 2
+        noise_strength = latent_std * settings.noise * max(0, 1 - t / settings.noise_ramp) ** 2
 
         generated = render(latent_noise(latent_in, noise_strength))
-        r_loss = reconstruction_loss(generated, targets, percept, args).sum()
+        r_loss = reconstruction_loss(generated, targets, percept, settings).sum()
         n_loss = noise_regularize(noises)
-        loss = r_loss + args.noise_regularize * n_loss
+        loss = r_loss + settings.noise_regularize * n_loss
 
         optimizer.zero_grad()
         loss.backward()
@@ -162,24 +191,53 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
         noise_normalize_(noises)
 
         progress.set_postfix_str(
-            f"{args.loss}: {r_loss.item() / batch:.4f}; noise regularize: {n_loss.item():.4f}; lr: {lr:.4f}"
+            f"{settings.loss}: {r_loss.item() / batch:.4f}; noise regularize: {n_loss.item():.4f}; lr: {lr:.4f}"
         )
 
     with torch.no_grad():
         reconstruction = render(latent_in)
-        loss_end = reconstruction_loss(reconstruction, targets, percept, args)
+        loss_end = reconstruction_loss(reconstruction, targets, percept, settings)
     return latent_in.detach(), [noise.detach() for noise in noises], reconstruction, loss_start, loss_end
 
 
-def shifts(args):
-    """(tag, shift_h, shift_w) of every projection: one, or --pics on the circle around it."""
-    if not args.pics:
-        return [("", args.shift_h, args.shift_w)]
-    jobs = []
-    for frame in range(args.pics):
-        circle_h, circle_w = circle_shift(frame, args.pics, args.radius)
-        jobs.append((f"_{frame:04d}", args.shift_h + round(circle_h), args.shift_w + round(circle_w)))
-    return jobs
+def circle_shifts(pics, radius, shift_h=0, shift_w=0):
+    """`pics` whole-pixel shifts on a circle of `radius` pixels around (shift_h, shift_w)."""
+    return [
+        (shift_h + round(circle_h), shift_w + round(circle_w))
+        for circle_h, circle_w in (circle_shift(frame, pics, radius) for frame in range(pics))
+    ]
+
+
+def project_shifted(generator, targets, shifts, settings=ProjectionSettings(), percept=None, seed=0):
+    """Project `targets` ([N, 3, size, size] in [-1, 1]) at every whole-pixel (shift_h, shift_w)
+    of `shifts`: the targets rolled by the shift, the generator rendering with the same shift, each
+    shift from the same initial noise (`seed`). `percept`: LPIPS, for loss 'lpips' and to score.
+
+    Yields one dict per shift as soon as it is done: shift_h, shift_w, target (the rolled
+    targets), reconstruction, latent, noises, psnr [N] (dB, of the clamped reconstruction), lpips
+    [N] (None without `percept`), loss_start and loss_end [N].
+    """
+    latent_mean, latent_std = latent_statistics(generator, settings.n_mean_latent, seed)
+    for shift_h, shift_w in shifts:
+        torch.manual_seed(seed)  # every shift starts from the same initial noise
+        shifted, _ = integer_translate(targets, shift_h, shift_w)
+        latent, noises, reconstruction, loss_start, loss_end = project(
+            generator, shifted, shift_h, shift_w, percept, latent_mean, latent_std, settings,
+            desc=f"shift ({shift_h}, {shift_w})",
+        )
+        with torch.no_grad():
+            scores = psnr((reconstruction.clamp(-1, 1) - shifted).pow(2).mean(dim=(1, 2, 3)))
+            distances = None
+            if percept is not None:
+                distances = percept(perceptual_input(reconstruction), perceptual_input(shifted)).flatten()
+        yield {
+            "shift_h": shift_h, "shift_w": shift_w, "target": shifted, "reconstruction": reconstruction,
+            "latent": latent, "noises": noises, "psnr": scores, "lpips": distances, "loss_start": loss_start,
+            "loss_end": loss_end,
+        }
+
+
+DEFAULTS = ProjectionSettings()
 
 
 def build_parser():
@@ -189,20 +247,19 @@ def build_parser():
         allow_abbrev=False,
     )
     add_checkpoint_arguments(parser)
-    parser.add_argument("--lr_rampup", type=float, default=0.05, help="duration of the learning rate warmup")
-    parser.add_argument("--lr_rampdown", type=float, default=0.25, help="duration of the learning rate decay")
-    parser.add_argument("--lr", type=float, default=0.1, help="learning rate")
-    parser.add_argument("--noise", type=float, default=0.05, help="strength of the noise level")
-    parser.add_argument("--noise_ramp", type=float, default=0.75, help="duration of the noise level decay")
-    parser.add_argument("--step", type=int, default=1000, help="optimize iterations")
-    parser.add_argument("--noise_regularize", type=float, default=1e5, help="weight of the noise regularization")
-    parser.add_argument("--mse", type=float, default=0, help="weight of the mse loss (added to LPIPS)")
-    parser.add_argument("--loss", type=str, default="lpips", choices=LOSSES, help="lpips (VGG), or pixel mse only")
-    parser.add_argument("--lpips_weights", type=str, default=None,
-                        help="local torchvision vgg16 state dict for LPIPS's trunk (no download); "
-                        "with --loss mse it still gives the LPIPS metric")
-    parser.add_argument("--w_plus", action="store_true", help="allow to use distinct latent codes to each layers")
-    parser.add_argument("--n_mean_latent", type=int, default=10000, help="samples for the mean and spread of W")
+    add = parser.add_argument
+    add("--lr_rampup", type=float, default=DEFAULTS.lr_rampup, help="duration of the learning rate warmup")
+    add("--lr_rampdown", type=float, default=DEFAULTS.lr_rampdown, help="duration of the learning rate decay")
+    add("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
+    add("--noise", type=float, default=DEFAULTS.noise, help="strength of the noise level")
+    add("--noise_ramp", type=float, default=DEFAULTS.noise_ramp, help="duration of the noise level decay")
+    add("--step", type=int, default=DEFAULTS.step, help="optimize iterations")
+    add("--noise_regularize", type=float, default=DEFAULTS.noise_regularize, help="weight of the noise regularization")
+    add("--mse", type=float, default=DEFAULTS.mse, help="weight of the mse loss (added to LPIPS)")
+    add("--loss", type=str, default=DEFAULTS.loss, choices=LOSSES, help="lpips (VGG), or pixel mse only")
+    add_lpips_weights_argument(parser)
+    add("--w_plus", action="store_true", help="allow to use distinct latent codes to each layers")
+    add("--n_mean_latent", type=int, default=DEFAULTS.n_mean_latent, help="samples for the mean and spread of W")
     parser.add_argument("--shift_h", type=int, default=0,
                         help="roll the target down by this many pixels and shift the generator alike")
     parser.add_argument("--shift_w", type=int, default=0,
@@ -210,8 +267,7 @@ def build_parser():
     parser.add_argument("--pics", type=int, default=0,
                         help="project at this many shifts on a circle around the shift and write GIFs")
     parser.add_argument("--radius", type=float, default=32, help="radius of the --pics circle in pixels")
-    parser.add_argument("--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
-                        help="the initial noise maps move with the shift, or keep their place in the frame")
+    add_noise_shift_argument(parser)
     parser.add_argument("--duration", type=int, default=120, help="milliseconds per GIF frame")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise maps and the latent noise")
     parser.add_argument("files", metavar="FILES", nargs="+", help="path to image files to be projected")
@@ -234,53 +290,46 @@ def main(argv=None):
     targets = torch.stack([to_target(image, args.size) for image in images]).to(device)
     percept = build_lpips(args.lpips_weights, device, alternative="--loss mse") if args.loss == "lpips" or args.lpips_weights else None
 
-    latent_mean, latent_std = latent_statistics(generator, args.n_mean_latent, args.seed)
     folder = os.path.join("inverse", args.name)
     os.makedirs(folder, exist_ok=True)
 
+    settings = ProjectionSettings(**{field.name: getattr(args, field.name) for field in fields(ProjectionSettings)})
+    shifts = circle_shifts(args.pics, args.radius, args.shift_h, args.shift_w) if args.pics else [(args.shift_h, args.shift_w)]
     results = {stem: [] for stem in stems}
     frames = {stem: ([], []) for stem in stems}  # targets, reconstructions
-    for tag, shift_h, shift_w in shifts(args):
-        torch.manual_seed(args.seed)  # every shift starts from the same initial noise
-        shifted, _ = integer_translate(targets, shift_h, shift_w)
-        latent, noises, reconstruction, loss_start, loss_end = project(
-            generator, shifted, shift_h, shift_w, percept, latent_mean, latent_std, args,
-            desc=f"shift ({shift_h}, {shift_w})",
-        )
-        with torch.no_grad():
-            scores = psnr((reconstruction.clamp(-1, 1) - shifted).pow(2).mean(dim=(1, 2, 3)))
-            distances = None
-            if percept is not None:
-                distances = percept(perceptual_input(reconstruction), perceptual_input(shifted)).flatten()
-
+    projections = project_shifted(generator, targets, shifts, settings, percept, args.seed)
+    for frame, projection in enumerate(projections):
+        tag = f"_{frame:04d}" if args.pics else ""
         for index, stem in enumerate(stems):
             name = f"{stem}{tag}"
-            to_pil(shifted[index]).save(os.path.join(folder, f"{name}-target.png"))
-            to_pil(reconstruction[index]).save(os.path.join(folder, f"{name}-project.png"))
+            target, reconstruction = projection["target"][index], projection["reconstruction"][index]
+            to_pil(target).save(os.path.join(folder, f"{name}-target.png"))
+            to_pil(reconstruction).save(os.path.join(folder, f"{name}-project.png"))
             torch.save(
                 {
-                    "img": reconstruction[index].cpu(),
-                    "latent": latent[index : index + 1].cpu(),
-                    "noise": [noise[index : index + 1].cpu() for noise in noises],
-                    "shift_h": shift_h,
-                    "shift_w": shift_w,
+                    "img": reconstruction.cpu(),
+                    "latent": projection["latent"][index : index + 1].cpu(),
+                    "noise": [noise[index : index + 1].cpu() for noise in projection["noises"]],
+                    "shift_h": projection["shift_h"],
+                    "shift_w": projection["shift_w"],
                 },
                 os.path.join(folder, f"{name}.pt"),
             )
+            lpips_distances = projection["lpips"]
             results[stem].append(
                 {
-                    "shift_h": shift_h,
-                    "shift_w": shift_w,
-                    "psnr": scores[index].item(),
-                    "lpips": distances[index].item() if distances is not None else None,
-                    "loss_start": loss_start[index].item(),
-                    "loss_end": loss_end[index].item(),
+                    "shift_h": projection["shift_h"],
+                    "shift_w": projection["shift_w"],
+                    "psnr": projection["psnr"][index].item(),
+                    "lpips": lpips_distances[index].item() if lpips_distances is not None else None,
+                    "loss_start": projection["loss_start"][index].item(),
+                    "loss_end": projection["loss_end"][index].item(),
                     "reconstruction": f"{name}-project.png",
                     "latent": f"{name}.pt",
                 }
             )
-            frames[stem][0].append(shifted[index].cpu())
-            frames[stem][1].append(reconstruction[index].cpu())
+            frames[stem][0].append(target.cpu())
+            frames[stem][1].append(reconstruction.cpu())
 
     for path, stem in zip(args.files, stems):
         runs = results[stem]

@@ -251,7 +251,7 @@ class AliasFreeGenerator(MappedGenerator):
             mean of w (the truncation centre).
     """
 
-    position = "fourier"  # an input that can be shifted and rotated (equivariance.py asks)
+    position = "fourier"  # an input that can be shifted and rotated (evaluation/equivariance.py asks)
     affine = True  # the learned input transform is `affine_fourier`
     circular_shifts = False  # shifts move an infinite plane; they cannot wrap around
 

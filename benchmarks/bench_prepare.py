@@ -70,7 +70,7 @@ def report(title, n_images, settings, measure, repeats):
         print(f"  {name:>30}: {n_images / best[name]:8.1f} images/s")
 
 
-if __name__ == "__main__":
+def build_parser():
     parser = argparse.ArgumentParser(description="Measure prepare_data.py throughput.")
     parser.add_argument("--n_images", type=int, default=300, help="number of source images")
     parser.add_argument("--source_size", type=int, default=512, help="side of the source JPEG files")
@@ -78,7 +78,11 @@ if __name__ == "__main__":
     parser.add_argument("--n_worker", type=int, default=2, help="worker processes")
     parser.add_argument("--repeats", type=int, default=3, help="runs per setting; the best is reported")
     parser.add_argument("--work_dir", type=str, default=None, help="disk to write on (default: the system temp folder)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     with tempfile.TemporaryDirectory(dir=args.work_dir) as work_dir:
         source = os.path.join(work_dir, "source")
@@ -114,3 +118,7 @@ if __name__ == "__main__":
             partial(write_seconds, items, work_dir),
             args.repeats,
         )
+
+
+if __name__ == "__main__":
+    main()

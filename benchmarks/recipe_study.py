@@ -110,21 +110,25 @@ def evaluate(name, images, n=500):
     newest = numbered_checkpoints(experiment_dir(name, root=os.path.join(ROOT, "runs", "recipe", name)))[0]
     generator, _ = load_generator(newest)
     real, indices = open_real_images(dataset(images), 32, n)
-    settings = SimpleNamespace(patches=64, seed=0, batch=50, directions=128, repeats=4, noise_shift="move")
-    quality = quality_at_shift(generator, real, indices, (0.0, 0.0), settings)
+    quality = quality_at_shift(generator, real, indices, (0.0, 0.0), batch=50, patches=64)
     eqt = translation_equivariance(generator, n_sample=200, batch=50)
     samples = next(generated_batches(generator, 8, 8, seed=0))
     return {"config": name, "iterations": checkpoint_iteration(newest), "swd": quality["swd"], **eqt}, samples
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--round", choices=list(ROUNDS), default="1", help="the study's configurations, budget and folder")
     parser.add_argument("--budget", type=float, help="CPU seconds of training per configuration (default: the round's)")
     parser.add_argument("--parallel", type=int, default=2, help="configurations trained at once")
     parser.add_argument("--configs", help="comma-separated names from CONFIGS (default: the round's)")
     parser.add_argument("--out", help="output folder (default: the round's)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
     names, budget, out = ROUNDS[args.round]
     names = args.configs.split(",") if args.configs else names
     args.budget, args.out = args.budget or budget, args.out or out

@@ -6,7 +6,7 @@ input transformed" and "transform the rendered image", with the squared errors o
 summed before one PSNR is taken. Higher is better: a generator that moves its content when
 asked, instead of redrawing it, scores high.
 
-Shifts follow shift.py (+shift moves the content down/right, circular by default), so the
+Shifts follow utils/shift.py (+shift moves the content down/right, circular by default), so the
 reference translation is circular too: a roll for whole pixels, an exact Fourier phase shift
 for fractions, the whole image compared. `circular=False` shifts an infinite plane (positional
 models) and compares with StyleGAN3's zero-filled and Lanczos-3 translations over the region
@@ -152,9 +152,9 @@ def translation_equivariance(
         circular: the generator's default circular shift, compared with circularly translated
             references over the whole image. False shifts an infinite plane (positional models
             only) and compares over the region valid in both.
-        noise_mode: 'const' | 'random' | 'zero' (`metric_utils.noise_inputs`).
+        noise_mode: 'const' | 'random' | 'zero' (`evaluation.common.noise_inputs`).
         noise_shift: 'move' rolls the noise maps of the shifted render with its content, 'keep'
-            gives both renders the same maps (StyleGAN3's convention); see shift.py.
+            gives both renders the same maps (StyleGAN3's convention); see utils/shift.py.
     Returns:
         {'eqt_int': dB, 'eqt_frac': dB}.
     """

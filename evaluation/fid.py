@@ -6,6 +6,11 @@ Real statistics are cached in .npz files, or in .pkl files as rosinality's calc_
 writes them ({"mean", "cov", "size", "path"}); a .pkl is read by a restricted unpickler that
 builds numpy arrays and plain containers only, never other objects, so a file that would run
 code is refused.
+
+One pipeline serves every command: `real_statistics` makes real statistics (calc_inception.py,
+`metrics.py inception`, and `metrics.py fid --path`), `cached_real_statistics` reads them back
+checked against the generator's size, and `generator_fid` measures a generator against them
+(fid.py, `metrics.py fid`).
 """
 
 import io
@@ -19,7 +24,8 @@ import torch
 from scipy import linalg
 from tqdm import tqdm
 
-from evaluation.common import module_device
+from evaluation.common import batch_sizes, generated_batches, module_device, open_real_images, real_image_batches
+from model import TRUNCATION_MEAN
 
 
 def feature_statistics(features):
@@ -101,13 +107,16 @@ def save_statistics(file, mean, cov, **info):
             np.savez(handle, mean=mean, cov=cov, **{key: np.asarray(value) for key, value in info.items()})
 
 
+def statistics_advice(size):
+    """How to make the real statistics of `size` px images."""
+    return f"compute them with: python calc_inception.py --size {size} LMDB_PATH"
+
+
 def load_statistics(path):
     """(mean, cov, info dict) of a file written by `save_statistics` or rosinality's
     calc_inception.py (.pkl, read with StatisticsUnpickler)."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"real statistics {path!r} not found; compute them with: python calc_inception.py --size SIZE LMDB"
-        )
+        raise FileNotFoundError(f"real statistics {path!r} not found; {statistics_advice('SIZE')}")
     if zipfile.is_zipfile(path):
         with np.load(path, allow_pickle=False) as stored:
             info = {key: stored[key].item() for key in stored.files if key not in ("mean", "cov")}
@@ -136,3 +145,53 @@ def inception_statistics(inception, batches, total=None, desc="Inception", progr
         for images in tqdm(batches, total=total, desc=desc, disable=not progress)
     ]
     return feature_statistics(torch.cat(features).numpy())
+
+
+def random_flips(batches, seed):
+    """The images of `batches`, each flipped horizontally with probability 1/2 (a seeded coin)."""
+    rng = torch.Generator().manual_seed(seed)
+    for images in batches:
+        flipped = torch.rand(len(images), generator=rng) < 0.5
+        yield torch.where(flipped.view(-1, 1, 1, 1), images.flip(3), images)
+
+
+def real_statistics(inception, path, size, n_sample, batch, seed=0, flip=False, progress=True):
+    """(mean, cov, info) of the Inception features of up to `n_sample` real images of the LMDB at
+    `path` at `size` px: all of them when it holds no more, else a random subset drawn from
+    `seed` (common.open_real_images, as every metric takes its real images), each flipped
+    horizontally with probability 1/2 under `flip`. `info` says what they were made from, and
+    with which Inception weights."""
+    dataset, indices = open_real_images(path, size, n_sample, seed)
+    batches = real_image_batches(dataset, indices, batch)
+    if flip:
+        batches = random_flips(batches, seed)
+    total = len(batch_sizes(len(indices), batch))
+    mean, cov = inception_statistics(inception, batches, total, desc="real", progress=progress)
+    info = {"size": size, "path": path, "n_sample": len(indices), "flip": flip, "seed": seed}
+    return mean, cov, {**info, "inception": inception.weights}
+
+
+def cached_real_statistics(path, size, renderer):
+    """(mean, cov) of the statistics file `path`, refused unless they are of `size` px images, the
+    size `renderer` (a checkpoint, for the message) renders."""
+    mean, cov, info = load_statistics(path)
+    if "size" in info and int(info["size"]) != size:
+        raise ValueError(
+            f"{path} holds statistics of {info['size']} px images; {renderer} renders {size} px: "
+            f"{statistics_advice(size)}"
+        )
+    return mean, cov
+
+
+def generator_fid(
+    generator, inception, real_mean, real_cov, n_sample, batch, seed=0, truncation=1.0,
+    truncation_mean=TRUNCATION_MEAN, progress=True,
+):
+    """FID of `n_sample` renders of seeded latents and noise (common.generated_batches) against
+    the real statistics (real_mean, real_cov)."""
+    warn_few_fid_images(n_sample)
+    truncation_latent = generator.truncation_latent(truncation, truncation_mean)
+    fakes = generated_batches(generator, n_sample, batch, seed, truncation, truncation_latent)
+    total = len(batch_sizes(n_sample, batch))
+    fake_mean, fake_cov = inception_statistics(inception, fakes, total, desc="generated", progress=progress)
+    return frechet_distance(fake_mean, fake_cov, real_mean, real_cov)

@@ -130,15 +130,17 @@ def load_inception(path=None, device="cpu"):
             f"{path} does not fit torchvision's inception_v3: {str(error).splitlines()[0]}. {INCEPTION_HELP}"
         ) from None
     model.fc = nn.Identity()
-    return InceptionFeatures(model).eval().requires_grad_(False).to(device)
+    return InceptionFeatures(model, os.path.basename(path)).eval().requires_grad_(False).to(device)
 
 
 class InceptionFeatures(nn.Module):
-    """Wraps an Inception3 whose fc is removed: [N, 3, H, W] in [-1, 1] -> [N, 2048] pool3."""
+    """Wraps an Inception3 whose fc is removed: [N, 3, H, W] in [-1, 1] -> [N, 2048] pool3.
+    `weights` names the file its weights came from (stored beside real statistics)."""
 
-    def __init__(self, inception):
+    def __init__(self, inception, weights):
         super().__init__()
         self.inception = inception
+        self.weights = weights
 
     def forward(self, images):
         images = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)

@@ -9,6 +9,7 @@ samples.png (the first sample of every checkpoint at every shift).
 
 import csv
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,33 +18,37 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from checkpoint import load_generator, model_label
+from evaluation.common import format_value, generated_batches, module_device, open_real_images, real_image_batches
 from evaluation.equivariance import translation_equivariance
 from evaluation.fid import feature_statistics, frechet_distance, warn_few_fid_images
-from utils.images import make_grid, to_pil
-from evaluation.inception import load_inception
-from evaluation.common import checkpoint_labels, format_value, generated_batches, module_device, open_real_images, real_image_batches
-from utils.shift import translate_images
 from evaluation.swd import SWDDescriptors, swd
+from utils.images import make_grid, to_pil
+from utils.shift import DEFAULT_NOISE_SHIFT, translate_images
 
 SHIFT_DIRECTIONS = {"horizontal": (0, 1), "vertical": (1, 0), "diagonal": (1, 1)}
 
 
 @torch.no_grad()
-def quality_at_shift(generator, dataset, indices, shift, args, inception=None, real_statistics=None):
+def quality_at_shift(
+    generator, dataset, indices, shift, *, batch=8, seed=0, patches=128, directions=128, repeats=4,
+    noise_shift=DEFAULT_NOISE_SHIFT, inception=None, real_statistics=None,
+):
     """SWD (and FID with `inception`) of renders shifted by `shift` (pixels, (h, w)) against the
-    real images circularly translated by the same amount.
+    real images `indices` of `dataset` circularly translated by the same amount.
 
+    `batch` images per call; `seed` of latents, noise and patches; `patches`, `directions`,
+    `repeats`: SWD's (evaluation/swd.py); `noise_shift`: what the shift does to the noise maps.
     `real_statistics`: cached (mean, cov) of the translated real images, or None to compute
     them. Returns {'swd', 'swd_levels', 'fid', 'real_statistics', 'first_sample'}.
     """
     device = module_device(generator)
     size = generator.size
-    real_set = SWDDescriptors(size, args.patches, seed=args.seed)
-    fake_set = SWDDescriptors(size, args.patches, seed=args.seed)
+    real_set = SWDDescriptors(size, patches, seed=seed)
+    fake_set = SWDDescriptors(size, patches, seed=seed)
     need_real_features = inception is not None and real_statistics is None
     real_features, fake_features = [], []
 
-    for images in real_image_batches(dataset, indices, args.batch):
+    for images in real_image_batches(dataset, indices, batch):
         images, _ = translate_images(images.to(device), shift[0], shift[1], circular=True)
         real_set.add(images)
         if need_real_features:
@@ -51,7 +56,7 @@ def quality_at_shift(generator, dataset, indices, shift, args, inception=None, r
 
     first_sample = None
     renders = generated_batches(
-        generator, len(indices), args.batch, args.seed, shift_h=shift[0], shift_w=shift[1], noise_shift=args.noise_shift
+        generator, len(indices), batch, seed, shift_h=shift[0], shift_w=shift[1], noise_shift=noise_shift
     )
     for images in renders:
         fake_set.add(images)
@@ -60,7 +65,7 @@ def quality_at_shift(generator, dataset, indices, shift, args, inception=None, r
         if first_sample is None:
             first_sample = images[0].cpu()
 
-    levels, mean = swd(real_set, fake_set, args.directions, args.repeats, args.seed)
+    levels, mean = swd(real_set, fake_set, directions, repeats, seed)
     result = {"swd": mean, "swd_levels": levels, "fid": None, "real_statistics": real_statistics}
     if inception is not None:
         if need_real_features:
@@ -71,31 +76,55 @@ def quality_at_shift(generator, dataset, indices, shift, args, inception=None, r
     return result
 
 
-def spatial_bias_report(args, device):
-    """Evaluate every checkpoint of args.ckpt at the shifts args.shifts (fractions of the size);
-    returns (quality rows, equivariance rows, samples)."""
-    inception = load_inception(args.inception, device) if args.inception else None
-    direction = SHIFT_DIRECTIONS[args.direction]
-    labels = checkpoint_labels(args.ckpt, args.labels)
-    real_cache = {}  # (size, shift) -> real Inception statistics, shared by the checkpoints
-    quality_rows, equivariance_rows, samples = [], [], []
+@dataclass
+class SpatialBiasReport:
+    """What spatial_bias_report measured: one quality row per checkpoint and shift, one
+    equivariance row per checkpoint, the first sample of every checkpoint at every shift, and the
+    settings it measured with (for the write-up)."""
 
-    for path, label in zip(args.ckpt, labels):
+    quality_rows: list
+    equivariance_rows: list
+    samples: list
+    settings: dict
+
+
+def spatial_bias_report(
+    checkpoints, labels, real_path, device, *, n=1000, shifts=(0.0, 0.0625, 0.125, 0.25, 0.375, 0.5),
+    direction="horizontal", batch=8, seed=0, patches=128, directions=128, repeats=4, noise_mode="const",
+    noise_shift=DEFAULT_NOISE_SHIFT, eqt_n=1000, max_shift=0.125, inception=None,
+):
+    """Evaluate every checkpoint (named by `labels`) at `shifts` (fractions of its size, in
+    `direction`) against up to `n` real images of the LMDB `real_path`: quality_at_shift, with FID
+    when `inception` (a loaded Inception network) is given; then EQ-T of `eqt_n` latents (0 skips
+    it) with translations up to `max_shift`. Returns a SpatialBiasReport."""
+    settings = {
+        "real_path": real_path, "direction": direction, "seed": seed, "eqt_n": eqt_n, "max_shift": max_shift,
+        "noise_mode": noise_mode, "noise_shift": noise_shift,
+    }
+    swd_settings = {"batch": batch, "seed": seed, "patches": patches, "directions": directions, "repeats": repeats}
+    step_h, step_w = SHIFT_DIRECTIONS[direction]
+    real_cache = {}  # (size, shift) -> real Inception statistics, shared by the checkpoints
+    report = SpatialBiasReport([], [], [], settings)
+
+    for path, label in zip(checkpoints, labels):
         generator, config = load_generator(path, device)
-        dataset, indices = open_real_images(args.path, generator.size, args.n, args.seed)
-        if len(indices) < args.n:
-            print(f"{args.path} holds {len(indices)} images at {generator.size} px: comparing that many, not {args.n}")
+        dataset, indices = open_real_images(real_path, generator.size, n, seed)
+        if len(indices) < n:
+            print(f"{real_path} holds {len(indices)} images at {generator.size} px: comparing that many, not {n}")
         if inception is not None:
             warn_few_fid_images(len(indices))
         row_samples = []
-        for fraction in tqdm(args.shifts, desc=f"{label} shifts"):
-            shift = (direction[0] * fraction * generator.size, direction[1] * fraction * generator.size)
+        for fraction in tqdm(shifts, desc=f"{label} shifts"):
+            shift = (step_h * fraction * generator.size, step_w * fraction * generator.size)
             key = (generator.size, shift)
-            result = quality_at_shift(generator, dataset, indices, shift, args, inception, real_cache.get(key))
+            result = quality_at_shift(
+                generator, dataset, indices, shift, **swd_settings, noise_shift=noise_shift, inception=inception,
+                real_statistics=real_cache.get(key),
+            )
             if inception is not None:
                 real_cache[key] = result["real_statistics"]
             row_samples.append(result["first_sample"])
-            quality_rows.append(
+            report.quality_rows.append(
                 {
                     "checkpoint": label,
                     "position": model_label(config),
@@ -106,28 +135,28 @@ def spatial_bias_report(args, device):
                     "fid": result["fid"],
                 }
             )
-        samples.append(row_samples)
+        report.samples.append(row_samples)
 
         equivariance = {"eqt_int": None, "eqt_frac": None}
-        if args.eqt_n > 0:
+        if eqt_n > 0:
             equivariance = translation_equivariance(
-                generator, args.eqt_n, args.batch, args.max_shift, circular=generator.circular_shifts, noise_mode=args.noise_mode,
-                noise_shift=args.noise_shift, seed=args.seed, progress=True,
+                generator, eqt_n, batch, max_shift, circular=generator.circular_shifts, noise_mode=noise_mode,
+                noise_shift=noise_shift, seed=seed, progress=True,
             )
-        equivariance_rows.append({"checkpoint": label, "position": model_label(config), **equivariance})
-    return quality_rows, equivariance_rows, samples
+        report.equivariance_rows.append({"checkpoint": label, "position": model_label(config), **equivariance})
+    return report
 
 
-def write_report(out, quality_rows, equivariance_rows, samples, args):
-    """report.md, report.csv, report.png and samples.png in folder `out`."""
+def write_spatial_bias_report(out, report):
+    """report.md, report.csv, report.png and samples.png of a SpatialBiasReport in folder `out`."""
     os.makedirs(out, exist_ok=True)
-    write_markdown(os.path.join(out, "report.md"), quality_rows, equivariance_rows, args)
-    write_csv(os.path.join(out, "report.csv"), quality_rows, equivariance_rows)
-    draw_plot(os.path.join(out, "report.png"), quality_rows)
-    save_samples(os.path.join(out, "samples.png"), samples)
+    write_markdown(os.path.join(out, "report.md"), report.quality_rows, report.equivariance_rows, report.settings)
+    write_csv(os.path.join(out, "report.csv"), report.quality_rows, report.equivariance_rows)
+    draw_plot(os.path.join(out, "report.png"), report.quality_rows)
+    save_samples(os.path.join(out, "samples.png"), report.samples)
 
 
-def write_markdown(path, quality_rows, equivariance_rows, args):
+def write_markdown(path, quality_rows, equivariance_rows, settings):
     """report.md: quality per shift side by side per checkpoint, then EQ-T per checkpoint."""
     labels = list(dict.fromkeys(row["checkpoint"] for row in quality_rows))
     with_fid = any(row["fid"] is not None for row in quality_rows)
@@ -137,9 +166,9 @@ def write_markdown(path, quality_rows, equivariance_rows, args):
     lines = [
         "# Spatial-bias report",
         "",
-        f"Real images: `{args.path}` ({quality_rows[0]['images']} per set, circularly translated by the same shift "
-        "as the renders); "
-        f"shift direction: {args.direction}; seed {args.seed}. Lower is better; a spatially unbiased generator "
+        f"Real images: `{settings['real_path']}` ({quality_rows[0]['images']} per set, circularly translated by the "
+        "same shift as the renders); "
+        f"shift direction: {settings['direction']}; seed {settings['seed']}. Lower is better; a spatially unbiased generator "
         "keeps its quality at every shift.",
         "",
         "## Quality versus shift",
@@ -154,12 +183,12 @@ def write_markdown(path, quality_rows, equivariance_rows, args):
             cells += [format_value(row[column]) for column in columns]
         lines.append(f"| {fraction:g} | " + " | ".join(cells) + " |")
 
-    if args.eqt_n > 0:
+    if settings["eqt_n"] > 0:
         eqt_note = (
-            f"EQ-T: PSNR (dB) between shifted renders and translated reference renders, {args.eqt_n} samples, "
-            f"shifts up to {args.max_shift:g} of the size, circular (the alias-free generators, whose Fourier input "
-            f"cannot wrap, shift an infinite plane and compare the region valid in both), noise '{args.noise_mode}' "
-            f"({args.noise_shift} with the shift). Higher is better."
+            f"EQ-T: PSNR (dB) between shifted renders and translated reference renders, {settings['eqt_n']} samples, "
+            f"shifts up to {settings['max_shift']:g} of the size, circular (the alias-free generators, whose Fourier "
+            f"input cannot wrap, shift an infinite plane and compare the region valid in both), noise "
+            f"'{settings['noise_mode']}' ({settings['noise_shift']} with the shift). Higher is better."
         )
     else:
         eqt_note = "EQ-T was skipped (--eqt_n 0)."

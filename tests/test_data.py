@@ -1,4 +1,4 @@
-"""prepare_data.py, dataset.py and synthetic.py: LMDB round trips in the original format, error
+"""prepare_data.py, dataset.py and utils/synthetic.py: LMDB round trips in the original format, error
 cases a user meets, DataLoader workers, the circular-translation augmentation and the renderer."""
 
 import os

@@ -1,8 +1,10 @@
-"""rosinality's FID command lines (calc_inception.py LMDB, fid.py --inception STATS.pkl CKPT) with
-a random-weight FID Inception, statistics files of the original read without unpickling
-arbitrary objects, and the Inception download failing clearly offline."""
+"""rosinality's FID command lines (calc_inception.py LMDB, fid.py --inception STATS.pkl CKPT) and
+`metrics.py inception` / `metrics.py fid` with a random-weight FID Inception: one pipeline for all
+of them; statistics files of the original read without unpickling arbitrary objects, and the
+Inception download failing clearly offline."""
 
 import io
+import json
 import pickle
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 
 import calc_inception
 import fid
+import metrics
 from evaluation import fid as fid_metric
 from evaluation import inception
 
@@ -63,7 +66,7 @@ def test_the_original_command_lines(synthetic_lmdb, tmp_path, monkeypatch, capsy
     # the Frechet distance itself (a 2048 x 2048 matrix square root, seconds) is tested in
     # test_metrics.py; here: what the command line feeds it
     compared = []
-    monkeypatch.setattr(fid, "frechet_distance", lambda *stats: compared.append(stats) or 1.5)
+    monkeypatch.setattr(fid_metric, "frechet_distance", lambda *stats: compared.append(stats) or 1.5)
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", position="mspe")
     calc_inception.main(["--size", "32", "--batch", "4", "--n_sample", "6", "--flip",
                          "--inception_weights", fid_inception_weights, "--device", "cpu", synthetic_lmdb])
@@ -83,6 +86,30 @@ def test_the_original_command_lines(synthetic_lmdb, tmp_path, monkeypatch, capsy
     with pytest.raises(SystemExit, match="32 px"):
         fid.main(["--inception", str(stats), "--size", "64", "--inception_weights", fid_inception_weights,
                   make_tiny_checkpoint(tmp_path / "big.pt", position="mspe", size=64)])
+
+
+def test_every_command_makes_and_uses_the_same_real_statistics(synthetic_lmdb, tmp_path, monkeypatch,
+                                                              fid_inception_weights, make_tiny_checkpoint):
+    """calc_inception.py (.pkl) and `metrics.py inception` (.npz) write the same statistics, and
+    `metrics.py fid` against them equals `metrics.py fid --path`, which computes them afresh."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fid_metric, "frechet_distance", lambda mean, cov, real_mean, real_cov: float(real_mean.sum()))
+    pkl, npz = str(tmp_path / "real.pkl"), str(tmp_path / "real.npz")
+    common = ["--size", "32", "--batch", "3", "--n_sample", "3", "--device", "cpu"]
+    calc_inception.main([*common, "--inception_weights", fid_inception_weights, "--out", pkl, synthetic_lmdb])
+    metrics.main(["inception", "--size", "32", "--batch", "3", "--n", "3", "--device", "cpu", "--path", synthetic_lmdb,
+                  "--inception", fid_inception_weights, "--real_stats", npz])
+    (pkl_mean, pkl_cov, pkl_info), (npz_mean, npz_cov, npz_info) = map(fid_metric.load_statistics, (pkl, npz))
+    assert np.array_equal(pkl_mean, npz_mean) and np.array_equal(pkl_cov, npz_cov)
+    assert pkl_info == npz_info and pkl_info["n_sample"] == 3 and pkl_info["inception"] == "pt_inception_random.pth"
+
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", position="mspe")
+    fid_flags = ["fid", "--ckpt", ckpt, "--n", "3", "--batch", "3", "--device", "cpu", "--inception",
+                 fid_inception_weights]
+    metrics.main([*fid_flags, "--real_stats", npz, "--out", "cached"])
+    metrics.main([*fid_flags, "--path", synthetic_lmdb, "--out", "fresh"])
+    cached, fresh = (json.loads((tmp_path / out / "fid.json").read_text())["results"][0]["fid"] for out in ("cached", "fresh"))
+    assert cached == fresh == pytest.approx(float(npz_mean.sum()))
 
 
 def test_without_network_the_inception_download_says_how_to_proceed(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""The metrics (equivariance.py, swd.py, fid.py, inception.py, report.py and their command line
-metrics.py): EQ-T / EQ-R on toy generators with known equivariance, SWD, FID, the Inception
+"""The metrics (evaluation/: equivariance.py, swd.py, fid.py, inception.py, spatial_bias.py, and their
+command line metrics.py): EQ-T / EQ-R on toy generators with known equivariance, SWD, FID, the Inception
 loader and the spatial-bias report end to end."""
 
 import csv

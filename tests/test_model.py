@@ -150,6 +150,8 @@ def test_scale_changes_resolution_not_content_placement(scale):
         assert torch.allclose(pe, reference[:, ::2, ::2], atol=1e-6)
     with pytest.raises(ValueError, match="scale"):
         Generator(32, LATENT, 2, position="none", scale=2.0)
+    with pytest.raises(ValueError, match="scale"):  # a learned constant has no finer grid to sample
+        render(tiny_generator("none"), scale=scale)
 
 
 def test_non_wrapping_shift_needs_a_positional_model():

@@ -1,8 +1,6 @@
 """Closed-form factorization (closed_form_factorization.py) and apply_factor.py on a tiny
 MS-PE generator."""
 
-import argparse
-
 import pytest
 import torch
 from PIL import Image
@@ -10,6 +8,7 @@ from PIL import Image
 import apply_factor
 from checkpoint import load_checkpoint, load_generator
 from closed_form_factorization import factorize, main as factorize_main, modulation_weights
+from generate import Renderer
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +41,11 @@ def test_moving_along_a_direction_changes_the_image_and_degree_zero_does_not(fac
     _, ckpt, factor_path = factored
     generator, _ = load_generator(ckpt)
     eigvec = apply_factor.load_directions(factor_path, generator.style_dim)
-    args = argparse.Namespace(batch=4, truncation=1.0, shift_h=0, shift_w=0, noise_shift="move")
     z, noises = apply_factor.seed_inputs(generator, range(3))
     with torch.no_grad():
         w = generator.style(z)
         plain = generator([w], input_is_latent=True, noise=noises)[0]
-        moved = apply_factor.moved_renders(
-            generator, w, noises, eigvec[:, 0][None], [0.0, 5.0], args, None, progress=_Count()
-        )
+        moved = apply_factor.moved_renders(Renderer(generator), w, noises, eigvec[:, 0][None], [0.0, 5.0])
     assert torch.equal(moved[0], plain)
     assert (moved[1] - plain).abs().mean() > 0.02
 
@@ -60,10 +56,11 @@ def test_shift_renders_the_edit_at_the_shifted_position(factored):
     generator, _ = load_generator(ckpt)
     direction = apply_factor.load_directions(factor_path, generator.style_dim)[:, 0][None]
     z, noises = apply_factor.seed_inputs(generator, range(2))
-    args = argparse.Namespace(batch=4, truncation=1.0, shift_h=8, shift_w=-4, noise_shift="move")
     with torch.no_grad():
         w = generator.style(z)
-        edited, plain = apply_factor.moved_renders(generator, w, noises, direction, [5.0, 0.0], args, None, _Count())
+        edited, plain = apply_factor.moved_renders(
+            Renderer(generator), w, noises, direction, [5.0, 0.0], shift_h=8, shift_w=-4, noise_shift="move"
+        )
         shifted_noise = apply_factor.move_noise(noises, 8, -4, 32, 32)
         expected = generator([w + 5.0 * direction], input_is_latent=True, noise=shifted_noise, shift_h=8, shift_w=-4)[0]
         unshifted = generator([w], input_is_latent=True, noise=noises)[0]
@@ -82,9 +79,3 @@ def test_the_original_command_line_writes_the_grid_and_the_sweep(factored, monke
     with pytest.raises(SystemExit, match="index must be 0..31"):
         apply_factor.main(["-i", "32", "--ckpt", ckpt, factor])
 
-
-class _Count:
-    """A stand-in for the tqdm bar that generate.render updates."""
-
-    def update(self, count):
-        pass

@@ -1,4 +1,4 @@
-"""shift.py: the unit and sign of shifts, noise that moves with the content, image translations."""
+"""utils/shift.py: the unit and sign of shifts, noise that moves with the content, image translations."""
 
 import math
 

@@ -53,12 +53,14 @@ def add_lpips_weights_argument(parser):
     )
 
 
-def add_inception_weights_argument(parser, *names, help_suffix=""):
+INCEPTION_WEIGHTS_HELP = (
+    "Inception-v3 state dict file (pytorch-fid or torchvision); default: download the FID Inception once"
+)
+
+
+def add_inception_weights_argument(parser, *names, help=INCEPTION_WEIGHTS_HELP):
     """The FID Inception's weights (evaluation/inception.py) under the flag `names` (default
-    --inception; rosinality's fid.py calls it --inception_weights)."""
+    --inception; rosinality's fid.py calls it --inception_weights, its --inception being the
+    real statistics)."""
     names = names or ("--inception",)
-    parser.add_argument(
-        *names, dest=names[0].lstrip("-"), type=str, default=None,
-        help="Inception-v3 state dict file (pytorch-fid or torchvision); default: download the FID Inception once"
-        + help_suffix,
-    )
+    parser.add_argument(*names, dest=names[0].lstrip("-"), type=str, default=None, help=help)

@@ -100,6 +100,11 @@ def save_gif(frames, path, duration=40):
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0, optimize=False)
 
 
+def save_grid_gif(frames, path, duration=40):
+    """Save frames of batches ([N, 3, H, W] each, in [-1, 1]) as a looping GIF of their grids."""
+    save_gif([make_grid(images) for images in frames], path, duration)
+
+
 def labelled_rows(rows, labels, margin=110):
     """PIL images stacked top to bottom, each with its label written in a white left margin."""
     sheet = Image.new("RGB", (margin + max(row.width for row in rows), sum(row.height for row in rows)), "white")
