@@ -91,8 +91,7 @@ def main(argv=None):
 
     z, noises = seed_inputs(generator, range(args.seed, args.seed + args.n_sample))
     w = generator.style(z.to(device))
-    renderer = Renderer(generator, args.batch, args.truncation, generator.truncation_latent(
-        args.truncation, args.truncation_mean))
+    renderer = Renderer.from_args(generator, args)
     sweep = [args.degree * (2 * frame / (args.pics - 1) - 1) for frame in range(args.pics)]
     stem = f"{args.out_prefix}_index-{args.index}_degree-{args.degree}"
     shift = (args.shift_h, args.shift_w, args.noise_shift)

@@ -93,6 +93,11 @@ class Renderer:
     truncation: float = 1.0
     truncation_latent: torch.Tensor = None
 
+    @classmethod
+    def from_args(cls, generator, args):
+        """The renderer of a command line's --batch, --truncation and --truncation_mean."""
+        return cls(generator, args.batch, args.truncation, generator.truncation_latent(args.truncation, args.truncation_mean))
+
     @torch.no_grad()
     def __call__(self, latents, noises, progress=None, per_sample=None, **options):
         """Images [N, 3, H, W] (CPU) of `latents` (z [N, latent], or w [N, latent] or per layer
@@ -341,8 +346,7 @@ def main(argv=None):
     default_styles = range(min(7, generator.n_latent - 1))
     args.col_styles = parse_seeds(args.col_styles) if args.col_styles else list(default_styles)
     try:
-        renderer = Renderer(generator, args.batch, args.truncation, generator.truncation_latent(
-            args.truncation, args.truncation_mean))
+        renderer = Renderer.from_args(generator, args)
         folder = os.path.join("generate", args.name, args.mode)
         os.makedirs(folder, exist_ok=True)
         MODES[args.mode](renderer, args, folder)
