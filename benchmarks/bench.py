@@ -3,7 +3,7 @@
     python bench.py                                   # the four reference workloads (on CUDA)
     python bench.py --size 256 --batch 16 --position mspe --precision bf16 --modconv plain
     python bench.py --size 32 --batch 4 --channel_max 32 --device cpu   # a CPU smoke run
-    python bench.py --report bench_report             # everything a GPU session checks, below
+    python bench.py --report bench_report             # the GPU report: what a GPU session checks, below
 
 One training iteration is exactly train.py's `TrainingStep` with train.py's defaults: a
 discriminator step, lazy R1 every 16 iterations, a generator step (no path-length
@@ -14,20 +14,19 @@ torch.utils.flop_counter on the `meta` device (nothing runs), averaging an R1 it
 plain one; MFU divides the achieved rate by --peak_tflops. Figures, never asserts: compare runs
 taken on the same machine.
 
-`--report OUT_DIR` does, in order, and writes report.json and report.md (tables ready for the
-README, with ratios to the original code) into OUT_DIR:
+The GPU report, `--report OUT_DIR`, does, in order, and writes report.json and report.md
+(tables ready for the README, with ratios to the original code) into OUT_DIR:
 1. builds the custom ops and says which implementation each op runs (CUDA kernel or reference);
-2. runs the CUDA tests of the ops (tests/test_ops.py: kernels against references, forward,
-   first and second derivatives); if they do not pass, everything after runs the PyTorch
-   references, and report.md says so;
-3. checks fp32 training on the device against the CPU: a few iterations of a tiny model from the
-   same initialisation, images, latents and noise, once with the original settings (grouped
-   modulated convolution) and once with each candidate's modconv and memory format;
-4. tries each --fast candidate on mspe 256 and keeps the fastest (default: FAST_CANDIDATES
+2. runs every CUDA test (`python -m pytest -m cuda tests`: the ops' kernels against their
+   references, forward, first and second derivatives; StyleGAN3's filtered_lrelu; fp32 training
+   on the GPU against the CPU in each layout the speed settings use, tests/test_cuda_parity.py)
+   and records their counts and the failed ones with their messages; if they do not pass,
+   everything after runs the PyTorch references, and report.md says so;
+3. tries each --fast candidate on mspe 256 and keeps the fastest (default: FAST_CANDIDATES
    below; `--fast`, repeated, replaces them, e.g. `--fast bf16,plain,channels_last,compile`);
-5. measures the four reference workloads with the original settings (tf32, grouped modulated
+4. measures the four reference workloads with the original settings (tf32, grouped modulated
    convolution, CUDA ops) and with the fastest candidate, plus generation;
-6. profiles a few iterations of mspe 256 with the fastest candidate (torch.profiler: the top
+5. profiles a few iterations of mspe 256 with the fastest candidate (torch.profiler: the top
    operators by device time, profile.txt).
 A setting that fails (out of memory, a kernel or compiler error) is recorded with its error
 and the report goes on. report.json is saved after every step and every measurement: rerun the
@@ -57,7 +56,6 @@ sys.path.insert(0, ROOT)
 import op  # noqa: E402
 import op._plugin  # noqa: E402
 from training import gan  # noqa: E402
-from training.distributed import unwrap  # noqa: E402
 from model import MODCONVS, POSITIONS  # noqa: E402
 from utils.device import PRECISIONS, choose_device, default_precision, setup_precision  # noqa: E402
 
@@ -102,7 +100,7 @@ def parse_args(argv=None):
     parser.add_argument("--gen_iters", type=int, default=20, help="timed generation batches")
     parser.add_argument("--peak_tflops", type=float, default=790.0, help="the device's dense bf16 matrix rate, for MFU")
     parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("--report", metavar="OUT_DIR", help="ops, CUDA tests, CPU check, original vs --fast table, profile")
+    parser.add_argument("--report", metavar="OUT_DIR", help="the GPU report: ops, CUDA tests, original vs --fast table, profile")
     parser.add_argument("--fast", type=fast_settings, action="append",
                         help="--report's candidate settings, repeatable: comma-separated from fp32|tf32|bf16, "
                         f"grouped|plain, channels_last, compile, ref (default: {'; '.join(FAST_CANDIDATES)})")
@@ -147,14 +145,11 @@ def workloads(args, device):
     return list(REFERENCE)
 
 
-def training_step(
-    position, size, model, device, settings, autocast=contextlib.nullcontext, step_settings=None,
-    step_class=gan.GANStep,
-):
-    """train.py's TrainingStep (train.py's default hyperparameters unless `step_settings`) for one
-    workload, initialised on the CPU, then moved to `device`; `model` has channel_multiplier and
-    channel_max, `settings` modconv, channels_last and compile."""
-    step_settings = step_settings or gan.StepSettings()
+def training_step(position, size, model, device, settings, autocast=contextlib.nullcontext):
+    """train.py's GANStep (train.py's default hyperparameters) for one workload, initialised on
+    the CPU, then moved to `device`; `model` has channel_multiplier and channel_max, `settings`
+    modconv, channels_last and compile."""
+    step_settings = gan.StepSettings()
     config = {"size": size, "position": position, "latent": step_settings.latent,
               "channel_multiplier": model.channel_multiplier, "channel_max": model.channel_max}
     generator, discriminator, g_ema = gan.build_models(config, "cpu", modconv=settings["modconv"])
@@ -162,7 +157,7 @@ def training_step(
     if settings["channels_last"]:
         gan.use_channels_last(generator, discriminator, g_ema)
     g_optim, d_optim = gan.build_optimizers(generator, discriminator, step_settings)
-    return step_class(
+    return gan.GANStep(
         generator, discriminator, g_ema, g_optim, d_optim, step_settings, autocast=autocast,
         compile=settings["compile"],
     )
@@ -307,75 +302,34 @@ def table(results):
 
 
 # ---------------------------------------------------------------------------------------------
-# --report
+# the GPU report (--report)
 
 
-def run_cuda_tests():
-    """Run the CUDA tests of tests/test_ops.py; returns {'passed', 'failed', 'skipped', 'output'}."""
-    command = [sys.executable, "-m", "pytest", "-q", "-rs", os.path.join(ROOT, "tests", "test_ops.py"), "-k", "cuda"]
+def run_cuda_tests(tests="tests"):
+    """Run every CUDA test (`python -m pytest -m cuda tests` from the repository root; `tests`:
+    another folder of tests). Returns the counts ('passed', 'failed', 'skipped', 'error'),
+    pytest's exit code ('returncode'), its summary line, {id: first line of the message} of the
+    tests that failed or errored ('failed_tests': the parity test's message carries its figures)
+    and the end of its output."""
+    # -vv: the short summary's messages whole, not cut at the terminal's width
+    command = [sys.executable, "-m", "pytest", "-vv", "-rfEs", "-m", "cuda", tests]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-500:]
+    output = result.stdout.strip()
+    summary = output.splitlines()[-1].strip("= ") if output else result.stderr[-500:]
     counts = {word: 0 for word in ("passed", "failed", "skipped", "error")}
     for part in summary.replace(" in ", ", ").split(", "):
         number, _, word = part.strip().partition(" ")
-        if number.isdigit() and word.rstrip("s") in ("passed", "failed", "skipped", "error"):
+        if number.isdigit() and word.rstrip("s") in counts:
             counts[word.rstrip("s")] = int(number)
-    return {**counts, "returncode": result.returncode, "summary": summary, "output": result.stdout[-4000:]}
-
-
-class SeededStep(gan.GANStep):
-    """A TrainingStep whose latents and noise maps are drawn on the CPU from its own seeded
-    generator, so that the same iterations can run on two devices with the same inputs."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.rng = torch.Generator().manual_seed(2)
-
-    def fake_images(self, batch):
-        generator = unwrap(self.generator)
-        latent = torch.randn(batch, self.settings.latent, generator=self.rng).to(generator.device)
-        noise = [noise.to(generator.device) for noise in generator.make_noise(batch, rng=self.rng)]
-        with self.autocast():
-            return self.generate([latent], noise=noise)[0]
-
-
-def device_check(device, settings, iterations=4):
-    """fp32 training of a tiny mspe model on `device` (with `settings`' ops, modulated convolution
-    and memory format) against the CPU, from the same start.
-
-    Returns the largest relative loss difference, the largest weight difference, and the bound
-    on it: Adam moves a weight by at most about lr per step, so weights whose gradients differ
-    only in rounding can still end up to 2 lr apart per iteration.
-    """
-    model = SimpleNamespace(channel_multiplier=2, channel_max=32)
-    step_settings = gan.StepSettings(latent=32, mixing=0.0)
-    real = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
-    runs = {}
-    with chosen_ops(settings):
-        for name, run_device, run_settings in (
-            ("cpu", torch.device("cpu"), {"modconv": "grouped", "channels_last": False, "compile": False}),
-            ("device", device, {**settings, "compile": False}),
-        ):
-            setup_precision("fp32", run_device)
-            step = training_step("mspe", 32, model, run_device, run_settings, step_settings=step_settings, step_class=SeededStep)
-            images = real.to(run_device)
-            if run_settings["channels_last"]:
-                images = images.contiguous(memory_format=torch.channels_last)
-            losses = [{key: value.item() for key, value in step(iteration, images).items()} for iteration in range(iterations)]
-            runs[name] = (losses, {key: value.float().cpu() for key, value in step.g_ema.state_dict().items()})
-    (cpu_losses, cpu_weights), (device_losses, device_weights) = runs["cpu"], runs["device"]
-    loss_difference = max(
-        abs(a[key] - b[key]) / max(abs(a[key]), 1e-8) for a, b in zip(cpu_losses, device_losses) for key in a
-    )
-    weight_difference = max((cpu_weights[key] - device_weights[key]).abs().max().item() for key in cpu_weights)
-    bound = 2 * step_settings.lr * iterations
+    failed_tests = {}
+    for line in output.splitlines():
+        outcome, _, rest = line.partition(" ")
+        if outcome in ("FAILED", "ERROR"):
+            test_id, _, message = rest.partition(" - ")
+            failed_tests[test_id] = message
     return {
-        "settings": describe({**settings, "precision": "fp32", "compile": False}),
-        "iterations": iterations,
-        "max_relative_loss_difference": loss_difference,
-        "max_weight_difference": weight_difference,
-        "weight_bound": bound,
-        "ok": loss_difference < 1e-3 and weight_difference <= bound,
+        **counts, "returncode": result.returncode, "summary": summary, "failed_tests": failed_tests,
+        "output": result.stdout[-4000:],
     }
 
 
@@ -399,10 +353,10 @@ def profile(position, size, batch, settings, args, device, path, iterations=6):
         file.write(f"{position} {size}, batch {batch}, {describe(settings)}, {iterations} iterations\n{text}\n")
 
 
-class ReportFile:
-    """--report's results, saved to OUT_DIR/report.json after every step and measurement. An
-    unfinished report of the same device and torch version found there is continued: its steps
-    and measurements are kept and only the missing ones run (failed measurements run again)."""
+class GPUReportFile:
+    """The GPU report's results, saved to OUT_DIR/report.json after every step and measurement.
+    An unfinished report of the same device and torch version found there is continued: its
+    steps and measurements are kept and only the missing ones run (failed measurements run again)."""
 
     def __init__(self, out, device_name):
         self.path = os.path.join(out, "report.json")
@@ -452,11 +406,11 @@ class ReportFile:
         return figures
 
 
-def report(args, device):
-    """--report: the six steps of the module docstring; returns the report dict."""
+def gpu_report(args, device):
+    """--report: the five steps of the module docstring; returns the GPU report's dict."""
     os.makedirs(args.report, exist_ok=True)
     cuda = device.type == "cuda"
-    report_file = ReportFile(args.report, torch.cuda.get_device_name(device) if cuda else "CPU")
+    report_file = GPUReportFile(args.report, torch.cuda.get_device_name(device) if cuda else "CPU")
     results = report_file.results
     if not cuda:
         print("no CUDA on this machine: the ops run their references, the CUDA tests skip, and the workloads "
@@ -470,32 +424,24 @@ def report(args, device):
     def heading(text):
         print(f"{text} ({time.perf_counter() - start:.0f} s into the report)")
 
-    heading("1/6 custom ops")
+    heading("1/5 custom ops")
     results["ops"] = op.implementations(torch.zeros(1, device=device))
     for op_name, implementation in results["ops"].items():
         print(f"  {op_name}: {implementation}")
 
-    heading("2/6 CUDA tests of the ops")
+    heading("2/5 CUDA tests (python -m pytest -m cuda tests)")
     tests = report_file.step("cuda_tests", run_cuda_tests)
     print(f"  {tests['summary']}")
+    for test_id, message in tests["failed_tests"].items():
+        print(f"  failed: {test_id}: {message}")
     if tests["returncode"] != 0:  # never time kernels that compute something else
         original = {**original, "impl": "ref"}
         args.fast = [{**settings, "impl": "ref"} for settings in args.fast]
-        results["ops_note"] = (f"The CUDA tests of the ops did not pass (pytest exit {tests['returncode']}): every "
-                               "check and measurement below runs the PyTorch references (reference ops).")
+        results["ops_note"] = (f"The CUDA tests did not pass (pytest exit {tests['returncode']}): every measurement "
+                               "below runs the PyTorch references (reference ops).")
         print(f"  {results['ops_note']}")
 
-    heading("3/6 fp32 training on the device against the CPU")
-    layouts = {}  # one check per layout, with the first settings that use it (the custom ops, unless failed)
-    for settings in [original, *args.fast]:
-        layouts.setdefault((settings["modconv"], settings["channels_last"]), settings)
-    checks = report_file.step("device_check", lambda: [device_check(device, settings) for settings in layouts.values()])
-    for check in checks:
-        print(f"  {check['settings']}: loss difference {check['max_relative_loss_difference']:.2e} (relative), "
-              f"weights {check['max_weight_difference']:.2e} (bound {check['weight_bound']:.0e}): "
-              f"{'ok' if check['ok'] else 'DIFFERS'}")
-
-    heading(f"4/6 {len(args.fast)} candidate settings on {trial_load[0]} {trial_load[1]}")
+    heading(f"3/5 {len(args.fast)} candidate settings on {trial_load[0]} {trial_load[1]}")
     trials = [report_file.measured(trial_load, settings, args, device) for settings in args.fast]
     working = [(trial["train_img_s"], index) for index, trial in enumerate(trials) if "error" not in trial]
     fastest = args.fast[max(working)[1]] if working else None
@@ -504,7 +450,7 @@ def report(args, device):
     print(table(trials))
     print(f"  fastest: {results['fastest']}")
 
-    heading("5/6 workloads, original settings and the fastest")
+    heading("4/5 workloads, original settings and the fastest")
     compared = (original, fastest) if fastest else (original,)
     results["workloads"] = [
         report_file.measured(workload, settings, args, device) for workload in loads for settings in compared
@@ -512,39 +458,39 @@ def report(args, device):
     report_file.save()
     print(table(results["workloads"]))
 
-    heading("6/6 profile")
+    heading("5/5 profile")
     profile(*trial_load, fastest or original, args, device, os.path.join(args.report, "profile.txt"))
 
     results["finished"] = True
     report_file.save()
     with open(os.path.join(args.report, "report.md"), "w") as file:
-        file.write(report_markdown(results))
+        file.write(gpu_report_markdown(results))
     heading(f"wrote {args.report}/report.md, report.json, profile.txt")
     return results
 
 
-def report_markdown(results):
-    """report.md: the device, the ops, the tests, the check and the tables, README-ready."""
+def gpu_report_markdown(results):
+    """report.md: the device, the ops, what the CUDA tests gave and the tables, README-ready."""
+    tests = results["cuda_tests"]
     lines = [
-        f"# bench.py --report on {results['device']} (torch {results['torch']})",
+        f"# benchmarks/bench.py --report on {results['device']} (torch {results['torch']})",
         "",
         "## Custom ops",
         "",
         *[f"- `{name}`: {implementation}" for name, implementation in results["ops"].items()],
         "",
+        "## CUDA tests",
+        "",
+        "`python -m pytest -m cuda tests`: the custom ops' CUDA kernels against their PyTorch references (forward, "
+        "first and second derivatives), StyleGAN3's filtered_lrelu against its reference, and fp32 training on the "
+        "GPU against the CPU in each layout (tests/test_cuda_parity.py: losses within 1e-3 relative, weights within "
+        "Adam's bound of 2 lr per iteration; a failure's message gives the figures).",
+        "",
+        f"Result: {tests['summary']}",
+        "",
+        *[f"- failed: `{test_id}`: {message}" for test_id, message in tests["failed_tests"].items()],
+        *([""] if tests["failed_tests"] else []),
         *([results["ops_note"], ""] if "ops_note" in results else []),
-        f"CUDA tests of the ops: {results['cuda_tests']['summary']}",
-        "",
-        "## fp32 training on the device against the CPU",
-        "",
-        "| settings | iterations | max relative loss difference | max weight difference (bound) | |",
-        "|---|---|---|---|---|",
-        *[
-            f"| {c['settings']} | {c['iterations']} | {c['max_relative_loss_difference']:.2e} | "
-            f"{c['max_weight_difference']:.2e} ({c['weight_bound']:.0e}) | {'ok' if c['ok'] else 'differs'} |"
-            for c in results["device_check"]
-        ],
-        "",
         "## Throughput: the original settings and the fastest candidate",
         "",
         table(results["workloads"]),
@@ -568,7 +514,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = choose_device(args.device)
     if args.report:
-        report(args, device)
+        gpu_report(args, device)
         return
     settings = {
         "precision": args.precision or default_precision(device),

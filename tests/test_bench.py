@@ -1,4 +1,5 @@
-"""bench.py: FLOP counting and a tiny end-to-end run (figures are printed, never asserted on speed)."""
+"""benchmarks/bench.py: FLOP counting, a tiny end-to-end run and the GPU report (figures are
+printed, never asserted on speed)."""
 
 import json
 import os
@@ -55,15 +56,17 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
     report = json.loads((out / "report.json").read_text())
     assert report["finished"]
     assert report["ops"]["upfirdn2d"].startswith("PyTorch reference")
-    assert report["cuda_tests"]["skipped"] > 0 and report["cuda_tests"]["failed"] == 0
-    # the plain, channels-last modulated convolutions train like the original ones
-    assert all(check["ok"] for check in report["device_check"]) and len(report["device_check"]) == 2
+    # every CUDA test ran, and skipped: the kernels', filtered_lrelu's and the parity test's
+    cuda_tests = report["cuda_tests"]
+    assert cuda_tests["skipped"] > 0 and cuda_tests["failed"] == 0 and cuda_tests["failed_tests"] == {}
+    assert all(name in cuda_tests["output"] for name in ("test_ops.py", "test_stylegan3.py", "test_cuda_parity.py"))
     fast = "fp32, plain modconv, custom ops, channels-last"
     assert report["fastest"] == fast
     assert {(r["position"], r["settings"]) for r in report["workloads"]} == {
         (position, settings) for position in ("mspe", "none") for settings in ("fp32, grouped modconv, custom ops", fast)
     }
     markdown = (out / "report.md").read_text()
+    assert "## CUDA tests\n" in markdown and f"Result: {cuda_tests['summary']}\n" in markdown
     assert f"| mspe, 32, batch 4 | {fast} |" in markdown
     assert "MS-PE trains at" in markdown
     assert f"## Every setting tried (fastest: {fast})" in markdown
@@ -81,12 +84,11 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
 
 
 def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cuda_tests_fail(tmp_path, monkeypatch):
-    failed_tests = {"passed": 3, "failed": 1, "skipped": 0, "error": 0, "returncode": 1, "summary": "1 failed, 3 passed",
-                    "output": ""}
+    drifting = "tests/test_cuda_parity.py::test_fp32_training_on_the_gpu_follows_the_cpu[plain-channels-last]"
+    drift = "AssertionError: the GPU's weights drift from the CPU's: largest weight difference 3.10e-02"
+    failed_tests = {"passed": 3, "failed": 1, "skipped": 0, "error": 0, "returncode": 1,
+                    "summary": "1 failed, 3 passed", "failed_tests": {drifting: drift}, "output": ""}
     monkeypatch.setattr(bench, "run_cuda_tests", lambda: failed_tests)
-    monkeypatch.setattr(bench, "device_check", lambda device, settings: {
-        "settings": bench.describe(settings), "iterations": 4, "max_relative_loss_difference": 0.0,
-        "max_weight_difference": 0.0, "weight_bound": 0.016, "ok": True})
     monkeypatch.setattr(bench, "profile", lambda *args: None)
     out_of_memory = [True]
     ops_forced_ref = []
@@ -103,7 +105,7 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     monkeypatch.setattr(bench, "measure", fake_measure)
     out = tmp_path / "report"
     args = ["--report", str(out), "--device", "cpu", "--fast", "fp32,plain,channels_last", "--fast", "fp32,plain"]
-    report = bench.report(bench.parse_args(args), torch.device("cpu"))
+    report = bench.gpu_report(bench.parse_args(args), torch.device("cpu"))
 
     # the labels say what ran: the references, once the CUDA tests have failed
     failing, plain = "fp32, plain modconv, reference ops, channels-last", "fp32, plain modconv, reference ops"
@@ -113,15 +115,32 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     assert ops_forced_ref and all(ops_forced_ref)
     markdown = (out / "report.md").read_text()
     assert f"| mspe, 32, batch 4 | {failing} | failed: OutOfMemoryError: CUDA out of memory." in markdown
-    assert "The CUDA tests of the ops did not pass (pytest exit 1)" in markdown
+    assert "The CUDA tests did not pass (pytest exit 1)" in markdown
+    # the report records which CUDA tests failed, and their messages (the parity test's carry its figures)
+    assert report["cuda_tests"]["failed_tests"] == {drifting: drift}
+    assert f"- failed: `{drifting}`: {drift}" in markdown and "Result: 1 failed, 3 passed" in markdown
     assert "fp32, grouped modconv, reference ops" in {r["settings"] for r in report["workloads"]}
 
     # an interrupted report measures its failed settings again
     (out / "report.json").write_text(json.dumps({**report, "finished": False}))
     out_of_memory[0] = False
-    resumed = bench.report(bench.parse_args(args), torch.device("cpu"))
+    resumed = bench.gpu_report(bench.parse_args(args), torch.device("cpu"))
     assert resumed["fastest"] == failing
     assert not any("error" in r for r in resumed["measurements"])
+
+
+def test_the_cuda_tests_are_every_test_marked_cuda_and_their_failures_are_recorded(tmp_path):
+    (tmp_path / "test_stand_in.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.cuda\ndef test_passes():\n    pass\n\n"
+        "@pytest.mark.cuda\ndef test_drifts():\n    assert 1.0 < 0.5, 'the GPU drifts by 1.00e+00'\n\n"
+        "def test_not_a_cuda_test():\n    pass\n"
+    )
+    tests = bench.run_cuda_tests(str(tmp_path))
+    assert (tests["passed"], tests["failed"], tests["skipped"], tests["error"]) == (1, 1, 0, 0)
+    assert tests["returncode"] == 1 and tests["summary"].startswith("1 failed, 1 passed, 1 deselected")
+    ((test_id, message),) = tests["failed_tests"].items()  # the id is relative to pytest's rootdir
+    assert test_id.endswith("test_stand_in.py::test_drifts") and message == "AssertionError: the GPU drifts by 1.00e+00"
 
 
 def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatch):
