@@ -289,11 +289,13 @@ def add_checkpoint_arguments(parser):
 def explicit_flags(parser, argv):
     """The `dest` of every option that the command line `argv` gives, in any spelling argparse
     accepts (abbreviated, `--flag=value`): argparse itself parses `argv` again with every
-    default suppressed, so only what was given comes back."""
+    default suppressed, so only what was given comes back. (A default of set_defaults() is kept
+    by the parser beside its action's, and argparse fills it in: it goes too.)"""
     probe = copy.deepcopy(parser)
     for action in probe._actions:
         action.default = argparse.SUPPRESS
         action.required = False
+    probe._defaults.clear()
     given, _ = probe.parse_known_args(argv)
     return set(vars(given))
 

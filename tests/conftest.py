@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and the skip of the `cuda` marker's tests without a GPU."""
 
 import argparse
 import os
@@ -11,6 +11,17 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked `cuda` (pyproject.toml) where there is no GPU: one place decides,
+    and `pytest -m cuda` (benchmarks/bench.py --report) selects exactly what a GPU session checks."""
+    if torch.cuda.is_available():
+        return
+    no_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(no_gpu)
 
 
 @pytest.fixture(scope="session")

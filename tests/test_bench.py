@@ -1,4 +1,5 @@
-"""bench.py: FLOP counting and a tiny end-to-end run (figures are printed, never asserted on speed)."""
+"""benchmarks/bench.py: its workloads, FLOP counting, a tiny end-to-end run and the GPU report
+(figures are printed, never asserted on speed)."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks import bench
+from checkpoint import model_config
 from model import Generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,21 +29,51 @@ def test_flop_counter_counts_convolutions_and_their_gradients():
     assert counter.total == 2 * forward  # input and weight gradients
 
 
+def test_the_command_line_chooses_the_reference_workloads_or_a_single_one():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # no tensor is made: no GPU needed
+    reference = [(config, batch) for config, batch, _ in bench.REFERENCE]
+    assert [bench.workload_label(*workload) for workload in reference] == [
+        "none, 256, batch 16", "mspe, 256, batch 16", "none, 1024, batch 4", "mspe, 1024, batch 4"
+    ]
+    assert bench.workloads(bench.parse_args([]), cuda) == reference
+    # the other model flags apply to the reference workloads, whose figures then no longer compare
+    narrow = bench.workloads(bench.parse_args(["--channel_max", "256"]), cuda)
+    assert narrow == [({**config, "channel_max": 256}, batch) for config, batch in reference]
+    assert bench.reference_figures(*reference[1]) == bench.REFERENCE[1][2]
+    assert bench.reference_figures(*narrow[1]) is None
+    # --size, --batch or --position (in any spelling): one workload of every model flag, MS-PE unless --position
+    (single,) = bench.workloads(bench.parse_args(["--batch", "8", "--arch", "swagan", "--latent", "64"]), cuda)
+    assert single == (model_config({"arch": "swagan", "latent": 64, "position": "mspe"}), 8)
+    assert bench.workload_label(*single) == "swagan mspe, 256, batch 8"
+    assert bench.workloads(bench.parse_args(["--pos=none"]), cuda) == [(model_config({"position": "none"}), 16)]
+    # no GPU: a tiny stand-in, with the model flags given
+    (tiny,) = bench.workloads(bench.parse_args(["--device", "cpu", "--channel_max", "16"]), cpu)
+    assert tiny == (model_config({"size": 32, "position": "mspe", "channel_max": 16}), 4)
+
+
+def test_a_model_that_cannot_be_built_says_which_and_how_to_fix_it():
+    config = model_config({"arch": "stylegan3-t", "position": "mspe", "size": 32})
+    with pytest.raises(SystemExit, match="arch stylegan3-t.*--position none"):
+        bench.training_step(config, torch.device("cpu"), bench.ORIGINAL)
+
+
 def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--device", "cpu", "--size", "32", "--batch", "4",
-               "--channel_max", "16", "--warmup", "1", "--iters", "1", "--gen_iters", "1", "--json", str(out)]
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--device", "cpu", "--size", "32",
+               "--batch", "4", "--channel_max", "16", "--warmup", "1", "--iters", "1", "--gen_iters", "1",
+               "--json", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "| mspe, 32, batch 4 |" in result.stdout
     (figures,) = json.loads(out.read_text())["results"]
+    assert figures["model"] == model_config({"size": 32, "position": "mspe", "channel_max": 16})
     assert figures["train_img_s"] > 0 and figures["generate_img_s"] > 0
     assert figures["tflop_per_iter"] > 0
 
 
 def run_report(out, cwd):
-    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--report", str(out), "--device", "cpu",
-               "--warmup", "1", "--iters", "1", "--gen_iters", "1", "--fast", "fp32,plain,channels_last"]
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--report", str(out), "--device",
+               "cpu", "--warmup", "1", "--iters", "1", "--gen_iters", "1", "--fast", "fp32,plain,channels_last"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
@@ -55,15 +87,18 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
     report = json.loads((out / "report.json").read_text())
     assert report["finished"]
     assert report["ops"]["upfirdn2d"].startswith("PyTorch reference")
-    assert report["cuda_tests"]["skipped"] > 0 and report["cuda_tests"]["failed"] == 0
-    # the plain, channels-last modulated convolutions train like the original ones
-    assert all(check["ok"] for check in report["device_check"]) and len(report["device_check"]) == 2
+    # every CUDA test ran, and skipped: the kernels', filtered_lrelu's and the parity test's
+    cuda_tests = report["cuda_tests"]
+    assert cuda_tests["skipped"] > 0 and cuda_tests["failed"] == 0 and cuda_tests["failed_tests"] == {}
+    assert all(name in cuda_tests["output"] for name in ("test_ops.py", "test_stylegan3.py", "test_cuda_parity.py"))
     fast = "fp32, plain modconv, custom ops, channels-last"
     assert report["fastest"] == fast
-    assert {(r["position"], r["settings"]) for r in report["workloads"]} == {
-        (position, settings) for position in ("mspe", "none") for settings in ("fp32, grouped modconv, custom ops", fast)
+    assert {(r["model"]["position"], r["settings"]) for r in report["workloads"]} == {
+        (position, settings)
+        for position in ("mspe", "none") for settings in ("fp32, grouped modconv, custom ops", fast)
     }
     markdown = (out / "report.md").read_text()
+    assert "## CUDA tests\n" in markdown and f"Result: {cuda_tests['summary']}\n" in markdown
     assert f"| mspe, 32, batch 4 | {fast} |" in markdown
     assert "MS-PE trains at" in markdown
     assert f"## Every setting tried (fastest: {fast})" in markdown
@@ -81,47 +116,64 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
 
 
 def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cuda_tests_fail(tmp_path, monkeypatch):
-    failed_tests = {"passed": 3, "failed": 1, "skipped": 0, "error": 0, "returncode": 1, "summary": "1 failed, 3 passed",
-                    "output": ""}
+    drifting = "tests/test_cuda_parity.py::test_fp32_training_on_the_gpu_follows_the_cpu[plain-channels-last]"
+    drift = "AssertionError: the GPU's weights drift from the CPU's: largest weight difference 3.10e-02"
+    failed_tests = {"passed": 3, "failed": 1, "skipped": 0, "error": 0, "returncode": 1,
+                    "summary": "1 failed, 3 passed", "failed_tests": {drifting: drift}, "output": ""}
     monkeypatch.setattr(bench, "run_cuda_tests", lambda: failed_tests)
-    monkeypatch.setattr(bench, "device_check", lambda device, settings: {
-        "settings": bench.describe(settings), "iterations": 4, "max_relative_loss_difference": 0.0,
-        "max_weight_difference": 0.0, "weight_bound": 0.016, "ok": True})
     monkeypatch.setattr(bench, "profile", lambda *args: None)
     out_of_memory = [True]
     ops_forced_ref = []
 
-    def fake_measure(position, size, batch, settings, args, device):
+    def fake_measure(config, batch, settings, args, device):
         if settings["channels_last"] and out_of_memory[0]:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
         ops_forced_ref.append(settings["impl"] == "ref")
         speed = 20.0 if settings["channels_last"] else 10.0
-        return {"position": position, "size": size, "batch": batch, "settings": bench.describe(settings),
+        return {"model": config, "batch": batch, "settings": bench.describe(settings),
                 "train_img_s": speed, "s_per_kimg": 1000 / speed, "peak_gib": 1.0, "tflop_per_iter": 0.1,
                 "tflops": 1.0, "mfu": 0.01, "generate_img_s": 50.0}
 
     monkeypatch.setattr(bench, "measure", fake_measure)
     out = tmp_path / "report"
     args = ["--report", str(out), "--device", "cpu", "--fast", "fp32,plain,channels_last", "--fast", "fp32,plain"]
-    report = bench.report(bench.parse_args(args), torch.device("cpu"))
+    report = bench.gpu_report(bench.parse_args(args), torch.device("cpu"))
 
     # the labels say what ran: the references, once the CUDA tests have failed
     failing, plain = "fp32, plain modconv, reference ops, channels-last", "fp32, plain modconv, reference ops"
     assert report["fastest"] == plain
     (failure,) = [r for r in report["measurements"] if "error" in r]
-    assert failure["settings"] == failing and failure["error"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert failure["settings"] == failing
+    assert failure["error"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert ops_forced_ref and all(ops_forced_ref)
     markdown = (out / "report.md").read_text()
     assert f"| mspe, 32, batch 4 | {failing} | failed: OutOfMemoryError: CUDA out of memory." in markdown
-    assert "The CUDA tests of the ops did not pass (pytest exit 1)" in markdown
+    assert "The CUDA tests did not pass (pytest exit 1)" in markdown
+    # the report records which CUDA tests failed, and their messages (the parity test's carry its figures)
+    assert report["cuda_tests"]["failed_tests"] == {drifting: drift}
+    assert f"- failed: `{drifting}`: {drift}" in markdown and "Result: 1 failed, 3 passed" in markdown
     assert "fp32, grouped modconv, reference ops" in {r["settings"] for r in report["workloads"]}
 
     # an interrupted report measures its failed settings again
     (out / "report.json").write_text(json.dumps({**report, "finished": False}))
     out_of_memory[0] = False
-    resumed = bench.report(bench.parse_args(args), torch.device("cpu"))
+    resumed = bench.gpu_report(bench.parse_args(args), torch.device("cpu"))
     assert resumed["fastest"] == failing
     assert not any("error" in r for r in resumed["measurements"])
+
+
+def test_the_cuda_tests_are_every_test_marked_cuda_and_their_failures_are_recorded(tmp_path):
+    (tmp_path / "test_stand_in.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.cuda\ndef test_passes():\n    pass\n\n"
+        "@pytest.mark.cuda\ndef test_drifts():\n    assert 1.0 < 0.5, 'the GPU drifts by 1.00e+00'\n\n"
+        "def test_not_a_cuda_test():\n    pass\n"
+    )
+    tests = bench.run_cuda_tests(str(tmp_path))
+    assert (tests["passed"], tests["failed"], tests["skipped"], tests["error"]) == (1, 1, 0, 0)
+    assert tests["returncode"] == 1 and tests["summary"].startswith("1 failed, 1 passed, 1 deselected")
+    ((test_id, message),) = tests["failed_tests"].items()  # the id is relative to pytest's rootdir
+    assert test_id.endswith("test_stand_in.py::test_drifts") and message == "AssertionError: the GPU drifts by 1.00e+00"
 
 
 def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatch):
@@ -140,9 +192,10 @@ def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatc
         return compile_function(module, backend="eager")  # dynamo's tracing without code generation
 
     monkeypatch.setattr(torch, "compile", compile_for_the_test)
-    args = bench.parse_args(["--device", "cpu", "--channel_max", "16", "--warmup", "1", "--iters", "1", "--gen_iters", "1"])
+    args = bench.parse_args(["--device", "cpu", "--warmup", "1", "--iters", "1", "--gen_iters", "1"])
     for position in ("none", "mspe"):
+        config = model_config({"size": 32, "position": position, "channel_max": 16})
         with dynamo_config.patch(recompile_limit=4, fail_on_recompile_limit_hit=True):
-            figures = bench.measure(position, 32, 2, bench.fast_settings("fp32,plain,compile"), args, torch.device("cpu"))
+            figures = bench.measure(config, 2, bench.fast_settings("fp32,plain,compile"), args, torch.device("cpu"))
         assert figures["settings"] == "fp32, plain modconv, custom ops, compiled" and figures["generate_img_s"] > 0
     assert [module.training for module in compiled if isinstance(module, Generator)] == [True, False] * 2

@@ -24,6 +24,13 @@ def test_explicit_flags_sees_every_spelling_argparse_accepts(allow_abbrev):
     assert explicit_flags(parser, argv) == expected
 
 
+def test_explicit_flags_ignores_the_defaults_of_set_defaults():
+    parser = parser_with_model_flags()
+    parser.set_defaults(position="mspe")  # benchmarks/bench.py's default workload
+    assert explicit_flags(parser, ["a.png"]) == {"files"}
+    assert explicit_flags(parser, ["--position", "none", "a.png"]) == {"position", "files"}
+
+
 def test_an_abbreviated_flag_that_contradicts_the_checkpoint_is_refused():
     parser = parser_with_model_flags()
     argv = ["--pos", "sspe", "a.png"]

@@ -192,13 +192,10 @@ def test_a_failed_build_falls_back_to_the_reference_and_says_why(monkeypatch):
     assert found["fused_leaky_relu"].startswith("PyTorch reference (the CUDA extension did not build: nvcc fatal")
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
-
-
 MEMORY_FORMATS = [torch.contiguous_format, torch.channels_last]
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_upfirdn2d_keeps_its_input_dtype_under_bf16_autocast(dtype, device):
     # the reference as the CUDA kernel: autocast must not round the float32 RGB skip to bfloat16,
@@ -216,7 +213,7 @@ def test_upfirdn2d_keeps_its_input_dtype_under_bf16_autocast(dtype, device):
         assert torch.allclose(out.float(), expected.float(), rtol=0, atol=atol)
 
 
-@cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("up,down,pad", UPFIRDN_CASES)
 def test_upfirdn2d_cuda_matches_reference(up, down, pad, memory_format):
@@ -236,7 +233,7 @@ def test_upfirdn2d_cuda_matches_reference(up, down, pad, memory_format):
     assert torch.allclose(grad2, expected_grad2, atol=1e-4)
 
 
-@cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_leaky_relu_cuda_matches_reference(dtype, memory_format):

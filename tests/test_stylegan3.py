@@ -70,7 +70,7 @@ def test_filtered_lrelu_gradcheck():
     assert gradcheck(function, (x, bias), eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("separable", [True, False])
 def test_filtered_lrelu_cuda_matches_reference(separable):
     torch.manual_seed(0)
