@@ -7,8 +7,8 @@
 
 A workload is a model configuration (checkpoint.py's model flags: --arch, --size, --position,
 --channel_max, ...) and a batch. A command line that gives --size, --batch or --position
-measures the one workload its flags describe (MS-PE unless --position, batch 16 unless
---batch). Without them, bench measures the four reference workloads, the original's StyleGAN2
+measures the one workload its flags describe (MS-PE unless --position, or for stylegan3-t/-r
+their own input; batch 16 unless --batch). Without them, bench measures the four reference workloads, the original's StyleGAN2
 config-f with and without MS-PE at 256 px, batch 16, and at 1024 px, batch 4 (the other model
 flags given apply to them); without CUDA, a tiny one instead (32 px, 32 channels).
 
@@ -67,6 +67,7 @@ from checkpoint import (  # noqa: E402
     MODEL_DEFAULTS, add_model_arguments, describe_model, explicit_flags, model_config, model_label,
 )
 from model import MODCONVS  # noqa: E402
+from stylegan3 import ARCHS as STYLEGAN3_ARCHS  # noqa: E402
 from training import gan  # noqa: E402
 from utils.device import PRECISIONS, choose_device, default_precision, setup_precision  # noqa: E402
 from utils.flags import add_device_argument, add_speed_arguments  # noqa: E402
@@ -201,7 +202,10 @@ def workloads(args, device):
     """[(model configuration, batch)] that bench measures without --report: the command line's
     single workload, or the reference workloads (on CUDA) or a tiny one (without)."""
     if set(WORKLOAD_FLAGS) & set(args.explicit):
-        return [(model_config(args), args.batch)]
+        config = model_config(args)
+        if config["arch"] in STYLEGAN3_ARCHS and "position" not in args.explicit:
+            config["position"] = "none"  # the alias-free generators have an input of their own
+        return [(config, args.batch)]
     if device.type != "cuda":
         print("no GPU: running a tiny CPU workload (32 px, 32 channels; --size, --batch or --position choose one)")
         return tiny_workloads(args)[:1]

@@ -46,6 +46,9 @@ def test_the_command_line_chooses_the_reference_workloads_or_a_single_one():
     assert single == (model_config({"arch": "swagan", "latent": 64, "position": "mspe"}), 8)
     assert bench.workload_label(*single) == "swagan mspe, 256, batch 8"
     assert bench.workloads(bench.parse_args(["--pos=none"]), cuda) == [(model_config({"position": "none"}), 16)]
+    # the alias-free generators have their own input: no MS-PE unless asked for (then refused)
+    (alias_free,) = bench.workloads(bench.parse_args(["--arch", "stylegan3-t", "--size", "32"]), cuda)
+    assert alias_free == (model_config({"arch": "stylegan3-t", "size": 32}), 16)
     # no GPU: a tiny stand-in, with the model flags given
     (tiny,) = bench.workloads(bench.parse_args(["--device", "cpu", "--channel_max", "16"]), cpu)
     assert tiny == (model_config({"size": 32, "position": "mspe", "channel_max": 16}), 4)
