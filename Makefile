@@ -1,11 +1,12 @@
-# Two entry points: `make demo` and `make test`. Both create .venv and install requirements.txt
-# on first use (torch is unpinned so pip picks the newest torch with a matching torchvision).
+# Entry points: `make demo`, `make test` and `make lint`. Each creates .venv and installs
+# requirements.txt on first use (torch is unpinned so pip picks the newest torch with a matching
+# torchvision).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test
+.PHONY: demo test lint
 
 $(INSTALLED): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +16,11 @@ $(INSTALLED): requirements.txt
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q tests
+
+# ruff's linter and formatter, configured in pyproject.toml (lines of 120 characters)
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 demo: $(INSTALLED)
 	$(PY) demo.py

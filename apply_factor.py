@@ -29,7 +29,9 @@ from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
 def load_directions(path, latent_dim):
     """The eigenvector matrix [latent, latent] of a factor file (columns are directions)."""
     if not os.path.isfile(path):
-        raise SystemExit(f"factor file {path!r} not found; make it with: python closed_form_factorization.py CKPT --out {path}")
+        raise SystemExit(
+            f"factor file {path!r} not found; make it with: python closed_form_factorization.py CKPT --out {path}"
+        )
     try:
         factor = torch.load(path, map_location="cpu", weights_only=True)
         eigvec = factor["eigvec"]
@@ -60,8 +62,9 @@ def build_parser():
     parser = argparse.ArgumentParser(description="Apply closed form factorization", allow_abbrev=False)
     add_checkpoint_arguments(parser)
     parser.add_argument("-i", "--index", type=int, default=0, help="index of eigenvector")
-    parser.add_argument("-d", "--degree", type=float, default=5,
-                        help="scalar factors for moving latent vectors along eigenvector")
+    parser.add_argument(
+        "-d", "--degree", type=float, default=5, help="scalar factors for moving latent vectors along eigenvector"
+    )
     parser.add_argument("-n", "--n_sample", type=int, default=7, help="number of samples created")
     add_truncation_arguments(parser, default=0.7)
     parser.add_argument("--out_prefix", type=str, default="factor", help="filename prefix to result samples")

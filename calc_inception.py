@@ -51,7 +51,9 @@ def main(argv=None):
         raise SystemExit("give the LMDB of real images: python calc_inception.py [--size 256 ...] LMDB_PATH")
     try:
         inception = load_inception(args.inception_weights, choose_device(args.device))
-        mean, cov, info = real_statistics(inception, args.path, args.size, args.n_sample, args.batch, args.seed, args.flip)
+        mean, cov, info = real_statistics(
+            inception, args.path, args.size, args.n_sample, args.batch, args.seed, args.flip
+        )
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(str(error)) from None
     print(f"extracted {info['n_sample']} features")
@@ -59,6 +61,7 @@ def main(argv=None):
     out = args.out or f"inception_{name}.pkl"
     save_statistics(out, mean, cov, **info)
     print(f"wrote {out}")
+
 
 if __name__ == "__main__":
     main()

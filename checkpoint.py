@@ -22,11 +22,11 @@ import sys
 import torch
 
 import swagan
-from utils.device import choose_device
-from utils.flags import add_device_argument
 from model import POSITIONS, Discriminator, Generator, canonical_position
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from stylegan3 import AliasFreeGenerator
+from utils.device import choose_device
+from utils.flags import add_device_argument
 
 ARCHITECTURES = ("stylegan2", "swagan", *STYLEGAN3_ARCHS)
 
@@ -266,21 +266,53 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
     value of every flag that is not on the command line.
     """
     add = parser.add_argument_group(title).add_argument
-    add("--arch", type=str, default=MODEL_DEFAULTS["arch"], choices=ARCHITECTURES, help="generator and discriminator architecture")
+    add(
+        "--arch",
+        type=str,
+        default=MODEL_DEFAULTS["arch"],
+        choices=ARCHITECTURES,
+        help="generator and discriminator architecture",
+    )
     add("--size", type=int, default=MODEL_DEFAULTS["size"], help="image resolution")
     add("--latent", type=int, default=MODEL_DEFAULTS["latent"], help="dimension of z and w")
     add("--n_mlp", type=int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
-    add("--channel_multiplier", type=int, default=MODEL_DEFAULTS["channel_multiplier"], help="channel multiplier (2 = config-f)")
-    add("--channel_max", type=int, default=MODEL_DEFAULTS["channel_max"], help="cap on every layer's channels (small values make tiny models)")
-    add("--position", type=canonical_position, default=MODEL_DEFAULTS["position"], choices=POSITIONS,
-        help="positional encoding: none (StyleGAN2), sspe or mspe (rand_mspe, the original's other name, means mspe)")
-    add("--kernel_size", type=int, default=MODEL_DEFAULTS["kernel_size"], help="kernel size of the generator's styled convolutions")
-    add("--affine", action="store_true", help="learned rotation/translation of the input PE (alias-free GAN's Fourier features)")
+    add(
+        "--channel_multiplier",
+        type=int,
+        default=MODEL_DEFAULTS["channel_multiplier"],
+        help="channel multiplier (2 = config-f)",
+    )
+    add(
+        "--channel_max",
+        type=int,
+        default=MODEL_DEFAULTS["channel_max"],
+        help="cap on every layer's channels (small values make tiny models)",
+    )
+    add(
+        "--position",
+        type=canonical_position,
+        default=MODEL_DEFAULTS["position"],
+        choices=POSITIONS,
+        help="positional encoding: none (StyleGAN2), sspe or mspe (rand_mspe, the original's other name, means mspe)",
+    )
+    add(
+        "--kernel_size",
+        type=int,
+        default=MODEL_DEFAULTS["kernel_size"],
+        help="kernel size of the generator's styled convolutions",
+    )
+    add(
+        "--affine",
+        action="store_true",
+        help="learned rotation/translation of the input PE (alias-free GAN's Fourier features)",
+    )
 
 
 def add_checkpoint_arguments(parser):
     """--ckpt, --name, --device and the model flags: what scripts that load a generator take."""
-    parser.add_argument("--ckpt", type=str, default="550000.pt", help="checkpoint file, or its name inside checkpoint/<name>/")
+    parser.add_argument(
+        "--ckpt", type=str, default="550000.pt", help="checkpoint file, or its name inside checkpoint/<name>/"
+    )
     parser.add_argument("--name", type=str, default="test", help="experiment name")
     add_device_argument(parser)
     add_model_arguments(parser, "model (read from the checkpoint; a flag given here must agree with it)")
@@ -315,7 +347,8 @@ def merge_model_config(checkpoint_args, args, explicit, source="the checkpoint")
     ]
     if differing:
         raise SystemExit(
-            f"the model configuration disagrees with {source}:\n  " + "\n  ".join(differing)
+            f"the model configuration disagrees with {source}:\n  "
+            + "\n  ".join(differing)
             + "\ndrop these flags to use the checkpoint's values, or pick a matching checkpoint"
         )
     for key in MODEL_DEFAULTS:
@@ -338,9 +371,14 @@ def build_generator(config, device="cpu", modconv="grouped"):
         # --channel_max is NVIDIA's --cmax: StyleGAN3-R doubles it (and the channel base)
         doubled = 2 if config["arch"] == "stylegan3-r" else 1
         if config["position"] != "none" or config["affine"] or config["kernel_size"] != 3:
-            raise ValueError(f"--position, --affine and --kernel_size are StyleGAN2 settings; {config['arch']} has its own input")
+            raise ValueError(
+                f"--position, --affine and --kernel_size are StyleGAN2 settings; {config['arch']} has its own input"
+            )
         return AliasFreeGenerator(
-            config["size"], config["latent"], config["n_mlp"], arch=config["arch"],
+            config["size"],
+            config["latent"],
+            config["n_mlp"],
+            arch=config["arch"],
             channel_max=config["channel_max"] * doubled,
         ).to(device)
     generator_class = swagan.Generator if config["arch"] == "swagan" else Generator

@@ -26,18 +26,21 @@ from utils.shift import roll_each
 LENGTH_KEY = b"length"
 SIZES_KEY = b"sizes"
 # LMDBs of the original tool have no "sizes" key; these are the resolutions probed for instead.
-PROBED_SIZES = [2 ** power for power in range(2, 12)]
+PROBED_SIZES = [2**power for power in range(2, 12)]
 
 
 def image_key(resolution, index):
     """The LMDB key of image `index` at `resolution`, as the original tool wrote it."""
-    return f"{resolution}-{str(index).zfill(5)}".encode("utf-8")
+    return f"{resolution}-{str(index).zfill(5)}".encode()
 
 
 def summary_records(length, sizes):
     """The (key, value) records that describe an LMDB of `length` images at `sizes`; written last,
     so that an LMDB with a "length" is complete."""
-    return [(SIZES_KEY, ",".join(str(size) for size in sizes).encode("utf-8")), (LENGTH_KEY, str(length).encode("utf-8"))]
+    return [
+        (SIZES_KEY, ",".join(str(size) for size in sizes).encode("utf-8")),
+        (LENGTH_KEY, str(length).encode("utf-8")),
+    ]
 
 
 # One read-only environment per LMDB file per process, shared by every dataset that reads it:
@@ -281,8 +284,8 @@ class SeededRecords(Dataset):
                     return self.dataset[substitute], skipped
             except self.UNREADABLE as error:
                 print(
-                    f"warning: skipping record {substitute} of {getattr(self.dataset, 'path', 'the dataset')}: "
-                    f"{error}", file=sys.stderr,
+                    f"warning: skipping record {substitute} of {getattr(self.dataset, 'path', 'the dataset')}: {error}",
+                    file=sys.stderr,
                 )
         raise RuntimeError(
             f"records {index} to {substitute} of {getattr(self.dataset, 'path', 'the dataset')} cannot be decoded: "

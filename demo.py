@@ -25,11 +25,10 @@ def settings():
     """(images, size, iterations, model flags) for this machine."""
     if torch.cuda.is_available():
         # the calibration run of the metrics: 64x64, channels capped at 128, batch 32, ~96k images
-        return 20000, 64, 3000, ["--size", "64", "--channel_max", "128", "--batch", "32"]
+        return 20000, 64, 3000, "--size 64 --channel_max 128 --batch 32".split()
     # the recipe that learned fastest per CPU minute in benchmarks/recipe_study (round 2: "combo")
-    flags = ["--size", "32", "--channel_max", "32", "--batch", "4", "--latent", "128", "--n_mlp", "4",
-             "--lr", "0.005", "--mixing", "0", "--r1", "auto", "--workers", "1"]
-    return 4000, 32, 4000, flags
+    flags = "--size 32 --channel_max 32 --batch 4 --latent 128 --n_mlp 4 --lr 0.005 --mixing 0 --r1 auto --workers 1"
+    return 4000, 32, 4000, flags.split()
 
 
 def run(*arguments):
@@ -43,14 +42,15 @@ def main():
         run("prepare_data.py", "--synthetic", str(images), "--out", DATA, "--size", str(size), "--n_worker", "2")
 
     if not os.path.exists(checkpoint_path(NAME, iterations)):
-        run("train.py", "--name", NAME, "--path", DATA, "--position", "mspe", "--translate", "1.0", *model,
-            "--iter", str(iterations), "--n_sample", "16", "--sample_every", "500", "--save_every", "1000",
-            "--ckpt", "latest")
+        # the paper's recipe: MS-PE, trained on circularly translated images
+        paper = ["--name", NAME, "--path", DATA, "--position", "mspe", "--translate", "1.0"]
+        schedule = f"--iter {iterations} --n_sample 16 --sample_every 500 --save_every 1000 --ckpt latest"
+        run("train.py", *paper, *model, *schedule.split())
 
     final = checkpoint_file(iterations)
     run("generate.py", "--name", NAME, "--ckpt", final, "--mode", "grid", "--n_sample", "16")
-    run("generate.py", "--name", NAME, "--ckpt", final, "--mode", "shift", "--n_sample", "4",
-        "--radius", str(size // 4), "--pics", "16")
+    shift = f"--mode shift --n_sample 4 --radius {size // 4} --pics 16"
+    run("generate.py", "--name", NAME, "--ckpt", final, *shift.split())
 
     print(
         f"\ndone: training samples in sample/{NAME}/, checkpoints in {experiment_dir(NAME)}/, "

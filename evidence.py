@@ -41,14 +41,14 @@ from tqdm import tqdm
 import generate
 import projector
 from checkpoint import checkpoint_path, load_generator
+from evaluation.common import generated_batches, open_real_images
+from evaluation.equivariance import translation_equivariance
+from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
+from prepare_data import prepare
+from training.gan import r1_heuristic
 from utils.device import choose_device
 from utils.flags import add_device_argument
-from evaluation.equivariance import translation_equivariance
 from utils.images import labelled_rows, save_grid, save_grid_gif
-from evaluation.common import generated_batches, open_real_images
-from prepare_data import prepare
-from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
-from training.gan import r1_heuristic
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 REF_FACES = [os.path.join(ROOT, "ref_face", f"{index:05d}.png") for index in range(4)]
@@ -59,12 +59,38 @@ REF_FACES = [os.path.join(ROOT, "ref_face", f"{index:05d}.png") for index in ran
 # lr 0.002, style mixing 0.9, 8 mapping layers), the setting of the README's calibration figures
 # from the original code (EQ-T 18.3 dB none, 23.7 dB mspe), sized for one H100.
 PRESETS = {
-    "cpu": {"size": 32, "images": 4000, "iter": 6000, "batch": 4, "channel_max": 32, "latent": 128, "n_mlp": 4,
-            "lr": 0.005, "mixing": 0.0, "r1": "auto", "n": 500, "step": 200, "seeds": "0,1",
-            "models": "none,sspe,mspe"},
-    "gpu": {"size": 64, "images": 20000, "iter": 3000, "batch": 32, "channel_max": 128, "latent": 512, "n_mlp": 8,
-            "lr": 0.002, "mixing": 0.9, "r1": "10", "n": 2000, "step": 500, "seeds": "0,1",
-            "models": "none,sspe,mspe"},
+    "cpu": {
+        "size": 32,
+        "images": 4000,
+        "iter": 6000,
+        "batch": 4,
+        "channel_max": 32,
+        "latent": 128,
+        "n_mlp": 4,
+        "lr": 0.005,
+        "mixing": 0.0,
+        "r1": "auto",
+        "n": 500,
+        "step": 200,
+        "seeds": "0,1",
+        "models": "none,sspe,mspe",
+    },
+    "gpu": {
+        "size": 64,
+        "images": 20000,
+        "iter": 3000,
+        "batch": 32,
+        "channel_max": 128,
+        "latent": 512,
+        "n_mlp": 8,
+        "lr": 0.002,
+        "mixing": 0.9,
+        "r1": "10",
+        "n": 2000,
+        "step": 500,
+        "seeds": "0,1",
+        "models": "none,sspe,mspe",
+    },
 }
 # train.py's flags of each model, and the preset's training flags it leaves to train.py because
 # its architecture has a recipe of its own (the alias-free GAN's learning rates, R1 and mapping)
@@ -105,8 +131,9 @@ def build_parser():
     for flag, (kind, text) in SCALING.items():
         parser.add_argument(f"--{flag}", type=kind, help=f"{text} (default: the preset's)")
     add_device_argument(parser)
-    parser.add_argument("--parallel", type=int, help="runs trained at once (default: one per CPU core on the CPU, "
-                        "1 on a GPU)")
+    parser.add_argument(
+        "--parallel", type=int, help="runs trained at once (default: one per CPU core on the CPU, 1 on a GPU)"
+    )
     parser.add_argument("--out", help="report folder (default evidence/<preset>)")
     return parser
 
@@ -155,13 +182,13 @@ def train(args, model, seed, data, device, threads=None, log_path=None):
     log_path its output is appended to that file instead of going to the terminal."""
     model_flags, recipe_owned = MODELS[model]
     training_flags = [f"--{flag}={getattr(args, flag)}" for flag in TRAINING_FLAGS if flag not in recipe_owned]
-    command = [
-        sys.executable, os.path.join(ROOT, "train.py"), "--name", run_name(args, model, seed), "--path", data,
-        *model_flags, "--translate", "1.0", "--seed", str(seed), *training_flags,
-        "--device", args.device, "--ckpt", "latest",
-        "--save_every", str(max(1, args.iter // 4)), "--sample_every", str(max(1, args.iter // 4)),
-        "--n_sample", "16", "--keep", "2", "--workers", "4" if device.type == "cuda" else "1",
-    ]
+    every = max(1, args.iter // 4)
+    workers = 4 if device.type == "cuda" else 1
+    command = [sys.executable, os.path.join(ROOT, "train.py"), "--name", run_name(args, model, seed), "--path", data]
+    command += [*model_flags, "--translate", "1.0", "--seed", str(seed), *training_flags, "--device", args.device]
+    command += (
+        f"--ckpt latest --save_every {every} --sample_every {every} --n_sample 16 --keep 2 --workers {workers}".split()
+    )
     environment = None if threads is None else dict(os.environ, OMP_NUM_THREADS=str(threads))
     if log_path is None:
         subprocess.run(command, check=True, env=environment)
@@ -169,8 +196,9 @@ def train(args, model, seed, data, device, threads=None, log_path=None):
     with open(log_path, "a") as log:
         finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     if finished.returncode != 0:
-        raise RuntimeError(f"train.py for {model} seed {seed} failed (exit {finished.returncode}); "
-                           f"its output is in {log_path}")
+        raise RuntimeError(
+            f"train.py for {model} seed {seed} failed (exit {finished.returncode}); its output is in {log_path}"
+        )
 
 
 def train_side_by_side(args, runs, data, device, progress, timesheet):
@@ -232,10 +260,14 @@ class Timesheet:
         """'on <machine>', or, when several machines did the jobs, what each did and for how long."""
         if len(self.machines) <= 1:
             return f"on {next(iter(self.machines), self.machine)}"
-        return "(" + "; ".join(
-            f"{' + '.join(kinds)} on {machine}: {sum(kinds.values()) / 60:.1f} min"
-            for machine, kinds in self.machines.items()
-        ) + ")"
+        return (
+            "("
+            + "; ".join(
+                f"{' + '.join(kinds)} on {machine}: {sum(kinds.values()) / 60:.1f} min"
+                for machine, kinds in self.machines.items()
+            )
+            + ")"
+        )
 
 
 def measure(args, model, seed, data, device):
@@ -342,7 +374,8 @@ def write_evidence_report(args, argv, rows, summary, timesheet):
     r1_text = f"auto ({r1_heuristic(args.size, args.batch):g})" if args.r1 == "auto" else args.r1
     own_recipes = "".join(
         f" {model} keeps its own recipe for {', '.join(MODELS[model][1])} (train.py prints it)."
-        for model in args.models if MODELS[model][1]
+        for model in args.models
+        if MODELS[model][1]
     )
     lines = [
         f"# Evidence: {args.preset} preset",
@@ -390,8 +423,15 @@ def draw_plots(args, summary):
     for index, model in enumerate(models):
         values = [summary[model][key] or (np.nan, 0.0) for key in keys]
         positions = np.arange(len(keys)) + (index - (len(models) - 1) / 2) * width
-        axes.bar(positions, [v[0] for v in values], width, yerr=[v[1] for v in values], capsize=3,
-                 color=LINE_COLOURS[index % len(LINE_COLOURS)], label=model)
+        axes.bar(
+            positions,
+            [v[0] for v in values],
+            width,
+            yerr=[v[1] for v in values],
+            capsize=3,
+            color=LINE_COLOURS[index % len(LINE_COLOURS)],
+            label=model,
+        )
     axes.set_xticks(np.arange(len(keys)), ["int", "frac", "int, plane", "frac, plane"])
     axes.set(ylabel="EQ-T (dB), higher is better", title="Translation equivariance")
     axes.legend()
@@ -406,8 +446,11 @@ def draw_plots(args, summary):
         colour = LINE_COLOURS[index % len(LINE_COLOURS)]
         axes.plot(SHIFTS, means, marker="o", linewidth=2, color=colour, label=model)
         axes.fill_between(SHIFTS, means - spreads, means + spreads, color=colour, alpha=0.2)
-    axes.set(xlabel="shift (fraction of image size)", ylabel="SWD x1e3, lower is better",
-             title="Quality away from the centre")
+    axes.set(
+        xlabel="shift (fraction of image size)",
+        ylabel="SWD x1e3, lower is better",
+        title="Quality away from the centre",
+    )
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()

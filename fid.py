@@ -24,8 +24,12 @@ def build_parser():
     add_truncation_arguments(parser)
     parser.add_argument("--batch", type=int, default=64, help="batch size for the generator")
     parser.add_argument("--n_sample", type=int, default=50000, help="number of the samples for calculating FID")
-    parser.add_argument("--inception", type=str, required=True,
-                        help="path to precomputed inception embedding (calc_inception.py's .pkl, or an .npz)")
+    parser.add_argument(
+        "--inception",
+        type=str,
+        required=True,
+        help="path to precomputed inception embedding (calc_inception.py's .pkl, or an .npz)",
+    )
     add_inception_weights_argument(parser, "--inception_weights")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents and noise")
     add_device_argument(parser)
@@ -48,7 +52,14 @@ def main(argv=None):
         real_mean, real_cov = cached_real_statistics(args.inception, generator.size, args.ckpt)
         inception = load_inception(args.inception_weights, device)
         score = generator_fid(
-            generator, inception, real_mean, real_cov, args.n_sample, args.batch, args.seed, args.truncation,
+            generator,
+            inception,
+            real_mean,
+            real_cov,
+            args.n_sample,
+            args.batch,
+            args.seed,
+            args.truncation,
             args.truncation_mean,
         )
         print(f"extracted {args.n_sample} features")

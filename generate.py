@@ -96,7 +96,9 @@ class Renderer:
     @classmethod
     def from_args(cls, generator, args):
         """The renderer of a command line's --batch, --truncation and --truncation_mean."""
-        return cls(generator, args.batch, args.truncation, generator.truncation_latent(args.truncation, args.truncation_mean))
+        return cls(
+            generator, args.batch, args.truncation, generator.truncation_latent(args.truncation, args.truncation_mean)
+        )
 
     @torch.no_grad()
     def __call__(self, latents, noises, progress=None, per_sample=None, **options):
@@ -121,12 +123,6 @@ class Renderer:
             if progress is not None:
                 progress.update(len(image))
         return torch.cat(images)
-
-    def truncate(self, w):
-        """Mapped latents w moved towards the truncation centre, as the generator's forward does."""
-        if self.truncation_latent is None:
-            return w
-        return self.truncation_latent + self.truncation * (w - self.truncation_latent)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +162,7 @@ def rotate_frames(renderer, seeds, pics):
     with torch.no_grad():
         w = generator.style(latents.to(generator.device))
         # the input transform of the truncated latents the generator renders
-        transforms = input_transform(generator, renderer.truncate(w))
+        transforms = input_transform(generator, generator.truncate(w, renderer.truncation, renderer.truncation_latent))
     frames = []
     with tqdm(total=pics * len(w), desc="rotate", unit="img") as progress:
         for frame in range(pics):
@@ -260,7 +256,9 @@ def generate_grid(renderer, args, folder):
 
 
 def generate_shift(renderer, args, folder):
-    save_animation(shift_frames(renderer, args.seeds, args.pics, args.radius, args.plane, args.noise_shift), args, folder)
+    save_animation(
+        shift_frames(renderer, args.seeds, args.pics, args.radius, args.plane, args.noise_shift), args, folder
+    )
 
 
 def generate_rotate(renderer, args, folder):
@@ -301,32 +299,41 @@ def build_parser():
         allow_abbrev=False,
     )
     add_checkpoint_arguments(parser)
-    parser.add_argument("--mode", type=str, default="grid", choices=list(MODES),
-                        help="what to render (see the module docstring)")
+    parser.add_argument(
+        "--mode", type=str, default="grid", choices=list(MODES), help="what to render (see the module docstring)"
+    )
     parser.add_argument("--n_sample", "--sample", type=int, default=16, help="number of samples (seeds) to render")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
     parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
     add_truncation_arguments(parser)
-    parser.add_argument("--save", type=str, default="both", choices=SAVE_CHOICES,
-                        help="write the grid, single images, or both")
+    parser.add_argument(
+        "--save", type=str, default="both", choices=SAVE_CHOICES, help="write the grid, single images, or both"
+    )
     parser.add_argument("--pics", type=int, default=20, help="shift, rotate: frames along the circle or turn")
     parser.add_argument("--radius", type=float, default=32, help="shift: radius of the circle in pixels")
     parser.add_argument("--duration", type=int, default=FRAME_MS, help="shift, rotate: milliseconds per GIF frame")
-    parser.add_argument("--plane", action="store_true",
-                        help="shift: move an infinite plane instead of wrapping around (PE models; the alias-free "
-                        "stylegan3-t/-r always move a plane)")
+    parser.add_argument(
+        "--plane",
+        action="store_true",
+        help="shift: move an infinite plane instead of wrapping around (PE models; the alias-free "
+        "stylegan3-t/-r always move a plane)",
+    )
     add_noise_shift_argument(parser)
-    parser.add_argument("--scales", type=str, default="0.5,1,2",
-                        help="scale: comma-separated scales of the positional grid")
+    parser.add_argument(
+        "--scales", type=str, default="0.5,1,2", help="scale: comma-separated scales of the positional grid"
+    )
     parser.add_argument("--height", type=int, default=None, help="canvas: height in pixels (default: --size)")
     parser.add_argument("--width", type=int, default=None, help="canvas: width in pixels (default: --size)")
-    parser.add_argument("--row_seeds", type=str, default=None,
-                        help="mix: seeds of the rows (default: seed..seed+3)")
-    parser.add_argument("--col_seeds", type=str, default=None,
-                        help="mix: seeds of the columns (default: seed+4..seed+7)")
-    parser.add_argument("--col_styles", type=str, default=None,
-                        help="mix: layers whose latent comes from the column "
-                        "(default: 0-6, fewer for small generators)")
+    parser.add_argument("--row_seeds", type=str, default=None, help="mix: seeds of the rows (default: seed..seed+3)")
+    parser.add_argument(
+        "--col_seeds", type=str, default=None, help="mix: seeds of the columns (default: seed+4..seed+7)"
+    )
+    parser.add_argument(
+        "--col_styles",
+        type=str,
+        default=None,
+        help="mix: layers whose latent comes from the column (default: 0-6, fewer for small generators)",
+    )
     return parser
 
 
@@ -353,6 +360,7 @@ def main(argv=None):
     except ValueError as error:  # a canvas or scale the generator cannot render
         raise SystemExit(str(error)) from None
     print(f"wrote {folder}")
+
 
 if __name__ == "__main__":
     main()

@@ -70,8 +70,15 @@ def run_eqt(args, device):
     for path, label, generator, config in generators(args, device):
         try:
             scores = translation_equivariance(
-                generator, args.n, args.batch, args.max_shift, args.circular, args.noise_mode, args.noise_shift,
-                args.seed, progress=True,
+                generator,
+                args.n,
+                args.batch,
+                args.max_shift,
+                args.circular,
+                args.noise_mode,
+                args.noise_shift,
+                args.seed,
+                progress=True,
             )
         except ValueError as error:
             raise SystemExit(f"{path}: {error}") from None
@@ -118,7 +125,12 @@ def run_swd(args, device):
             + f"; {len(indices)} images)"
         )
         results.append(
-            {"checkpoint": path, "position": model_label(config), "swd": mean, "swd_levels": dict(zip(resolutions, levels))}
+            {
+                "checkpoint": path,
+                "position": model_label(config),
+                "swd": mean,
+                "swd_levels": dict(zip(resolutions, levels)),
+            }
         )
     write_json(os.path.join(output_folder(args), "swd.json"), "swd", args, results)
 
@@ -143,9 +155,18 @@ def run_fid(args, device):
         if args.real_stats:
             real_mean, real_cov = cached_real_statistics(args.real_stats, generator.size, path)
         else:
-            real_mean, real_cov, _ = real_statistics(inception, args.path, generator.size, args.n, args.batch, args.seed)
+            real_mean, real_cov, _ = real_statistics(
+                inception, args.path, generator.size, args.n, args.batch, args.seed
+            )
         score = generator_fid(
-            generator, inception, real_mean, real_cov, args.n, args.batch, args.seed, args.truncation,
+            generator,
+            inception,
+            real_mean,
+            real_cov,
+            args.n,
+            args.batch,
+            args.seed,
+            args.truncation,
             args.truncation_mean,
         )
         print(f"{label} ({model_label(config)}): FID {score:.3f} ({args.n} generated images)")
@@ -158,7 +179,15 @@ def run_ppl(args, device):
     results = []
     for path, label, generator, config in generators(args, device):
         score = perceptual_path_length(
-            generator, percept, args.n, args.batch, args.space, args.eps, args.crop, args.sampling, args.seed,
+            generator,
+            percept,
+            args.n,
+            args.batch,
+            args.space,
+            args.eps,
+            args.crop,
+            args.sampling,
+            args.seed,
             progress=True,
         )
         print(f"{label} ({config.position}): PPL {score:.3f} ({args.space}, {args.sampling}, {args.n} samples)")
@@ -168,10 +197,23 @@ def run_ppl(args, device):
 
 def run_report(args, device):
     report = spatial_bias_report(
-        args.ckpt, checkpoint_labels(args.ckpt, args.labels), args.path, device, n=args.n, shifts=args.shifts,
-        direction=args.direction, batch=args.batch, seed=args.seed, patches=args.patches, directions=args.directions,
-        repeats=args.repeats, noise_mode=args.noise_mode, noise_shift=args.noise_shift, eqt_n=args.eqt_n,
-        max_shift=args.max_shift, inception=load_inception(args.inception, device) if args.inception else None,
+        args.ckpt,
+        checkpoint_labels(args.ckpt, args.labels),
+        args.path,
+        device,
+        n=args.n,
+        shifts=args.shifts,
+        direction=args.direction,
+        batch=args.batch,
+        seed=args.seed,
+        patches=args.patches,
+        directions=args.directions,
+        repeats=args.repeats,
+        noise_mode=args.noise_mode,
+        noise_shift=args.noise_shift,
+        eqt_n=args.eqt_n,
+        max_shift=args.max_shift,
+        inception=load_inception(args.inception, device) if args.inception else None,
     )
     out = output_folder(args, default_name="report")
     write_spatial_bias_report(out, report)
@@ -201,7 +243,9 @@ def build_parser():
 
     models = argparse.ArgumentParser(add_help=False, parents=[common])
     models.add_argument(
-        "--ckpt", nargs="+", required=True,
+        "--ckpt",
+        nargs="+",
+        required=True,
         help="checkpoints; a bare name like 550000.pt means checkpoint/<name>/550000.pt",
     )
     models.add_argument("--name", default=None, help="experiment name: where bare --ckpt names and outputs live")
@@ -210,7 +254,9 @@ def build_parser():
 
     noise = argparse.ArgumentParser(add_help=False)
     noise.add_argument(
-        "--noise_mode", choices=NOISE_MODES, default="const",
+        "--noise_mode",
+        choices=NOISE_MODES,
+        default="const",
         help="the noise maps of both renders of a pair: the model's stored maps (const), "
         "fresh maps per batch (random), or none (zero)",
     )
@@ -233,7 +279,9 @@ def build_parser():
     eqt.add_argument("--n", type=int, default=1000, help="number of latents")
     eqt.add_argument("--max_shift", type=float, default=0.125, help="largest translation, fraction of the size")
     eqt.add_argument(
-        "--no_circular", dest="circular", action="store_false",
+        "--no_circular",
+        dest="circular",
+        action="store_false",
         help="shift an infinite plane (positional models) and compare over the region valid in both",
     )
     eqt.set_defaults(handler=run_eqt)
@@ -252,7 +300,11 @@ def build_parser():
     fid = commands.add_parser("fid", parents=[models, real, truncation], help="Fréchet Inception distance")
     fid.add_argument("--n", type=int, default=50000, help="generated (and real, with --path) images")
     add_inception_weights_argument(fid)
-    fid.add_argument("--real_stats", default=None, help="cached real statistics: .npz from `metrics.py inception`, or calc_inception.py's .pkl")
+    fid.add_argument(
+        "--real_stats",
+        default=None,
+        help="cached real statistics: .npz from `metrics.py inception`, or calc_inception.py's .pkl",
+    )
     fid.set_defaults(handler=run_fid)
 
     cache = commands.add_parser("inception", parents=[common, real], help="cache Inception statistics of real images")
@@ -272,7 +324,10 @@ def build_parser():
     )
     report.add_argument("--n", type=int, default=1000, help="images per set and shift")
     report.add_argument(
-        "--shifts", type=fractions, default="0,0.0625,0.125,0.25,0.375,0.5", help="shifts as fractions of the image size"
+        "--shifts",
+        type=fractions,
+        default="0,0.0625,0.125,0.25,0.375,0.5",
+        help="shifts as fractions of the image size",
     )
     report.add_argument("--direction", choices=list(SHIFT_DIRECTIONS), default="horizontal", help="shift direction")
     add_inception_weights_argument(report, help="Inception-v3 state dict file (pytorch-fid or torchvision): adds FID")

@@ -480,6 +480,14 @@ class MappedGenerator(nn.Module):
         truncation), else the mean of `n_sample` latents of seed 0, the same in every script."""
         return None if truncation >= 1 else self.mean_latent(n_sample, seed=0)
 
+    @staticmethod
+    def truncate(w, truncation, truncation_latent):
+        """StyleGAN's truncation trick: w moved towards the centre `truncation_latent` by the factor
+        `truncation` (w itself when `truncation` >= 1)."""
+        if truncation >= 1:
+            return w
+        return truncation_latent + truncation * (w - truncation_latent)
+
     def get_latent(self, input):
         return self.style(input)
 
@@ -491,8 +499,7 @@ class MappedGenerator(nn.Module):
         if not input_is_latent:
             styles = [self.style(s) for s in styles]
 
-        if truncation < 1:
-            styles = [truncation_latent + truncation * (style - truncation_latent) for style in styles]
+        styles = [self.truncate(style, truncation, truncation_latent) for style in styles]
 
         if len(styles) < 2:
             inject_index = self.n_latent
@@ -596,7 +603,13 @@ class Generator(MappedGenerator):
             out_channel = self.channels[2**i]
             self.convs.append(
                 StyledConv(
-                    in_channel, out_channel, kernel_size, style_dim, upsample=True, blur_kernel=blur_kernel, modconv=modconv
+                    in_channel,
+                    out_channel,
+                    kernel_size,
+                    style_dim,
+                    upsample=True,
+                    blur_kernel=blur_kernel,
+                    modconv=modconv,
                 )
             )
             if position == "mspe":
@@ -735,7 +748,11 @@ class Generator(MappedGenerator):
             if self.position == "mspe":
                 resolution = 4 * 2 ** ((i + 1) // 2)
                 out = self.pes[(i - 1) // 2](
-                    out, shift_at(shift_h, self.size, resolution), shift_at(shift_w, self.size, resolution), scale, circular
+                    out,
+                    shift_at(shift_h, self.size, resolution),
+                    shift_at(shift_w, self.size, resolution),
+                    scale,
+                    circular,
                 )
             out = conv2(out, latent[:, i + 1], noise=noise2)
             skip = to_rgb(out, latent[:, i + 2], skip)
@@ -749,14 +766,7 @@ class Generator(MappedGenerator):
 
 class ConvLayer(nn.Sequential):
     def __init__(
-        self,
-        in_channel,
-        out_channel,
-        kernel_size,
-        downsample=False,
-        blur_kernel=[1, 3, 3, 1],
-        bias=True,
-        activate=True,
+        self, in_channel, out_channel, kernel_size, downsample=False, blur_kernel=[1, 3, 3, 1], bias=True, activate=True
     ):
         layers = []
         if downsample:
@@ -768,12 +778,7 @@ class ConvLayer(nn.Sequential):
             self.padding = kernel_size // 2
         layers.append(
             EqualConv2d(
-                in_channel,
-                out_channel,
-                kernel_size,
-                padding=self.padding,
-                stride=stride,
-                bias=bias and not activate,
+                in_channel, out_channel, kernel_size, padding=self.padding, stride=stride, bias=bias and not activate
             )
         )
         if activate:
@@ -823,8 +828,7 @@ class DiscriminatorEpilogue(nn.Module):
         self.stddev_feat = 1
         self.final_conv = ConvLayer(in_channel + 1, channel, 3)
         self.final_linear = nn.Sequential(
-            EqualLinear(channel * 4 * 4, channel, activation="fused_lrelu"),
-            EqualLinear(channel, 1),
+            EqualLinear(channel * 4 * 4, channel, activation="fused_lrelu"), EqualLinear(channel, 1)
         )
 
     def epilogue(self, out):

@@ -53,13 +53,25 @@ def main(argv=None):
     generator, args = load_generator(args.ckpt, device, args, explicit_flags(parser, argv))
     percept = build_lpips(args.lpips_weights, device)
     score = perceptual_path_length(
-        generator, percept, args.n_sample, args.batch, args.space, args.eps, args.crop, args.sampling, args.seed,
+        generator,
+        percept,
+        args.n_sample,
+        args.batch,
+        args.space,
+        args.eps,
+        args.crop,
+        args.sampling,
+        args.seed,
         progress=True,
     )
     print("ppl:", score)
     folder = args.out or os.path.join("metrics", os.path.basename(os.path.dirname(os.path.abspath(args.ckpt))))
-    write_json(os.path.join(folder, "ppl.json"), "ppl", args,
-               [{"checkpoint": args.ckpt, "position": args.position, "space": args.space, "ppl": score}])
+    write_json(
+        os.path.join(folder, "ppl.json"),
+        "ppl",
+        args,
+        [{"checkpoint": args.ckpt, "position": args.position, "space": args.space, "ppl": score}],
+    )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,10 @@ BACKGROUND = {"white": (255, 255, 255), "black": (0, 0, 0)}
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 # The map grows by doubling whenever it fills, so the start only needs to be small.
-INITIAL_MAP_SIZE = 64 * 1024 ** 2
+INITIAL_MAP_SIZE = 64 * 1024**2
 # A transaction is committed after this many images, or earlier once this many encoded bytes wait.
 COMMIT_EVERY = 1000
-MAX_PENDING_BYTES = 256 * 1024 ** 2
+MAX_PENDING_BYTES = 256 * 1024**2
 
 PrepareSummary = namedtuple("PrepareSummary", ["length", "skipped", "sizes", "seconds"])
 
@@ -57,7 +57,9 @@ def parse_sizes(text):
     try:
         sizes = sorted({int(part) for part in text.split(",")})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--size takes comma-separated integers such as 128,256, not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--size takes comma-separated integers such as 128,256, not {text!r}"
+        ) from None
 
     if sizes[0] < 1:
         raise argparse.ArgumentTypeError(f"--size values must be positive, not {text!r}")
@@ -216,9 +218,7 @@ def prepare(
     if path is not None:
         items, other_extensions = find_images(path)
         if not items:
-            raise PrepareError(
-                f"found no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}; check DATASET_PATH"
-            )
+            raise PrepareError(f"found no images ({', '.join(IMAGE_EXTENSIONS)}) under {path}; check DATASET_PATH")
         if other_extensions and verbose:
             print(f"Ignoring files with extensions that are not images: {', '.join(other_extensions)}")
         work = partial(encode_file, background=BACKGROUND[background], upscale=upscale, **options)

@@ -165,7 +165,11 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
 
     def render(latent):
         image, _ = generator(
-            [latent], input_is_latent=True, noise=noises, shift_h=shift_h, shift_w=shift_w,
+            [latent],
+            input_is_latent=True,
+            noise=noises,
+            shift_h=shift_h,
+            shift_w=shift_w,
             circular=generator.circular_shifts,
         )
         return image
@@ -222,7 +226,14 @@ def project_shifted(generator, targets, shifts, settings=ProjectionSettings(), p
         torch.manual_seed(seed)  # every shift starts from the same initial noise
         shifted, _ = integer_translate(targets, shift_h, shift_w)
         latent, noises, reconstruction, loss_start, loss_end = project(
-            generator, shifted, shift_h, shift_w, percept, latent_mean, latent_std, settings,
+            generator,
+            shifted,
+            shift_h,
+            shift_w,
+            percept,
+            latent_mean,
+            latent_std,
+            settings,
             desc=f"shift ({shift_h}, {shift_w})",
         )
         with torch.no_grad():
@@ -231,8 +242,15 @@ def project_shifted(generator, targets, shifts, settings=ProjectionSettings(), p
             if percept is not None:
                 distances = percept(perceptual_input(reconstruction), perceptual_input(shifted)).flatten()
         yield {
-            "shift_h": shift_h, "shift_w": shift_w, "target": shifted, "reconstruction": reconstruction,
-            "latent": latent, "noises": noises, "psnr": scores, "lpips": distances, "loss_start": loss_start,
+            "shift_h": shift_h,
+            "shift_w": shift_w,
+            "target": shifted,
+            "reconstruction": reconstruction,
+            "latent": latent,
+            "noises": noises,
+            "psnr": scores,
+            "lpips": distances,
+            "loss_start": loss_start,
             "loss_end": loss_end,
         }
 
@@ -260,12 +278,15 @@ def build_parser():
     add_lpips_weights_argument(parser)
     add("--w_plus", action="store_true", help="allow to use distinct latent codes to each layers")
     add("--n_mean_latent", type=int, default=DEFAULTS.n_mean_latent, help="samples for the mean and spread of W")
-    parser.add_argument("--shift_h", type=int, default=0,
-                        help="roll the target down by this many pixels and shift the generator alike")
-    parser.add_argument("--shift_w", type=int, default=0,
-                        help="roll the target right by this many pixels and shift the generator alike")
-    parser.add_argument("--pics", type=int, default=0,
-                        help="project at this many shifts on a circle around the shift and write GIFs")
+    parser.add_argument(
+        "--shift_h", type=int, default=0, help="roll the target down by this many pixels and shift the generator alike"
+    )
+    parser.add_argument(
+        "--shift_w", type=int, default=0, help="roll the target right by this many pixels and shift the generator alike"
+    )
+    parser.add_argument(
+        "--pics", type=int, default=0, help="project at this many shifts on a circle around the shift and write GIFs"
+    )
     parser.add_argument("--radius", type=float, default=32, help="radius of the --pics circle in pixels")
     add_noise_shift_argument(parser)
     parser.add_argument("--duration", type=int, default=120, help="milliseconds per GIF frame")
@@ -288,13 +309,21 @@ def main(argv=None):
     generator, args, device = load_generator_from_args(parser, args, argv)
     generator.requires_grad_(False)
     targets = torch.stack([to_target(image, args.size) for image in images]).to(device)
-    percept = build_lpips(args.lpips_weights, device, alternative="--loss mse") if args.loss == "lpips" or args.lpips_weights else None
+    percept = (
+        build_lpips(args.lpips_weights, device, alternative="--loss mse")
+        if args.loss == "lpips" or args.lpips_weights
+        else None
+    )
 
     folder = os.path.join("inverse", args.name)
     os.makedirs(folder, exist_ok=True)
 
     settings = ProjectionSettings(**{field.name: getattr(args, field.name) for field in fields(ProjectionSettings)})
-    shifts = circle_shifts(args.pics, args.radius, args.shift_h, args.shift_w) if args.pics else [(args.shift_h, args.shift_w)]
+    shifts = (
+        circle_shifts(args.pics, args.radius, args.shift_h, args.shift_w)
+        if args.pics
+        else [(args.shift_h, args.shift_w)]
+    )
     results = {stem: [] for stem in stems}
     frames = {stem: ([], []) for stem in stems}  # targets, reconstructions
     projections = project_shifted(generator, targets, shifts, settings, percept, args.seed)

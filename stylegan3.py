@@ -62,8 +62,15 @@ def design_lowpass_filter(taps, cutoff, width, sampling_rate, radial=False):
 
 
 def layer_schedule(
-    size, channel_base, channel_max, num_layers=14, num_critical=2, first_cutoff=2, first_stopband=2**2.1,
-    last_stopband_rel=2**0.3, margin=10,
+    size,
+    channel_base,
+    channel_max,
+    num_layers=14,
+    num_critical=2,
+    first_cutoff=2,
+    first_stopband=2**2.1,
+    last_stopband_rel=2**0.3,
+    margin=10,
 ):
     """Per layer 0..num_layers (0 is the Fourier input, the last ToRGB): cutoff, stopband,
     sampling rate, transition half-width, feature-map size and channels (numpy arrays).
@@ -83,8 +90,12 @@ def layer_schedule(
     channels = np.rint(np.minimum((channel_base / 2) / cutoffs, channel_max))
     channels[-1] = 3
     return {
-        "cutoffs": cutoffs, "stopbands": stopbands, "sampling_rates": sampling_rates,
-        "half_widths": half_widths, "sizes": sizes.astype(int), "channels": channels.astype(int),
+        "cutoffs": cutoffs,
+        "stopbands": stopbands,
+        "sampling_rates": sampling_rates,
+        "half_widths": half_widths,
+        "sizes": sizes.astype(int),
+        "channels": channels.astype(int),
     }
 
 
@@ -110,7 +121,9 @@ def modulated_conv2d(x, weight, styles, demodulate=True, padding=0, input_gain=N
     if input_gain is not None:
         w = w * input_gain.expand(batch, in_channels).view(batch, 1, in_channels, 1, 1)
     x = x.reshape(1, batch * in_channels, *x.shape[2:])
-    out = conv2d_gradfix.conv2d(x, w.reshape(batch * out_channels, in_channels, kh, kw).to(x.dtype), padding=padding, groups=batch)
+    out = conv2d_gradfix.conv2d(
+        x, w.reshape(batch * out_channels, in_channels, kh, kw).to(x.dtype), padding=padding, groups=batch
+    )
     return out.reshape(batch, out_channels, *out.shape[2:])
 
 
@@ -173,9 +186,27 @@ class AliasFreeLayer(nn.Module):
     """
 
     def __init__(
-        self, style_dim, in_channels, out_channels, in_size, out_size, in_rate, out_rate, in_cutoff, out_cutoff,
-        in_half_width, out_half_width, *, to_rgb=False, critically_sampled=False, conv_kernel=3, radial=False,
-        filter_size=6, lrelu_upsampling=2, conv_clamp=256, magnitude_ema_beta=0.999,
+        self,
+        style_dim,
+        in_channels,
+        out_channels,
+        in_size,
+        out_size,
+        in_rate,
+        out_rate,
+        in_cutoff,
+        out_cutoff,
+        in_half_width,
+        out_half_width,
+        *,
+        to_rgb=False,
+        critically_sampled=False,
+        conv_kernel=3,
+        radial=False,
+        filter_size=6,
+        lrelu_upsampling=2,
+        conv_clamp=256,
+        magnitude_ema_beta=0.999,
     ):
         super().__init__()
         self.to_rgb = to_rgb
@@ -203,7 +234,9 @@ class AliasFreeLayer(nn.Module):
 
         # pad so that the output has out_size samples whose centres line up with the input's
         # (the symmetric interpretation of the paper's appendix C.3)
-        pad_total = (out_size - 1) * self.down + 1 - (in_size + self.conv_kernel - 1) * self.up + up_taps + down_taps - 2
+        pad_total = (
+            (out_size - 1) * self.down + 1 - (in_size + self.conv_kernel - 1) * self.up + up_taps + down_taps - 2
+        )
         pad_lo = (pad_total + self.up) // 2
         self.padding = (pad_lo, pad_total - pad_lo, pad_lo, pad_total - pad_lo)
 
@@ -225,12 +258,25 @@ class AliasFreeLayer(nn.Module):
         if self.to_rgb:
             styles = styles / math.sqrt(self.in_channels * self.conv_kernel**2)
         x = modulated_conv2d(
-            x, self.weight, styles, demodulate=not self.to_rgb, padding=self.conv_kernel - 1,
+            x,
+            self.weight,
+            styles,
+            demodulate=not self.to_rgb,
+            padding=self.conv_kernel - 1,
             input_gain=self.magnitude_ema.rsqrt(),
         )
         gain, slope = (1.0, 1.0) if self.to_rgb else (math.sqrt(2), 0.2)
         return filtered_lrelu(
-            x, self.up_filter, self.down_filter, self.bias, self.up, self.down, self.padding, gain, slope, self.conv_clamp
+            x,
+            self.up_filter,
+            self.down_filter,
+            self.bias,
+            self.up,
+            self.down,
+            self.padding,
+            gain,
+            slope,
+            self.conv_clamp,
         )
 
 
@@ -256,9 +302,25 @@ class AliasFreeGenerator(MappedGenerator):
     circular_shifts = False  # shifts move an infinite plane; they cannot wrap around
 
     def __init__(
-        self, size, style_dim, n_mlp, *, arch="stylegan3-t", channel_base=None, channel_max=None, lr_mlp=0.01,
-        num_layers=14, num_critical=2, first_cutoff=2, first_stopband=2**2.1, last_stopband_rel=2**0.3, margin=10,
-        output_scale=0.25, magnitude_ema_beta=0.999, w_avg_beta=0.998, device=None,
+        self,
+        size,
+        style_dim,
+        n_mlp,
+        *,
+        arch="stylegan3-t",
+        channel_base=None,
+        channel_max=None,
+        lr_mlp=0.01,
+        num_layers=14,
+        num_critical=2,
+        first_cutoff=2,
+        first_stopband=2**2.1,
+        last_stopband_rel=2**0.3,
+        margin=10,
+        output_scale=0.25,
+        magnitude_ema_beta=0.999,
+        w_avg_beta=0.998,
+        device=None,
     ):
         super().__init__()
         if arch not in ARCHS:
@@ -277,8 +339,15 @@ class AliasFreeGenerator(MappedGenerator):
             self.affine_fourier.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
 
         self.schedule = layer_schedule(
-            size, channel_base or settings["channel_base"], channel_max or settings["channel_max"], num_layers,
-            num_critical, first_cutoff, first_stopband, last_stopband_rel, margin,
+            size,
+            channel_base or settings["channel_base"],
+            channel_max or settings["channel_max"],
+            num_layers,
+            num_critical,
+            first_cutoff,
+            first_stopband,
+            last_stopband_rel,
+            margin,
         )
         cutoffs, rates, widths = self.schedule["cutoffs"], self.schedule["sampling_rates"], self.schedule["half_widths"]
         sizes, channels = self.schedule["sizes"], self.schedule["channels"]
@@ -288,11 +357,22 @@ class AliasFreeGenerator(MappedGenerator):
             previous = max(index - 1, 0)
             self.layers.append(
                 AliasFreeLayer(
-                    style_dim, int(channels[previous]), int(channels[index]), int(sizes[previous]), int(sizes[index]),
-                    int(rates[previous]), int(rates[index]), float(cutoffs[previous]), float(cutoffs[index]),
-                    float(widths[previous]), float(widths[index]), to_rgb=index == num_layers,
-                    critically_sampled=index >= num_layers - num_critical, conv_kernel=settings["conv_kernel"],
-                    radial=settings["radial"], magnitude_ema_beta=magnitude_ema_beta,
+                    style_dim,
+                    int(channels[previous]),
+                    int(channels[index]),
+                    int(sizes[previous]),
+                    int(sizes[index]),
+                    int(rates[previous]),
+                    int(rates[index]),
+                    float(cutoffs[previous]),
+                    float(cutoffs[index]),
+                    float(widths[previous]),
+                    float(widths[index]),
+                    to_rgb=index == num_layers,
+                    critically_sampled=index >= num_layers - num_critical,
+                    conv_kernel=settings["conv_kernel"],
+                    radial=settings["radial"],
+                    magnitude_ema_beta=magnitude_ema_beta,
                 )
             )
         if device is not None:
@@ -335,9 +415,22 @@ class AliasFreeGenerator(MappedGenerator):
         return None if truncation >= 1 else self.w_avg.unsqueeze(0)
 
     def forward(
-        self, styles, return_latents=False, inject_index=None, truncation=1, truncation_latent=None,
-        input_is_latent=False, noise=None, randomize_noise=True, shift_h=0, shift_w=0, *, scale=None, canvas=None,
-        circular=True, transform=None,
+        self,
+        styles,
+        return_latents=False,
+        inject_index=None,
+        truncation=1,
+        truncation_latent=None,
+        input_is_latent=False,
+        noise=None,
+        randomize_noise=True,
+        shift_h=0,
+        shift_w=0,
+        *,
+        scale=None,
+        canvas=None,
+        circular=True,
+        transform=None,
     ):
         """Render images; returns (image [N, 3, size, size], latent [N, n_latent, style_dim] or None).
 

@@ -21,16 +21,8 @@ import math
 import torch
 from torch import nn
 
-from model import (
-    ConvLayer,
-    DiscriminatorEpilogue,
-    Downsample,
-    Generator as StyleGAN2Generator,
-    ModulatedConv2d,
-    Upsample,
-    channel_counts,
-    check_size,
-)
+from model import ConvLayer, DiscriminatorEpilogue, Downsample, ModulatedConv2d, Upsample, channel_counts, check_size
+from model import Generator as StyleGAN2Generator
 from op import upfirdn2d
 
 
@@ -104,13 +96,37 @@ class Generator(StyleGAN2Generator):
 
     output_factor = 2
 
-    def __init__(self, size, style_dim, n_mlp, channel_multiplier=2, blur_kernel=[1, 3, 3, 1], lr_mlp=0.01,
-                 position="none", kernel_size=3, scale=1.0, *, affine=False, channel_max=512, modconv="grouped",
-                 device=None):
+    def __init__(
+        self,
+        size,
+        style_dim,
+        n_mlp,
+        channel_multiplier=2,
+        blur_kernel=[1, 3, 3, 1],
+        lr_mlp=0.01,
+        position="none",
+        kernel_size=3,
+        scale=1.0,
+        *,
+        affine=False,
+        channel_max=512,
+        modconv="grouped",
+        device=None,
+    ):
         check_wavelet_size(size)
         super().__init__(
-            size, style_dim, n_mlp, channel_multiplier, blur_kernel, lr_mlp, position, kernel_size, scale,
-            affine=affine, channel_max=channel_max, modconv=modconv,
+            size,
+            style_dim,
+            n_mlp,
+            channel_multiplier,
+            blur_kernel,
+            lr_mlp,
+            position,
+            kernel_size,
+            scale,
+            affine=affine,
+            channel_max=channel_max,
+            modconv=modconv,
         )
         self.iwt = InverseHaarTransform(3)
         if device is not None:

@@ -52,19 +52,33 @@ def build_parser():
     add("--batch", type=int, default=16, help="batch size per GPU (per rank)")
     add("--n_sample", type=int, default=64, help="images in each sample grid")
     add(
-        "--ckpt", type=str, default=None,
+        "--ckpt",
+        type=str,
+        default=None,
         help="checkpoint to resume: a path, a file name in checkpoint/<name>, or 'latest' (the newest there; "
         "a fresh start when there is none)",
     )
-    add("--lr", type=float, default=DEFAULTS.lr, help="learning rate (of both networks unless --d_lr; stylegan3-*: 0.0025)")
-    add("--d_lr", type=float, default=DEFAULTS.d_lr, help="the discriminator's learning rate (default: --lr; stylegan3-*: 0.002)")
+    add(
+        "--lr",
+        type=float,
+        default=DEFAULTS.lr,
+        help="learning rate (of both networks unless --d_lr; stylegan3-*: 0.0025)",
+    )
+    add(
+        "--d_lr",
+        type=float,
+        default=DEFAULTS.d_lr,
+        help="the discriminator's learning rate (default: --lr; stylegan3-*: 0.002)",
+    )
     add("--seed", type=int, default=0, help="random seed (model initialisation, sample latents, data order)")
 
     add_model_arguments(parser)
 
     add = parser.add_argument_group("loss and regularisation").add_argument
     add(
-        "--r1", type=r1_weight, default=DEFAULTS.r1,
+        "--r1",
+        type=r1_weight,
+        default=DEFAULTS.r1,
         help="weight of the R1 penalty, or 'auto': 0.0002 x size^2 / batch, the heuristic of StyleGAN2-ADA "
         "(10 suits 1024 px at batch 4 as config-f; small images and batches need far less). stylegan3-t/-r "
         "without --r1: 2 x (size / 256)^2, NVIDIA's recommended gamma (0.5 at 128, 2 at 256, 8 at 512, 32 at 1024 px)",
@@ -73,23 +87,31 @@ def build_parser():
     add("--path_regularize", type=float, default=DEFAULTS.path_regularize, help="weight of the path-length penalty")
     add("--path_batch_shrink", type=int, default=DEFAULTS.path_batch_shrink, help="path-length batch = batch / this")
     add(
-        "--g_reg_every", type=int, default=DEFAULTS.g_reg_every,
+        "--g_reg_every",
+        type=int,
+        default=DEFAULTS.g_reg_every,
         help="path-length regularisation every this many iterations; 0 = off, as in the original (StyleGAN2: 4)",
     )
     add("--mixing", type=float, default=DEFAULTS.mixing, help="probability of style mixing (stylegan3-*: 0)")
     add(
-        "--blur_sigma", type=float, default=None,
+        "--blur_sigma",
+        type=float,
+        default=None,
         help="blur (sigma in pixels) of the discriminator's images at the start, fading out over --blur_fade_kimg "
         "(default: 10 for stylegan3-r, 0 otherwise)",
     )
     add(
-        "--blur_fade_kimg", type=float, default=None,
+        "--blur_fade_kimg",
+        type=float,
+        default=None,
         help="thousands of images over which the blur fades out (default: 200 x total batch / 32, as NVIDIA's)",
     )
 
     add = parser.add_argument_group("augmentation").add_argument
     add(
-        "--translate", type=float, default=0.0,
+        "--translate",
+        type=float,
+        default=0.0,
         help="random circular translation of the real images, as a fraction of their size "
         "(0 = off, 1.0 = any offset: the paper's recipe)",
     )
@@ -109,7 +131,9 @@ def build_parser():
     add("--log_every", type=int, default=100, help="log losses and speed every this many iterations")
     add("--keep", type=int, default=0, help="keep only the newest this many checkpoints (0 = keep all)")
     add(
-        "--max_bad_records", type=float, default=0.01,
+        "--max_bad_records",
+        type=float,
+        default=0.01,
         help="stop when more than this share of a pass over the data cannot be decoded (bad records are "
         "replaced by the next good one and logged until then)",
     )

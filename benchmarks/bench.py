@@ -8,9 +8,10 @@
 A workload is a model configuration (checkpoint.py's model flags: --arch, --size, --position,
 --channel_max, ...) and a batch. A command line that gives --size, --batch or --position
 measures the one workload its flags describe (MS-PE unless --position, or for stylegan3-t/-r
-their own input; batch 16 unless --batch). Without them, bench measures the four reference workloads, the original's StyleGAN2
-config-f with and without MS-PE at 256 px, batch 16, and at 1024 px, batch 4 (the other model
-flags given apply to them); without CUDA, a tiny one instead (32 px, 32 channels).
+their own input; batch 16 unless --batch). Without them, bench measures the four reference
+workloads, the original's StyleGAN2 config-f with and without MS-PE at 256 px, batch 16, and at
+1024 px, batch 4 (the other model flags given apply to them); without CUDA, a tiny one instead
+(32 px, 32 channels).
 
 One training iteration is exactly train.py's GANStep with its default hyperparameters
 (StepSettings, for every architecture: the alias-free recipe's learning rates, mixing and early
@@ -63,9 +64,7 @@ sys.path.insert(0, ROOT)
 
 import op  # noqa: E402
 import op._plugin  # noqa: E402
-from checkpoint import (  # noqa: E402
-    MODEL_DEFAULTS, add_model_arguments, describe_model, explicit_flags, model_config, model_label,
-)
+from checkpoint import MODEL_DEFAULTS, add_model_arguments, describe_model, explicit_flags, model_config, model_label  # noqa: E402
 from model import MODCONVS  # noqa: E402
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS  # noqa: E402
 from training import gan  # noqa: E402
@@ -96,7 +95,10 @@ ORIGINAL = {"precision": "tf32", "modconv": "grouped", "channels_last": False, "
 # with a dispatch mode), and at 10 us or more of Python and launch cost each they come near the
 # 90 ms an iteration may take at 175 img/s.
 FAST_CANDIDATES = (
-    "tf32,plain", "bf16,plain", "bf16,plain,channels_last", "bf16,plain,channels_last,ref",
+    "tf32,plain",
+    "bf16,plain",
+    "bf16,plain,channels_last",
+    "bf16,plain,channels_last,ref",
     "bf16,plain,channels_last,compile",
 )
 # The workloads run where there is no GPU: their model flags and batch.
@@ -124,16 +126,17 @@ def build_parser():
         "--iters", type=int, default=32, help="timed training iterations (rounded up to a multiple of 16)"
     )
     parser.add_argument("--gen_iters", type=int, default=20, help="timed generation batches")
-    parser.add_argument(
-        "--peak_tflops", type=float, default=790.0, help="the device's dense bf16 matrix rate, for MFU"
-    )
+    parser.add_argument("--peak_tflops", type=float, default=790.0, help="the device's dense bf16 matrix rate, for MFU")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
-        "--report", metavar="OUT_DIR",
+        "--report",
+        metavar="OUT_DIR",
         help="the GPU report: ops, CUDA tests, original vs --fast table on the reference workloads, profile",
     )
     parser.add_argument(
-        "--fast", type=fast_settings, action="append",
+        "--fast",
+        type=fast_settings,
+        action="append",
         help="--report's candidate settings, repeatable: comma-separated from fp32|tf32|bf16, grouped|plain, "
         f"channels_last, compile, ref (default: {'; '.join(FAST_CANDIDATES)})",
     )
@@ -173,10 +176,12 @@ def fast_settings(text):
 def describe(settings):
     return ", ".join(
         [
-            settings["precision"], f"{settings['modconv']} modconv",
+            settings["precision"],
+            f"{settings['modconv']} modconv",
             "custom ops" if settings["impl"] == "auto" else "reference ops",
         ]
-        + ["channels-last"] * settings["channels_last"] + ["compiled"] * settings["compile"]
+        + ["channels-last"] * settings["channels_last"]
+        + ["compiled"] * settings["compile"]
     )
 
 
@@ -222,8 +227,9 @@ def workload_label(config, batch):
 def reference_figures(config, batch):
     """The original code's figures of a workload, or None where it did not measure that one."""
     config = model_config(config)
-    return next((figures for model, measured_batch, figures in REFERENCE if (model, measured_batch) == (config, batch)),
-                None)
+    return next(
+        (figures for model, measured_batch, figures in REFERENCE if (model, measured_batch) == (config, batch)), None
+    )
 
 
 def training_step(config, device, settings, autocast=contextlib.nullcontext):
@@ -244,8 +250,7 @@ def training_step(config, device, settings, autocast=contextlib.nullcontext):
     step_settings = gan.StepSettings(latent=config["latent"])
     g_optim, d_optim = gan.build_optimizers(generator, discriminator, step_settings)
     return gan.GANStep(
-        generator, discriminator, g_ema, g_optim, d_optim, step_settings, autocast=autocast,
-        compile=settings["compile"],
+        generator, discriminator, g_ema, g_optim, d_optim, step_settings, autocast=autocast, compile=settings["compile"]
     )
 
 
@@ -389,7 +394,8 @@ def table(results):
         reference = reference_figures(r["model"], r["batch"])
         ratio = (
             f"{r['train_img_s'] / reference['train']:.2f}x, {r['generate_img_s'] / reference['generate']:.2f}x"
-            if reference else "-"
+            if reference
+            else "-"
         )
         lines.append(
             f"| {workload} | {r['settings']} | {r['train_img_s']:.1f} | "
@@ -426,7 +432,10 @@ def run_cuda_tests(tests="tests"):
             test_id, _, message = rest.partition(" - ")
             failed_tests[test_id] = message
     return {
-        **counts, "returncode": result.returncode, "summary": summary, "failed_tests": failed_tests,
+        **counts,
+        "returncode": result.returncode,
+        "summary": summary,
+        "failed_tests": failed_tests,
         "output": result.stdout[-4000:],
     }
 
@@ -493,8 +502,12 @@ class GPUReportFile:
             figures = measure(config, batch, settings, args, device)
         except Exception as error:
             message = (str(error).strip().splitlines() or [""])[0][:200].replace("|", "/")
-            figures = {"model": config, "batch": batch, "settings": describe(settings),
-                       "error": f"{type(error).__name__}: {message}"}
+            figures = {
+                "model": config,
+                "batch": batch,
+                "settings": describe(settings),
+                "error": f"{type(error).__name__}: {message}",
+            }
             print(f"  {workload_label(config, batch)}, {describe(settings)}: failed, {figures['error']}")
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -510,8 +523,10 @@ def gpu_report(args, device):
     report_file = GPUReportFile(args.report, torch.cuda.get_device_name(device) if cuda else "CPU")
     results = report_file.results
     if not cuda:
-        print("no CUDA on this machine: the ops run their references, the CUDA tests skip, and the workloads "
-              "shrink to tiny CPU ones (32 px, 32 channels)")
+        print(
+            "no CUDA on this machine: the ops run their references, the CUDA tests skip, and the workloads "
+            "shrink to tiny CPU ones (32 px, 32 channels)"
+        )
     loads = reference_workloads(args) if cuda else tiny_workloads(args)
     # where candidates are tried and profiled: the first MS-PE workload, mspe 256 (tiny: mspe 32)
     trial_load = next((config, batch) for config, batch in loads if config["position"] == "mspe")
@@ -534,8 +549,10 @@ def gpu_report(args, device):
     if tests["returncode"] != 0:  # never time kernels that compute something else
         original = {**original, "impl": "ref"}
         args.fast = [{**settings, "impl": "ref"} for settings in args.fast]
-        results["ops_note"] = (f"The CUDA tests did not pass (pytest exit {tests['returncode']}): every measurement "
-                               "below runs the PyTorch references (reference ops).")
+        results["ops_note"] = (
+            f"The CUDA tests did not pass (pytest exit {tests['returncode']}): every measurement "
+            "below runs the PyTorch references (reference ops)."
+        )
         print(f"  {results['ops_note']}")
 
     heading(f"3/5 {len(args.fast)} candidate settings on {workload_label(*trial_load)}")
@@ -597,7 +614,8 @@ def gpu_report_markdown(results):
     overheads = [
         f"- {r['model']['size']} px, {r['settings']}: MS-PE trains at "
         f"{100 * r['train_img_s'] / none['train_img_s']:.0f}% of none's speed"
-        for r in succeeded if r["model"]["position"] == "mspe"
+        for r in succeeded
+        if r["model"]["position"] == "mspe"
         for none in succeeded
         if (none["model"], none["batch"], none["settings"])
         == ({**r["model"], "position": "none"}, r["batch"], r["settings"])

@@ -26,31 +26,32 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from checkpoint import checkpoint_iteration, experiment_dir, load_generator, numbered_checkpoints  # noqa: E402
-from evaluation.equivariance import translation_equivariance  # noqa: E402
-from utils.images import labelled_rows, make_grid, to_pil  # noqa: E402
 from evaluation.common import generated_batches, open_real_images  # noqa: E402
-from prepare_data import prepare  # noqa: E402
+from evaluation.equivariance import translation_equivariance  # noqa: E402
 from evaluation.spatial_bias import quality_at_shift  # noqa: E402
+from prepare_data import prepare  # noqa: E402
+from utils.images import labelled_rows, make_grid, to_pil  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BASE = ["--position", "mspe", "--translate", "1.0", "--size", "32", "--workers", "0"]
+BASE = "--position mspe --translate 1.0 --size 32 --workers 0".split()
 # name -> train.py flags on top of BASE; "demo" is what `make demo` trained before this study
 CONFIGS = {
-    "demo": ["--channel_max", "32", "--batch", "8"],
-    "r1_heuristic": ["--channel_max", "32", "--batch", "8", "--r1", "0.0256"],
-    "small_mapping": ["--channel_max", "32", "--batch", "8", "--r1", "0.0256", "--latent", "128", "--n_mlp", "4"],
-    "lr_0.005": ["--channel_max", "32", "--batch", "8", "--r1", "0.0256", "--latent", "128", "--n_mlp", "4", "--lr", "0.005"],
-    "channels_64": ["--channel_max", "64", "--batch", "8", "--r1", "0.0256", "--latent", "128", "--n_mlp", "4"],
-    "batch_16": ["--channel_max", "32", "--batch", "16", "--r1", "0.0128", "--latent", "128", "--n_mlp", "4"],
-    "batch_4": ["--channel_max", "32", "--batch", "4", "--r1", "0.0512", "--latent", "128", "--n_mlp", "4"],
-    "no_mixing": ["--channel_max", "32", "--batch", "8", "--r1", "0.0256", "--latent", "128", "--n_mlp", "4", "--mixing", "0"],
-    "translate_0.25": ["--channel_max", "32", "--batch", "8", "--r1", "0.0256", "--latent", "128", "--n_mlp", "4",
-                       "--translate", "0.25"],
-    "data_1000": ["--channel_max", "32", "--batch", "8", "--r1", "0.0256", "--latent", "128", "--n_mlp", "4"],
-    # the second round combines what helped in the first, at a longer budget beside the demo's recipe
-    "demo_long": ["--channel_max", "32", "--batch", "8"],
-    "combo": ["--channel_max", "32", "--batch", "4", "--r1", "0.0512", "--latent", "128", "--n_mlp", "4",
-              "--lr", "0.005", "--mixing", "0"],
+    name: flags.split()
+    for name, flags in {
+        "demo": "--channel_max 32 --batch 8",
+        "r1_heuristic": "--channel_max 32 --batch 8 --r1 0.0256",
+        "small_mapping": "--channel_max 32 --batch 8 --r1 0.0256 --latent 128 --n_mlp 4",
+        "lr_0.005": "--channel_max 32 --batch 8 --r1 0.0256 --latent 128 --n_mlp 4 --lr 0.005",
+        "channels_64": "--channel_max 64 --batch 8 --r1 0.0256 --latent 128 --n_mlp 4",
+        "batch_16": "--channel_max 32 --batch 16 --r1 0.0128 --latent 128 --n_mlp 4",
+        "batch_4": "--channel_max 32 --batch 4 --r1 0.0512 --latent 128 --n_mlp 4",
+        "no_mixing": "--channel_max 32 --batch 8 --r1 0.0256 --latent 128 --n_mlp 4 --mixing 0",
+        "translate_0.25": "--channel_max 32 --batch 8 --r1 0.0256 --latent 128 --n_mlp 4 --translate 0.25",
+        "data_1000": "--channel_max 32 --batch 8 --r1 0.0256 --latent 128 --n_mlp 4",
+        # the second round combines what helped in the first, at a longer budget beside the demo's recipe
+        "demo_long": "--channel_max 32 --batch 8",
+        "combo": "--channel_max 32 --batch 4 --r1 0.0512 --latent 128 --n_mlp 4 --lr 0.005 --mixing 0",
+    }.items()
 }
 # round -> (configurations, CPU seconds each, output folder)
 ROUNDS = {
@@ -82,9 +83,8 @@ def start(name, flags, budget, images):
         return None
     os.makedirs(folder, exist_ok=True)
     # argparse keeps the last value of a repeated flag: a configuration's flags override BASE
-    command = [sys.executable, os.path.join(ROOT, "train.py"), "--name", name, "--path", dataset(images), *BASE, *flags,
-               "--iter", "1000000", "--save_every", "1000000", "--sample_every", "1000000", "--log_every", "50",
-               "--n_sample", "16"]
+    command = [sys.executable, os.path.join(ROOT, "train.py"), "--name", name, "--path", dataset(images), *BASE, *flags]
+    command += "--iter 1000000 --save_every 1000000 --sample_every 1000000 --log_every 50 --n_sample 16".split()
     log = open(os.path.join(folder, "train.log"), "w")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -118,7 +118,9 @@ def evaluate(name, images, n=500):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--round", choices=list(ROUNDS), default="1", help="the study's configurations, budget and folder")
+    parser.add_argument(
+        "--round", choices=list(ROUNDS), default="1", help="the study's configurations, budget and folder"
+    )
     parser.add_argument("--budget", type=float, help="CPU seconds of training per configuration (default: the round's)")
     parser.add_argument("--parallel", type=int, default=2, help="configurations trained at once")
     parser.add_argument("--configs", help="comma-separated names from CONFIGS (default: the round's)")
@@ -165,8 +167,10 @@ def main(argv=None):
         file.write("|---|---|---|---|---|---|\n")
         for row in rows:
             flags = " ".join(CONFIGS[row["config"]])
-            file.write(f"| {row['config']} | `{flags}` | {row['iterations']} | {row['swd']:.2f} | "
-                       f"{row['eqt_int']:.2f} | {row['eqt_frac']:.2f} |\n")
+            file.write(
+                f"| {row['config']} | `{flags}` | {row['iterations']} | {row['swd']:.2f} | "
+                f"{row['eqt_int']:.2f} | {row['eqt_frac']:.2f} |\n"
+            )
     labelled_rows([to_pil(grid) for grid in grids], names).save(os.path.join(args.out, "grids.png"))
     print(f"wrote {args.out}/results.md, results.csv, grids.png")
 

@@ -68,7 +68,14 @@ def render(generator, latent, noises, shift_h=0.0, shift_w=0.0, noise_shift=DEFA
 
 @torch.no_grad()
 def generated_batches(
-    generator, n_sample, batch, seed=0, truncation=1.0, truncation_latent=None, shift_h=0.0, shift_w=0.0,
+    generator,
+    n_sample,
+    batch,
+    seed=0,
+    truncation=1.0,
+    truncation_latent=None,
+    shift_h=0.0,
+    shift_w=0.0,
     noise_shift=DEFAULT_NOISE_SHIFT,
 ):
     """Yield [B, 3, S, S] renders of seeded latents with seeded random noise maps.
@@ -83,8 +90,15 @@ def generated_batches(
         latent = torch.randn(count, generator.style_dim, generator=rng).to(device)
         noises = noise_inputs(generator, count, "random", rng)
         yield render(
-            generator, latent, noises, shift_h, shift_w, noise_shift,
-            truncation=truncation, truncation_latent=truncation_latent, circular=generator.circular_shifts,
+            generator,
+            latent,
+            noises,
+            shift_h,
+            shift_w,
+            noise_shift,
+            truncation=truncation,
+            truncation_latent=truncation_latent,
+            circular=generator.circular_shifts,
         )
 
 

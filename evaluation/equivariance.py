@@ -19,12 +19,11 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from utils.images import psnr
 from evaluation.common import batch_sizes, module_device, noise_inputs, render
 from model import require_positional
 from op import upfirdn2d, upsample_padding
+from utils.images import psnr
 from utils.shift import DEFAULT_NOISE_SHIFT, sinc, translate_images
-
 
 # ---------------------------------------------------------------------------------------------
 # rotating images (StyleGAN3's band-limited affine resampling)
@@ -135,8 +134,15 @@ def masked_error(image, expected, mask):
 
 @torch.no_grad()
 def translation_equivariance(
-    generator, n_sample=1000, batch=8, max_shift=0.125, circular=True, noise_mode="const",
-    noise_shift=DEFAULT_NOISE_SHIFT, seed=0, progress=False,
+    generator,
+    n_sample=1000,
+    batch=8,
+    max_shift=0.125,
+    circular=True,
+    noise_mode="const",
+    noise_shift=DEFAULT_NOISE_SHIFT,
+    seed=0,
+    progress=False,
 ):
     """EQ-T (integer) and EQ-T (fractional) of a generator, in dB.
 
@@ -235,5 +241,3 @@ def rotation_equivariance(
         squared_error += error
         values += masked_values
     return psnr(squared_error / values)
-
-

@@ -84,8 +84,11 @@ class StatisticsUnpickler(pickle.Unpickler):
     ALLOWED = {
         (module, name)
         for prefix in ("numpy.core", "numpy._core")
-        for module, name in ((f"{prefix}.multiarray", "_reconstruct"), (f"{prefix}.multiarray", "scalar"),
-                             (f"{prefix}.numeric", "_frombuffer"))
+        for module, name in (
+            (f"{prefix}.multiarray", "_reconstruct"),
+            (f"{prefix}.multiarray", "scalar"),
+            (f"{prefix}.numeric", "_frombuffer"),
+        )
     } | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
@@ -184,8 +187,16 @@ def cached_real_statistics(path, size, renderer):
 
 
 def generator_fid(
-    generator, inception, real_mean, real_cov, n_sample, batch, seed=0, truncation=1.0,
-    truncation_mean=TRUNCATION_MEAN, progress=True,
+    generator,
+    inception,
+    real_mean,
+    real_cov,
+    n_sample,
+    batch,
+    seed=0,
+    truncation=1.0,
+    truncation_mean=TRUNCATION_MEAN,
+    progress=True,
 ):
     """FID of `n_sample` renders of seeded latents and noise (common.generated_batches) against
     the real statistics (real_mean, real_cov)."""

@@ -24,7 +24,7 @@ INCEPTION_HELP = (
     "(https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth), "
     "the network of the published FID numbers and of rosinality's fid.py, or\n"
     "  - a state dict of torchvision's inception_v3 (IMAGENET1K_V1): on a machine with network, "
-    "python -c \"import torch, torchvision; torch.save(torchvision.models.inception_v3("
+    'python -c "import torch, torchvision; torch.save(torchvision.models.inception_v3('
     "weights='IMAGENET1K_V1').state_dict(), 'inception_v3_imagenet.pt')\" "
     "(FIDs from it are not comparable with published ones)."
 )

@@ -77,5 +77,3 @@ def perceptual_input(image):
         return image
     factor = height // LPIPS_MAX_SIZE
     return image.reshape(batch, channel, height // factor, factor, width // factor, factor).mean([3, 5])
-
-

@@ -47,8 +47,9 @@ def face_crop(image):
 
 
 @torch.no_grad()
-def path_distances(generator, percept, n_sample, batch, space="w", eps=1e-4, crop=False, sampling="end", seed=0,
-                   progress=False):
+def path_distances(
+    generator, percept, n_sample, batch, space="w", eps=1e-4, crop=False, sampling="end", seed=0, progress=False
+):
     """The PPL distances [n_sample] (numpy) of `generator` measured with the LPIPS `percept`.
 
     Latents, t and noise maps are drawn on the CPU from `seed`: the same figures on any device.
@@ -86,7 +87,10 @@ def filtered_mean(distances):
     return float(distances[(low <= distances) & (distances <= high)].mean())
 
 
-def perceptual_path_length(generator, percept, n_sample, batch, space="w", eps=1e-4, crop=False, sampling="end",
-                           seed=0, progress=False):
+def perceptual_path_length(
+    generator, percept, n_sample, batch, space="w", eps=1e-4, crop=False, sampling="end", seed=0, progress=False
+):
     """The PPL (filtered mean distance) of `generator`; see path_distances."""
-    return filtered_mean(path_distances(generator, percept, n_sample, batch, space, eps, crop, sampling, seed, progress))
+    return filtered_mean(
+        path_distances(generator, percept, n_sample, batch, space, eps, crop, sampling, seed, progress)
+    )

@@ -30,8 +30,19 @@ SHIFT_DIRECTIONS = {"horizontal": (0, 1), "vertical": (1, 0), "diagonal": (1, 1)
 
 @torch.no_grad()
 def quality_at_shift(
-    generator, dataset, indices, shift, *, batch=8, seed=0, patches=128, directions=128, repeats=4,
-    noise_shift=DEFAULT_NOISE_SHIFT, inception=None, real_statistics=None,
+    generator,
+    dataset,
+    indices,
+    shift,
+    *,
+    batch=8,
+    seed=0,
+    patches=128,
+    directions=128,
+    repeats=4,
+    noise_shift=DEFAULT_NOISE_SHIFT,
+    inception=None,
+    real_statistics=None,
 ):
     """SWD (and FID with `inception`) of renders shifted by `shift` (pixels, (h, w)) against the
     real images `indices` of `dataset` circularly translated by the same amount.
@@ -89,17 +100,37 @@ class SpatialBiasReport:
 
 
 def spatial_bias_report(
-    checkpoints, labels, real_path, device, *, n=1000, shifts=(0.0, 0.0625, 0.125, 0.25, 0.375, 0.5),
-    direction="horizontal", batch=8, seed=0, patches=128, directions=128, repeats=4, noise_mode="const",
-    noise_shift=DEFAULT_NOISE_SHIFT, eqt_n=1000, max_shift=0.125, inception=None,
+    checkpoints,
+    labels,
+    real_path,
+    device,
+    *,
+    n=1000,
+    shifts=(0.0, 0.0625, 0.125, 0.25, 0.375, 0.5),
+    direction="horizontal",
+    batch=8,
+    seed=0,
+    patches=128,
+    directions=128,
+    repeats=4,
+    noise_mode="const",
+    noise_shift=DEFAULT_NOISE_SHIFT,
+    eqt_n=1000,
+    max_shift=0.125,
+    inception=None,
 ):
     """Evaluate every checkpoint (named by `labels`) at `shifts` (fractions of its size, in
     `direction`) against up to `n` real images of the LMDB `real_path`: quality_at_shift, with FID
     when `inception` (a loaded Inception network) is given; then EQ-T of `eqt_n` latents (0 skips
     it) with translations up to `max_shift`. Returns a SpatialBiasReport."""
     settings = {
-        "real_path": real_path, "direction": direction, "seed": seed, "eqt_n": eqt_n, "max_shift": max_shift,
-        "noise_mode": noise_mode, "noise_shift": noise_shift,
+        "real_path": real_path,
+        "direction": direction,
+        "seed": seed,
+        "eqt_n": eqt_n,
+        "max_shift": max_shift,
+        "noise_mode": noise_mode,
+        "noise_shift": noise_shift,
     }
     swd_settings = {"batch": batch, "seed": seed, "patches": patches, "directions": directions, "repeats": repeats}
     step_h, step_w = SHIFT_DIRECTIONS[direction]
@@ -118,7 +149,13 @@ def spatial_bias_report(
             shift = (step_h * fraction * generator.size, step_w * fraction * generator.size)
             key = (generator.size, shift)
             result = quality_at_shift(
-                generator, dataset, indices, shift, **swd_settings, noise_shift=noise_shift, inception=inception,
+                generator,
+                dataset,
+                indices,
+                shift,
+                **swd_settings,
+                noise_shift=noise_shift,
+                inception=inception,
                 real_statistics=real_cache.get(key),
             )
             if inception is not None:
@@ -140,8 +177,15 @@ def spatial_bias_report(
         equivariance = {"eqt_int": None, "eqt_frac": None}
         if eqt_n > 0:
             equivariance = translation_equivariance(
-                generator, eqt_n, batch, max_shift, circular=generator.circular_shifts, noise_mode=noise_mode,
-                noise_shift=noise_shift, seed=seed, progress=True,
+                generator,
+                eqt_n,
+                batch,
+                max_shift,
+                circular=generator.circular_shifts,
+                noise_mode=noise_mode,
+                noise_shift=noise_shift,
+                seed=seed,
+                progress=True,
             )
         report.equivariance_rows.append({"checkpoint": label, "position": model_label(config), **equivariance})
     return report
@@ -168,8 +212,8 @@ def write_markdown(path, quality_rows, equivariance_rows, settings):
         "",
         f"Real images: `{settings['real_path']}` ({quality_rows[0]['images']} per set, circularly translated by the "
         "same shift as the renders); "
-        f"shift direction: {settings['direction']}; seed {settings['seed']}. Lower is better; a spatially unbiased generator "
-        "keeps its quality at every shift.",
+        f"shift direction: {settings['direction']}; seed {settings['seed']}. Lower is better; a spatially unbiased "
+        "generator keeps its quality at every shift.",
         "",
         "## Quality versus shift",
         "",
@@ -250,7 +294,9 @@ def draw_plot(path, quality_rows):
         for index, label in enumerate(labels):
             points = [(row["shift_fraction"], row[key]) for row in quality_rows if row["checkpoint"] == label]
             points = [(x, y) for x, y in points if y is not None and np.isfinite(y)]
-            axes.plot(*zip(*points), marker="o", linewidth=3, color=LINE_COLOURS[index % len(LINE_COLOURS)], label=label)
+            axes.plot(
+                *zip(*points), marker="o", linewidth=3, color=LINE_COLOURS[index % len(LINE_COLOURS)], label=label
+            )
         axes.set(title=f"{name} vs shift (lower is better)", xlabel="shift (fraction of image size)", ylabel=name)
         axes.grid(alpha=0.3)
         axes.legend()

@@ -19,7 +19,9 @@ def implementations(tensor):
         elif not tensor.is_cuda:
             found[name] = "PyTorch reference (not a CUDA tensor)"
         elif module._plugin() is None:
-            found[name] = f"PyTorch reference (the CUDA extension did not build: {_plugin.build_errors[module.EXTENSION]})"
+            found[name] = (
+                f"PyTorch reference (the CUDA extension did not build: {_plugin.build_errors[module.EXTENSION]})"
+            )
         else:
             found[name] = "CUDA kernel"
     gradfix = "conv2d_gradfix (no weight gradients in R1, second derivatives)" if conv2d_gradfix.enabled else "F.conv2d"

@@ -59,7 +59,8 @@ def failure_reason(error):
     line (ninja's output ends with "build stopped: subcommand failed"), else the last line."""
     lines = [line.strip() for line in str(error).strip().splitlines()]
     compiler_errors = [
-        line for line in lines
+        line
+        for line in lines
         if ("error" in line.lower() or "fatal" in line.lower()) and not line.startswith("Error building extension")
     ]
     if compiler_errors:

@@ -37,21 +37,30 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """As F.conv2d (input [N, C_in, H, W], weight [C_out, C_in / groups, kh, kw])."""
     if _use_gradfix(impl):
         return _conv2d_gradfix(
-            transpose=False, weight_shape=weight.shape, stride=stride, padding=padding,
-            output_padding=0, dilation=dilation, groups=groups,
+            transpose=False,
+            weight_shape=weight.shape,
+            stride=stride,
+            padding=padding,
+            output_padding=0,
+            dilation=dilation,
+            groups=groups,
         ).apply(input, weight, bias)
     return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
 
 
 def conv_transpose2d(
-    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
-    impl="auto",
+    input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, impl="auto"
 ):
     """As F.conv_transpose2d (weight [C_in, C_out / groups, kh, kw])."""
     if _use_gradfix(impl):
         return _conv2d_gradfix(
-            transpose=True, weight_shape=weight.shape, stride=stride, padding=padding,
-            output_padding=output_padding, dilation=dilation, groups=groups,
+            transpose=True,
+            weight_shape=weight.shape,
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+            dilation=dilation,
+            groups=groups,
         ).apply(input, weight, bias)
     return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
 
@@ -89,8 +98,10 @@ def _conv2d_gradfix(transpose, weight_shape, stride, padding, output_padding, di
 
     def backward_op(input_shape, output_shape):
         return _conv2d_gradfix(
-            transpose=not transpose, weight_shape=weight_shape,
-            output_padding=backward_output_padding(input_shape, output_shape), **common,
+            transpose=not transpose,
+            weight_shape=weight_shape,
+            output_padding=backward_output_padding(input_shape, output_shape),
+            **common,
         )
 
     class Conv2d(torch.autograd.Function):
@@ -126,8 +137,17 @@ def _conv2d_gradfix(transpose, weight_shape, stride, padding, output_padding, di
             ctx.save_for_backward(grad_output, input)
             weight = input.new_empty(weight_shape)  # only its shape is read
             return torch.ops.aten.convolution_backward(
-                grad_output, input, weight, None, stride, padding, dilation, transpose,
-                output_padding, groups, [False, True, False],
+                grad_output,
+                input,
+                weight,
+                None,
+                stride,
+                padding,
+                dilation,
+                transpose,
+                output_padding,
+                groups,
+                [False, True, False],
             )[1]
 
         @staticmethod
@@ -137,9 +157,7 @@ def _conv2d_gradfix(transpose, weight_shape, stride, padding, output_padding, di
             if ctx.needs_input_grad[0]:
                 grad2_grad_output = Conv2d.apply(input, grad2_grad_weight, None)
             if ctx.needs_input_grad[1]:
-                grad2_input = backward_op(input.shape, grad_output.shape).apply(
-                    grad_output, grad2_grad_weight, None
-                )
+                grad2_input = backward_op(input.shape, grad_output.shape).apply(grad_output, grad2_grad_weight, None)
             return grad2_grad_output, grad2_input
 
     _cache[key] = Conv2d

@@ -16,8 +16,6 @@ composition through the CUDA kernels of upfirdn2d and fused_leaky_relu, which ar
 differentiable twice.
 """
 
-import torch
-
 from .fused_act import fused_leaky_relu
 from .upfirdn2d import upfirdn2d
 
@@ -47,7 +45,9 @@ def _filter(x, f, up, down, pad, impl):
     return upfirdn2d(x, (f * up).view(-1, 1), up=(1, up), down=(1, down), pad=(0, 0, pad_y0, pad_y1), impl=impl)
 
 
-def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=2**0.5, slope=0.2, clamp=None, impl="auto"):
+def filtered_lrelu(
+    x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=2**0.5, slope=0.2, clamp=None, impl="auto"
+):
     """Bias, upsample, leaky ReLU with gain and clamp, downsample (see the module docstring).
 
     Args:

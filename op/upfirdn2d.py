@@ -64,24 +64,26 @@ def upfirdn2d_ref(input, kernel, up=1, down=1, pad=(0, 0)):
         # zeros between the pixels, in the input's memory format (as the CUDA kernel keeps it)
         channels_last = not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last)
         out = torch.empty(
-            batch, channel, in_h * up_y, in_w * up_x, dtype=input.dtype, device=input.device,
+            batch,
+            channel,
+            in_h * up_y,
+            in_w * up_x,
+            dtype=input.dtype,
+            device=input.device,
             memory_format=torch.channels_last if channels_last else torch.contiguous_format,
         ).zero_()
         out[:, :, ::up_y, ::up_x] = input
     out = F.pad(out, [max(pad_x0, 0), max(pad_x1, 0), max(pad_y0, 0), max(pad_y1, 0)])
-    out = out[
-        :,
-        :,
-        max(-pad_y0, 0) : out.shape[2] - max(-pad_y1, 0),
-        max(-pad_x0, 0) : out.shape[3] - max(-pad_x1, 0),
-    ]
+    out = out[:, :, max(-pad_y0, 0) : out.shape[2] - max(-pad_y1, 0), max(-pad_x0, 0) : out.shape[3] - max(-pad_x1, 0)]
     weight = torch.flip(kernel, [0, 1]).to(out.dtype).view(1, 1, kernel_h, kernel_w)
     weight = weight.expand(channel, 1, kernel_h, kernel_w)
     # The filter keeps its input's dtype, as the CUDA kernel does: under bf16 autocast F.conv2d
     # would round the float32 RGB skip to bfloat16 at every resolution. (Devices named, not
     # looked up: PyTorch 2.4's torch.compile cannot trace torch.amp.is_autocast_available.)
     device_type = out.device.type
-    keep_dtype = torch.autocast(device_type, enabled=False) if device_type in ("cuda", "cpu") else contextlib.nullcontext()
+    keep_dtype = (
+        torch.autocast(device_type, enabled=False) if device_type in ("cuda", "cpu") else contextlib.nullcontext()
+    )
     with keep_dtype:
         return F.conv2d(out, weight, stride=(down_y, down_x), groups=channel)
 

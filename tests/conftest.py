@@ -45,7 +45,13 @@ def make_tiny_checkpoint():
 
     def make(path, position="mspe", **config):
         args = argparse.Namespace(
-            size=32, latent=32, n_mlp=2, channel_multiplier=2, channel_max=16, kernel_size=3, affine=False,
+            size=32,
+            latent=32,
+            n_mlp=2,
+            channel_multiplier=2,
+            channel_max=16,
+            kernel_size=3,
+            affine=False,
             position=position,
         )
         vars(args).update(config)

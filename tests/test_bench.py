@@ -33,7 +33,10 @@ def test_the_command_line_chooses_the_reference_workloads_or_a_single_one():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")  # no tensor is made: no GPU needed
     reference = [(config, batch) for config, batch, _ in bench.REFERENCE]
     assert [bench.workload_label(*workload) for workload in reference] == [
-        "none, 256, batch 16", "mspe, 256, batch 16", "none, 1024, batch 4", "mspe, 1024, batch 4"
+        "none, 256, batch 16",
+        "mspe, 256, batch 16",
+        "none, 1024, batch 4",
+        "mspe, 1024, batch 4",
     ]
     assert bench.workloads(bench.parse_args([]), cuda) == reference
     # the other model flags apply to the reference workloads, whose figures then no longer compare
@@ -62,9 +65,13 @@ def test_a_model_that_cannot_be_built_says_which_and_how_to_fix_it():
 
 def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--device", "cpu", "--size", "32",
-               "--batch", "4", "--channel_max", "16", "--warmup", "1", "--iters", "1", "--gen_iters", "1",
-               "--json", str(out)]
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "benchmarks", "bench.py"),
+        *"--device cpu --size 32 --batch 4 --channel_max 16 --warmup 1 --iters 1 --gen_iters 1".split(),
+        *"--json".split(),
+        str(out),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "| mspe, 32, batch 4 |" in result.stdout
@@ -75,10 +82,16 @@ def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
 
 
 def run_report(out, cwd):
-    command = [sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--report", str(out), "--device",
-               "cpu", "--warmup", "1", "--iters", "1", "--gen_iters", "1", "--fast", "fp32,plain,channels_last"]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "benchmarks", "bench.py"),
+        "--report",
+        str(out),
+        *"--device cpu --warmup 1 --iters 1 --gen_iters 1 --fast fp32,plain,channels_last".split(),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=cwd, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -98,7 +111,8 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
     assert report["fastest"] == fast
     assert {(r["model"]["position"], r["settings"]) for r in report["workloads"]} == {
         (position, settings)
-        for position in ("mspe", "none") for settings in ("fp32, grouped modconv, custom ops", fast)
+        for position in ("mspe", "none")
+        for settings in ("fp32, grouped modconv, custom ops", fast)
     }
     markdown = (out / "report.md").read_text()
     assert "## CUDA tests\n" in markdown and f"Result: {cuda_tests['summary']}\n" in markdown
@@ -121,8 +135,16 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
 def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cuda_tests_fail(tmp_path, monkeypatch):
     drifting = "tests/test_cuda_parity.py::test_fp32_training_on_the_gpu_follows_the_cpu[plain-channels-last]"
     drift = "AssertionError: the GPU's weights drift from the CPU's: largest weight difference 3.10e-02"
-    failed_tests = {"passed": 3, "failed": 1, "skipped": 0, "error": 0, "returncode": 1,
-                    "summary": "1 failed, 3 passed", "failed_tests": {drifting: drift}, "output": ""}
+    failed_tests = {
+        "passed": 3,
+        "failed": 1,
+        "skipped": 0,
+        "error": 0,
+        "returncode": 1,
+        "summary": "1 failed, 3 passed",
+        "failed_tests": {drifting: drift},
+        "output": "",
+    }
     monkeypatch.setattr(bench, "run_cuda_tests", lambda: failed_tests)
     monkeypatch.setattr(bench, "profile", lambda *args: None)
     out_of_memory = [True]
@@ -133,9 +155,18 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
         ops_forced_ref.append(settings["impl"] == "ref")
         speed = 20.0 if settings["channels_last"] else 10.0
-        return {"model": config, "batch": batch, "settings": bench.describe(settings),
-                "train_img_s": speed, "s_per_kimg": 1000 / speed, "peak_gib": 1.0, "tflop_per_iter": 0.1,
-                "tflops": 1.0, "mfu": 0.01, "generate_img_s": 50.0}
+        return {
+            "model": config,
+            "batch": batch,
+            "settings": bench.describe(settings),
+            "train_img_s": speed,
+            "s_per_kimg": 1000 / speed,
+            "peak_gib": 1.0,
+            "tflop_per_iter": 0.1,
+            "tflops": 1.0,
+            "mfu": 0.01,
+            "generate_img_s": 50.0,
+        }
 
     monkeypatch.setattr(bench, "measure", fake_measure)
     out = tmp_path / "report"

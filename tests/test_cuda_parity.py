@@ -65,7 +65,8 @@ def cpu_training():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize(
-    "modconv,channels_last", [("grouped", False), ("plain", False), ("plain", True)],
+    "modconv,channels_last",
+    [("grouped", False), ("plain", False), ("plain", True)],
     ids=["grouped", "plain", "plain-channels-last"],
 )
 def test_fp32_training_on_the_gpu_follows_the_cpu(cpu_training, modconv, channels_last):
@@ -73,7 +74,8 @@ def test_fp32_training_on_the_gpu_follows_the_cpu(cpu_training, modconv, channel
     gpu_losses, gpu_weights = train("cuda", modconv, channels_last)
     loss_difference = max(
         abs(cpu[name] - gpu[name]) / max(abs(cpu[name]), 1e-8)
-        for cpu, gpu in zip(cpu_losses, gpu_losses) for name in cpu
+        for cpu, gpu in zip(cpu_losses, gpu_losses)
+        for name in cpu
     )
     weight_difference = max((cpu_weights[name] - gpu_weights[name]).abs().max().item() for name in cpu_weights)
     figures = (

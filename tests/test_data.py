@@ -104,17 +104,17 @@ def test_cli_writes_the_original_format_from_a_nested_folder(tmp_path):
     # Read as rosinality's dataset.py does.
     with lmdb.open(str(out), readonly=True, lock=False, readahead=False, meminit=False) as env:
         with env.begin(write=False) as txn:
-            length = int(txn.get("length".encode("utf-8")).decode("utf-8"))
+            length = int(txn.get(b"length").decode("utf-8"))
             assert length == len(expected)
             for resolution in (16, 32):
                 for index, colour in enumerate(expected):
-                    img = Image.open(BytesIO(txn.get(f"{resolution}-{str(index).zfill(5)}".encode("utf-8"))))
+                    img = Image.open(BytesIO(txn.get(f"{resolution}-{str(index).zfill(5)}".encode())))
                     assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (resolution, resolution))
                     centre = np.asarray(img)[resolution // 2, resolution // 2].astype(int)
                     assert np.abs(centre - colour).max() <= 4, (index, centre, colour)
 
     keys = set(read_lmdb(out))
-    image_keys = {f"{size}-{index:05d}".encode("utf-8") for size in (16, 32) for index in range(length)}
+    image_keys = {f"{size}-{index:05d}".encode() for size in (16, 32) for index in range(length)}
     assert keys == image_keys | {b"length", b"sizes"}
     assert read_lmdb(out)[b"sizes"] == b"16,32"
 
@@ -275,8 +275,8 @@ def test_dataset_reads_lmdbs_of_the_original_tool(tmp_path):
             for index in range(2):
                 buffer = BytesIO()
                 Image.new("RGB", (size, size), (index * 100, 0, 0)).save(buffer, format="jpeg")
-                txn.put(f"{size}-{str(index).zfill(5)}".encode("utf-8"), buffer.getvalue())
-        txn.put("length".encode("utf-8"), "2".encode("utf-8"))
+                txn.put(f"{size}-{str(index).zfill(5)}".encode(), buffer.getvalue())
+        txn.put(b"length", b"2")
 
     dataset = MultiResolutionDataset(str(tmp_path / "legacy"), None, resolution=32)
 
@@ -377,7 +377,7 @@ def test_synthetic_faces_are_deterministic_and_varied():
 
     assert np.array_equal(np.asarray(render_face(7, 64)), faces[7])
     assert not np.array_equal(np.asarray(render_face(7, 64, seed=1)), faces[7])
-    assert min(np.abs(a - b).mean() for i, a in enumerate(faces) for b in faces[i + 1:]) > 5
+    assert min(np.abs(a - b).mean() for i, a in enumerate(faces) for b in faces[i + 1 :]) > 5
     assert render_face(0, 16).size == (16, 16) and render_face(0, 1024).mode == "RGB"
 
 

@@ -12,9 +12,8 @@ import evidence
 from checkpoint import load_checkpoint
 
 TINY = [
-    "--models", "none,mspe", "--seeds", "0,1", "--iter", "2", "--batch", "4", "--size", "16", "--channel_max", "16",
-    "--latent", "16", "--n_mlp", "1", "--images", "32", "--n", "8", "--step", "2", "--device", "cpu", "--out", "report",
-    "--parallel", "2",
+    *"--models none,mspe --seeds 0,1 --iter 2 --batch 4 --size 16 --channel_max 16 --latent 16".split(),
+    *"--n_mlp 1 --images 32 --n 8 --step 2 --device cpu --out report --parallel 2".split(),
 ]
 
 
@@ -24,8 +23,9 @@ def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(evidence, "machine", lambda device: "NVIDIA H100 80GB HBM3")
     evidence.main(TINY)
     report = tmp_path / "report"
-    for name in ["report.md", "runs.csv", "summary.csv", "eqt.png", "swd_vs_shift.png", "samples.png",
-                 "shift_none.gif", "shift_mspe.gif"]:
+    for name in [
+        *"report.md runs.csv summary.csv eqt.png swd_vs_shift.png samples.png shift_none.gif shift_mspe.gif".split()
+    ]:
         assert (report / name).is_file(), name
 
     # two runs trained side by side, each writing train.py's output to its own log

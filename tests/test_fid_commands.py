@@ -41,7 +41,9 @@ def test_statistics_pickled_as_the_original_writes_them_are_read(tmp_path, proto
     mean, cov = np.arange(4.0), np.eye(4) * 2
     path = tmp_path / "inception_ffhq.pkl"
     with open(path, "wb") as file:
-        pickle.dump({"mean": mean, "cov": cov, "size": 256, "path": "ffhq", "count": np.int64(7)}, file, protocol=protocol)
+        pickle.dump(
+            {"mean": mean, "cov": cov, "size": 256, "path": "ffhq", "count": np.int64(7)}, file, protocol=protocol
+        )
     loaded_mean, loaded_cov, info = fid_metric.load_statistics(str(path))
     assert np.array_equal(loaded_mean, mean) and np.array_equal(loaded_cov, cov)
     assert info == {"size": 256, "path": "ffhq", "count": 7}
@@ -60,36 +62,63 @@ def test_a_statistics_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp
         fid_metric.StatisticsUnpickler(io.BytesIO(pickle.dumps(torch.nn.Identity()))).load()
 
 
-def test_the_original_command_lines(synthetic_lmdb, tmp_path, monkeypatch, capsys, fid_inception_weights,
-                                    make_tiny_checkpoint):
+def test_the_original_command_lines(
+    synthetic_lmdb, tmp_path, monkeypatch, capsys, fid_inception_weights, make_tiny_checkpoint
+):
     monkeypatch.chdir(tmp_path)
     # the Frechet distance itself (a 2048 x 2048 matrix square root, seconds) is tested in
     # test_metrics.py; here: what the command line feeds it
     compared = []
     monkeypatch.setattr(fid_metric, "frechet_distance", lambda *stats: compared.append(stats) or 1.5)
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", position="mspe")
-    calc_inception.main(["--size", "32", "--batch", "4", "--n_sample", "6", "--flip",
-                         "--inception_weights", fid_inception_weights, "--device", "cpu", synthetic_lmdb])
+    calc_inception.main(
+        [
+            *"--size 32 --batch 4 --n_sample 6 --flip --inception_weights".split(),
+            fid_inception_weights,
+            "--device",
+            "cpu",
+            synthetic_lmdb,
+        ]
+    )
     stats = tmp_path / "inception_lmdb.pkl"
     with open(stats, "rb") as file:
         written = pickle.load(file)  # readable by rosinality's fid.py, which unpickles it
     assert written["mean"].shape == (2048,) and written["cov"].shape == (2048, 2048)
     assert written["size"] == 32 and written["path"] == synthetic_lmdb
-    fid.main(["--inception", str(stats), "--truncation", "0.7", "--truncation_mean", "64", "--batch", "4",
-              "--n_sample", "6", "--size", "32", "--inception_weights", fid_inception_weights, "--device", "cpu",
-              ckpt])
+    fid.main(
+        [
+            "--inception",
+            str(stats),
+            *"--truncation 0.7 --truncation_mean 64 --batch 4 --n_sample 6 --size 32".split(),
+            *"--inception_weights".split(),
+            fid_inception_weights,
+            "--device",
+            "cpu",
+            ckpt,
+        ]
+    )
     assert float(capsys.readouterr().out.split("fid:")[1].split()[0]) == 1.5
     sample_mean, sample_cov, real_mean, real_cov = compared[0]
     assert sample_mean.shape == (2048,) and sample_cov.shape == (2048, 2048)
     assert np.array_equal(real_mean, written["mean"]) and np.array_equal(real_cov, written["cov"])
     assert not np.allclose(sample_mean, real_mean)
     with pytest.raises(SystemExit, match="32 px"):
-        fid.main(["--inception", str(stats), "--size", "64", "--inception_weights", fid_inception_weights,
-                  make_tiny_checkpoint(tmp_path / "big.pt", position="mspe", size=64)])
+        fid.main(
+            [
+                "--inception",
+                str(stats),
+                "--size",
+                "64",
+                "--inception_weights",
+                fid_inception_weights,
+                make_tiny_checkpoint(tmp_path / "big.pt", position="mspe", size=64),
+            ]
+        )
 
 
-def test_every_command_makes_and_uses_the_same_real_statistics(synthetic_lmdb, tmp_path, monkeypatch,
-                                                              fid_inception_weights, make_tiny_checkpoint):
+def test_every_command_makes_and_uses_the_same_real_statistics(
+    synthetic_lmdb, tmp_path, monkeypatch, fid_inception_weights, make_tiny_checkpoint
+):
     """calc_inception.py (.pkl) and `metrics.py inception` (.npz) write the same statistics, and
     `metrics.py fid` against them equals `metrics.py fid --path`, which computes them afresh."""
     monkeypatch.chdir(tmp_path)
@@ -97,18 +126,27 @@ def test_every_command_makes_and_uses_the_same_real_statistics(synthetic_lmdb, t
     pkl, npz = str(tmp_path / "real.pkl"), str(tmp_path / "real.npz")
     common = ["--size", "32", "--batch", "3", "--n_sample", "3", "--device", "cpu"]
     calc_inception.main([*common, "--inception_weights", fid_inception_weights, "--out", pkl, synthetic_lmdb])
-    metrics.main(["inception", "--size", "32", "--batch", "3", "--n", "3", "--device", "cpu", "--path", synthetic_lmdb,
-                  "--inception", fid_inception_weights, "--real_stats", npz])
+    metrics.main(
+        [
+            *"inception --size 32 --batch 3 --n 3 --device cpu --path".split(),
+            synthetic_lmdb,
+            "--inception",
+            fid_inception_weights,
+            "--real_stats",
+            npz,
+        ]
+    )
     (pkl_mean, pkl_cov, pkl_info), (npz_mean, npz_cov, npz_info) = map(fid_metric.load_statistics, (pkl, npz))
     assert np.array_equal(pkl_mean, npz_mean) and np.array_equal(pkl_cov, npz_cov)
     assert pkl_info == npz_info and pkl_info["n_sample"] == 3 and pkl_info["inception"] == "pt_inception_random.pth"
 
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", position="mspe")
-    fid_flags = ["fid", "--ckpt", ckpt, "--n", "3", "--batch", "3", "--device", "cpu", "--inception",
-                 fid_inception_weights]
+    fid_flags = ["fid", "--ckpt", ckpt, *"--n 3 --batch 3 --device cpu --inception".split(), fid_inception_weights]
     metrics.main([*fid_flags, "--real_stats", npz, "--out", "cached"])
     metrics.main([*fid_flags, "--path", synthetic_lmdb, "--out", "fresh"])
-    cached, fresh = (json.loads((tmp_path / out / "fid.json").read_text())["results"][0]["fid"] for out in ("cached", "fresh"))
+    cached, fresh = (
+        json.loads((tmp_path / out / "fid.json").read_text())["results"][0]["fid"] for out in ("cached", "fresh")
+    )
     assert cached == fresh == pytest.approx(float(npz_mean.sum()))
 
 

@@ -12,6 +12,7 @@ import generate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "generate.py")
 
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, make_tiny_checkpoint):
     """A folder holding checkpoint/tiny/000100.pt: a tiny untrained MS-PE generator."""
@@ -45,8 +46,9 @@ def gif_frames(path):
 @pytest.fixture(scope="module")
 def grid(workdir):
     """generate/tiny/grid/ after the original README's command (model flags agreeing with the checkpoint)."""
-    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--truncation", "1.0", "--position", "mspe",
-                 "--n_sample", "4", "--batch", "3"))
+    check_ok(
+        run(workdir, *"--name tiny --ckpt 000100.pt --truncation 1.0 --position mspe --n_sample 4 --batch 3".split())
+    )
     return workdir / "generate" / "tiny" / "grid"
 
 
@@ -57,8 +59,7 @@ def test_grid_as_in_the_readme(grid):
 
 
 def test_scale_doubles_and_halves_the_size_and_a_seed_is_the_same_image(workdir, grid):
-    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--mode", "scale", "--scales", "0.5,1,2",
-                 "--n_sample", "3", "--batch", "2"))
+    check_ok(run(workdir, *"--name tiny --ckpt 000100.pt --mode scale --scales 0.5,1,2 --n_sample 3 --batch 2".split()))
     folder = workdir / "generate" / "tiny" / "scale"
     for seed in range(3):
         assert image_size(folder / f"seed{seed:04d}_x2.png") == (64, 64)
@@ -70,8 +71,13 @@ def test_scale_doubles_and_halves_the_size_and_a_seed_is_the_same_image(workdir,
 
 
 def test_canvas_has_the_requested_aspect_ratio(workdir):
-    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--mode", "canvas", "--height", "32",
-                 "--width", "96", "--n_sample", "2", "--truncation", "0.7", "--truncation_mean", "64"))
+    check_ok(
+        run(
+            workdir,
+            *"--name tiny --ckpt 000100.pt --mode canvas --height 32 --width 96 --n_sample 2".split(),
+            *"--truncation 0.7 --truncation_mean 64".split(),
+        )
+    )
     folder = workdir / "generate" / "tiny" / "canvas"
     assert image_size(folder / "seed0000_32x96.png") == (96, 32)
     assert image_size(folder / "seed0001_32x96.png") == (96, 32)
@@ -79,8 +85,7 @@ def test_canvas_has_the_requested_aspect_ratio(workdir):
 
 
 def test_shift_writes_frames_and_gifs_of_pics_frames(workdir):
-    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--mode", "shift", "--pics", "6",
-                 "--radius", "8", "--sample", "2"))
+    check_ok(run(workdir, *"--name tiny --ckpt 000100.pt --mode shift --pics 6 --radius 8 --sample 2".split()))
     folder = workdir / "generate" / "tiny" / "shift"
     for seed in range(2):
         assert gif_frames(folder / f"seed{seed:04d}.gif") == 6
@@ -90,8 +95,11 @@ def test_shift_writes_frames_and_gifs_of_pics_frames(workdir):
 
 
 def test_mix_grid_has_a_header_row_and_column(workdir):
-    check_ok(run(workdir, "--name", "tiny", "--ckpt", "000100.pt", "--mode", "mix", "--row_seeds", "0-2",
-                 "--col_seeds", "3,4", "--col_styles", "0-3"))
+    check_ok(
+        run(
+            workdir, *"--name tiny --ckpt 000100.pt --mode mix --row_seeds 0-2 --col_seeds 3,4 --col_styles 0-3".split()
+        )
+    )
     # (1 + 2 columns) x (1 + 3 rows) cells of 32 pixels, padding 2
     assert image_size(workdir / "generate" / "tiny" / "mix" / "grid.png") == (2 + 3 * 34, 2 + 4 * 34)
 

@@ -14,13 +14,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from evaluation import equivariance
-from evaluation import fid
-from evaluation import inception
 import metrics
-from evaluation import spatial_bias
-from evaluation import swd
 from checkpoint import build_generator
+from evaluation import equivariance, fid, inception, spatial_bias, swd
 from model import PositionalInput
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,7 +149,9 @@ def test_equivariance_errors_name_the_fix_for_position_none(tmp_path, make_tiny_
     with pytest.raises(SystemExit, match="sspe'/'mspe"):
         metrics.main(["eqr", "--ckpt", checkpoint, "--n", "2", "--device", "cpu", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="circular"):
-        metrics.main(["eqt", "--ckpt", checkpoint, "--no_circular", "--n", "2", "--device", "cpu", "--out", str(tmp_path)])
+        metrics.main(
+            ["eqt", "--ckpt", checkpoint, "--no_circular", "--n", "2", "--device", "cpu", "--out", str(tmp_path)]
+        )
 
 
 def test_eqt_and_eqr_commands_write_their_results(tmp_path, capsys, make_tiny_checkpoint):
@@ -261,7 +259,9 @@ def test_report_command_end_to_end(synthetic_lmdb, tmp_path, make_tiny_checkpoin
     assert Image.open(out / "samples.png").size[0] > 2 * 32  # one column per shift
 
 
-def test_report_with_fid_adds_a_fid_column(synthetic_lmdb, tmp_path, inception_weights, monkeypatch, make_tiny_checkpoint):
+def test_report_with_fid_adds_a_fid_column(
+    synthetic_lmdb, tmp_path, inception_weights, monkeypatch, make_tiny_checkpoint
+):
     # scipy's sqrtm of two 2048x2048 covariances takes a minute on 2 cores: the plumbing is
     # tested here with a cheap stand-in, the distance itself above
     def mean_distance(mean_a, cov_a, mean_b, cov_b):

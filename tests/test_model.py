@@ -49,13 +49,20 @@ def test_config_f_channels_for_large_sizes(size):
 
 def test_pe_channel_layout_follows_spec():
     channel, height, width, scale = 16, 3, 5, 2.0
-    pe = sinusoidal_encoding(torch.arange(width).float().view(1, width), torch.arange(height).float().view(height, 1), channel, scale)
+    pe = sinusoidal_encoding(
+        torch.arange(width).float().view(1, width), torch.arange(height).float().view(height, 1), channel, scale
+    )
     d = channel // 2
     for k in range(d // 2):
         frequency = math.exp(-(2 * k) * math.log(10000) / d) / scale
         for y in range(height):
             for x in range(width):
-                expected = [math.sin(x * frequency), math.cos(x * frequency), math.sin(y * frequency), math.cos(y * frequency)]
+                expected = [
+                    math.sin(x * frequency),
+                    math.cos(x * frequency),
+                    math.sin(y * frequency),
+                    math.cos(y * frequency),
+                ]
                 got = [pe[2 * k, y, x], pe[2 * k + 1, y, x], pe[d + 2 * k, y, x], pe[d + 2 * k + 1, y, x]]
                 assert [float(v) for v in got] == pytest.approx(expected, abs=1e-5)
 
@@ -190,12 +197,22 @@ def rosinality_keys(size, n_mlp):
     keys.append("input.input")
 
     def styled(prefix, upsample):
-        names = [f"{prefix}.conv.weight", f"{prefix}.conv.modulation.weight", f"{prefix}.conv.modulation.bias",
-                 f"{prefix}.noise.weight", f"{prefix}.activate.bias"]
+        names = [
+            f"{prefix}.conv.weight",
+            f"{prefix}.conv.modulation.weight",
+            f"{prefix}.conv.modulation.bias",
+            f"{prefix}.noise.weight",
+            f"{prefix}.activate.bias",
+        ]
         return names + ([f"{prefix}.conv.blur.kernel"] if upsample else [])
 
     def to_rgb(prefix, upsample):
-        names = [f"{prefix}.bias", f"{prefix}.conv.weight", f"{prefix}.conv.modulation.weight", f"{prefix}.conv.modulation.bias"]
+        names = [
+            f"{prefix}.bias",
+            f"{prefix}.conv.weight",
+            f"{prefix}.conv.modulation.weight",
+            f"{prefix}.conv.modulation.bias",
+        ]
         return names + ([f"{prefix}.upsample.kernel"] if upsample else [])
 
     keys += styled("conv1", False) + to_rgb("to_rgb1", False)
@@ -264,6 +281,7 @@ def test_bf16_autocast_keeps_feature_maps_bfloat16_and_the_image_float32(modconv
     def record(name):
         def hook(module, args, out):
             dtypes[name] = out.dtype
+
         return hook
 
     for name, module in generator.named_modules():
@@ -283,8 +301,15 @@ def test_seeded_noise_and_truncation_centre_are_the_same_every_time():
     generator = tiny_generator("mspe")
     first = generator.make_noise(2, rng=torch.Generator().manual_seed(5))
     again = generator.make_noise(2, rng=torch.Generator().manual_seed(5))
-    assert [tuple(noise.shape) for noise in first] == [(2, 1, 4, 4), (2, 1, 8, 8), (2, 1, 8, 8), (2, 1, 16, 16),
-                                                       (2, 1, 16, 16), (2, 1, 32, 32), (2, 1, 32, 32)]
+    assert [tuple(noise.shape) for noise in first] == [
+        (2, 1, 4, 4),
+        (2, 1, 8, 8),
+        (2, 1, 8, 8),
+        (2, 1, 16, 16),
+        (2, 1, 16, 16),
+        (2, 1, 32, 32),
+        (2, 1, 32, 32),
+    ]
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     wide = generator.make_noise(canvas=(32, 64), scale=2.0)
     assert wide[-1].shape == (1, 1, 64, 128) and wide[0].shape == (1, 1, 8, 16)

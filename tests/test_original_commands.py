@@ -50,8 +50,9 @@ def test_the_scripts_run_as_written(tmp_path, make_tiny_checkpoint):
         "    except SystemExit as stop:\n"
         "        assert stop.code in (0, None), (command, stop.code)\n"
     )
-    result = subprocess.run([sys.executable, "-c", runner], cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                            timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-c", runner], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stderr
     assert torch.load(tmp_path / "factor.pt", weights_only=True)["ckpt"] == ckpt
     assert (tmp_path / "factor_index-2_degree-4.0.png").is_file()

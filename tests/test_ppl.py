@@ -73,18 +73,36 @@ def test_the_percentile_filter_drops_the_outliers():
     assert ppl_metric.filtered_mean(distances) == pytest.approx(1.0)
 
 
-def test_the_original_command_line_and_the_metrics_command(tmp_path, monkeypatch, capsys, vgg_weights,
-                                                           make_tiny_checkpoint):
+def test_the_original_command_line_and_the_metrics_command(
+    tmp_path, monkeypatch, capsys, vgg_weights, make_tiny_checkpoint
+):
     ckpt = make_tiny_checkpoint(tmp_path / "checkpoint" / "tiny" / "000100.pt", position="mspe")
     monkeypatch.chdir(tmp_path)
-    ppl.main(["--space", "w", "--batch", "4", "--n_sample", "8", "--size", "32", "--eps", "1e-2", "--crop",
-              "--sampling", "full", "--lpips_weights", vgg_weights, "--device", "cpu", ckpt])
+    ppl.main(
+        [
+            *"--space w --batch 4 --n_sample 8 --size 32 --eps 1e-2 --crop --sampling full".split(),
+            *"--lpips_weights".split(),
+            vgg_weights,
+            "--device",
+            "cpu",
+            ckpt,
+        ]
+    )
     printed = float(capsys.readouterr().out.split("ppl:")[1].split()[0])
     with open(tmp_path / "metrics" / "tiny" / "ppl.json") as file:
         written = json.load(file)["results"][0]
     assert written["ppl"] == pytest.approx(printed) and printed > 0
-    metrics.main(["ppl", "--ckpt", ckpt, "--space", "z", "--n", "4", "--batch", "4", "--lpips_weights", vgg_weights,
-                  "--device", "cpu", "--out", str(tmp_path / "out")])
+    metrics.main(
+        [
+            "ppl",
+            "--ckpt",
+            ckpt,
+            *"--space z --n 4 --batch 4 --lpips_weights".split(),
+            vgg_weights,
+            *"--device cpu --out".split(),
+            str(tmp_path / "out"),
+        ]
+    )
     with open(tmp_path / "out" / "ppl.json") as file:
         assert json.load(file)["results"][0]["ppl"] > 0
 

@@ -22,6 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "projector.py")
 FACE = os.path.join(ROOT, "ref_face", "00006.png")
 
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, make_tiny_checkpoint):
     """A folder holding checkpoint/tiny/000100.pt (tiny untrained MS-PE) and vgg16_random.pt."""
@@ -43,8 +44,12 @@ def run(workdir, *args, env=None):
 
 
 def test_shifted_w_plus_projection_with_lpips(workdir):
-    result = run(workdir, "--name", "tiny", "--w_plus", "--ckpt", "000100.pt", "--position", "mspe",
-                 "--lpips_weights", "vgg16_random.pt", "--step", "6", "--shift_h", "4", "--shift_w", "-8", FACE)
+    result = run(
+        workdir,
+        *"--name tiny --w_plus --ckpt 000100.pt --position mspe --lpips_weights vgg16_random.pt".split(),
+        *"--step 6 --shift_h 4 --shift_w -8".split(),
+        FACE,
+    )
     assert result.returncode == 0, result.stderr
     assert "PSNR" in result.stdout and "LPIPS" in result.stdout
     folder = workdir / "inverse" / "tiny"
@@ -68,8 +73,11 @@ def test_shifted_w_plus_projection_with_lpips(workdir):
 
 
 def test_projection_around_a_circle_with_mse_writes_gifs(workdir):
-    result = run(workdir, "--name", "circle", "--ckpt", "checkpoint/tiny/000100.pt", "--loss", "mse",
-                 "--step", "10", "--pics", "3", "--radius", "8", FACE)
+    result = run(
+        workdir,
+        *"--name circle --ckpt checkpoint/tiny/000100.pt --loss mse --step 10 --pics 3 --radius 8".split(),
+        FACE,
+    )
     assert result.returncode == 0, result.stderr
     folder = workdir / "inverse" / "circle"
     for name in ("00006-target.gif", "00006-project.gif"):

@@ -55,7 +55,7 @@ def code_lines(text):
             elif stripped:
                 in_indented = False
             previous_blank = not stripped
-        elif stripped.startswith(fence) and not stripped[len(fence):].strip():
+        elif stripped.startswith(fence) and not stripped[len(fence) :].strip():
             fence, previous_blank = None, True
         elif language in SHELL_LANGUAGES:
             found.append((number, line))
@@ -72,7 +72,7 @@ def unlabelled_blocks_with_commands(text):
             opening = re.match(r"^\s*(```+|~~~+)\s*([\w+-]*)", line)
             if opening:
                 fence, language = opening.group(1), opening.group(2)
-        elif stripped.startswith(fence) and not stripped[len(fence):].strip():
+        elif stripped.startswith(fence) and not stripped[len(fence) :].strip():
             fence = None
         elif not language and COMMAND_START.match(stripped):
             bad.append(number)
@@ -148,7 +148,7 @@ def script_of(tokens):
     if program == "torchrun":
         for index, token in enumerate(tokens[1:], 1):  # the launcher's own options come first
             if token.endswith(".py"):
-                return token, tokens[index + 1:]
+                return token, tokens[index + 1 :]
         return "<no script after torchrun>", []
     return None, None
 
@@ -215,7 +215,9 @@ def test_every_documented_command_exists_and_parses():
             broken.append(f"{where}: {shlex.join(tokens)}\n    {problem}")
 
     checked = [tokens for _, tokens in found if tokens[0] in PYTHONS | {"torchrun", "make"}]
-    assert len(checked) >= MIN_COMMANDS, f"found only {len(checked)} commands in {[os.path.relpath(p, ROOT) for p in documents()]}"
+    assert len(checked) >= MIN_COMMANDS, (
+        f"found only {len(checked)} commands in {[os.path.relpath(p, ROOT) for p in documents()]}"
+    )
     assert not unlabelled, "fenced blocks with commands but no language (mark them ```bash): " + ", ".join(unlabelled)
     assert not broken, f"{len(broken)} of {len(found)} documented commands are broken:\n" + "\n".join(broken)
 
@@ -230,7 +232,9 @@ def test_the_checker_catches_what_it_should(tmp_path):
 
     assert problems("python generate.py --name demo --ckpt 004000.pt --mode shift --radius 8") == []
     assert problems("torchrun --nproc_per_node=2 train.py --name a --path data/x --batch 8") == []
-    assert any("no option --bach" in p for p in problems("python -m torch.distributed.run train.py --name a --path b --bach 8"))
+    assert any(
+        "no option --bach" in p for p in problems("python -m torch.distributed.run train.py --name a --path b --bach 8")
+    )
     assert problems("python metrics.py eqt --ckpt a.pt --no_circular") == []
     assert any("no option --radus" in p for p in problems("python generate.py --radus 8"))
     assert any("no option --trans" in p for p in problems("python train.py --name a --path b --trans 1.0"))
@@ -244,10 +248,13 @@ def test_the_checker_catches_what_it_should(tmp_path):
     document = tmp_path / "doc.md"
     document.write_text(
         "Text.\n\n```bash\npython train.py --name a \\\n    --path b  # comment --not_a_flag\nls -l\n```\n\n"
-        "    python generate.py --mode grid\n\n- a list item\n\n    with a paragraph, it's indented\n\n```python\nprint('not a command')\n```\n"
+        "    python generate.py --mode grid\n\n- a list item\n\n    with a paragraph, it's indented\n\n"
+        "```python\nprint('not a command')\n```\n"
     )
     assert [tokens for _, tokens in commands(str(document))] == [
-        ["python", "train.py", "--name", "a", "--path", "b"], ["ls", "-l"], ["python", "generate.py", "--mode", "grid"],
+        ["python", "train.py", "--name", "a", "--path", "b"],
+        ["ls", "-l"],
+        ["python", "generate.py", "--mode", "grid"],
     ]
     assert unlabelled_blocks_with_commands("```\npython train.py\n```\n") == [2]
 

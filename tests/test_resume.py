@@ -21,14 +21,14 @@ import torch
 import checkpoint as checkpoint_module
 import train
 from checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
-from training import gan
 from dataset import MultiResolutionDataset, SeededRecords, image_key, train_transform
+from training import gan
 
 NAME = "tiny"
 # 16 px, at most 8 channels, 8 images: an iteration takes milliseconds, a pass 4 iterations
 TINY = [
-    "--size", "16", "--channel_max", "8", "--latent", "8", "--n_mlp", "1", "--batch", "2", "--n_sample", "4",
-    "--translate", "1.0", "--workers", "0",
+    *"--size 16 --channel_max 8 --latent 8 --n_mlp 1 --batch 2 --n_sample 4 --translate 1.0".split(),
+    *"--workers 0".split(),
 ]
 
 
@@ -91,8 +91,11 @@ def read_bytes(path):
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, lmdb16, workers):
     # 6 iterations of 4 per pass: the resume at 3 is inside a pass, between two ADA updates
-    flags = ["--augment", "--ada_every", "4", "--ada_length", "100", "--save_every", "3", "--sample_every", "3",
-             "--log_every", "3", "--workers", workers]
+    flags = [
+        *"--augment --ada_every 4 --ada_length 100 --save_every 3 --sample_every 3 --log_every 3".split(),
+        *"--workers".split(),
+        workers,
+    ]
     whole, halves = tmp_path / "whole", tmp_path / "halves"
     whole.mkdir(), halves.mkdir()
     train_here(whole, lmdb16, *flags, "--iter", "6")
@@ -316,7 +319,8 @@ def test_sigkill_in_the_middle_of_a_save_keeps_the_previous_checkpoint(tmp_path,
     finish(process)
     assert process.exitcode == 0
     assert sorted(name for name in os.listdir(folder(tmp_path)) if name.endswith((".pt", ".tmp"))) == [
-        "000002.pt", "000004.pt",  # resumed from 2; the half-written file is gone
+        "000002.pt",
+        "000004.pt",  # resumed from 2; the half-written file is gone
     ]
 
 
@@ -334,8 +338,16 @@ def test_a_run_that_crashes_exits_with_its_data_workers(tmp_path, lmdb16):
 
 def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
     iterations = 160
-    argv = ["--name", NAME, "--path", lmdb16, *TINY, "--iter", str(iterations), "--save_every", "10",
-            "--sample_every", "80", "--log_every", "40", "--ckpt", "latest"]
+    argv = [
+        "--name",
+        NAME,
+        "--path",
+        lmdb16,
+        *TINY,
+        "--iter",
+        str(iterations),
+        *"--save_every 10 --sample_every 80 --log_every 40 --ckpt latest".split(),
+    ]
     started = time.monotonic()
     reference = tmp_path / "reference"
     reference.mkdir()
@@ -349,7 +361,7 @@ def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
     schedule = random.Random(12)
     faults = {"SIGTERM": 0, "SIGKILL": 0}
     final = os.path.join(folder(faulted), f"{iterations:06d}.pt")
-    for attempt in range(40):
+    for attempt in range(40):  # noqa: B007 (the report below counts the runs)
         process = train_in_child(faulted, argv)
         if sum(faults.values()) < 10:  # then one run to the end
             process.join(schedule.uniform(0.03, 0.15) * reference_seconds)
@@ -371,6 +383,8 @@ def test_training_survives_random_sigterm_and_sigkill(tmp_path, lmdb16):
     grids = [read_bytes(run / "sample" / NAME / "000160.png") for run in (reference, faulted)]
     assert grids[0] == grids[1], figures
     assert faults["SIGTERM"] >= 1 and faults["SIGKILL"] >= 1, figures
-    logged = [[json.loads(line)["iter"] for line in read_bytes(run / "checkpoint" / NAME / "log.jsonl").splitlines()]
-              for run in (reference, faulted)]
+    logged = [
+        [json.loads(line)["iter"] for line in read_bytes(run / "checkpoint" / NAME / "log.jsonl").splitlines()]
+        for run in (reference, faulted)
+    ]
     assert logged[0] == logged[1] == [40, 80, 120, 160], figures  # no iteration logged twice

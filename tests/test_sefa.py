@@ -7,7 +7,8 @@ from PIL import Image
 
 import apply_factor
 from checkpoint import load_checkpoint, load_generator
-from closed_form_factorization import factorize, main as factorize_main, modulation_weights
+from closed_form_factorization import factorize, modulation_weights
+from closed_form_factorization import main as factorize_main
 from generate import Renderer
 
 
@@ -78,4 +79,3 @@ def test_the_original_command_line_writes_the_grid_and_the_sweep(factored, monke
         assert gif.n_frames == 4 and gif.size == (2 + 3 * 34, 34 + 2)
     with pytest.raises(SystemExit, match="index must be 0..31"):
         apply_factor.main(["-i", "32", "--ckpt", ckpt, factor])
-

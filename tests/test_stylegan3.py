@@ -1,12 +1,24 @@
 """The alias-free generator (stylegan3.py) and its op, filtered_lrelu."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch.autograd import gradcheck
 from torch.nn import functional as F
 
+import generate
+import metrics
+from checkpoint import load_generator
+from evaluation.equivariance import rotation_equivariance, translation_equivariance
+from model import Generator
 from op import filtered_lrelu, filtered_lrelu_ref
-
+from stylegan3 import AliasFreeGenerator, design_lowpass_filter, layer_schedule
+from training import gan
+from utils.images import psnr
 
 # ---------------------------------------------------------------------------------------------
 # filtered_lrelu
@@ -66,7 +78,10 @@ def test_filtered_lrelu_gradcheck():
     bias = torch.randn(2, dtype=torch.float64, requires_grad=True)
     fu = torch.tensor([0.1, 0.4, 0.4, 0.1], dtype=torch.float64)
     fd = torch.tensor([[0.1, 0.2], [0.3, 0.4]], dtype=torch.float64)
-    function = lambda x, b: filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=(2, 1, 1, 2), clamp=1.5)
+
+    def function(x, b):
+        return filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=(2, 1, 1, 2), clamp=1.5)
+
     assert gradcheck(function, (x, bias), eps=1e-6, atol=1e-6)
 
 
@@ -93,20 +108,6 @@ def test_filtered_lrelu_cuda_matches_reference(separable):
 # ---------------------------------------------------------------------------------------------
 # the generator
 
-import json
-import os
-import subprocess
-import sys
-
-import generate
-import metrics
-import train
-from checkpoint import load_generator
-from evaluation.equivariance import rotation_equivariance, translation_equivariance
-from utils.images import psnr
-from model import Generator
-from stylegan3 import AliasFreeGenerator, design_lowpass_filter, layer_schedule
-from training import gan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -234,13 +235,21 @@ def test_discriminator_blur_fades_out():
     assert torch.allclose(gan.blur_images(constant, 2.0)[..., 6:-6, 6:-6], constant[..., 6:-6, 6:-6])
 
 
-
 @pytest.mark.parametrize("arch", ["stylegan3-t", "stylegan3-r"])
 def test_train_then_generate_and_measure(arch, synthetic_lmdb, tmp_path, monkeypatch):
     command = [
-        sys.executable, os.path.join(ROOT, "train.py"), "--name", arch, "--path", synthetic_lmdb, "--arch", arch,
-        "--size", "32", "--channel_max", "16" if arch == "stylegan3-t" else "8", "--latent", "32", "--batch", "4", "--n_sample", "4", "--iter", "2",
-        "--save_every", "2", "--sample_every", "2", "--log_every", "1", "--workers", "0",
+        sys.executable,
+        os.path.join(ROOT, "train.py"),
+        "--name",
+        arch,
+        "--path",
+        synthetic_lmdb,
+        "--arch",
+        arch,
+        *"--size 32 --channel_max".split(),
+        "16" if arch == "stylegan3-t" else "8",
+        *"--latent 32 --batch 4 --n_sample 4 --iter 2 --save_every 2 --sample_every 2 --log_every 1".split(),
+        *"--workers 0".split(),
     ]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr
@@ -260,8 +269,9 @@ def test_train_then_generate_and_measure(arch, synthetic_lmdb, tmp_path, monkeyp
     assert generator.layers[0].weight.shape[0] == 16  # -R doubles --channel_max, as NVIDIA's --cmax
 
     monkeypatch.chdir(tmp_path)
-    generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "shift", "--n_sample", "2", "--pics", "3",
-                   "--radius", "4", "--truncation", "0.7"])
+    generate.main(
+        ["--name", arch, *"--ckpt 000002.pt --mode shift --n_sample 2 --pics 3 --radius 4 --truncation 0.7".split()]
+    )
     assert (tmp_path / "generate" / arch / "shift" / "grid.gif").exists()
     generate.main(["--name", arch, "--ckpt", "000002.pt", "--mode", "rotate", "--n_sample", "2", "--pics", "2"])
     assert (tmp_path / "generate" / arch / "rotate" / "seed0001_0001.png").exists()

@@ -18,28 +18,42 @@ TINY = {"arch": "swagan", "size": 32, "latent": 32, "n_mlp": 2, "channel_max": 1
 # rosinality's swagan.py, Generator(32, 64, 2, channel_multiplier=1) and Discriminator(32, channel_multiplier=1)
 ROSINALITY_GENERATOR_KEYS = (
     ["style.1.weight", "style.1.bias", "style.2.weight", "style.2.bias", "input.input"]
-    + [f"conv1.{name}" for name in ("conv.weight", "conv.modulation.weight", "conv.modulation.bias", "noise.weight",
-                                    "activate.bias")]
+    + [
+        f"conv1.{name}"
+        for name in ("conv.weight", "conv.modulation.weight", "conv.modulation.bias", "noise.weight", "activate.bias")
+    ]
     + ["to_rgb1.bias", "to_rgb1.conv.weight", "to_rgb1.conv.modulation.weight", "to_rgb1.conv.modulation.bias"]
-    + [f"convs.{i}.{name}" for i in range(4)
-       for name in ("conv.weight", "conv.modulation.weight", "conv.modulation.bias", "noise.weight", "activate.bias")]
+    + [
+        f"convs.{i}.{name}"
+        for i in range(4)
+        for name in ("conv.weight", "conv.modulation.weight", "conv.modulation.bias", "noise.weight", "activate.bias")
+    ]
     + ["convs.0.conv.blur.kernel", "convs.2.conv.blur.kernel"]
-    + [f"to_rgbs.{i}.{name}" for i in range(2)
-       for name in ("bias", "conv.weight", "conv.modulation.weight", "conv.modulation.bias", "upsample.kernel")
-       + tuple(f"{t}.{band}" for t in ("iwt", "dwt") for band in ("ll", "lh", "hl", "hh"))]
+    + [
+        f"to_rgbs.{i}.{name}"
+        for i in range(2)
+        for name in ("bias", "conv.weight", "conv.modulation.weight", "conv.modulation.bias", "upsample.kernel")
+        + tuple(f"{t}.{band}" for t in ("iwt", "dwt") for band in ("ll", "lh", "hl", "hh"))
+    ]
     + [f"noises.noise_{i}" for i in range(5)]
     + [f"iwt.{band}" for band in ("ll", "lh", "hl", "hh")]
 )
 ROSINALITY_DISCRIMINATOR_KEYS = (
     [f"dwt.{band}" for band in ("ll", "lh", "hl", "hh")]
     + ["from_rgbs.0.conv.0.weight", "from_rgbs.0.conv.1.bias"]
-    + [f"from_rgbs.{i}.{name}" for i in (1, 2)
-       for name in ("conv.0.weight", "conv.1.bias", "downsample.kernel")
-       + tuple(f"{t}.{band}" for t in ("iwt", "dwt") for band in ("ll", "lh", "hl", "hh"))]
-    + [f"convs.{i}.{name}" for i in range(2)
-       for name in ("conv1.0.weight", "conv1.1.bias", "conv2.0.kernel", "conv2.1.weight", "conv2.2.bias")]
-    + ["final_conv.0.weight", "final_conv.1.bias", "final_linear.0.weight", "final_linear.0.bias",
-       "final_linear.1.weight", "final_linear.1.bias"]
+    + [
+        f"from_rgbs.{i}.{name}"
+        for i in (1, 2)
+        for name in ("conv.0.weight", "conv.1.bias", "downsample.kernel")
+        + tuple(f"{t}.{band}" for t in ("iwt", "dwt") for band in ("ll", "lh", "hl", "hh"))
+    ]
+    + [
+        f"convs.{i}.{name}"
+        for i in range(2)
+        for name in ("conv1.0.weight", "conv1.1.bias", "conv2.0.kernel", "conv2.1.weight", "conv2.2.bias")
+    ]
+    + ["final_conv.0.weight", "final_conv.1.bias"]
+    + [f"final_linear.{i}.{name}" for i in range(2) for name in ("weight", "bias")]
 )
 
 
@@ -85,7 +99,9 @@ def test_positional_swagan_has_the_pe_at_every_feature_resolution(position):
     generator = build_generator({**TINY, "position": position})
     keys = generator.state_dict().keys()
     assert "input.input" not in keys
-    assert [key for key in keys if key.startswith("pes.")] == (["pes.0.gamma", "pes.1.gamma"] if position == "mspe" else [])
+    assert [key for key in keys if key.startswith("pes.")] == (
+        ["pes.0.gamma", "pes.1.gamma"] if position == "mspe" else []
+    )
     z = torch.randn(2, 32)
     noise = generator.make_noise(2)
     with torch.no_grad():
@@ -106,14 +122,20 @@ def test_a_swagan_smaller_than_16_is_refused():
 @pytest.mark.parametrize("position", ["none", "mspe"])
 def test_training_writes_a_checkpoint_that_generate_and_metrics_read(position, tmp_path, monkeypatch, synthetic_lmdb):
     monkeypatch.chdir(tmp_path)
-    train.main(["--name", "sw", "--path", synthetic_lmdb, "--arch", "swagan", "--position", position, "--size", "32",
-                "--channel_max", "16", "--latent", "32", "--n_mlp", "2", "--batch", "4", "--n_sample", "4",
-                "--iter", "2", "--workers", "0", "--log_every", "1", "--d_reg_every", "2"])
+    train.main(
+        [
+            *"--name sw --path".split(),
+            synthetic_lmdb,
+            *"--arch swagan --position".split(),
+            position,
+            *"--size 32 --channel_max 16 --latent 32 --n_mlp 2 --batch 4 --n_sample 4 --iter 2".split(),
+            *"--workers 0 --log_every 1 --d_reg_every 2".split(),
+        ]
+    )
     checkpoint = load_checkpoint(tmp_path / "checkpoint" / "sw" / "000002.pt")
     assert checkpoint["args"].arch == "swagan" and "iwt.ll" in checkpoint["g_ema"] and "dwt.ll" in checkpoint["d"]
     # no --arch: generate.py and the metrics take it from the checkpoint
-    generate.main(["--name", "sw", "--ckpt", "000002.pt", "--n_sample", "2", "--mode", "shift", "--pics", "2",
-                   "--radius", "4", "--save", "grid"])
+    generate.main([*"--name sw --ckpt 000002.pt --n_sample 2 --mode shift --pics 2 --radius 4 --save grid".split()])
     assert (tmp_path / "generate" / "sw" / "shift" / "grid.gif").is_file()
     metrics.main(["eqt", "--name", "sw", "--ckpt", "000002.pt", "--n", "4", "--batch", "4", "--device", "cpu"])
     with open(tmp_path / "metrics" / "sw" / "eqt.json") as file:

@@ -64,9 +64,12 @@ def trained(tmp_path_factory, synthetic_lmdb):
     """A run of 2 iterations of a tiny MS-PE model with ADA and translation; its folder."""
     cwd = tmp_path_factory.mktemp("trained")
     result = run_train(
-        cwd, synthetic_lmdb, "--position", "mspe", "--iter", "2", "--save_every", "2", "--sample_every", "1",
-        "--log_every", "1", "--translate", "1.0", "--augment", "--ada_every", "4", "--ada_length", "100",
-        "--workers", "1",  # overrides run_train's 0: one loader process, as in real runs
+        cwd,
+        synthetic_lmdb,
+        *"--position mspe --iter 2 --save_every 2 --sample_every 1 --log_every 1 --translate 1.0".split(),
+        *"--augment --ada_every 4 --ada_length 100".split(),
+        "--workers",
+        "1",  # overrides run_train's 0: one loader process, as in real runs
     )
     assert result.returncode == 0, result.stderr
     return cwd
@@ -121,9 +124,7 @@ def test_resume_continues_iterations_and_optimiser_state(trained, tmp_path, synt
             for name, value in state.items():
                 assert torch.equal(restored["state"][index][name], value), (key, index, name)
 
-    result = run_train(
-        cwd, synthetic_lmdb, "--ckpt", "000002.pt", "--iter", "4", "--save_every", "2", "--log_every", "1", "--augment"
-    )
+    result = run_train(cwd, synthetic_lmdb, *"--ckpt 000002.pt --iter 4 --save_every 2 --log_every 1 --augment".split())
     assert result.returncode == 0, result.stderr
     assert checkpoints(cwd) == ["000002.pt", "000004.pt"]
     assert [record["iter"] for record in read_log(cwd)] == [1, 2, 3, 4]
@@ -137,8 +138,7 @@ def test_resume_continues_iterations_and_optimiser_state(trained, tmp_path, synt
 def test_mismatched_checkpoint_is_refused(trained, tmp_path, synthetic_lmdb, monkeypatch):
     cwd = copy_run(trained, tmp_path)
     message = refusal(
-        monkeypatch, cwd, synthetic_lmdb, "--ckpt", "000002.pt", "--iter", "4", "--position", "sspe",
-        "--channel_multiplier", "1",
+        monkeypatch, cwd, synthetic_lmdb, *"--ckpt 000002.pt --iter 4 --position sspe --channel_multiplier 1".split()
     )
     assert "position: " in message and "'mspe'" in message and "'sspe'" in message
     assert "channel_multiplier" in message
@@ -168,7 +168,7 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(trained, tm
     checkpoint["d"]["final_linear.1.bias"].fill_(float("nan"))
     torch.save(checkpoint, os.path.join(cwd, "checkpoint", NAME, "000010.pt"))
     message = refusal(
-        monkeypatch, cwd, synthetic_lmdb, "--ckpt", "000010.pt", "--iter", "14", "--save_every", "2", "--log_every", "2"
+        monkeypatch, cwd, synthetic_lmdb, *"--ckpt 000010.pt --iter 14 --save_every 2 --log_every 2".split()
     )
     assert "iteration 12" in message and "non-finite" in message and "000010.pt" in message
     assert checkpoints(cwd) == ["000002.pt", "000010.pt"]
@@ -176,12 +176,23 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(trained, tm
 
 def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path, synthetic_lmdb):
     command = [
-        sys.executable, TRAIN, "--name", NAME, "--path", synthetic_lmdb, *TINY, "--workers", "1",
-        "--iter", "100000", "--log_every", "1", "--save_every", "100000", "--sample_every", "100000",
+        sys.executable,
+        TRAIN,
+        "--name",
+        NAME,
+        "--path",
+        synthetic_lmdb,
+        *TINY,
+        *"--workers 1 --iter 100000 --log_every 1 --save_every 100000 --sample_every 100000".split(),
     ]
     # its own process group: the signal goes to the loader worker too, as a job scheduler's does
     process = subprocess.Popen(
-        command, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command,
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     log_path = tmp_path / "checkpoint" / NAME / "log.jsonl"
@@ -205,7 +216,8 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path, synthet
 def test_two_ranks_with_gloo_keep_identical_generators(tmp_path, synthetic_lmdb):
     # Each rank saves the generator it ends with, to compare them (only rank 0 writes outputs).
     driver = tmp_path / "driver.py"
-    driver.write_text(textwrap.dedent(f"""
+    driver.write_text(
+        textwrap.dedent(f"""
         import os, sys
         import torch
         sys.path.insert(0, {ROOT!r})
@@ -213,11 +225,19 @@ def test_two_ranks_with_gloo_keep_identical_generators(tmp_path, synthetic_lmdb)
         from training.distributed import unwrap
         trainer = train.main(sys.argv[1:])
         torch.save(unwrap(trainer.step.generator).state_dict(), f"rank{{os.environ['RANK']}}.pt")
-    """))
+    """)
+    )
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(driver),
-        "--name", NAME, "--path", synthetic_lmdb, *TINY, "--workers", "0", "--device", "cpu",
-        "--iter", "3", "--log_every", "1", "--save_every", "3", "--sample_every", "3", "--augment", "--ada_every", "8",
+        sys.executable,
+        *"-m torch.distributed.run --nproc_per_node=2 --standalone".split(),
+        str(driver),
+        "--name",
+        NAME,
+        "--path",
+        synthetic_lmdb,
+        *TINY,
+        *"--workers 0 --device cpu --iter 3 --log_every 1 --save_every 3 --sample_every 3".split(),
+        *"--augment --ada_every 8".split(),
     ]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -235,18 +255,46 @@ def test_two_ranks_with_gloo_keep_identical_generators(tmp_path, synthetic_lmdb)
 
 
 def test_every_spec_flag_is_accepted():
-    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB", "--position", "mspe"])  # the original README's command
+    args, _ = train.parse_args(
+        ["--name", "EXP", "--path", "LMDB", "--position", "mspe"]
+    )  # the original README's command
     assert (args.size, args.iter, args.batch, args.position, args.lr) == (256, 800000, 16, "mspe", 0.002)
     assert (args.r1, args.d_reg_every, args.mixing, args.n_sample) == (10, 16, 0.9, 64)
 
     flags = {
-        "--iter": "10", "--batch": "8", "--n_sample": "16", "--size": "64", "--r1": "5", "--path_regularize": "1",
-        "--path_batch_shrink": "4", "--d_reg_every": "8", "--g_reg_every": "4", "--mixing": "0.5",
-        "--ckpt": "550000.pt", "--lr": "0.001", "--channel_multiplier": "1", "--local_rank": "0",
-        "--augment_p": "0.2", "--ada_target": "0.7", "--ada_length": "1000", "--ada_every": "64", "--kernel_size": "1",
-        "--translate": "0.5", "--channel_max": "128", "--device": "cpu", "--precision": "bf16", "--save_every": "5",
-        "--sample_every": "5", "--keep": "3", "--log_every": "2", "--workers": "2", "--seed": "7", "--latent": "64",
-        "--n_mlp": "4", "--position": "sspe", "--modconv": "plain",
+        "--iter": "10",
+        "--batch": "8",
+        "--n_sample": "16",
+        "--size": "64",
+        "--r1": "5",
+        "--path_regularize": "1",
+        "--path_batch_shrink": "4",
+        "--d_reg_every": "8",
+        "--g_reg_every": "4",
+        "--mixing": "0.5",
+        "--ckpt": "550000.pt",
+        "--lr": "0.001",
+        "--channel_multiplier": "1",
+        "--local_rank": "0",
+        "--augment_p": "0.2",
+        "--ada_target": "0.7",
+        "--ada_length": "1000",
+        "--ada_every": "64",
+        "--kernel_size": "1",
+        "--translate": "0.5",
+        "--channel_max": "128",
+        "--device": "cpu",
+        "--precision": "bf16",
+        "--save_every": "5",
+        "--sample_every": "5",
+        "--keep": "3",
+        "--log_every": "2",
+        "--workers": "2",
+        "--seed": "7",
+        "--latent": "64",
+        "--n_mlp": "4",
+        "--position": "sspe",
+        "--modconv": "plain",
     }
     switches = ["--wandb", "--augment", "--channels_last", "--affine", "--compile"]
     argv = ["--name", "EXP", "--path", "LMDB", *[token for item in flags.items() for token in item], *switches]
@@ -273,7 +321,9 @@ def test_the_step_owns_the_hyperparameter_defaults():
             assert flag_defaults[name] == getattr(defaults, name), name
     args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB"])
     gan.apply_recipe(args, explicit=set(), resumed=False, world_size=1)
-    assert gan.StepSettings.from_args(args) == dataclasses.replace(defaults, blur_fade_iterations=args.blur_fade_iterations)
+    assert gan.StepSettings.from_args(args) == dataclasses.replace(
+        defaults, blur_fade_iterations=args.blur_fade_iterations
+    )
 
 
 def test_keep_prunes_the_oldest_checkpoints(tmp_path, monkeypatch):
@@ -309,8 +359,13 @@ def tiny_step(*flags, device="cpu", **step_options):
 
 @pytest.mark.parametrize(
     "flags",
-    [["--position", "none"], ["--position", "mspe"], ["--position", "mspe", "--modconv", "plain"],
-     ["--arch", "swagan", "--position", "mspe"], ["--arch", "stylegan3-t", "--channel_max", "16"]],
+    [
+        ["--position", "none"],
+        ["--position", "mspe"],
+        ["--position", "mspe", "--modconv", "plain"],
+        ["--arch", "swagan", "--position", "mspe"],
+        ["--arch", "stylegan3-t", "--channel_max", "16"],
+    ],
     ids=["none", "mspe", "mspe-plain", "swagan", "stylegan3-t"],
 )
 def test_training_and_generation_never_read_values_back_from_the_device(flags):
@@ -422,7 +477,8 @@ def test_compiled_step_trains_under_ddp(tmp_path):
     DistributedDataParallel, so the phases must differ in what every PyTorch guards (one gloo
     rank; aot_eager as in the test above)."""
     driver = tmp_path / "driver.py"
-    driver.write_text(textwrap.dedent(f"""
+    driver.write_text(
+        textwrap.dedent(f"""
         import functools, random, sys
         import torch
         sys.path.insert(0, {ROOT!r})
@@ -436,7 +492,8 @@ def test_compiled_step_trains_under_ddp(tmp_path):
         g_optim, d_optim = gan.build_optimizers(generator, discriminator, settings)
         start = generator.conv1.conv.weight.detach().clone()
         step = gan.GANStep(
-            distributed.wrap_ddp(generator, torch.device("cpu")), distributed.wrap_ddp(discriminator, torch.device("cpu")),
+            distributed.wrap_ddp(generator, torch.device("cpu")),
+            distributed.wrap_ddp(discriminator, torch.device("cpu")),
             g_ema, g_optim, d_optim, settings, compile=True,
         )
         random.seed(0)
@@ -444,7 +501,8 @@ def test_compiled_step_trains_under_ddp(tmp_path):
             step(iteration, torch.rand(4, 3, 32, 32) * 2 - 1)
         assert not torch.equal(generator.conv1.conv.weight, start)
         torch.distributed.destroy_process_group()
-    """))
+    """)
+    )
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--standalone", str(driver)]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]

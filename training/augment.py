@@ -27,8 +27,8 @@ import math
 import torch
 from torch.nn import functional as F
 
-from training import distributed
 from op import grid_sample, upfirdn2d
+from training import distributed
 
 # Lowpass decomposition filter of the symlet-6 wavelet (12 taps): the antialiasing filter ADA
 # uses around its geometric resampling. Normalised to unit sum in `_lowpass`.

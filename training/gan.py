@@ -250,8 +250,16 @@ class GANStep:
     stability_advice = "a lower --lr, or a higher --r1"
 
     def __init__(
-        self, generator, discriminator, g_ema, g_optim, d_optim, settings, ada=None,
-        autocast=contextlib.nullcontext, compile=False,
+        self,
+        generator,
+        discriminator,
+        g_ema,
+        g_optim,
+        d_optim,
+        settings,
+        ada=None,
+        autocast=contextlib.nullcontext,
+        compile=False,
     ):
         self.generator, self.discriminator, self.g_ema = generator, discriminator, g_ema
         self.g_optim, self.d_optim = g_optim, d_optim
@@ -500,6 +508,5 @@ def build_gan_step(args, device, autocast=contextlib.nullcontext):
     if distributed.get_world_size() > 1:
         generator, discriminator = wrap_ddp(generator, device), wrap_ddp(discriminator, device)
     return GANStep(
-        generator, discriminator, g_ema, g_optim, d_optim, settings, build_augment(args), autocast,
-        compile=args.compile,
+        generator, discriminator, g_ema, g_optim, d_optim, settings, build_augment(args), autocast, compile=args.compile
     )

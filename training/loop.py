@@ -77,7 +77,9 @@ def resume_point(args, explicit):
         path, checkpoint = load_latest_checkpoint(experiment_dir(args.name))
         if checkpoint is None:
             if rank == 0:
-                print(f"--ckpt latest: {experiment_dir(args.name)} holds no checkpoint; starting afresh", file=sys.stderr)
+                print(
+                    f"--ckpt latest: {experiment_dir(args.name)} holds no checkpoint; starting afresh", file=sys.stderr
+                )
             return ResumePoint()
     elif args.ckpt is not None:
         path = resolve_checkpoint(args.ckpt, args.name)

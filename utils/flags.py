@@ -8,9 +8,7 @@ from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
 
 def add_device_argument(parser):
     """--device: where the models run."""
-    parser.add_argument(
-        "--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N"
-    )
+    parser.add_argument("--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
 
 
 def add_speed_arguments(parser):
@@ -19,7 +17,10 @@ def add_speed_arguments(parser):
     add = parser.add_argument
     add("--precision", type=str, default=None, choices=PRECISIONS, help="default: tf32 on CUDA, fp32 on CPU")
     add(
-        "--modconv", type=str, default="grouped", choices=MODCONVS,
+        "--modconv",
+        type=str,
+        default="grouped",
+        choices=MODCONVS,
         help="modulated convolution: per-sample weights in a grouped convolution (the original) or a plain "
         "convolution of scaled activations (the same function, often faster)",
     )
@@ -31,15 +32,17 @@ def add_truncation_arguments(parser, default=1.0):
     """--truncation and --truncation_mean."""
     parser.add_argument("--truncation", type=float, default=default, help="truncation ratio (1 = none)")
     parser.add_argument(
-        "--truncation_mean", type=int, default=TRUNCATION_MEAN,
-        help="mapped latents averaged for the truncation centre",
+        "--truncation_mean", type=int, default=TRUNCATION_MEAN, help="mapped latents averaged for the truncation centre"
     )
 
 
 def add_noise_shift_argument(parser):
     """--noise_shift: what a shift does to the per-layer noise maps (utils/shift.py)."""
     parser.add_argument(
-        "--noise_shift", type=str, default=DEFAULT_NOISE_SHIFT, choices=NOISE_SHIFTS,
+        "--noise_shift",
+        type=str,
+        default=DEFAULT_NOISE_SHIFT,
+        choices=NOISE_SHIFTS,
         help="noise maps of a shifted render: move with the content, or keep their place in the frame "
         "(StyleGAN3's EQ-T)",
     )
@@ -48,7 +51,9 @@ def add_noise_shift_argument(parser):
 def add_lpips_weights_argument(parser):
     """--lpips_weights: a local file instead of torchvision's download (evaluation/perceptual.py)."""
     parser.add_argument(
-        "--lpips_weights", type=str, default=None,
+        "--lpips_weights",
+        type=str,
+        default=None,
         help="local torchvision vgg16 state dict for LPIPS's trunk (default: torchvision downloads it once)",
     )
 

@@ -13,7 +13,6 @@ from PIL import Image, ImageDraw, ImageOps
 from torchvision import utils as tv_utils
 from torchvision.transforms import functional as TF
 
-
 # ---------------------------------------------------------------------------------------------
 # files and PIL images
 

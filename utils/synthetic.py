@@ -97,8 +97,12 @@ def render_face(index, size, seed=0):
     if hair_style == "long":
         hair_length = rng.uniform(0.78, 1.0)
         draw.rounded_rectangle(
-            [(FACE_CX - face_rx - 0.06) * canvas, (FACE_CY - 0.1) * canvas,
-             (FACE_CX + face_rx + 0.06) * canvas, hair_length * canvas],
+            [
+                (FACE_CX - face_rx - 0.06) * canvas,
+                (FACE_CY - 0.1) * canvas,
+                (FACE_CX + face_rx + 0.06) * canvas,
+                hair_length * canvas,
+            ],
             radius=0.06 * canvas,
             fill=_colour(hair),
         )
@@ -119,8 +123,13 @@ def render_face(index, size, seed=0):
         angle = math.asin(min(1.0, (FACE_CY - fringe_y) / face_ry))
         arc = np.linspace(math.pi + angle, 2 * math.pi - angle, 48)
         draw.polygon(
-            [((FACE_CX + (face_rx + 0.01) * math.cos(t)) * canvas, (FACE_CY + (face_ry + 0.01) * math.sin(t)) * canvas)
-             for t in arc],
+            [
+                (
+                    (FACE_CX + (face_rx + 0.01) * math.cos(t)) * canvas,
+                    (FACE_CY + (face_ry + 0.01) * math.sin(t)) * canvas,
+                )
+                for t in arc
+            ],
             fill=_colour(hair),
         )
 
@@ -131,20 +140,30 @@ def render_face(index, size, seed=0):
     iris_r = min(eye_ry * 1.1, rng.uniform(0.016, 0.02))
     for side in (-1, 1):
         eye_x = 0.5 + side * EYE_DX
-        draw.arc(box(eye_x, EYE_Y - brow_lift + 0.02, eye_rx * 1.2, 0.025), 200, 340,
-                 fill=_colour(hair * 0.7), width=brow_width)
-        draw.ellipse(box(eye_x, EYE_Y, eye_rx, eye_ry), fill=(245, 245, 240),
-                     outline=_colour(skin * 0.45), width=width(0.004))
+        draw.arc(
+            box(eye_x, EYE_Y - brow_lift + 0.02, eye_rx * 1.2, 0.025),
+            200,
+            340,
+            fill=_colour(hair * 0.7),
+            width=brow_width,
+        )
+        draw.ellipse(
+            box(eye_x, EYE_Y, eye_rx, eye_ry), fill=(245, 245, 240), outline=_colour(skin * 0.45), width=width(0.004)
+        )
         draw.ellipse(box(eye_x, EYE_Y, iris_r, iris_r), fill=_colour(iris))
         draw.ellipse(box(eye_x, EYE_Y, iris_r * 0.45, iris_r * 0.45), fill=(10, 10, 10))
-        draw.ellipse(box(eye_x + iris_r * 0.35, EYE_Y - iris_r * 0.35, iris_r * 0.18, iris_r * 0.18),
-                     fill=(255, 255, 255))
+        draw.ellipse(
+            box(eye_x + iris_r * 0.35, EYE_Y - iris_r * 0.35, iris_r * 0.18, iris_r * 0.18), fill=(255, 255, 255)
+        )
 
     nose_rx = rng.uniform(0.018, 0.03)
     nose_y = rng.uniform(0.58, 0.61)
     draw.polygon(
-        [(0.5 * canvas, (EYE_Y + 0.03) * canvas), ((0.5 + nose_rx) * canvas, nose_y * canvas),
-         ((0.5 - nose_rx) * canvas, nose_y * canvas)],
+        [
+            (0.5 * canvas, (EYE_Y + 0.03) * canvas),
+            ((0.5 + nose_rx) * canvas, nose_y * canvas),
+            ((0.5 - nose_rx) * canvas, nose_y * canvas),
+        ],
         fill=_colour(skin * 0.9),
     )
     for side in (-1, 1):
@@ -158,20 +177,25 @@ def render_face(index, size, seed=0):
         draw.chord(box(0.5, MOUTH_Y, mouth_rx, mouth_ry), 0, 180, fill=_colour(lips * 0.6))
         draw.chord(box(0.5, MOUTH_Y, mouth_rx * 0.85, mouth_ry * 0.45), 0, 180, fill=(240, 240, 235))
         draw.arc(box(0.5, MOUTH_Y, mouth_rx, mouth_ry), 0, 180, fill=_colour(lips), width=width(0.008))
-        draw.line([((0.5 - mouth_rx) * canvas, MOUTH_Y * canvas), ((0.5 + mouth_rx) * canvas, MOUTH_Y * canvas)],
-                  fill=_colour(lips), width=width(0.006))
+        draw.line(
+            [((0.5 - mouth_rx) * canvas, MOUTH_Y * canvas), ((0.5 + mouth_rx) * canvas, MOUTH_Y * canvas)],
+            fill=_colour(lips),
+            width=width(0.006),
+        )
     else:
         curve = 0.004 + 0.03 * smile
-        draw.arc(box(0.5, MOUTH_Y - curve, mouth_rx, curve + 0.004), 10, 170,
-                 fill=_colour(lips), width=width(0.012))
+        draw.arc(box(0.5, MOUTH_Y - curve, mouth_rx, curve + 0.004), 10, 170, fill=_colour(lips), width=width(0.012))
 
     if rng.uniform() < 0.2:
         frame = _colour(rng.uniform(0, 120, size=3))
         lens_r = eye_rx + 0.018
         for side in (-1, 1):
             draw.ellipse(box(0.5 + side * EYE_DX, EYE_Y, lens_r, lens_r * 0.8), outline=frame, width=width(0.006))
-        draw.line([((0.5 - EYE_DX + lens_r) * canvas, EYE_Y * canvas),
-                   ((0.5 + EYE_DX - lens_r) * canvas, EYE_Y * canvas)], fill=frame, width=width(0.006))
+        draw.line(
+            [((0.5 - EYE_DX + lens_r) * canvas, EYE_Y * canvas), ((0.5 + EYE_DX - lens_r) * canvas, EYE_Y * canvas)],
+            fill=frame,
+            width=width(0.006),
+        )
 
     return image.resize((size, size), Image.LANCZOS)
 
