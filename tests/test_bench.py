@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -103,10 +104,12 @@ def test_report_without_cuda_says_so_writes_a_readme_table_and_continues_when_in
     report = json.loads((out / "report.json").read_text())
     assert report["finished"]
     assert report["ops"]["upfirdn2d"].startswith("PyTorch reference")
-    # every CUDA test ran, and skipped: the kernels', filtered_lrelu's and the parity test's
-    cuda_tests = report["cuda_tests"]
-    assert cuda_tests["skipped"] > 0 and cuda_tests["failed"] == 0 and cuda_tests["failed_tests"] == {}
-    assert all(name in cuda_tests["output"] for name in ("test_ops.py", "test_stylegan3.py", "test_cuda_parity.py"))
+    # every CUDA test ran, and skipped: the kernels' and filtered_lrelu's (step 1), the parity test's (step 2)
+    cuda_tests, parity_test = report["cuda_tests"], report["parity_test"]
+    for tests in (cuda_tests, parity_test):
+        assert tests["skipped"] > 0 and tests["failed"] == 0 and tests["failed_tests"] == {}
+    assert all(name in cuda_tests["output"] for name in ("test_ops.py", "test_stylegan3.py"))
+    assert "test_cuda_parity.py" in parity_test["output"] and "test_cuda_parity.py" not in cuda_tests["output"]
     fast = "fp32, plain modconv, custom ops, channels-last"
     assert report["fastest"] == fast
     assert {(r["model"]["position"], r["settings"]) for r in report["workloads"]} == {
@@ -145,12 +148,24 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
         "failed_tests": {drifting: drift},
         "output": "",
     }
-    monkeypatch.setattr(bench, "run_cuda_tests", lambda: failed_tests)
+    passed_tests = {
+        **failed_tests,
+        "passed": 4,
+        "failed": 0,
+        "returncode": 0,
+        "summary": "4 passed",
+        "failed_tests": {},
+    }
+    monkeypatch.setattr(
+        bench,
+        "run_cuda_tests",
+        lambda paths, ignore=(), timeout=None: failed_tests if paths == [bench.PARITY_TESTS] else passed_tests,
+    )
     monkeypatch.setattr(bench, "profile", lambda *args: None)
     out_of_memory = [True]
     ops_forced_ref = []
 
-    def fake_measure(config, batch, settings, args, device):
+    def fake_measure(config, batch, settings, args, device, deadline=None):
         if settings["channels_last"] and out_of_memory[0]:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
         ops_forced_ref.append(settings["impl"] == "ref")
@@ -168,7 +183,8 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
             "generate_img_s": 50.0,
         }
 
-    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "measure_training", fake_measure)
+    monkeypatch.setattr(bench, "measure_generation", fake_measure)
     out = tmp_path / "report"
     args = ["--report", str(out), "--device", "cpu", "--fast", "fp32,plain,channels_last", "--fast", "fp32,plain"]
     report = bench.gpu_report(bench.parse_args(args), torch.device("cpu"))
@@ -184,7 +200,7 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     assert f"| mspe, 32, batch 4 | {failing} | failed: OutOfMemoryError: CUDA out of memory." in markdown
     assert "The CUDA tests did not pass (pytest exit 1)" in markdown
     # the report records which CUDA tests failed, and their messages (the parity test's carry its figures)
-    assert report["cuda_tests"]["failed_tests"] == {drifting: drift}
+    assert report["parity_test"]["failed_tests"] == {drifting: drift}
     assert f"- failed: `{drifting}`: {drift}" in markdown and "Result: 1 failed, 3 passed" in markdown
     assert "fp32, grouped modconv, reference ops" in {r["settings"] for r in report["workloads"]}
 
@@ -203,7 +219,7 @@ def test_the_cuda_tests_are_every_test_marked_cuda_and_their_failures_are_record
         "@pytest.mark.cuda\ndef test_drifts():\n    assert 1.0 < 0.5, 'the GPU drifts by 1.00e+00'\n\n"
         "def test_not_a_cuda_test():\n    pass\n"
     )
-    tests = bench.run_cuda_tests(str(tmp_path))
+    tests = bench.run_cuda_tests([str(tmp_path)])
     assert (tests["passed"], tests["failed"], tests["skipped"], tests["error"]) == (1, 1, 0, 0)
     assert tests["returncode"] == 1 and tests["summary"].startswith("1 failed, 1 passed, 1 deselected")
     ((test_id, message),) = tests["failed_tests"].items()  # the id is relative to pytest's rootdir
@@ -233,3 +249,123 @@ def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatc
             figures = bench.measure(config, 2, bench.fast_settings("fp32,plain,compile"), args, torch.device("cpu"))
         assert figures["settings"] == "fp32, plain modconv, custom ops, compiled" and figures["generate_img_s"] > 0
     assert [module.training for module in compiled if isinstance(module, Generator)] == [True, False] * 2
+
+
+def test_a_budget_runs_the_steps_in_order_of_value_and_the_same_command_continues(tmp_path, monkeypatch):
+    """--budget_s with stand-ins that advance a clock: the units run in order of value (CUDA tests,
+    parity check, candidates, the trial's size, larger workloads, generation, profile), each one
+    only if its estimate fits the time left, the report ends before its budget saying what it
+    left out, and the same command continues with exactly that."""
+    clock = [0.0]
+    monkeypatch.setattr(bench.Budget, "clock", staticmethod(lambda: clock[0]))
+    loads = [
+        (model_config({"size": size, "position": position, "channel_max": 32}), 4)
+        for size in (32, 64)
+        for position in ("none", "mspe")
+    ]
+    monkeypatch.setattr(bench, "tiny_workloads", lambda args: loads)
+    ran = []
+
+    def run_tests(paths, ignore=(), timeout=None):
+        ran.append("parity check" if paths == [bench.PARITY_TESTS] else "CUDA tests")
+        clock[0] += 10
+        counts = {"passed": 1, "failed": 0, "skipped": 0, "error": 0}
+        return {**counts, "returncode": 0, "summary": "1 passed", "failed_tests": {}, "output": "", "seconds": 10}
+
+    def stand_in(kind, seconds):
+        def measure_function(config, batch, settings, args, device, deadline=None):
+            ran.append((kind, config["size"], config["position"], bench.describe(settings)))
+            clock[0] += seconds
+            figures = {"model": config, "batch": batch, "settings": bench.describe(settings)}
+            figures.update(seconds=seconds, setup_s=seconds / 2, shortest_s=seconds)
+            if kind == "generation":
+                return {**figures, "generate_img_s": 50.0, "gen_iters": 2, "gen_iters_asked": 2}
+            speed = 20.0 if settings["channels_last"] else 10.0
+            return {
+                **figures,
+                **{"train_img_s": speed, "s_per_kimg": 1000 / speed, "peak_gib": 1.0, "tflop_per_iter": 0.1},
+                **{"tflops": 1.0, "mfu": 0.01, "iters": 32, "iters_asked": 32},
+            }
+
+        return measure_function
+
+    monkeypatch.setattr(bench, "run_cuda_tests", run_tests)
+    monkeypatch.setattr(bench, "measure_training", stand_in("training", 20))
+    monkeypatch.setattr(bench, "measure_generation", stand_in("generation", 5))
+    monkeypatch.setattr(bench, "profile", lambda *args: ran.append("profile"))
+    out = tmp_path / "report"
+    original, plain = "fp32, grouped modconv, custom ops", "fp32, plain modconv, custom ops"
+    fast = f"{plain}, channels-last"
+    args = ["--report", str(out), "--device", "cpu", "--fast", "fp32,plain", "--fast", "fp32,plain,channels_last"]
+
+    report = bench.gpu_report(bench.parse_args([*args, "--budget_s", "100"]), torch.device("cpu"))
+    # tests, parity check, the two candidates and mspe 32 with the original settings fit; none 32
+    # (20 s each) did not, nor any 64 px workload; a generation estimated shorter still ran
+    assert ran == [
+        "CUDA tests",
+        "parity check",
+        ("training", 32, "mspe", plain),
+        ("training", 32, "mspe", fast),
+        ("training", 32, "mspe", original),
+        ("generation", 32, "none", original),
+    ]
+    assert not report["finished"] and report["fastest"] == fast
+    (call,) = report["calls"]
+    assert call["budget_s"] == 100 and call["spent_s"] <= 100
+    left_out = [entry["unit"] for entry in call["left_out"]]
+    assert left_out[0] == f"training: none, 32, batch 4, {original}" and left_out[-1] == "profile"
+    assert f"training: mspe, 64, batch 4, {fast}" in left_out
+    markdown = (out / "report.md").read_text()
+    assert f"| none, 64, batch 4 | {original} | not measured (budget) |" in markdown
+    assert f"| mspe, 32, batch 4 | {original} | 10.0 |" in markdown and "| not measured (budget) | - |" in markdown
+    assert "## Profile\n\nNot measured (budget)." in markdown
+
+    # the same command continues: nothing measured twice, what was left out in order of value
+    ran.clear()
+    resumed = bench.gpu_report(bench.parse_args([*args, "--budget_s", "1000"]), torch.device("cpu"))
+    training = [unit for unit in ran if unit[0] == "training"]
+    assert training == [
+        ("training", 32, "none", original),
+        ("training", 32, "none", fast),
+        ("training", 64, "mspe", original),
+        ("training", 64, "mspe", fast),
+        ("training", 64, "none", original),
+        ("training", 64, "none", fast),
+    ]
+    assert ran[: len(training)] == training and ran[-1] == "profile"
+    assert len([unit for unit in ran if unit[0] == "generation"]) == 7
+    assert resumed["finished"] and [call["budget_s"] for call in resumed["calls"]] == [100, 1000]
+    assert "not measured" not in (out / "report.md").read_text()
+
+
+def test_a_measurement_stops_timing_at_its_deadline_or_is_left_out(one_torch_thread):
+    args = bench.parse_args(["--device", "cpu", "--warmup", "1", "--iters", "100000", "--gen_iters", "100000"])
+    config, cpu = model_config({"size": 32, "position": "mspe", "channel_max": 16}), torch.device("cpu")
+    settings = bench.fast_settings("fp32,plain")
+    bench.count_flops(config, 2)  # counted once, before the clock starts
+    figures = bench.measure_training(config, 2, settings, args, cpu, deadline=time.perf_counter() + 3)
+    # whole R1 periods, at least one, and fewer than asked
+    assert figures["iters"] % 16 == 0 and 16 <= figures["iters"] < figures["iters_asked"] == 100000
+    assert figures["train_img_s"] > 0 and figures["setup_s"] < figures["seconds"]
+    generation = bench.measure_generation(config, 2, settings, args, cpu, deadline=time.perf_counter() + 2)
+    assert 1 <= generation["gen_iters"] < generation["gen_iters_asked"]
+    for measure_function in (bench.measure_training, bench.measure_generation):
+        with pytest.raises(bench.OutOfBudget, match="warm-up passed the deadline"):
+            measure_function(config, 2, settings, args, cpu, deadline=time.perf_counter())
+
+
+def test_a_pytest_call_past_the_budget_is_stopped_and_recorded(tmp_path):
+    (tmp_path / "test_slow.py").write_text(
+        "import time\n\nimport pytest\n\n@pytest.mark.cuda\ndef test_sleeps():\n    time.sleep(60)\n"
+    )
+    tests = bench.run_cuda_tests([str(tmp_path)], timeout=3)
+    assert tests["cut_by_budget"] and tests["returncode"] is None
+    assert tests["summary"].startswith("stopped by the budget after") and tests["seconds"] < 30
+
+
+def test_budget_s_is_the_reports_time_limit():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--budget_s", "60"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--report", "out", "--budget_s", "0"])
+    assert bench.parse_args(["--report", "out", "--budget_s", "60"]).budget_s == 60
