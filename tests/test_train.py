@@ -347,8 +347,8 @@ def test_lazy_regularisation_corrects_adam():
 
 
 def tiny_step(*flags, device="cpu", **step_options):
-    """train.py's TrainingStep for the tiny model with `flags`, built on the CPU (the same
-    initialisation everywhere) and moved to `device`; `step_options`: TrainingStep's keywords."""
+    """training/gan.py's GANStep for the tiny model with `flags`, built on the CPU (the same
+    initialisation everywhere) and moved to `device`; `step_options`: GANStep's keywords."""
     args, _ = train.parse_args(["--name", "x", "--path", "x", *TINY, *flags])
     models = gan.build_models(args, torch.device("cpu"), modconv=args.modconv)
     generator, discriminator, g_ema = (module.to(device) for module in models)
