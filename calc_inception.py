@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 
+from evaluation.common import open_real_images
 from evaluation.fid import real_statistics, save_statistics
 from evaluation.inception import load_inception
 from metrics import main as metrics_main
@@ -50,10 +51,9 @@ def main(argv=None):
     if args.path is None:
         raise SystemExit("give the LMDB of real images: python calc_inception.py [--size 256 ...] LMDB_PATH")
     try:
+        real_images = open_real_images(args.path, args.size, args.n_sample, args.seed)
         inception = load_inception(args.inception_weights, choose_device(args.device))
-        mean, cov, info = real_statistics(
-            inception, args.path, args.size, args.n_sample, args.batch, args.seed, args.flip
-        )
+        mean, cov, info = real_statistics(inception, real_images, args.batch, args.seed, args.flip)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(str(error)) from None
     print(f"extracted {info['n_sample']} features")

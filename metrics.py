@@ -136,8 +136,9 @@ def run_swd(args, device):
 
 
 def run_inception(args, device):
+    real_images = open_real_images(args.path, args.size, args.n, args.seed)
     inception = load_inception(args.inception, device)
-    mean, cov, info = real_statistics(inception, args.path, args.size, args.n, args.batch, args.seed)
+    mean, cov, info = real_statistics(inception, real_images, args.batch, args.seed)
     lmdb_name = os.path.basename(os.path.normpath(args.path))
     out = args.real_stats or os.path.join("metrics", f"inception_{lmdb_name}_{args.size}.npz")
     save_statistics(out, mean, cov, **info)
@@ -155,9 +156,8 @@ def run_fid(args, device):
         if args.real_stats:
             real_mean, real_cov = cached_real_statistics(args.real_stats, generator.size, path)
         else:
-            real_mean, real_cov, _ = real_statistics(
-                inception, args.path, generator.size, args.n, args.batch, args.seed
-            )
+            real_images = open_real_images(args.path, generator.size, args.n, args.seed)
+            real_mean, real_cov, _ = real_statistics(inception, real_images, args.batch, args.seed)
         score = generator_fid(
             generator,
             inception,

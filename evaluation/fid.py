@@ -24,7 +24,7 @@ import torch
 from scipy import linalg
 from tqdm import tqdm
 
-from evaluation.common import batch_sizes, generated_batches, module_device, open_real_images, real_image_batches
+from evaluation.common import batch_sizes, generated_batches, module_device, real_image_batches
 from model import TRUNCATION_MEAN
 
 
@@ -158,19 +158,19 @@ def random_flips(batches, seed):
         yield torch.where(flipped.view(-1, 1, 1, 1), images.flip(3), images)
 
 
-def real_statistics(inception, path, size, n_sample, batch, seed=0, flip=False, progress=True):
-    """(mean, cov, info) of the Inception features of up to `n_sample` real images of the LMDB at
-    `path` at `size` px: all of them when it holds no more, else a random subset drawn from
-    `seed` (common.open_real_images, as every metric takes its real images), each flipped
-    horizontally with probability 1/2 under `flip`. `info` says what they were made from, and
-    with which Inception weights."""
-    dataset, indices = open_real_images(path, size, n_sample, seed)
+def real_statistics(inception, real_images, batch, seed=0, flip=False, progress=True):
+    """(mean, cov, info) of the Inception features of `real_images`, (dataset, indices) as
+    common.open_real_images chooses them (every metric takes its real images so; open them before
+    loading the Inception network, so that a bad LMDB is reported before any download), each
+    image flipped horizontally with probability 1/2 under `flip` (a coin of `seed`). `info` says
+    what they were made from, and with which Inception weights."""
+    dataset, indices = real_images
     batches = real_image_batches(dataset, indices, batch)
     if flip:
         batches = random_flips(batches, seed)
     total = len(batch_sizes(len(indices), batch))
     mean, cov = inception_statistics(inception, batches, total, desc="real", progress=progress)
-    info = {"size": size, "path": path, "n_sample": len(indices), "flip": flip, "seed": seed}
+    info = {"size": dataset.resolution, "path": dataset.path, "n_sample": len(indices), "flip": flip, "seed": seed}
     return mean, cov, {**info, "inception": inception.weights}
 
 
