@@ -166,7 +166,7 @@ def rotate_frames(renderer, seeds, pics):
     frames = []
     with tqdm(total=pics * len(w), desc="rotate", unit="img") as progress:
         for frame in range(pics):
-            rotated = rotate_transform(transforms, 2 * math.pi * frame / pics)
+            rotated = rotate_transform(transforms, 2 * math.pi * frame / pics, generator)
             frames.append(renderer(w, noises, progress, per_sample={"transform": rotated}, input_is_latent=True))
     return frames
 

@@ -4,10 +4,11 @@
 The synthesis network treats every feature map as samples of a band-limited continuous signal:
 
 - input: Fourier features sin(2 pi (f . q + phi)) of random frequencies |f| <= first cutoff,
-  sampled at the positions q = M (p - s) - t of the output plane (section 3.2 / appendix D.2):
-  p the pixel centres in image units (the output image spans [-1/2, 1/2]), M and t a rotation
-  and translation from a learned affine map of w (the identity at initialisation) or the
-  caller's `transform`, s the caller's shift; then a learned 1x1 linear mixing;
+  sampled at the positions q = R (p - s - t) of the output plane (section 3.2 / appendix D.2,
+  NVIDIA's convention): p the pixel centres in image units (the output image spans [-1/2, 1/2]),
+  R and t a rotation and translation from a learned affine map of w (the identity at
+  initialisation) or the caller's `transform`, s the caller's shift; then a learned 1x1 linear
+  mixing;
 - 14 layers and ToRGB, each: modulated convolution (3x3 for T, 1x1 for R) whose input is
   normalised by a running mean of its magnitude, then `op.filtered_lrelu` (upsample 2x, leaky
   ReLU, low-pass to the layer's cutoff, downsample) with Kaiser-windowed sinc filters
@@ -32,6 +33,18 @@ from torch import nn
 
 from model import TRUNCATION_MEAN, EqualLinear, MappedGenerator, check_size, mapping_network
 from op import conv2d_gradfix, filtered_lrelu
+
+# What the input transform (r_c, r_s, t_x, t_y) means, after normalising (r_c, r_s), recorded in
+# every state dict as `input_convention` (a state dict without it is LEGACY_TRANSFORM's):
+# - NVIDIA_TRANSFORM, NVIDIA's SynthesisInput: the input is sampled at q = R (p - t) with
+#   R = [[r_c, -r_s], [r_s, r_c]] and t in image units, so t moves with the rotated frame;
+# - LEGACY_TRANSFORM, this project's learned transforms before it followed NVIDIA: q = R^T p - t / 4
+#   (the other rotation, t in quarters of the image and not rotated). No change of the learned
+#   affine map's weights turns one into the other (the new t would be R^T t / 4, which depends on
+#   the rotation, itself a normalised function of w), so old models keep their formula for the
+#   learned transform; a caller's `transform` always means NVIDIA's.
+NVIDIA_TRANSFORM = 1
+LEGACY_TRANSFORM = 0
 
 # arch -> modulated-convolution kernel, default channel base and max, radial downsampling filters
 ARCHS = {
@@ -150,20 +163,13 @@ class FourierInput(nn.Module):
         the image on 0; a longer one (a larger canvas) extends it to the right or bottom."""
         return (torch.arange(count, dtype=torch.float32, device=device) + 0.5 - self.size / 2) / self.sampling_rate
 
-    def forward(self, transform, shift, height=None, width=None):
-        """Features [N, C, height, width] (default size x size) at q = M (p - shift) - t.
+    def forward(self, rotation, offset, height=None, width=None):
+        """Features [N, C, height, width] (default size x size) at q = rotation p - offset.
 
-        transform: [N, 4] (r_c, r_s, t_x, t_y): M = [[r_c, r_s], [-r_s, r_c]] after
-            normalising (r_c, r_s); t in quarters of the image (a cell of model.py's 4x4 grid).
-        shift: (x, y) in image units.
+        rotation: [N, 2, 2] acting on the column vector p = (x, y) of image units; offset: [N, 2]
+        in image units (AliasFreeGenerator.input_frame makes both).
         """
-        transform = transform.float()
-        transform = transform / transform[:, :2].norm(dim=1, keepdim=True)
-        r_c, r_s, t_x, t_y = transform.unbind(1)
-        rotation = torch.stack([torch.stack([r_c, r_s], 1), torch.stack([-r_s, r_c], 1)], 1)  # [N, 2, 2]
-        shift = transform.new_tensor(shift).view(1, 2, 1)
-        offset = (rotation @ shift).squeeze(2) + torch.stack([t_x, t_y], 1) / 4  # q = M p - offset
-        # f . q = (f M) . p - f . offset: rotate the frequencies, move the phases. A rotation
+        # f . q = (f rotation) . p - f . offset: rotate the frequencies, move the phases. A rotation
         # keeps every |f| within the bandwidth, so NVIDIA's damping of out-of-band frequencies
         # (for user transforms that scale) has nothing to do here.
         freqs = self.freqs @ rotation  # [N, C, 2]
@@ -333,6 +339,8 @@ class AliasFreeGenerator(MappedGenerator):
 
         self.style = mapping_network(style_dim, n_mlp, lr_mlp)
         self.register_buffer("w_avg", torch.zeros(style_dim))
+        self.register_buffer("input_convention", torch.tensor(NVIDIA_TRANSFORM))
+        self.legacy_transform = False  # follows input_convention (_load_from_state_dict)
         self.affine_fourier = EqualLinear(style_dim, 4)
         with torch.no_grad():
             self.affine_fourier.weight.zero_()
@@ -408,6 +416,52 @@ class AliasFreeGenerator(MappedGenerator):
         margin = self.input.size - int(self.input.sampling_rate)
         return tuple(int(side // stride + margin) for side in canvas)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a state dict saved before input_convention existed holds a LEGACY_TRANSFORM model
+        key = prefix + "input_convention"
+        if key not in state_dict:
+            state_dict[key] = torch.tensor(LEGACY_TRANSFORM)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.legacy_transform = int(state_dict[key]) == LEGACY_TRANSFORM
+
+    def input_frame(self, transform, shift, legacy=False):
+        """(rotation [N, 2, 2], offset [N, 2]): the input samples q = rotation p - offset.
+
+        transform: [N, 4] (r_c, r_s, t_x, t_y), normalised here; NVIDIA's meaning, or
+        LEGACY_TRANSFORM's when `legacy`. shift: (x, y) in image units, the content's move.
+        """
+        transform = transform.float()
+        transform = transform / transform[:, :2].norm(dim=1, keepdim=True)
+        r_c, r_s, t_x, t_y = transform.unbind(1)
+        shift = transform.new_tensor(shift).view(1, 2, 1)
+        if legacy:  # q = R^T (p - s) - t / 4, computed as it always was (bit-exact renders)
+            rotation = torch.stack([torch.stack([r_c, r_s], 1), torch.stack([-r_s, r_c], 1)], 1)
+            return rotation, (rotation @ shift).squeeze(2) + torch.stack([t_x, t_y], 1) / 4
+        rotation = torch.stack([torch.stack([r_c, -r_s], 1), torch.stack([r_s, r_c], 1)], 1)
+        return rotation, (rotation @ (shift + torch.stack([t_x, t_y], 1).unsqueeze(2))).squeeze(2)
+
+    def input_transform(self, latent):
+        """[N, 4] normalised transform (r_c, r_s, t_x, t_y), NVIDIA's meaning, that the learned
+        affine map gives the first latent [N, style_dim]: what `transform` must be to render as
+        without it (a LEGACY_TRANSFORM model's converted, equal up to rounding)."""
+        transform = self.affine_fourier(latent)
+        r_c, r_s, t_x, t_y = (transform / transform[:, :2].norm(dim=1, keepdim=True)).unbind(1)
+        if not self.legacy_transform:
+            return torch.stack([r_c, r_s, t_x, t_y], 1)
+        # R = [[r_c, r_s], [-r_s, r_c]] and t' = R^T t / 4 give the legacy q = R p - t / 4
+        return torch.stack([r_c, -r_s, (r_c * t_x - r_s * t_y) / 4, (r_s * t_x + r_c * t_y) / 4], 1)
+
+    @staticmethod
+    def rotate_transform(transform, angle):
+        """[N, 4] normalised transforms (NVIDIA's meaning) that render the images of `transform`
+        turned about the image centre by `angle` (radians): out(p) = image(M p) with
+        M = [[cos, sin], [-sin, cos]] in (x right, y down) image units. The new frame is R M,
+        and t turns with it: t' = M^T t."""
+        cos, sin = math.cos(angle), math.sin(angle)
+        r_c, r_s, t_x, t_y = transform.unbind(1)
+        rotated = [r_c * cos + r_s * sin, r_s * cos - r_c * sin, cos * t_x - sin * t_y, sin * t_x + cos * t_y]
+        return torch.stack(rotated, 1)
+
     @torch.no_grad()
     def truncation_latent(self, truncation, n_sample=TRUNCATION_MEAN):
         """None when `truncation` >= 1, else the running mean of w tracked in training [1, style_dim]
@@ -437,8 +491,10 @@ class AliasFreeGenerator(MappedGenerator):
         As model.Generator.forward, except: there is no noise (`noise` must be None or empty;
         `randomize_noise` is ignored); shifts move the infinite plane of the Fourier input by
         (shift_h, shift_w) output pixels and need `circular=False`; `transform` (r_c, r_s, t_x,
-        t_y), [4] or [N, 4], replaces the learned affine transform of the input (t in quarters
-        of the image); `truncation_latent` defaults to the tracked mean of w; `canvas` (h, w):
+        t_y), [4] or [N, 4], replaces the learned affine transform of the input, with the meaning
+        of NVIDIA's: the input is sampled at q = R (p - s - t), R = [[r_c, -r_s], [r_s, r_c]]
+        after normalising (r_c, r_s), p the pixel centres and t in image units (the image spans
+        one unit), s the shift; `truncation_latent` defaults to the tracked mean of w; `canvas` (h, w):
         at least the image, in multiples of size / 16, extending the plane right and down
         (`input_grid`); no other scale.
         """
@@ -459,10 +515,12 @@ class AliasFreeGenerator(MappedGenerator):
                     self.w_avg.copy_(styles[0].detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
         latent = self.layer_latents(styles, inject_index, truncation, truncation_latent, input_is_latent=True)
 
+        legacy = transform is None and self.legacy_transform
         if transform is None:
             transform = self.affine_fourier(latent[:, 0])
         transform = transform.to(latent.device).reshape(-1, 4).expand(latent.shape[0], 4)
-        x = self.input(transform, (shift_w / self.size, shift_h / self.size), grid_h, grid_w)
+        rotation, offset = self.input_frame(transform, (shift_w / self.size, shift_h / self.size), legacy)
+        x = self.input(rotation, offset, grid_h, grid_w)
         for index, layer in enumerate(self.layers):
             x = layer(x, latent[:, index + 1])
         image = x * self.output_scale

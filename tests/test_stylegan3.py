@@ -1,6 +1,7 @@
 """The alias-free generator (stylegan3.py) and its op, filtered_lrelu."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -188,6 +189,61 @@ def test_running_statistics_follow_training_only():
     gan.accumulate(g_ema, generator)  # the EMA generator renders with the trained statistics
     assert torch.equal(g_ema.w_avg, generator.w_avg)
     assert torch.equal(g_ema.layers[3].magnitude_ema, generator.layers[3].magnitude_ema)
+
+
+LEGACY_DATA = os.path.join(os.path.dirname(__file__), "data", "stylegan3_legacy_transform.pt")
+
+
+def legacy_generator():
+    """The StyleGAN3-T whose renders tests/data/stylegan3_legacy_transform.pt holds, made by the
+    code before the input followed NVIDIA's convention: tiny("stylegan3-t") with a non-identity
+    learned input transform (affine weights N(0, 0.3), bias (0.8, 0.5, 0.3, -0.2)) and input
+    magnitudes 0.7, then 2 images of its z and the same shifted by (1.5, -2) pixels."""
+    generator = tiny("stylegan3-t")
+    with torch.no_grad():
+        generator.affine_fourier.weight.normal_(0, 0.3)
+        generator.affine_fourier.bias.copy_(torch.tensor([0.8, 0.5, 0.3, -0.2]))
+        for layer in generator.layers:
+            layer.magnitude_ema.fill_(0.7)
+    return generator
+
+
+def test_checkpoints_of_the_old_input_convention_render_as_before(tmp_path):
+    stored = torch.load(LEGACY_DATA, weights_only=True)
+    state = legacy_generator().state_dict()
+    del state["input_convention"]  # what a checkpoint saved before the convention was recorded holds
+    assert {key: value.double().sum().item() for key, value in state.items()} == stored["checksum"]
+    path = tmp_path / "old.pt"
+    config = {"arch": "stylegan3-t", "size": 32, "latent": 32, "n_mlp": 2, "channel_max": 16}
+    torch.save({"g_ema": state, "args": config}, path)
+    generator, _ = load_generator(str(path))
+    z = stored["z"]
+    with torch.no_grad():
+        assert torch.equal(generator([z])[0], stored["images"])  # bit-exact
+        assert torch.equal(generator([z], shift_h=1.5, shift_w=-2.0, circular=False)[0], stored["shifted"])
+        # a caller's transform has NVIDIA's meaning for old models too: the learned one, converted
+        w = generator.style(z)
+        transform = generator.input_transform(w)
+        again = generator([w], input_is_latent=True, transform=transform)[0]
+    assert (again - stored["images"]).abs().max() < 1e-5
+    assert generator.state_dict()["input_convention"] == 0  # and saved again, it stays an old model
+    new = legacy_generator().eval()
+    with torch.no_grad():
+        assert (new([z])[0] - stored["images"]).abs().max() > 1e-2  # the conventions differ for this transform
+
+
+def test_input_transform_follows_nvidias_convention():
+    # q = R (p - t), R = [[c, -s], [s, c]], the whole transform divided by |(c, s)| (t too)
+    generator = tiny("stylegan3-t")
+    w = generator.style(torch.randn(1, 32))
+    rotation, offset = generator.input_frame(torch.tensor([[0.0, 2.0, 0.5, 0.0]]), (0.0, 0.0))
+    assert torch.allclose(rotation, torch.tensor([[[0.0, -1.0], [1.0, 0.0]]]))
+    assert torch.allclose(offset, torch.tensor([[0.0, 0.25]]))  # R t: t turns with the frame
+    quarter = generator.rotate_transform(torch.tensor([[1.0, 0.0, 0.25, 0.0]]), math.pi / 2)
+    assert torch.allclose(quarter, torch.tensor([[0.0, -1.0, 0.0, 0.25]]), atol=1e-7)
+    with torch.no_grad():
+        image = generator([w], input_is_latent=True, transform=torch.tensor([1.0, 0.0, 0.0, 0.0]))[0]
+        assert torch.equal(image, generator([w], input_is_latent=True)[0])  # identity at initialisation
 
 
 def chance_psnr(generator):
