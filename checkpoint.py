@@ -3,7 +3,10 @@ models built from it.
 
 A checkpoint is a dict saved with torch.save, as the original code and rosinality's write it:
 `g`, `d`, `g_ema` (state dicts), `g_optim`, `d_optim` (optimiser states), `args` (the training
-command line, an argparse.Namespace) and `ada_aug_p`; this project adds `mean_path_length`.
+command line, an argparse.Namespace) and `ada_aug_p`; this project adds `mean_path_length`, and
+`w_avg` [latent] (convert_weight.py: the truncation centre NVIDIA tracked in training, which
+load_generator gives the generator as its `truncation_centre`). Converted and rosinality's
+checkpoints may hold weights only (`g_ema`, `g`, `d`, `args`): train.py fine-tunes from them.
 The model configuration is the part of `args` named in MODEL_DEFAULTS. `--ckpt 550000.pt`
 means checkpoint/<name>/550000.pt when it is not a path that exists, and training resumes at
 the iteration the file name gives; `--ckpt latest` means the newest one there that loads.
@@ -431,6 +434,8 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     except ValueError as error:  # a configuration the model cannot build, e.g. --size 48
         raise SystemExit(f"cannot build the generator for {path}: {error}") from None
     load_model_state(generator, checkpoint.get(key, checkpoint.get("g")), path, args)
+    if checkpoint.get("w_avg") is not None:
+        generator.truncation_centre = checkpoint["w_avg"].to(device)
     return generator.eval(), args
 
 

@@ -461,6 +461,10 @@ class MappedGenerator(nn.Module):
     sampling w, the truncation centre and the per-layer latents of a forward pass. Subclasses set
     `style`, `style_dim`, `n_latent` and a `device` property."""
 
+    # a truncation centre [style_dim] that came with the weights (NVIDIA's tracked mean of w, the
+    # checkpoint's `w_avg`, set by checkpoint.load_generator), used instead of sampled latents
+    truncation_centre = None
+
     def sample_w(self, n, *, seed=None):
         """`n` mapped latents w [n, style_dim] of random z: drawn on the CPU from `seed` (the same
         on every device), or from the global RNG on the model's device when it is None."""
@@ -477,8 +481,13 @@ class MappedGenerator(nn.Module):
     @torch.no_grad()
     def truncation_latent(self, truncation, n_sample=TRUNCATION_MEAN):
         """What the scripts pass as `truncation_latent`: None when `truncation` >= 1 (no
-        truncation), else the mean of `n_sample` latents of seed 0, the same in every script."""
-        return None if truncation >= 1 else self.mean_latent(n_sample, seed=0)
+        truncation), else `truncation_centre` when the weights came with one, or the mean of
+        `n_sample` latents of seed 0, the same in every script."""
+        if truncation >= 1:
+            return None
+        if self.truncation_centre is not None:
+            return self.truncation_centre.to(self.device).view(1, -1)
+        return self.mean_latent(n_sample, seed=0)
 
     @staticmethod
     def truncate(w, truncation, truncation_latent):

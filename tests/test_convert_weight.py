@@ -1,0 +1,214 @@
+"""convert_weight.py and utils/nvidia_pickle.py: NVIDIA's pickles imported without running them.
+
+tests/data/nvidia_networks.pt was made once, outside the repository, by running NVlabs/stylegan3's
+own training/networks_stylegan2.py and networks_stylegan3.py on the CPU (their reference ops) on
+tiny random networks, 32 px, latent 16, 2 mapping layers: StyleGAN2 (skip G, resnet D, channel
+max 8; random w_avg, biases and noise strengths) and StyleGAN3-T (channel max 8) and -R (NVIDIA's
+channel max 16), each with a non-identity learned input transform (affine weights N(0, 0.5), bias
+(0.8, 0.6, 0.15, -0.1)) and input magnitudes set by one pass and then off by random factors. Per
+network it holds the state dict (names, shapes, one flat float32 tensor), the module tree (class
+names, constructor kwargs, parameter and buffer names), the images rendered for its 2 latents z
+(StyleGAN2 with noise_mode='const'), one image at truncation 0.5, and for StyleGAN2 the
+discriminator's scores of the images and their mirror images. No NVIDIA code is in the repository:
+the tests write pickles in NVIDIA's format themselves (NvidiaPickler).
+"""
+
+import collections
+import copyreg
+import os
+import pickle
+
+import pytest
+import torch
+
+import convert_weight
+from checkpoint import build_discriminator, load_checkpoint, load_generator
+from utils.nvidia_pickle import NvidiaPickleError, load_network_pickle
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "nvidia_networks.pt")
+PLACEHOLDER_SOURCE = "# the source text of NVIDIA's module would be here; it must never run\nraise SystemExit\n"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return torch.load(DATA, weights_only=True)
+
+
+class Global:
+    """A global named by module and name, written as a GLOBAL opcode (nothing imported)."""
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def __call__(self, *args):  # pickle's save_reduce asks for a callable; it is never called
+        raise AssertionError(f"{self.module}.{self.name} is a stand-in")
+
+
+class EasyDictStandIn(dict):
+    """Pickles as dnnlib.util.EasyDict does: NEWOBJ of the class, then its items (NvidiaPickler)."""
+
+
+class PersistentStandIn:
+    """Pickles as an instance of a persistence.persistent_class does."""
+
+    def __init__(self, class_name, state):
+        self.class_name, self.state = class_name, state
+
+    def __reduce__(self):
+        meta = {"type": "class", "version": 6, "module_src": PLACEHOLDER_SOURCE, "class_name": self.class_name}
+        meta["state"] = self.state
+        return Global("torch_utils.persistence", "_reconstruct_persistent_obj"), (meta,)
+
+
+class Call:
+    """Pickles as a call of the global `function` with `args` (what a malicious file does)."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+class NvidiaPickler(pickle._Pickler):
+    """The pure-Python pickler, writing Global stand-ins as GLOBAL opcodes."""
+
+    def save(self, obj, save_persistent_id=True):
+        if isinstance(obj, Global):
+            self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+        elif isinstance(obj, EasyDictStandIn):
+            self.save_reduce(copyreg.__newobj__, (Global("dnnlib.util", "EasyDict"),), dictitems=iter(obj.items()))
+        else:
+            super().save(obj, save_persistent_id)
+
+
+def write_pickle(path, content):
+    with open(path, "wb") as file:
+        NvidiaPickler(file, protocol=3).dump(content)  # the protocol of Python 3.7, NVIDIA's
+
+
+def easydicts(value):
+    return EasyDictStandIn({k: easydicts(v) for k, v in value.items()}) if isinstance(value, dict) else value
+
+
+def network(stored):
+    """A PersistentStandIn tree of a stored network: NVIDIA's module __dict__s, with Parameters."""
+    tensors = dict(zip(stored["names"], stored["values"].split([torch.Size(s).numel() for s in stored["shapes"]])))
+    tensors = {name: tensor.reshape(shape) for (name, tensor), shape in zip(tensors.items(), stored["shapes"])}
+    records = {}
+    for path, node in stored["tree"].items():  # parents before children
+        prefix = path + "." if path else ""
+        state = {
+            "training": False,
+            "_parameters": collections.OrderedDict(
+                (n, torch.nn.Parameter(tensors[prefix + n])) for n in node["parameters"]
+            ),
+            "_buffers": collections.OrderedDict((n, tensors[prefix + n]) for n in node["buffers"]),
+            "_non_persistent_buffers_set": set(node["non_persistent"]),
+            "_modules": collections.OrderedDict(),
+            "_init_args": (),
+            "_init_kwargs": {key: easydicts(value) for key, value in (node["init_kwargs"] or {}).items()},
+        }
+        records[path] = PersistentStandIn(node["class_name"], state)
+        if path:
+            parent, _, name = path.rpartition(".")
+            records[parent].state["_modules"][name] = records[path]
+    synthesis = records.get("synthesis")
+    if synthesis is not None and "input" in synthesis.state["_modules"]:
+        synthesis.state["layer_names"] = [name for name in synthesis.state["_modules"] if name != "input"]
+    return records[""]
+
+
+def converted(tmp_path, reference, family, keys=("G_ema",)):
+    """Write `family`'s networks as a NVIDIA pickle, convert it, return the checkpoint's path."""
+    stored = reference[family]
+    content = {key: network(stored["D" if key == "D" else "G"]) for key in keys}
+    content["training_set_kwargs"] = EasyDictStandIn(resolution=32, use_labels=False)
+    source, out = tmp_path / f"{family}.pkl", tmp_path / f"{family}.pt"
+    write_pickle(source, content)
+    convert_weight.main([str(source), "--out", str(out)])
+    return out
+
+
+def test_stylegan2_renders_nvidias_images_and_scores(tmp_path, reference, capsys):
+    out = converted(tmp_path, reference, "stylegan2", keys=("G", "D", "G_ema"))
+    printed = capsys.readouterr().out
+    assert "stylegan2" in printed and "32 px" in printed and "2 mapping layers" in printed and "G, D, G_ema" in printed
+    checkpoint = load_checkpoint(str(out))
+    assert {"g", "d", "g_ema", "w_avg", "args"} <= set(checkpoint) and checkpoint["args"].position == "none"
+    generator, config = load_generator(str(out))
+    stored, z = reference["stylegan2"], reference["z"]
+    with torch.no_grad():
+        images = generator([z], randomize_noise=False)[0]  # the stored noise: NVIDIA's noise_mode='const'
+        truncated = generator(
+            [z[:1]], randomize_noise=False, truncation=0.5, truncation_latent=generator.truncation_latent(0.5)
+        )[0]
+        discriminator = build_discriminator(config)
+        discriminator.load_state_dict(checkpoint["d"])
+        scores = discriminator.eval()(torch.cat([stored["images"], stored["images"].flip(3)]))
+    assert (images - stored["images"]).abs().max() <= 1e-4
+    assert (truncated - stored["truncated"]).abs().max() <= 1e-4  # w_avg is the truncation centre
+    assert (scores - stored["scores"]).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("arch", ["stylegan3-t", "stylegan3-r"])
+def test_stylegan3_renders_nvidias_images(tmp_path, reference, arch, capsys):
+    out = converted(tmp_path, reference, arch)
+    assert arch in capsys.readouterr().out
+    generator, config = load_generator(str(out))
+    assert config.arch == arch and config.channel_max == 8
+    stored, z = reference[arch], reference["z"]
+    with torch.no_grad():
+        images = generator([z])[0]
+        truncated = generator([z[:1]], truncation=0.5)[0]
+    assert stored["images"].abs().max() > 0.3  # a transform and magnitudes that matter
+    assert (images - stored["images"]).abs().max() <= 1e-4
+    assert (truncated - stored["truncated"]).abs().max() <= 1e-4
+
+
+def test_a_non_identity_user_transform_is_refused(tmp_path, reference):
+    g = network(reference["stylegan3-t"]["G"])
+    g.state["_modules"]["synthesis"].state["_modules"]["input"].state["_buffers"]["transform"] = torch.eye(3) * 2
+    write_pickle(tmp_path / "moved.pkl", {"G_ema": g})
+    with pytest.raises(SystemExit, match="non-identity user transform"):
+        convert_weight.main([str(tmp_path / "moved.pkl")])
+    assert not (tmp_path / "moved.pt").exists()
+
+
+def test_conditional_networks_and_other_architectures_are_refused(tmp_path, reference):
+    for change, message in [({"c_dim": 10}, "conditional"), ({"architecture": "resnet"}, "architecture 'resnet'")]:
+        g = network(reference["stylegan2"]["G"])
+        g.state["_init_kwargs"].update(change)
+        write_pickle(tmp_path / "other.pkl", {"G": g})
+        with pytest.raises(SystemExit, match=message):
+            convert_weight.main([str(tmp_path / "other.pkl")])
+
+
+@pytest.mark.parametrize(
+    "function",
+    [Global("os", "system"), Global("posix", "system"), Global("builtins", "exec"), Global("builtins", "eval")],
+)
+def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path, reference, function):
+    marker = tmp_path / "marker"
+    command = f"open({str(marker)!r}, 'w')" if function.module == "builtins" else f"touch {marker}"
+    path = tmp_path / "evil.pkl"
+    write_pickle(path, {"G_ema": network(reference["stylegan3-t"]["G"]), "payload": Call(function, command)})
+    with pytest.raises(NvidiaPickleError, match=f"{function.module}.{function.name}") as refusal:
+        load_network_pickle(path)
+    assert "Nothing from the file was executed" in str(refusal.value)
+    assert not marker.exists()
+
+
+def test_a_truncated_file_and_other_files_get_clear_errors(tmp_path, reference):
+    path = tmp_path / "network.pkl"
+    write_pickle(path, {"G_ema": network(reference["stylegan3-t"]["G"])})
+    data = path.read_bytes()
+    (tmp_path / "cut.pkl").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SystemExit, match="truncated"):
+        convert_weight.main([str(tmp_path / "cut.pkl")])
+    torch.save({"g_ema": {}}, tmp_path / "ours.pt")
+    with pytest.raises(SystemExit, match="torch.save checkpoint"):
+        convert_weight.main([str(tmp_path / "ours.pt"), "--out", str(tmp_path / "x.pt")])
+    write_pickle(tmp_path / "dict.pkl", {"weights": [1, 2]})
+    with pytest.raises(SystemExit, match="no G, D or G_ema"):
+        convert_weight.main([str(tmp_path / "dict.pkl")])

@@ -1,0 +1,195 @@
+"""Reading NVIDIA's network pickles (stylegan2-ada-pytorch, stylegan3) without running them.
+
+Those `.pkl` files are plain pickles of a dict (`G`, `D`, `G_ema`, `augment_pipe`,
+`training_set_kwargs`, or only some). Every network in them is an instance of a class wrapped by
+NVIDIA's `torch_utils.persistence.persistent_class`, pickled as a call of
+`torch_utils.persistence._reconstruct_persistent_obj(meta)` with meta = {type: 'class', version,
+module_src: the source text of the defining module, class_name, state: the instance __dict__}.
+NVIDIA's loader executes `module_src`. This reader never does: a restricted unpickler resolves only
+the globals of ALLOWED_GLOBALS, each to a function of this module or a plain constructor, and a
+persistent object becomes an inert `NetworkRecord` (its source kept as text). Any other global is
+refused by name before anything runs.
+
+Tensors inside are what torch's Tensor.__reduce_ex__ writes: `torch._utils._rebuild_tensor_v2`
+(or `_rebuild_parameter` around it) of a storage written by `torch.storage._load_from_bytes`, a
+legacy torch.save of that one storage, read back here with torch.load(weights_only=True).
+"""
+
+import collections
+import io
+import pickle
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# NVIDIA's persistent-object reconstruction, and its dict with attribute access
+PERSISTENT_RECONSTRUCT = ("torch_utils.persistence", "_reconstruct_persistent_obj")
+EASYDICT = ("dnnlib.util", "EasyDict")
+
+
+class NvidiaPickleError(Exception):
+    """A file that is not a NVIDIA network pickle this reader can take, or that it refuses."""
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a global outside ALLOWED_GLOBALS: it would run code."""
+
+
+@dataclass
+class NetworkRecord:
+    """One persistent object of the pickle, inert: its class name, its instance __dict__
+    (`state`: `_parameters`, `_buffers`, `_modules`, `_init_kwargs`, ...), and the source text
+    of its module, never executed."""
+
+    class_name: str
+    state: dict
+    module_src: str
+    version: object = None
+
+    @property
+    def init_kwargs(self):
+        """The constructor's keyword arguments (`_init_kwargs`), EasyDicts as plain dicts."""
+        return plain(self.state.get("_init_kwargs") or {})
+
+    @property
+    def modules(self):
+        """{name: NetworkRecord} of the direct submodules (None entries dropped)."""
+        return {name: module for name, module in (self.state.get("_modules") or {}).items() if module is not None}
+
+    def state_dict(self, prefix=""):
+        """{name: tensor} as torch's Module.state_dict() under NVIDIA's names: parameters and
+        persistent buffers (the `_non_persistent_buffers_set` left out), submodules recursively."""
+        non_persistent = set(self.state.get("_non_persistent_buffers_set") or ())
+        tensors = {}
+        for name, tensor in (self.state.get("_parameters") or {}).items():
+            if tensor is not None:
+                tensors[prefix + name] = tensor
+        for name, tensor in (self.state.get("_buffers") or {}).items():
+            if tensor is not None and name not in non_persistent:
+                tensors[prefix + name] = tensor
+        for name, module in self.modules.items():
+            if not isinstance(module, NetworkRecord):
+                raise NvidiaPickleError(f"submodule {prefix}{name} is a {type(module).__name__}, not a network record")
+            tensors.update(module.state_dict(f"{prefix}{name}."))
+        return tensors
+
+
+class EasyDict(dict):
+    """Stands in for dnnlib.util.EasyDict: the pickle fills it as the dict it is."""
+
+
+def reconstruct_persistent(meta):
+    """`_reconstruct_persistent_obj(meta)` made inert: a NetworkRecord, nothing imported or run."""
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
+        raise pickle.UnpicklingError("a persistent object whose meta is not {type: 'class', state: {...}}")
+    return NetworkRecord(
+        str(meta.get("class_name")), dict(meta["state"]), str(meta.get("module_src", "")), meta.get("version")
+    )
+
+
+def load_storage(data):
+    """`torch.storage._load_from_bytes(data)`: a legacy torch.save of one storage, read with
+    torch.load(weights_only=True), which itself refuses anything but tensors and storages."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def rebuild_tensor(storage, offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+    """`torch._utils._rebuild_tensor_v2`: a view of `storage`; gradients and hooks dropped."""
+    return torch._utils._rebuild_tensor(storage, offset, size, stride)
+
+
+def rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
+    """`torch._utils._rebuild_parameter(_with_state)`: the tensor itself (weights only)."""
+    return data
+
+
+def numpy_globals():
+    """numpy's array, dtype and scalar reconstruction under both spellings of its core module."""
+    reconstruct = np.zeros(1).__reduce__()[0]
+    scalar = np.float64(0).__reduce__()[0]
+    names = {"_reconstruct": reconstruct, "scalar": scalar, "ndarray": np.ndarray, "dtype": np.dtype}
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed.update({(module, name): value for name, value in names.items()})
+    return allowed
+
+
+ALLOWED_GLOBALS = {
+    PERSISTENT_RECONSTRUCT: reconstruct_persistent,
+    EASYDICT: EasyDict,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    # sets: a module's _non_persistent_buffers_set, pickled as builtins.set below protocol 4
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("torch._utils", "_rebuild_tensor_v2"): rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): load_storage,
+    **numpy_globals(),
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """pickle.Unpickler that resolves ALLOWED_GLOBALS only and refuses persistent ids."""
+
+    def find_class(self, module, name):
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(f"{module}.{name}") from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError(f"a persistent id ({pid!r}): torch.save files are not network pickles")
+
+
+def plain(value):
+    """EasyDicts and OrderedDicts as dicts, recursively (kwargs to read, not objects)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    return value
+
+
+def load_network_pickle(path):
+    """{'G' | 'D' | 'G_ema': NetworkRecord} of the networks a NVIDIA pickle at `path` holds.
+
+    Raises NvidiaPickleError naming the reason: a refused global (with its name; nothing from the
+    file has run), a truncated or unreadable file, or a pickle without such networks.
+    """
+    with open(path, "rb") as file:
+        head = file.read(4)
+        file.seek(0)
+        if head.startswith(b"PK"):
+            raise NvidiaPickleError(
+                f"{path} is a zip file (a torch.save checkpoint), not a NVIDIA network pickle: "
+                "pass it to the scripts' --ckpt directly"
+            )
+        try:
+            content = RestrictedUnpickler(file).load()
+        except RefusedGlobal as refused:
+            hint = " (a TensorFlow pickle: only the PyTorch ones are read)" if "tflib" in str(refused) else ""
+            raise NvidiaPickleError(
+                f"{path} refused: it needs the global {refused}{hint}, which a NVIDIA network pickle does not use "
+                "and which could run code. Nothing from the file was executed."
+            ) from None
+        except (
+            EOFError,
+            pickle.UnpicklingError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            RuntimeError,
+        ) as error:
+            raise NvidiaPickleError(
+                f"{path} cannot be read as a NVIDIA network pickle: it is truncated (an interrupted download?) "
+                f"or not a pickle ({type(error).__name__}: {error})"
+            ) from None
+    networks = {key: content[key] for key in ("G", "D", "G_ema") if isinstance(content, dict) and key in content}
+    if not networks or not all(isinstance(record, NetworkRecord) for record in networks.values()):
+        raise NvidiaPickleError(
+            f"{path} is a pickle but not a NVIDIA network pickle: it holds no G, D or G_ema network"
+        )
+    return networks
