@@ -124,6 +124,16 @@ def load_checkpoint(path, map_location="cpu"):
     return checkpoint
 
 
+# what a checkpoint holds beyond weights when train.py wrote it; without it, training fine-tunes
+TRAINING_STATE = ("g_optim", "d_optim")
+
+
+def is_weights_only(checkpoint):
+    """True for a checkpoint without optimiser states (converted, rosinality's generator files):
+    train.py fine-tunes from it, starting at iteration 0 (training/finetune.py)."""
+    return any(key not in checkpoint for key in TRAINING_STATE)
+
+
 def save_checkpoint(checkpoint, path):
     """torch.save, durably: a temporary file in the same folder, flushed and fsynced, renamed over
     `path`, then the folder fsynced so that the rename itself survives a power cut.

@@ -5,6 +5,7 @@ Generative Models", ICCV 2021), as rosinality/stylegan2-pytorch trains StyleGAN2
     python train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe --translate 1.0
     python train.py --name EXPERIMENT_NAME --path LMDB_PATH --ckpt 550000.pt
     python train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe --ckpt latest
+    python train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe --ckpt ffhq.pt --freeze_d 4
     torchrun --nproc_per_node=N train.py --name EXPERIMENT_NAME --path LMDB_PATH --position mspe
 
 The iteration is training/gan.py's (non-saturating loss, lazy R1, style mixing, EMA; path-length
@@ -21,7 +22,9 @@ checkpoint/<name>/config.json (the resolved configuration) and checkpoint/<name>
 SIGINT or SIGTERM saves a checkpoint at the current iteration and exits cleanly. A checkpoint
 holds every RNG state, the data order's position and the sample latents, so that a resumed run
 is the run it continues (bit for bit on the CPU); `--ckpt latest` resumes from the newest one,
-or starts afresh when there is none, so the same command line can be requeued forever.
+or starts afresh when there is none, so the same command line can be requeued forever. A
+--ckpt with weights only (convert_weight.py's, rosinality's) starts a fine-tuning run at iteration
+0 with fresh optimisers, from StyleGAN2 to PE if --position says so (training/finetune.py).
 """
 
 import argparse
@@ -57,6 +60,14 @@ def build_parser():
         default=None,
         help="checkpoint to resume: a path, a file name in checkpoint/<name>, or 'latest' (the newest there; "
         "a fresh start when there is none)",
+    )
+    add(
+        "--freeze_d",
+        type=int,
+        default=0,
+        help="Freeze-D (Mo et al. 2020) when fine-tuning: keep the discriminator's first N blocks fixed, counted "
+        "from the image (block 1: fromRGB and the residual block at full resolution; block k: the residual block "
+        "at size / 2^(k-1); the 4x4 epilogue always trains). At most log2(size) - 2; 0 = off",
     )
     add(
         "--lr",
@@ -174,7 +185,7 @@ def check_args(args):
     for flag in positive:
         if getattr(args, flag) < 1:
             raise SystemExit(f"--{flag} must be at least 1, not {getattr(args, flag)}")
-    for flag in ["d_reg_every", "g_reg_every", "keep", "workers"]:
+    for flag in ["d_reg_every", "g_reg_every", "keep", "workers", "freeze_d"]:
         if getattr(args, flag) < 0:
             raise SystemExit(f"--{flag} must be 0 or more, not {getattr(args, flag)}")
 

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import convert_weight
+import train
 from checkpoint import build_discriminator, load_checkpoint, load_generator
 from utils.nvidia_pickle import NvidiaPickleError, load_network_pickle
 
@@ -212,3 +213,44 @@ def test_a_truncated_file_and_other_files_get_clear_errors(tmp_path, reference):
     write_pickle(tmp_path / "dict.pkl", {"weights": [1, 2]})
     with pytest.raises(SystemExit, match="no G, D or G_ema"):
         convert_weight.main([str(tmp_path / "dict.pkl")])
+
+
+# ---------------------------------------------------------------------------------------------
+# fine-tuning a converted checkpoint (weights only)
+
+
+def fine_tune(monkeypatch, tmp_path, lmdb, ckpt, *flags):
+    """2 iterations of train.py from `ckpt` in tmp_path; returns the checkpoint it wrote."""
+    monkeypatch.chdir(tmp_path)
+    common = f"--name ft --path {lmdb} --ckpt {ckpt} --iter 2 --batch 4 --n_sample 4 --workers 0 --save_every 2"
+    train.main([*common.split(), "--sample_every", "100", "--log_every", "1", *flags])
+    return load_checkpoint(str(tmp_path / "checkpoint" / "ft" / "000002.pt"))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_fine_tuning_with_freeze_d_keeps_the_first_blocks(tmp_path, reference, synthetic_lmdb, monkeypatch, capsys):
+    source = load_checkpoint(str(converted(tmp_path, reference, "stylegan2", keys=("G", "D", "G_ema"))))
+    tuned = fine_tune(monkeypatch, tmp_path, synthetic_lmdb, "stylegan2.pt", "--freeze_d", "2")
+    assert "iteration 0, fresh optimisers" in capsys.readouterr().err
+    assert tuned["args"].position == "none" and tuned["args"].freeze_d == 2
+    for name, tensor in source["d"].items():  # blocks 1-2: fromRGB and the residual blocks at 32 and 16 px
+        frozen = name.split(".")[:2] in (["convs", "0"], ["convs", "1"], ["convs", "2"])
+        assert torch.equal(tuned["d"][name], tensor) == (frozen or name.endswith("kernel")), name
+    assert not torch.equal(tuned["g"]["conv1.conv.weight"], source["g"]["conv1.conv.weight"])
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_stylegan2_checkpoint_warm_starts_mspe(tmp_path, reference, synthetic_lmdb, monkeypatch, capsys):
+    converted(tmp_path, reference, "stylegan2")  # G_ema only, as NVIDIA's network pickles often are
+    capsys.readouterr()
+    tuned = fine_tune(monkeypatch, tmp_path, synthetic_lmdb, "stylegan2.pt", "--position", "mspe")
+    log = capsys.readouterr().err
+    assert "warm start from position none to mspe" in log
+    assert (
+        "loaded 68: style (4), conv1 (5), to_rgb1 (4), convs (33), to_rgbs (15), noises (7)"
+    )  # with the blur kernels in log
+    assert "new, initialised as from scratch: pes.0.gamma, pes.1.gamma, pes.2.gamma" in log
+    assert "dropped: input.input" in log and "d: not in the checkpoint, trained from scratch" in log
+    assert tuned["args"].position == "mspe" and "pes.0.gamma" in tuned["g_ema"] and "input.input" not in tuned["g_ema"]
+    with pytest.raises(SystemExit, match="size: .* has 32, the command line 64"):
+        fine_tune(monkeypatch, tmp_path, synthetic_lmdb, "stylegan2.pt", "--position", "mspe", "--size", "64")

@@ -20,13 +20,14 @@ import torch
 from torch import autograd, optim
 from torch.nn import functional as F
 
-from checkpoint import MODEL_DEFAULTS, build_discriminator, build_generator, load_model_state
+from checkpoint import MODEL_DEFAULTS, build_discriminator, build_generator, is_weights_only, load_model_state
 from model import Generator as StyleGAN2Generator
 from op import conv2d_gradfix, upfirdn2d
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from training import distributed
 from training.augment import AdaptiveAugment, augment
 from training.distributed import unwrap, wrap_ddp
+from training.finetune import freeze_discriminator, load_weights
 
 # The generator EMA of the original: a half-life of 10k images at 32 images per step.
 EMA_DECAY = 0.5 ** (32 / (10 * 1000))
@@ -37,8 +38,9 @@ EMA_DECAY = 0.5 ** (32 / (10 * 1000))
 
 
 def requires_grad(model, flag=True):
+    """Switch the parameters' gradients on or off; those Freeze-D froze (`frozen`) stay off."""
     for parameter in model.parameters():
-        parameter.requires_grad = flag
+        parameter.requires_grad = flag and not getattr(parameter, "frozen", False)
 
 
 def accumulate(model1, model2, decay=0.999):
@@ -385,6 +387,8 @@ class GANStep:
         """Restore the state of a checkpoint read from `source` (model configuration `config`, for
         messages). The optimisers keep this step's learning rates and betas; an adapting ADA
         continues from the checkpoint's p (a fixed --augment_p stays fixed)."""
+        if is_weights_only(checkpoint):  # convert_weight.py's, rosinality's: fine-tune
+            return load_weights(self, checkpoint, source, config)
         missing = [key for key in ("g", "d", "g_ema", "g_optim", "d_optim") if key not in checkpoint]
         if missing:
             raise SystemExit(
@@ -501,6 +505,8 @@ def build_gan_step(args, device, autocast=contextlib.nullcontext):
         generator, discriminator, g_ema = build_models(args, device, args.seed, args.modconv)
     except ValueError as error:
         raise SystemExit(f"cannot build the model: {error}") from None
+    if getattr(args, "freeze_d", 0):
+        freeze_discriminator(discriminator, args.freeze_d)
     settings = StepSettings.from_args(args)
     g_optim, d_optim = build_optimizers(generator, discriminator, settings)
     if args.channels_last:

@@ -40,6 +40,7 @@ from checkpoint import (
     checkpoint_iteration,
     checkpoint_path,
     experiment_dir,
+    is_weights_only,
     load_checkpoint,
     load_latest_checkpoint,
     merge_model_config,
@@ -70,8 +71,9 @@ def resume_point(args, explicit):
     """Where the run of `args` starts: --ckpt PATH (or a file name in checkpoint/<name>/), --ckpt
     latest (the newest checkpoint there that loads, or a fresh start when there is none), or a
     fresh start. The checkpoint's model configuration fills every model flag not given
-    (`explicit`: the flags given). Returns None when --ckpt latest finds the run complete, so that
-    a requeued job ends quietly."""
+    (`explicit`: the flags given). A checkpoint with weights only (no optimiser states) starts a
+    fine-tuning run at iteration 0, whose --position may differ (training/finetune.py). Returns
+    None when --ckpt latest finds the run complete, so that a requeued job ends quietly."""
     rank = distributed.get_rank()
     if args.ckpt == LATEST:
         path, checkpoint = load_latest_checkpoint(experiment_dir(args.name))
@@ -86,9 +88,13 @@ def resume_point(args, explicit):
         checkpoint = load_checkpoint(path)
     else:
         return ResumePoint()
+    fine_tune = is_weights_only(checkpoint)
     if "args" in checkpoint:
-        merge_model_config(checkpoint["args"], args, explicit, source=path)
-    iteration = checkpoint_iteration(path)
+        # fine-tuning may change --position (a warm start of PE from StyleGAN2, training/finetune.py)
+        position, keep_position = args.position, fine_tune and "position" in explicit
+        merge_model_config(checkpoint["args"], args, set(explicit) - {"position"} if keep_position else explicit, path)
+        args.position = position if keep_position else args.position
+    iteration = 0 if fine_tune else checkpoint_iteration(path)
     if iteration >= args.iter:
         if args.ckpt == LATEST:
             if rank == 0:
