@@ -80,12 +80,14 @@ def load_weights(step, checkpoint, source, config):
     """Start `step` (a GANStep) from the weights of a checkpoint without optimiser states (see the
     module docstring); the optimisers stay fresh. Prints what was loaded, on rank 0."""
     stored = model_config(checkpoint.get("args"))
-    g_state = checkpoint.get("g", checkpoint.get("g_ema"))
-    states = {"g": g_state, "g_ema": checkpoint.get("g_ema", g_state), "d": checkpoint.get("d")}
+    # the entry each module starts from: its own, else the other generator's
+    entries = {"g": ("g", "g_ema"), "g_ema": ("g_ema", "g"), "d": ("d",)}
+    entries = {key: next((entry for entry in options if entry in checkpoint), None) for key, options in entries.items()}
+    states = {key: checkpoint[entry] if entry else None for key, entry in entries.items()}
     lines = [f"fine-tuning from the weights of {source} (no optimiser states): iteration 0, fresh optimisers"]
     modules = {"g": unwrap(step.generator), "g_ema": step.g_ema, "d": unwrap(step.discriminator)}
     for key, module in modules.items():
-        what = f"{source} ('{key}')"
+        what = f"{source} ('{entries[key]}')"
         if states[key] is None:
             lines.append(f"  {key}: not in the checkpoint, trained from scratch")
         elif key == "d" or stored["position"] == config.position:
@@ -93,7 +95,7 @@ def load_weights(step, checkpoint, source, config):
             lines.append(f"  {key}: loaded from {what}")
         else:
             loaded, new, dropped = warm_start(module, states[key], what, config)
-            lines.append(f"  {key}: warm start from position {stored['position']} to {config.position}")
+            lines.append(f"  {key}: warm start from {what}, position {stored['position']} to {config.position}")
             lines.append(f"    loaded {len(loaded)}: {summary(loaded)}")
             lines.append(f"    new, initialised as from scratch: {', '.join(new) or 'none'}")
             lines.append(f"    dropped: {', '.join(dropped) or 'none'}")

@@ -32,7 +32,11 @@ def add_truncation_arguments(parser, default=1.0):
     """--truncation and --truncation_mean."""
     parser.add_argument("--truncation", type=float, default=default, help="truncation ratio (1 = none)")
     parser.add_argument(
-        "--truncation_mean", type=int, default=TRUNCATION_MEAN, help="mapped latents averaged for the truncation centre"
+        "--truncation_mean",
+        type=int,
+        default=TRUNCATION_MEAN,
+        help="mapped latents averaged for the truncation centre (unless the checkpoint brings its own: "
+        "NVIDIA's tracked mean of w, StyleGAN3's)",
     )
 
 
