@@ -18,10 +18,14 @@ import copyreg
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
+import closed_form_factorization
 import convert_weight
+import generate
+import metrics
 import train
 from checkpoint import build_discriminator, load_checkpoint, load_generator
 from utils.nvidia_pickle import NvidiaPickleError, load_network_pickle
@@ -117,6 +121,10 @@ def network(stored):
     synthesis = records.get("synthesis")
     if synthesis is not None and "input" in synthesis.state["_modules"]:
         synthesis.state["layer_names"] = [name for name in synthesis.state["_modules"] if name != "input"]
+        # attributes NVIDIA's modules keep as numpy arrays and scalars
+        synthesis.state["_modules"]["input"].state.update(
+            size=np.broadcast_to(np.asarray(36), [2]), bandwidth=np.float64(2)
+        )
     return records[""]
 
 
@@ -167,13 +175,28 @@ def test_stylegan3_renders_nvidias_images(tmp_path, reference, arch, capsys):
     assert (truncated - stored["truncated"]).abs().max() <= 1e-4
 
 
-def test_a_non_identity_user_transform_is_refused(tmp_path, reference):
+@pytest.mark.parametrize(
+    "module, buffer, message",
+    [("input", "transform", "non-identity user transform"), ("L3_36_8", "down_filter", "L3_36_8.down_filter differs")],
+)
+def test_a_user_transform_or_other_filters_are_refused(tmp_path, reference, module, buffer, message):
     g = network(reference["stylegan3-t"]["G"])
-    g.state["_modules"]["synthesis"].state["_modules"]["input"].state["_buffers"]["transform"] = torch.eye(3) * 2
-    write_pickle(tmp_path / "moved.pkl", {"G_ema": g})
-    with pytest.raises(SystemExit, match="non-identity user transform"):
-        convert_weight.main([str(tmp_path / "moved.pkl")])
-    assert not (tmp_path / "moved.pt").exists()
+    buffers = g.state["_modules"]["synthesis"].state["_modules"][module].state["_buffers"]
+    buffers[buffer] = buffers[buffer] * 2
+    write_pickle(tmp_path / "other.pkl", {"G_ema": g})
+    with pytest.raises(SystemExit, match=message):
+        convert_weight.main([str(tmp_path / "other.pkl")])
+    assert not (tmp_path / "other.pt").exists()
+
+
+def test_the_scripts_load_a_converted_checkpoint(tmp_path, reference, monkeypatch):
+    out = converted(tmp_path, reference, "stylegan2", keys=("G", "D", "G_ema"))
+    monkeypatch.chdir(tmp_path)
+    generate.main(["--name", "sg2", "--ckpt", str(out), "--mode", "grid", "--n_sample", "2", "--truncation", "0.7"])
+    metrics.main(["eqt", "--name", "sg2", "--ckpt", str(out), "--n", "4"])
+    closed_form_factorization.main([str(out), "--out", str(tmp_path / "factor.pt")])
+    assert (tmp_path / "generate" / "sg2" / "grid" / "grid.png").exists()
+    assert (tmp_path / "metrics" / "sg2" / "eqt.json").exists() and (tmp_path / "factor.pt").exists()
 
 
 def test_conditional_networks_and_other_architectures_are_refused(tmp_path, reference):
@@ -198,6 +221,10 @@ def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path, refer
         load_network_pickle(path)
     assert "Nothing from the file was executed" in str(refusal.value)
     assert not marker.exists()
+    if function.name == "exec":  # the payload is real: Python's own unpickler runs it
+        write_pickle(tmp_path / "payload.pkl", Call(function, command))
+        pickle.loads((tmp_path / "payload.pkl").read_bytes())
+        assert marker.exists()
 
 
 def test_a_truncated_file_and_other_files_get_clear_errors(tmp_path, reference):
