@@ -68,6 +68,9 @@ class NetworkRecord:
         for name, tensor in (self.state.get("_buffers") or {}).items():
             if tensor is not None and name not in non_persistent:
                 tensors[prefix + name] = tensor
+        for name, tensor in tensors.items():
+            if not isinstance(tensor, torch.Tensor):
+                raise NvidiaPickleError(f"{name} is a {type(tensor).__name__}, not a tensor")
         for name, module in self.modules.items():
             if not isinstance(module, NetworkRecord):
                 raise NvidiaPickleError(f"submodule {prefix}{name} is a {type(module).__name__}, not a network record")
