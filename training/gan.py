@@ -392,7 +392,7 @@ class GANStep:
         missing = [key for key in ("g", "d", "g_ema", "g_optim", "d_optim") if key not in checkpoint]
         if missing:
             raise SystemExit(
-                f"{source} cannot resume training: it lacks {', '.join(missing)} (a generator-only checkpoint?). "
+                f"{source} cannot resume training: it has optimiser states but lacks {', '.join(missing)}. "
                 "Resume from a checkpoint written by train.py."
             )
         for key, module in (("g", self.generator), ("d", self.discriminator), ("g_ema", self.g_ema)):
