@@ -129,9 +129,10 @@ TRAINING_STATE = ("g_optim", "d_optim")
 
 
 def is_weights_only(checkpoint):
-    """True for a checkpoint without optimiser states (converted, rosinality's generator files):
-    train.py fine-tunes from it, starting at iteration 0 (training/finetune.py)."""
-    return any(key not in checkpoint for key in TRAINING_STATE)
+    """True for a checkpoint without any optimiser state (converted, rosinality's generator files):
+    train.py fine-tunes from it, starting at iteration 0 (training/finetune.py). A diffusion
+    model's training checkpoint has `g_optim` alone, and resumes."""
+    return not any(key in checkpoint for key in TRAINING_STATE)
 
 
 def save_checkpoint(checkpoint, path):
