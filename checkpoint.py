@@ -22,7 +22,14 @@ import sys
 import torch
 
 import swagan
-from diffusion import DIFFUSION_ARCH, DIFFUSION_DEFAULTS, PADDINGS, SCHEDULES, build_diffusion_generator
+from diffusion import (
+    DIFFUSION_ARCH,
+    DIFFUSION_DEFAULTS,
+    PADDINGS,
+    SCHEDULES,
+    apply_sampler_args,
+    build_diffusion_generator,
+)
 from model import POSITIONS, Discriminator, Generator, canonical_position
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from stylegan3 import AliasFreeGenerator
@@ -464,7 +471,8 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
 
     `args`/`explicit`: a command line's Namespace and the flags it gives explicitly, merged with
     the checkpoint's configuration by `merge_model_config` (checkpoints without `args` use
-    `args`). Returns (generator, args).
+    `args`). A diffusion model samples as args' --sampler flags say (diffusion.apply_sampler_args).
+    Returns (generator, args).
     """
     checkpoint = load_checkpoint(path)
     args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
@@ -475,6 +483,10 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     except ValueError as error:  # a configuration the model cannot build, e.g. --size 48
         raise SystemExit(f"cannot build the generator for {path}: {error}") from None
     load_model_state(generator, checkpoint.get(key, checkpoint.get("g")), path, args)
+    try:
+        apply_sampler_args(generator, args)
+    except ValueError as error:
+        raise SystemExit(f"{path}: {error}") from None
     return generator.eval(), args
 
 

@@ -308,7 +308,7 @@ class UNet(nn.Module):
         times finer than the training one, as model.py's SinusoidalPE)."""
         self.check_canvas(*x.shape[-2:])
         placement = Placement(shift_h, shift_w, scale, circular)
-        embedding = self.time_embed(timestep_embedding(t, self.channels))
+        embedding = self.time_embed(timestep_embedding(t, self.channels).to(self.input_conv.weight.dtype))
         h = self.input_conv(x)
         skips = [h]
         for block in self.encoder:
@@ -562,23 +562,26 @@ class DiffusionGenerator(nn.Module):
         return self.unet.device
 
     def canvas_size(self, canvas=None, scale=None):
-        """(height, width) of a render: the canvas, else the training size times `scale`."""
-        if canvas is not None:
-            height, width = canvas
-        else:
-            height = width = round(self.size * (scale or 1.0))
-        self.unet.check_canvas(height, width)
-        return height, width
+        """(height, width) of a render: the canvas (default: the training size) times `scale`, as the
+        GAN generators' canvas and scale; raises ValueError for one the UNet cannot denoise."""
+        height, width = canvas if canvas is not None else (self.size, self.size)
+        scale = 1.0 if scale is None else scale
+        scaled_h, scaled_w = height * scale, width * scale
+        if scaled_h != int(scaled_h) or scaled_w != int(scaled_w):
+            raise ValueError(f"scale {scale} turns the {height}x{width} canvas into {scaled_h}x{scaled_w} pixels")
+        self.unet.check_canvas(int(scaled_h), int(scaled_w))
+        return int(scaled_h), int(scaled_w)
 
-    def input_grid(self, scale=None, canvas=None):
-        """The image size of a scale or canvas; raises ValueError for one the UNet cannot denoise."""
+    def input_grid(self, canvas=None, scale=None):
+        """The image size of a canvas and scale (canvas_size): what the UNet denoises."""
         return self.canvas_size(canvas, scale)
 
-    def make_noise(self, canvas=None, scale=None, rng=None):
-        """One image's noise inputs [x_T [1, 3, h, w], step_seed [1, 1, 1, 1]] drawn from `rng`."""
+    def make_noise(self, batch=1, *, canvas=None, scale=None, rng=None):
+        """The noise inputs of `batch` images, [x_T [batch, 3, h, w], step_seed [batch, 1, 1, 1]
+        (int64)], drawn on the CPU from `rng` (None: torch's global RNG)."""
         height, width = self.canvas_size(canvas, scale)
-        x_T = torch.randn(1, self.unet.in_channels, height, width, generator=rng)
-        step_seed = torch.randint(0, 2**62, (1, 1, 1, 1), generator=rng)
+        x_T = torch.randn(batch, self.unet.in_channels, height, width, generator=rng)
+        step_seed = torch.randint(0, 2**62, (batch, 1, 1, 1), generator=rng)
         return [x_T, step_seed]
 
     def truncation_latent(self, truncation=1.0, n_sample=None):
@@ -586,6 +589,9 @@ class DiffusionGenerator(nn.Module):
         if truncation != 1:
             raise ValueError("--truncation has no meaning for a diffusion model: leave it at 1")
         return None
+
+    def style(self, _latents):
+        raise ValueError("a diffusion model has no style latents: --mode mix and rotate need a StyleGAN generator")
 
     def denoiser(self, shift_h=0.0, shift_w=0.0, scale=None, circular=True):
         """The callable (x_t, t) -> epsilon of the UNet with its PE placed so."""
@@ -602,20 +608,16 @@ class DiffusionGenerator(nn.Module):
         circular=True,
         truncation=1.0,
         truncation_latent=None,
+        sampler=None,
         progress=False,
     ):
         """(images [N, 3, h, w], None) sampled from `noise` ([x_T, step_seed] as make_noise's,
         batched; None: drawn from torch's global RNG for N = len(styles[0])), the PE shifted by
-        (shift_h, shift_w) output pixels and scaled by `scale`; h, w: x_T's size. `truncation`
-        must stay 1."""
+        (shift_h, shift_w) output pixels and scaled by `scale`; h, w: x_T's size. `sampler`: a
+        SamplerSettings for this call (None: self.sampler). `truncation` must stay 1."""
         self.truncation_latent(truncation)
         if noise is None:
-            count = len(styles[0])
-            height, width = self.canvas_size(canvas, scale)
-            noise = [
-                torch.randn(count, self.unet.in_channels, height, width),
-                torch.randint(0, 2**62, (count, 1, 1, 1)),
-            ]
+            noise = self.make_noise(len(styles[0]), canvas=canvas, scale=scale)
         x_T, step_seeds = noise
         height, width = x_T.shape[-2:]
         generators = [torch.Generator().manual_seed(int(seed)) for seed in step_seeds.flatten().tolist()]
@@ -624,7 +626,7 @@ class DiffusionGenerator(nn.Module):
             (moved,) = move_noise([draw_noise(shape, generators)], shift_h, shift_w, height, width)
             return moved
 
-        settings = self.sampler
+        settings = self.sampler if sampler is None else sampler
         images = self.diffusion.sample(
             self.denoiser(shift_h, shift_w, scale, circular),
             x_T.shape,
@@ -635,9 +637,25 @@ class DiffusionGenerator(nn.Module):
             x_T=x_T,
             step_noise=step_noise,
             device=self.device,
+            dtype=self.unet.input_conv.weight.dtype,
             progress=progress,
         )
         return images, None
+
+
+def use_sampler(generator, sampler):
+    """Give a DiffusionGenerator the SamplerSettings `sampler` (None: keep its own); other
+    generators are left alone. Raises ValueError for a step count the model lacks."""
+    if isinstance(generator, DiffusionGenerator) and sampler is not None:
+        generator.diffusion.timesteps(sampler.steps)
+        generator.sampler = sampler
+    return generator
+
+
+def apply_sampler_args(generator, args):
+    """use_sampler with the settings of a command line (utils/flags.py's add_sampler_arguments;
+    absent flags keep the defaults)."""
+    return use_sampler(generator, SamplerSettings.from_args(args))
 
 
 def build_diffusion_generator(config, sampler=SamplerSettings()):
