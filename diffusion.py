@@ -614,8 +614,11 @@ class DiffusionGenerator(nn.Module):
         """(images [N, 3, h, w], None) sampled from `noise` ([x_T, step_seed] as make_noise's,
         batched; None: drawn from torch's global RNG for N = len(styles[0])), the PE shifted by
         (shift_h, shift_w) output pixels and scaled by `scale`; h, w: x_T's size. `sampler`: a
-        SamplerSettings for this call (None: self.sampler). `truncation` must stay 1."""
+        SamplerSettings for this call (None: self.sampler). `truncation` must stay 1, `circular`
+        True."""
         self.truncation_latent(truncation)
+        if not circular:
+            raise ValueError("a diffusion model shifts circularly only: its noise cannot move as an infinite plane")
         if noise is None:
             noise = self.make_noise(len(styles[0]), canvas=canvas, scale=scale)
         x_T, step_seeds = noise

@@ -166,6 +166,8 @@ def check_args(args):
         check_size(args.size)
     except ValueError as error:
         raise SystemExit(f"--size: {error}") from None
+    if args.arch == DIFFUSION_ARCH and args.augment:
+        raise SystemExit("--augment is the GAN discriminator's augmentation; a diffusion model (--arch ddpm) has none")
     if args.arch != DIFFUSION_ARCH and args.batch > 4 and args.batch % 4:
         raise SystemExit(
             f"--batch {args.batch}: the discriminator's minibatch-stddev groups need a batch of at most 4 "

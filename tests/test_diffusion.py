@@ -317,6 +317,8 @@ def test_generation_modes_on_a_diffusion_checkpoint(tiny_checkpoint, monkeypatch
     assert (out / "shift" / "grid.gif").is_file() and (out / "scale" / "grid_x2.png").is_file()
     with pytest.raises(SystemExit, match="needs a StyleGAN generator"):
         generate.main([*common, "--mode", "mix"])
+    with pytest.raises(SystemExit, match="circularly only"):
+        generate.main([*common, "--mode", "shift", "--plane"])
 
     # an image depends on its seed only, not on the batch it is sampled in
     generator, _ = load_generator("checkpoint/ddpm/000002.pt")

@@ -21,7 +21,7 @@ from checkpoint import build_generator, load_model_state
 from diffusion import SamplerSettings
 from training import distributed
 from training.distributed import wrap_ddp
-from training.gan import accumulate, requires_grad
+from training.gan import accumulate, requires_grad, to_channels_last
 
 # the fixed sampler of the training run's sample grids: deterministic DDIM, 50 steps
 GRID_SAMPLER = SamplerSettings("ddim", 50, 0.0)
@@ -170,12 +170,15 @@ class DiffusionStep:
 
 def build_diffusion_step(args, device, autocast=contextlib.nullcontext):
     """The DiffusionStep of a training command line: the model initialised from --seed (the same
-    on every rank), its EMA copy, Adam, DistributedDataParallel under torchrun."""
+    on every rank), its EMA copy, Adam, channels-last (--channels_last), DistributedDataParallel
+    under torchrun and a compiled training forward (--compile), as its flags say."""
     torch.manual_seed(args.seed)
     try:
         generator = build_generator(args, device)
     except ValueError as error:
         raise SystemExit(f"cannot build the model: {error}") from None
+    if getattr(args, "channels_last", False):
+        to_channels_last(generator)
     ema = copy.deepcopy(generator).eval()
     requires_grad(ema, False)
     settings = DiffusionSettings.from_args(args)
@@ -183,4 +186,6 @@ def build_diffusion_step(args, device, autocast=contextlib.nullcontext):
     denoiser = generator.unet
     if distributed.get_world_size() > 1:
         denoiser = wrap_ddp(denoiser, device)
+    if getattr(args, "compile", False):
+        denoiser = torch.compile(denoiser)
     return DiffusionStep(generator, ema, denoiser, optimizer, settings, autocast)
