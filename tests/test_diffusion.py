@@ -354,3 +354,21 @@ def test_bench_measures_diffusion_training_and_sampling(capsys):
     bench.main([*tiny.split(), *"--warmup 1 --iters 1 --gen_iters 1 --ddim_steps 2".split()])
     table = capsys.readouterr().out
     assert "| ddpm-mspe, 16 px, batch 2 | 8 x 1,2, 2 blocks, attention 8 |" in table and "(2 steps) |" in table
+
+
+def test_evidence_gives_the_diffusion_models_their_own_recipe():
+    import evidence
+
+    args = evidence.parse_args(["--models", "none,ddpm-none,ddpm-mspe"])
+    ddpm = evidence.training_settings(args, "ddpm-mspe")
+    recipe = evidence.DIFFUSION_RECIPES["cpu"]
+    assert ddpm == {"size": 32, **{k: v for k, v in recipe.items() if k not in evidence.DIFFUSION_MEASURING}}
+    assert evidence.measuring_settings(args, "ddpm-none") == (recipe["n"], SamplerSettings("ddim", recipe["steps"]))
+    assert evidence.training_settings(args, "none")["batch"] == evidence.PRESETS["cpu"]["batch"]
+    assert evidence.run_name(args, "ddpm-none", 0) != evidence.run_name(args, "ddpm-mspe", 0)
+    # flags given to evidence.py override the recipe; the GAN runs keep their names
+    scaled = evidence.parse_args(["--models", "none,ddpm-mspe", "--iter", "5", "--steps", "3"])
+    assert evidence.final_checkpoint(scaled, "ddpm-mspe", 1).endswith("000005.pt")
+    assert evidence.measuring_settings(scaled, "ddpm-mspe")[1].steps == 3
+    assert evidence.run_name(scaled, "ddpm-mspe", 0) == evidence.run_name(args, "ddpm-mspe", 0)
+    assert evidence.run_name(scaled, "none", 0) == evidence.run_name(args, "none", 0)
