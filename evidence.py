@@ -116,8 +116,10 @@ MODELS = {
 # flags of their runs (in place of the preset's GAN flags; size and the dataset stay the
 # preset's), `n` samples per metric and `steps` of the DDIM sampler they are measured and shown
 # with. An evidence.py flag given on the command line (--iter, --batch, --lr, --n, --steps)
-# overrides its entry. cpu: the issue's calibration setting (0.58M-parameter UNet, batch 32, lr
-# 2e-4, 6000 iterations); gpu: a first guess, not yet timed.
+# overrides its entry. cpu: the setting of the calibration that planned the diffusion work (width
+# 32, multipliers 1,2,2, one block a level, no attention: 1.06M parameters here, where the
+# decoder has a block more a level and the middle two blocks and attention, as Ho et al.'s;
+# batch 32, lr 2e-4, 6000 iterations); gpu: a first guess, not yet timed.
 DIFFUSION_RECIPES = {
     "cpu": {
         "iter": 6000,
