@@ -25,13 +25,21 @@ import sys
 import torch
 
 import swagan
+from diffusion import (
+    DIFFUSION_ARCH,
+    DIFFUSION_DEFAULTS,
+    PADDINGS,
+    SCHEDULES,
+    apply_sampler_args,
+    build_diffusion_generator,
+)
 from model import POSITIONS, Discriminator, Generator, canonical_position
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from stylegan3 import AliasFreeGenerator
 from utils.device import choose_device
 from utils.flags import add_device_argument
 
-ARCHITECTURES = ("stylegan2", "swagan", *STYLEGAN3_ARCHS)
+ARCHITECTURES = ("stylegan2", "swagan", *STYLEGAN3_ARCHS, DIFFUSION_ARCH)
 
 # Every experiment keeps its files in checkpoint/<name>/: the checkpoint of every --save_every
 # iterations as <iterations done, 6 digits>.pt, config.json and log.jsonl (train.py).
@@ -253,9 +261,13 @@ def check_writable(folder, needed_bytes=0):
 
 
 def model_config(args):
-    """The model configuration (MODEL_DEFAULTS keys) of a Namespace or dict, defaults filled in."""
+    """The model configuration of a Namespace or dict, defaults filled in: the MODEL_DEFAULTS keys,
+    and for a diffusion model (arch ddpm) diffusion.py's DIFFUSION_DEFAULTS keys too."""
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
-    config = {key: default if values.get(key) is None else values[key] for key, default in MODEL_DEFAULTS.items()}
+    defaults = MODEL_DEFAULTS
+    if values.get("arch") == DIFFUSION_ARCH:
+        defaults = {**MODEL_DEFAULTS, **DIFFUSION_DEFAULTS}
+    config = {key: default if values.get(key) is None else values[key] for key, default in defaults.items()}
     config["position"] = canonical_position(config["position"])
     return config
 
@@ -268,8 +280,11 @@ def describe_model(config):
 
 def model_label(config):
     """What a configuration is, in one word for tables: the architecture of an alias-free model
-    (stylegan3-t, stylegan3-r), else the position (none, sspe, mspe)."""
+    (stylegan3-t, stylegan3-r), ddpm-<position> for a diffusion model, else the position (none,
+    sspe, mspe)."""
     config = model_config(config)
+    if config["arch"] == DIFFUSION_ARCH:
+        return f"{DIFFUSION_ARCH}-{config['position']}"
     return config["arch"] if config["arch"] in STYLEGAN3_ARCHS else config["position"]
 
 
@@ -320,6 +335,38 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
         action="store_true",
         help="learned rotation/translation of the input PE (alias-free GAN's Fourier features)",
     )
+    add_diffusion_arguments(parser)
+
+
+def add_diffusion_arguments(parser):
+    """The diffusion model's configuration flags (--arch ddpm; diffusion.py's DIFFUSION_DEFAULTS
+    keys), stored in checkpoints like the other model flags."""
+    add = parser.add_argument_group("diffusion model (--arch ddpm; stored in checkpoints)").add_argument
+    defaults = DIFFUSION_DEFAULTS
+    add("--channels", type=int, default=defaults["channels"], help="the UNet's base channels (a multiple of 4)")
+    add(
+        "--channel_mult",
+        type=str,
+        default=defaults["channel_mult"],
+        help="channels of each UNet level as multiples of --channels; level i works at size / 2^i",
+    )
+    add("--num_res_blocks", type=int, default=defaults["num_res_blocks"], help="residual blocks per UNet level")
+    add(
+        "--attention_resolutions",
+        type=str,
+        default=defaults["attention_resolutions"],
+        help="comma-separated feature-map sizes with self-attention ('' = only the middle block)",
+    )
+    add("--dropout", type=float, default=defaults["dropout"], help="dropout in every residual block")
+    add("--diffusion_steps", type=int, default=defaults["diffusion_steps"], help="T, the steps of the process")
+    add("--schedule", type=str, default=defaults["schedule"], choices=SCHEDULES, help="the beta schedule")
+    add(
+        "--padding",
+        type=str,
+        default=defaults["padding"],
+        choices=PADDINGS,
+        help="the UNet's convolution padding: zeros (Ho et al.) or circular",
+    )
 
 
 def add_checkpoint_arguments(parser):
@@ -355,9 +402,9 @@ def merge_model_config(checkpoint_args, args, explicit, source="the checkpoint")
     stored = model_config(checkpoint_args)
     present = vars(checkpoint_args) if isinstance(checkpoint_args, argparse.Namespace) else dict(checkpoint_args or {})
     differing = [
-        f"{key}: {source} has {stored[key]!r}, the command line {getattr(args, key)!r}"
-        for key in MODEL_DEFAULTS
-        if key in explicit and key in present and getattr(args, key) != stored[key]
+        f"{key}: {source} has {stored[key]!r}, the command line {getattr(args, key, None)!r}"
+        for key in stored
+        if key in explicit and key in present and getattr(args, key, None) != stored[key]
     ]
     if differing:
         raise SystemExit(
@@ -365,7 +412,7 @@ def merge_model_config(checkpoint_args, args, explicit, source="the checkpoint")
             + "\n  ".join(differing)
             + "\ndrop these flags to use the checkpoint's values, or pick a matching checkpoint"
         )
-    for key in MODEL_DEFAULTS:
+    for key in stored:
         if key not in explicit:
             setattr(args, key, stored[key])
     return args
@@ -381,6 +428,8 @@ def build_generator(config, device="cpu", modconv="grouped"):
     `modconv` is a speed setting, not part of the configuration (Generator's docstring).
     """
     config = model_config(config)
+    if config["arch"] == DIFFUSION_ARCH:
+        return build_diffusion_generator(config).to(device)
     if config["arch"] in STYLEGAN3_ARCHS:
         # --channel_max is NVIDIA's --cmax: StyleGAN3-R doubles it (and the channel base)
         doubled = 2 if config["arch"] == "stylegan3-r" else 1
@@ -412,6 +461,8 @@ def build_generator(config, device="cpu", modconv="grouped"):
 def build_discriminator(config, device="cpu"):
     """StyleGAN2's residual discriminator (the alias-free generators train against it too), or SWAGAN's."""
     config = model_config(config)
+    if config["arch"] == DIFFUSION_ARCH:
+        raise ValueError(f"a diffusion model (--arch {DIFFUSION_ARCH}) has no discriminator")
     discriminator_class = swagan.Discriminator if config["arch"] == "swagan" else Discriminator
     return discriminator_class(
         config["size"], channel_multiplier=config["channel_multiplier"], channel_max=config["channel_max"]
@@ -434,7 +485,8 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
 
     `args`/`explicit`: a command line's Namespace and the flags it gives explicitly, merged with
     the checkpoint's configuration by `merge_model_config` (checkpoints without `args` use
-    `args`). Returns (generator, args).
+    `args`). A diffusion model samples as args' --sampler flags say (diffusion.apply_sampler_args).
+    Returns (generator, args).
     """
     checkpoint = load_checkpoint(path)
     args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
@@ -447,6 +499,10 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     load_model_state(generator, checkpoint.get(key, checkpoint.get("g")), path, args)
     if checkpoint.get("w_avg") is not None:
         generator.truncation_centre = checkpoint["w_avg"].to(device)
+    try:
+        apply_sampler_args(generator, args)
+    except ValueError as error:
+        raise SystemExit(f"{path}: {error}") from None
     return generator.eval(), args
 
 

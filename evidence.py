@@ -3,6 +3,7 @@
     python evidence.py --preset cpu            # about an hour on a 2-core CPU, 32 px
     python evidence.py --preset gpu            # 64 px, the original code's recipe, for one GPU
     python evidence.py --preset cpu --models none,mspe --seeds 0 --iter 500   # scaled down
+    python evidence.py --preset cpu --models ddpm-none,ddpm-mspe   # diffusion models, their own recipe
 
 Trains every model of --models on the built-in aligned synthetic faces with random circular
 translation (the paper's recipe), with the same image budget and seeds for each, by running
@@ -12,12 +13,19 @@ train.py (a run already trained is reused, an interrupted one resumes); then mea
   shifts of an infinite plane (evaluation/equivariance.py);
 - SWD x1e3 of renders shifted by s against real images translated by s, for s across the image
   (evaluation/spatial_bias.py); SWD at shift 0 is the quality figure;
-- PSNR of shifted inversions: projector.py on ref_face/ images rolled around a circle;
-- a sample grid and a shift animation.
+- the border band (evaluation/spatial_bias.py): high-frequency energy along the borders of the
+  renders at shift 0 against the inside, beside the same figure of randomly rolled real images;
+- PSNR of shifted inversions: projector.py on ref_face/ images rolled around a circle (GANs);
+- a sample grid, a shift animation and a sample on a 2x-wide canvas.
+
+The diffusion models (ddpm-none, ddpm-mspe: train.py --arch ddpm) train and sample with their
+own recipe, DIFFUSION_RECIPES[preset], instead of the preset's GAN flags (flags given to
+evidence.py still win), and are measured with deterministic DDIM samples.
 
 Figures are reported per model as mean +- standard deviation over --seeds. Writes to --out
 (default evidence/<preset>/): report.md, runs.csv (one row per run), summary.csv (per model),
-eqt.png, swd_vs_shift.png, samples.png (one row per model) and shift_<model>.gif. Measurements
+eqt.png, swd_vs_shift.png, samples.png (one row per model), shift_<model>.gif and
+canvas_<model>.png. Measurements
 are cached per run in --out/runs/, so an interrupted evidence run continues where it stopped.
 """
 
@@ -41,6 +49,7 @@ from tqdm import tqdm
 import generate
 import projector
 from checkpoint import checkpoint_path, load_generator
+from diffusion import DiffusionGenerator, SamplerSettings, use_sampler
 from evaluation.common import generated_batches, open_real_images
 from evaluation.equivariance import translation_equivariance
 from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
@@ -100,7 +109,47 @@ MODELS = {
     "mspe": (["--position", "mspe"], ()),
     "swagan": (["--arch", "swagan"], ()),
     "stylegan3-t": (["--arch", "stylegan3-t"], ("lr", "mixing", "r1", "n_mlp")),
+    "ddpm-none": (["--arch", "ddpm", "--position", "none"], ()),
+    "ddpm-mspe": (["--arch", "ddpm", "--position", "mspe"], ()),
 }
+# The diffusion models' recipe per preset, one entry to change after a recipe study: train.py's
+# flags of their runs (in place of the preset's GAN flags; size and the dataset stay the
+# preset's), `n` samples per metric and `steps` of the DDIM sampler they are measured and shown
+# with. An evidence.py flag given on the command line (--iter, --batch, --lr, --n, --steps)
+# overrides its entry. cpu: the setting of the calibration that planned the diffusion work (width
+# 32, multipliers 1,2,2, one block a level, no attention: 1.06M parameters here, where the
+# decoder has a block more a level and the middle two blocks and attention, as Ho et al.'s;
+# batch 32, lr 2e-4, 6000 iterations); gpu: a first guess, not yet timed.
+DIFFUSION_RECIPES = {
+    "cpu": {
+        "iter": 6000,
+        "batch": 32,
+        "lr": 2e-4,
+        "channels": 32,
+        "channel_mult": "1,2,2",
+        "num_res_blocks": 1,
+        "attention_resolutions": "",
+        "dropout": 0.1,
+        "schedule": "linear",
+        "n": 200,
+        "steps": 50,
+    },
+    "gpu": {
+        "iter": 20000,
+        "batch": 64,
+        "lr": 2e-4,
+        "channels": 64,
+        "channel_mult": "1,2,2,2",
+        "num_res_blocks": 2,
+        "attention_resolutions": "16",
+        "dropout": 0.1,
+        "schedule": "linear",
+        "n": 1000,
+        "steps": 50,
+    },
+}
+# the recipe entries that set how a diffusion model is measured, not trained
+DIFFUSION_MEASURING = ("n", "steps")
 # the flags that scale a preset: name -> (type, help)
 SCALING = {
     "models": (str, "comma-separated, from " + ", ".join(MODELS)),
@@ -117,6 +166,7 @@ SCALING = {
     "images": (int, "synthetic faces in the dataset"),
     "n": (int, "latents and images per metric"),
     "step": (int, "optimisation steps of each inversion"),
+    "steps": (int, "DDIM steps of the diffusion models' samples (default: their recipe's)"),
 }
 SHIFTS = (0.0, 0.125, 0.25, 0.375, 0.5)  # fractions of the image size, horizontal
 # training flags taken from the preset as they are
@@ -141,6 +191,8 @@ def build_parser():
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the scaling flags given on the command line: they override the diffusion recipe too
+    args.given = {flag for flag in SCALING if getattr(args, flag) is not None}
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -158,12 +210,56 @@ def parse_args(argv=None):
     return args
 
 
+def is_diffusion(model):
+    return model.startswith("ddpm-")
+
+
+def diffusion_recipe(args):
+    """The diffusion models' DIFFUSION_RECIPES entry, with the scaling flags given explicitly."""
+    recipe = dict(DIFFUSION_RECIPES[args.preset])
+    recipe.update({flag: getattr(args, flag) for flag in recipe if flag in args.given})
+    return recipe
+
+
+def training_settings(args, model):
+    """{train.py flag: value} of a model's runs: the preset's training flags less those the
+    architecture's own recipe sets, or for a diffusion model its recipe (and the preset's size)."""
+    if is_diffusion(model):
+        recipe = diffusion_recipe(args)
+        return {"size": args.size, **{key: value for key, value in recipe.items() if key not in DIFFUSION_MEASURING}}
+    recipe_owned = MODELS[model][1]
+    return {flag: getattr(args, flag) for flag in TRAINING_FLAGS if flag not in recipe_owned}
+
+
+def run_iterations(args, model):
+    return training_settings(args, model)["iter"]
+
+
 def run_name(args, model, seed):
     """The experiment name of a run: one per model, seed and training setting except --iter, so a
     larger --iter continues a run and any other change starts new ones."""
-    setting = [args.images, *(getattr(args, flag) for flag in TRAINING_FLAGS if flag != "iter")]
+    if is_diffusion(model):
+        settings = training_settings(args, model)
+        setting = [args.images, *(f"{key}={value}" for key, value in settings.items() if key != "iter")]
+    else:
+        setting = [args.images, *(getattr(args, flag) for flag in TRAINING_FLAGS if flag != "iter")]
     digest = hashlib.sha1(repr(setting).encode()).hexdigest()[:6]
     return f"evidence-{args.size}px-{model}-s{seed}-{digest}"
+
+
+def measuring_settings(args, model):
+    """(samples per metric, the sampler) a model is measured with: the preset's --n for the GANs,
+    the recipe's n and DDIM steps for a diffusion model (None: not one)."""
+    if not is_diffusion(model):
+        return args.n, None
+    recipe = diffusion_recipe(args)
+    return recipe["n"], SamplerSettings("ddim", recipe["steps"], 0.0)
+
+
+def load_run(args, model, seed, device):
+    """The generator of a run's final checkpoint, sampling as it is measured."""
+    generator, _ = load_generator(final_checkpoint(args, model, seed), device)
+    return use_sampler(generator, measuring_settings(args, model)[1])
 
 
 def dataset_path(args):
@@ -174,15 +270,16 @@ def dataset_path(args):
 
 
 def final_checkpoint(args, model, seed):
-    return checkpoint_path(run_name(args, model, seed), args.iter)
+    return checkpoint_path(run_name(args, model, seed), run_iterations(args, model))
 
 
 def train(args, model, seed, data, device, threads=None, log_path=None):
     """train.py for one run; resumes an interrupted one. threads caps its CPU threads; with
     log_path its output is appended to that file instead of going to the terminal."""
-    model_flags, recipe_owned = MODELS[model]
-    training_flags = [f"--{flag}={getattr(args, flag)}" for flag in TRAINING_FLAGS if flag not in recipe_owned]
-    every = max(1, args.iter // 4)
+    model_flags = MODELS[model][0]
+    settings = training_settings(args, model)
+    training_flags = [f"--{flag}={value}" for flag, value in settings.items()]
+    every = max(1, settings["iter"] // 4)
     workers = 4 if device.type == "cuda" else 1
     command = [sys.executable, os.path.join(ROOT, "train.py"), "--name", run_name(args, model, seed), "--path", data]
     command += [*model_flags, "--translate", "1.0", "--seed", str(seed), *training_flags, "--device", args.device]
@@ -274,33 +371,42 @@ def measure(args, model, seed, data, device):
     """Every figure of one run (cached in --out/runs/<model>-s<seed>.json) and its samples."""
     cache = os.path.join(args.out, "runs", f"{model}-s{seed}.json")
     checkpoint = final_checkpoint(args, model, seed)
+    n, sampler = measuring_settings(args, model)
+    steps = None if sampler is None else sampler.steps
     if os.path.exists(cache):
         with open(cache) as file:
             figures = json.load(file)
-        if figures["checkpoint"] == checkpoint and figures["n"] == args.n and figures["step"] == args.step:
+        same = figures["checkpoint"] == checkpoint and figures["n"] == n and figures["step"] == args.step
+        if same and figures.get("sampler_steps") == steps:
             return figures
-    generator, _ = load_generator(checkpoint, device)
-    figures = {"model": model, "seed": seed, "checkpoint": checkpoint, "n": args.n, "step": args.step}
+    generator = load_run(args, model, seed, device)
+    diffusion = isinstance(generator, DiffusionGenerator)
+    figures = {"model": model, "seed": seed, "checkpoint": checkpoint, "n": n, "step": args.step}
+    figures["sampler_steps"] = steps
 
     # circular shifts where the generator wraps around, an infinite plane where it has a
     # positional input (PE models, the alias-free Fourier features)
     figures.update(eqt_int=None, eqt_frac=None, eqt_plane_int=None, eqt_plane_frac=None)
+    # (a diffusion model's noise moves circularly only)
     if generator.circular_shifts:
-        circular = translation_equivariance(generator, args.n, 25, seed=0)
+        circular = translation_equivariance(generator, n, 25, seed=0)
         figures.update(eqt_int=circular["eqt_int"], eqt_frac=circular["eqt_frac"])
-    if generator.position != "none":
-        plane = translation_equivariance(generator, args.n, 25, circular=False, seed=0)
+    if generator.position != "none" and not diffusion:
+        plane = translation_equivariance(generator, n, 25, circular=False, seed=0)
         figures.update(eqt_plane_int=plane["eqt_int"], eqt_plane_frac=plane["eqt_frac"])
 
-    real, indices = open_real_images(data, args.size, args.n)
+    real, indices = open_real_images(data, args.size, n)
     for fraction in SHIFTS:
         quality = quality_at_shift(generator, real, indices, (0.0, fraction * args.size), batch=50, patches=64)
         figures[f"swd_{fraction:g}"] = quality["swd"]
+        if fraction == 0:
+            figures.update(border=quality["border"], real_border=quality["real_border"])
     with torch.no_grad():
         samples = next(generated_batches(generator, 8, 8, seed=0)).cpu()
     save_grid(samples, os.path.join(args.out, "runs", f"{model}-s{seed}.png"), nrow=8)
 
-    figures["inversion_psnr"] = inversion_psnr(args, generator)
+    # projector.py inverts style-based generators only
+    figures["inversion_psnr"] = None if diffusion else inversion_psnr(args, generator)
     os.makedirs(os.path.dirname(cache), exist_ok=True)
     with open(cache, "w") as file:
         json.dump(figures, file, indent=2)
@@ -320,10 +426,14 @@ def inversion_psnr(args, generator):
 
 
 def shift_gif(args, model, device):
-    """shift_<model>.gif: generate.py's shift animation (its grid of 8 samples) of the first seed's run."""
-    generator, _ = load_generator(final_checkpoint(args, model, args.seeds[0]), device)
-    frames = generate.shift_frames(generate.Renderer(generator), range(8), pics=24, radius=args.size // 4)
+    """shift_<model>.gif: generate.py's shift animation (its grid of 8 samples) of the first seed's
+    run; canvas_<model>.png: generate.py's canvas mode, 4 samples on a canvas twice as wide."""
+    generator = load_run(args, model, args.seeds[0], device)
+    renderer = generate.Renderer(generator)
+    frames = generate.shift_frames(renderer, range(8), pics=24, radius=args.size // 4)
     save_grid_gif(frames, os.path.join(args.out, f"shift_{model}.gif"), generate.FRAME_MS)
+    wide = generate.canvas_images(renderer, range(4), (args.size, 2 * args.size))
+    save_grid(wide, os.path.join(args.out, f"canvas_{model}.png"), nrow=2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,6 +446,7 @@ FIGURES = {
     "eqt_plane_int": "EQ-T int, plane (dB)",
     "eqt_plane_frac": "EQ-T frac, plane (dB)",
     "swd_0.5": "SWD x1e3 at shift 0.5",
+    "border": "border band (real images: about 1)",
     "inversion_psnr": "shifted inversion PSNR (dB)",
 }
 
@@ -346,11 +457,17 @@ def summarise(rows, models):
     for model in models:
         runs = [row for row in rows if row["model"] == model]
         summary[model] = {}
-        for key in [*FIGURES, *(f"swd_{fraction:g}" for fraction in SHIFTS)]:
+        for key in [*FIGURES, "real_border", *(f"swd_{fraction:g}" for fraction in SHIFTS)]:
             values = [row[key] for row in runs if row.get(key) is not None]
             spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
             summary[model][key] = (float(np.mean(values)), spread) if values else None
     return summary
+
+
+def real_border_reference(rows):
+    """(mean, standard deviation) of the real images' border band over the measured runs."""
+    values = [row["real_border"] for row in rows if row.get("real_border") is not None]
+    return (float(np.mean(values)), float(np.std(values))) if values else None
 
 
 def cell(value):
@@ -377,6 +494,14 @@ def write_evidence_report(args, argv, rows, summary, timesheet):
         for model in args.models
         if MODELS[model][1]
     )
+    if any(is_diffusion(model) for model in args.models):
+        recipe = ", ".join(f"{key} {value}" for key, value in training_settings(args, "ddpm-none").items())
+        n, sampler = measuring_settings(args, "ddpm-none")
+        own_recipes += (
+            f" The diffusion models train with their own recipe ({recipe}) and are measured on {n} deterministic "
+            f"DDIM samples of {sampler.steps} steps each; the border band's reference, real images rolled at "
+            f"random, is {cell(real_border_reference(rows))}."
+        )
     lines = [
         f"# Evidence: {args.preset} preset",
         "",
@@ -401,6 +526,10 @@ def write_evidence_report(args, argv, rows, summary, timesheet):
         "![samples](samples.png)",
         "",
         " ".join(f"![{model}](shift_{model}.gif)" for model in args.models),
+        "",
+        f"On a canvas twice as wide ({args.size}x{2 * args.size}, generate.py --mode canvas):",
+        "",
+        " ".join(f"![{model} canvas](canvas_{model}.png)" for model in args.models),
         "",
     ]
     with open(os.path.join(out, "report.md"), "w") as file:

@@ -14,6 +14,10 @@ Modes (`--mode`), each writing under generate/<name>/<mode>/:
             row's latent with the --col_styles layers taken from the column
 
     python generate.py --name EXPERIMENT_NAME --ckpt 550000.pt --truncation 1.0 --position mspe
+    python generate.py --name DDPM_EXPERIMENT --ckpt 006000.pt --mode shift --sampler ddim --steps 50 --eta 0
+
+A diffusion checkpoint (train.py --arch ddpm) renders grid, shift, scale and canvas, sampled as
+--sampler, --steps and --eta say; its seed draws the initial noise x_T and the per-step noise.
 
 Every image depends only on its seed (latent and noise are drawn per seed on the CPU), so a
 seed gives the same picture in any batch size and on any device.
@@ -31,7 +35,7 @@ from tqdm import tqdm
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
 from evaluation.equivariance import input_transform, rotate_transform
 from model import require_positional
-from utils.flags import add_noise_shift_argument, add_truncation_arguments
+from utils.flags import add_noise_shift_argument, add_sampler_arguments, add_truncation_arguments
 from utils.images import save_gif, save_grid, save_grid_gif, to_pil
 from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, move_noise
 
@@ -306,6 +310,7 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
     parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
     add_truncation_arguments(parser)
+    add_sampler_arguments(parser)
     parser.add_argument(
         "--save", type=str, default="both", choices=SAVE_CHOICES, help="write the grid, single images, or both"
     )
@@ -348,6 +353,8 @@ def main(argv=None):
     args.row_seeds = parse_seeds(args.row_seeds) if args.row_seeds else list(range(args.seed, args.seed + 4))
     args.col_seeds = parse_seeds(args.col_seeds) if args.col_seeds else list(range(args.seed + 4, args.seed + 8))
     generator, args, _ = load_generator_from_args(parser, args, argv)
+    if args.mode in ("mix", "rotate") and generator.style_dim == 0:
+        raise SystemExit(f"--mode {args.mode} needs a StyleGAN generator; this is a diffusion model (--arch ddpm)")
     # StyleGAN2's default mixes the coarse and middle layers 0-6; keep the last layer unmixed
     # in generators too small to have them all
     default_styles = range(min(7, generator.n_latent - 1))

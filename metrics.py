@@ -10,6 +10,9 @@ One command line for all of them (`python metrics.py COMMAND --help` for the opt
     python metrics.py ppl --ckpt CKPT [--space w --sampling end]  perceptual path length
     python metrics.py report --ckpt A.pt B.pt --path LMDB [--inception WEIGHTS]
 
+Diffusion checkpoints (train.py --arch ddpm) are measured beside the GANs, sampled as --sampler,
+--steps and --eta say (EQ-T always uses deterministic DDIM, eta 0; see evaluation/equivariance.py).
+
 Each metric lives in its own module of evaluation/ (equivariance.py, swd.py, fid.py with
 inception.py, ppl.py, spatial_bias.py) with the helpers they share in common.py; this file is
 their command line.
@@ -23,6 +26,7 @@ import sys
 from tqdm import tqdm
 
 from checkpoint import load_generator, model_label, resolve_checkpoint
+from diffusion import SamplerSettings, apply_sampler_args
 from evaluation.common import (
     NOISE_MODES,
     batch_sizes,
@@ -46,6 +50,7 @@ from utils.flags import (
     add_device_argument,
     add_inception_weights_argument,
     add_noise_shift_argument,
+    add_sampler_arguments,
     add_truncation_arguments,
 )
 
@@ -62,7 +67,7 @@ def generators(args, device):
     """(path, label, generator, configuration) of every --ckpt, loaded one at a time."""
     for path, label in zip(args.ckpt, checkpoint_labels(args.ckpt, args.labels)):
         generator, config = load_generator(path, device)
-        yield path, label, generator, config
+        yield path, label, apply_sampler_args(generator, args), config
 
 
 def run_eqt(args, device):
@@ -214,6 +219,7 @@ def run_report(args, device):
         eqt_n=args.eqt_n,
         max_shift=args.max_shift,
         inception=load_inception(args.inception, device) if args.inception else None,
+        sampler=SamplerSettings.from_args(args),
     )
     out = output_folder(args, default_name="report")
     write_spatial_bias_report(out, report)
@@ -251,6 +257,7 @@ def build_parser():
     models.add_argument("--name", default=None, help="experiment name: where bare --ckpt names and outputs live")
     models.add_argument("--out", default=None, help="output folder (default metrics/<name>)")
     models.add_argument("--labels", default=None, help="comma-separated names of the checkpoints in outputs")
+    add_sampler_arguments(models)
 
     noise = argparse.ArgumentParser(add_help=False)
     noise.add_argument(

@@ -13,7 +13,11 @@ regularisation off unless --g_reg_every is positive); the loop around it, with c
 resuming, signals and logs, is training/loop.py's. --augment enables adaptive discriminator
 augmentation (training/augment.py); --translate circularly translates the real images.
 --arch stylegan3-t | stylegan3-r trains the alias-free generator (stylegan3.py) with NVIDIA's
-recipe for every flag not given.
+recipe for every flag not given. --arch ddpm trains a diffusion model instead (diffusion.py's UNet
+with --position none/sspe/mspe, training/diffusion.py's step, lr 2e-4 unless given):
+
+    python train.py --name EXPERIMENT_NAME --path LMDB_PATH --arch ddpm --position mspe --translate 1.0 \
+        --size 32 --channels 32 --channel_mult 1,2,2 --num_res_blocks 1 --batch 32
 
 Writes checkpoint/<name>/<iter:06d>.pt (iter = iterations completed; --ckpt resumes there),
 sample/<name>/<iter:06d>.png (the EMA generator on a fixed latent batch),
@@ -32,8 +36,10 @@ import os
 import sys
 
 from checkpoint import add_model_arguments, explicit_flags
+from diffusion import DIFFUSION_ARCH
 from model import check_size
 from training import distributed
+from training.diffusion import add_diffusion_training_arguments, apply_diffusion_recipe, build_diffusion_step
 from training.gan import StepSettings, apply_recipe, build_gan_step, r1_heuristic
 from training.loop import Trainer, make_loader, resume_point
 from utils.device import default_precision, setup_precision
@@ -73,7 +79,7 @@ def build_parser():
         "--lr",
         type=float,
         default=DEFAULTS.lr,
-        help="learning rate (of both networks unless --d_lr; stylegan3-*: 0.0025)",
+        help="learning rate (of both networks unless --d_lr; stylegan3-*: 0.0025; ddpm: 2e-4)",
     )
     add(
         "--d_lr",
@@ -117,6 +123,8 @@ def build_parser():
         default=None,
         help="thousands of images over which the blur fades out (default: 200 x total batch / 32, as NVIDIA's)",
     )
+
+    add_diffusion_training_arguments(parser)
 
     add = parser.add_argument_group("augmentation").add_argument
     add(
@@ -169,7 +177,9 @@ def check_args(args):
         check_size(args.size)
     except ValueError as error:
         raise SystemExit(f"--size: {error}") from None
-    if args.batch > 4 and args.batch % 4:
+    if args.arch == DIFFUSION_ARCH and args.augment:
+        raise SystemExit("--augment is the GAN discriminator's augmentation; a diffusion model (--arch ddpm) has none")
+    if args.arch != DIFFUSION_ARCH and args.batch > 4 and args.batch % 4:
         raise SystemExit(
             f"--batch {args.batch}: the discriminator's minibatch-stddev groups need a batch of at most 4 "
             "or a multiple of 4"
@@ -228,8 +238,15 @@ def run(args, explicit, device):
         check_args(args)  # the model configuration now comes from the checkpoint
     args.start_iter = start.iteration
     args.distributed = distributed.get_world_size() > 1
-    apply_recipe(args, explicit, resumed="args" in (start.checkpoint or {}), world_size=distributed.get_world_size())
-    step = build_gan_step(args, device, configure_precision(args, device))
+    autocast = configure_precision(args, device)
+    if args.arch == DIFFUSION_ARCH:
+        apply_diffusion_recipe(args, explicit)
+        step = build_diffusion_step(args, device, autocast)
+    else:
+        apply_recipe(
+            args, explicit, resumed="args" in (start.checkpoint or {}), world_size=distributed.get_world_size()
+        )
+        step = build_gan_step(args, device, autocast)
     loader = make_loader(args, device)
     trainer = Trainer(args, step, device)
     trainer.resume(start, loader)

@@ -4,6 +4,7 @@
     python benchmarks/bench.py --size 256 --batch 16 --position mspe --precision bf16 --modconv plain
     python benchmarks/bench.py --size 32 --batch 4 --channel_max 32 --device cpu   # a CPU smoke run
     python benchmarks/bench.py --report bench_report  # the GPU report: what a GPU session checks, below
+    python benchmarks/bench.py --diffusion            # DDPM training, DDIM-50 sampling at 32, 64, 256 px
 
 A workload is a model configuration (checkpoint.py's model flags: --arch, --size, --position,
 --channel_max, ...) and a batch. A command line that gives --size, --batch or --position
@@ -52,6 +53,13 @@ and the report goes on. report.json and report.md are saved after every unit: re
 command after an interruption or a budget's end and an unfinished report continues where it
 stopped, trying failed settings and what the budget left out again (a finished one starts over).
 Without CUDA it says so and does what it can with tiny workloads (32 px, 32 channels).
+
+`--diffusion` measures the diffusion model instead (train.py --arch ddpm): training img/s of
+training/diffusion.py's DiffusionStep (loss, backward, Adam, EMA) and sampling img/s of
+deterministic DDIM with --ddim_steps steps (50) from the EMA model, for the UNets of
+DIFFUSION_WORKLOADS at 32, 64 and 256 px (Ho et al.'s CIFAR-10 and LSUN UNets, and between them
+for 64 px); --size or --batch measures one, with the UNet flags given (--channels, ...). Without
+CUDA a tiny UNet at 32 px stands in (DIFFUSION_TINY).
 """
 
 import argparse
@@ -75,9 +83,11 @@ sys.path.insert(0, ROOT)
 import op  # noqa: E402
 import op._plugin  # noqa: E402
 from checkpoint import MODEL_DEFAULTS, add_model_arguments, describe_model, explicit_flags, model_config, model_label  # noqa: E402
+from diffusion import DIFFUSION_DEFAULTS, SamplerSettings  # noqa: E402
 from model import MODCONVS  # noqa: E402
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS  # noqa: E402
 from training import gan  # noqa: E402
+from training.diffusion import build_diffusion_step  # noqa: E402
 from utils.device import PRECISIONS, choose_device, default_precision, setup_precision  # noqa: E402
 from utils.flags import add_device_argument, add_speed_arguments  # noqa: E402
 
@@ -118,6 +128,29 @@ TINY_MODEL = {"size": 32, "channel_max": 32}
 TINY_BATCH = 4
 
 
+# --diffusion: (UNet configuration, batch) of the diffusion workloads: Ho et al.'s CIFAR-10 UNet
+# at 32 px, its 256 px LSUN UNet, and the CIFAR-10 one with a fourth level pair at 64 px
+DIFFUSION_WORKLOADS = [
+    ({"size": 32, "channels": 128, "channel_mult": "1,2,2,2", "num_res_blocks": 2, "attention_resolutions": "16"}, 128),
+    ({"size": 64, "channels": 128, "channel_mult": "1,2,2,2", "num_res_blocks": 2, "attention_resolutions": "16"}, 64),
+    (
+        {
+            "size": 256,
+            "channels": 128,
+            "channel_mult": "1,1,2,2,4,4",
+            "num_res_blocks": 2,
+            "attention_resolutions": "16",
+        },
+        16,
+    ),
+]
+# --diffusion without CUDA: the calibration's small UNet at 32 px
+DIFFUSION_TINY = (
+    {"size": 32, "channels": 32, "channel_mult": "1,2,2", "num_res_blocks": 1, "attention_resolutions": ""},
+    8,
+)
+
+
 def build_parser():
     """bench.py's command line: the workload (the model flags, --batch), the speed settings, the
     timing and the GPU report."""
@@ -151,6 +184,12 @@ def build_parser():
         help="--report's time limit in seconds: its steps run in order of value and it stops before the limit, "
         "saying what it left out (the same command continues); default: no limit",
     )
+    parser.add_argument(
+        "--diffusion",
+        action="store_true",
+        help="measure the diffusion model (train.py --arch ddpm): training and DDIM sampling img/s",
+    )
+    parser.add_argument("--ddim_steps", type=int, default=50, help="--diffusion: DDIM steps of each sample")
     parser.add_argument(
         "--fast",
         type=fast_settings,
@@ -1061,9 +1100,100 @@ def gpu_report_markdown(results):
     return "\n".join([*lines, ""])
 
 
+# ---------------------------------------------------------------------------------------------
+# --diffusion
+
+
+def diffusion_workloads(args, device):
+    """[(model configuration, batch)] of --diffusion: the command line's single workload (--size
+    or --batch), DIFFUSION_WORKLOADS on CUDA, DIFFUSION_TINY without; UNet flags given apply."""
+    given = {key: getattr(args, key) for key in DIFFUSION_DEFAULTS if key in args.explicit}
+    position = {"position": args.position}
+    if {"size", "batch"} & set(args.explicit):
+        chosen = [({"size": args.size}, args.batch)]
+    elif device.type == "cuda":
+        chosen = DIFFUSION_WORKLOADS
+    else:
+        print("no GPU: running a tiny diffusion workload (32 px, 32 channels; --size or --batch choose one)")
+        chosen = [DIFFUSION_TINY]
+    return [(model_config({"arch": "ddpm", **config, **position, **given}), batch) for config, batch in chosen]
+
+
+def measure_diffusion(config, batch, settings, args, device):
+    """Training img/s of the DiffusionStep of `config` at `batch` (--warmup untimed, --iters timed
+    iterations) and DDIM sampling img/s of its EMA model (--ddim_steps steps, one untimed batch,
+    then --gen_iters // 10 at least one timed), under the precision of `settings`."""
+    autocast = setup_precision(settings["precision"], device)
+    training = argparse.Namespace(**config, seed=0, lr=2e-4, ema_decay=None, grad_clip=1.0, warmup=0)
+    step = build_diffusion_step(training, device, autocast)
+    label = f"{model_label(config)}, {config['size']}, batch {batch}"
+    real = torch.randn(batch, 3, config["size"], config["size"], device=device).clamp(-1, 1)
+    for iteration in tqdm(range(args.warmup), desc=f"{label} warm-up", leave=False):
+        step(iteration, real)
+    synchronize(device)
+    start = time.perf_counter()
+    for iteration in tqdm(range(args.iters), desc=f"{label} train", leave=False):
+        step(iteration, real)
+    synchronize(device)
+    train_seconds = time.perf_counter() - start
+
+    sampler = SamplerSettings("ddim", args.ddim_steps, 0.0)
+    generator = step.ema
+    batches = max(1, args.gen_iters // 10)
+    with torch.no_grad(), autocast():
+        noise = generator.make_noise(batch)
+        generator([torch.zeros(batch, 0)], noise=noise, sampler=sampler)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in tqdm(range(batches), desc=f"{label} DDIM-{args.ddim_steps}", leave=False):
+            generator([torch.zeros(batch, 0)], noise=noise, sampler=sampler)
+        synchronize(device)
+    sample_seconds = time.perf_counter() - start
+    return {
+        "model": config,
+        "batch": batch,
+        "settings": settings["precision"],
+        "parameters": sum(p.numel() for p in generator.parameters()),
+        "train_img_s": batch * args.iters / train_seconds,
+        "sample_img_s": batch * batches / sample_seconds,
+        "ddim_steps": args.ddim_steps,
+    }
+
+
+def diffusion_table(rows):
+    """Markdown table of measure_diffusion's figures."""
+    lines = [
+        "| workload | UNet | parameters | settings | train img/s | DDIM sampling img/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["model"]
+        attention = m["attention_resolutions"] or "-"
+        unet = f"{m['channels']} x {m['channel_mult']}, {m['num_res_blocks']} blocks, attention {attention}"
+        lines.append(
+            f"| {model_label(m)}, {m['size']} px, batch {r['batch']} | {unet} | {r['parameters'] / 1e6:.2f}M | "
+            f"{r['settings']} | {r['train_img_s']:.1f} | {r['sample_img_s']:.2f} ({r['ddim_steps']} steps) |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None):
     args = parse_args(argv)
     device = choose_device(args.device)
+    if args.diffusion:
+        # the UNet has no modulated convolutions or custom ops: precision is its one speed setting
+        settings = {**ORIGINAL, "precision": args.precision or default_precision(device)}
+        rows = [
+            measure_diffusion(config, batch, settings, args, device)
+            for config, batch in diffusion_workloads(args, device)
+        ]
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+        print(f"\n{name}, torch {torch.__version__}, {settings['precision']}")
+        print(diffusion_table(rows))
+        if args.json:
+            with open(args.json, "w") as file:
+                json.dump({"device": name, "settings": vars(args), "results": rows}, file, indent=2)
+        return
     if args.report:
         gpu_report(args, device)
         return

@@ -11,6 +11,7 @@ import os
 import torch
 
 from dataset import MultiResolutionDataset
+from diffusion import DiffusionGenerator
 from utils.images import to_tensor
 from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
 
@@ -41,10 +42,13 @@ def noise_inputs(generator, batch, mode, rng):
     """Per-layer noise maps [batch, 1, h, w] of one batch, on the generator's device.
 
     mode: 'const' the generator's stored maps; 'random' fresh maps drawn from `rng`; 'zero'
-    no noise. None for generators without noise inputs.
+    no noise. None for generators without noise inputs. A diffusion model's noise inputs are what
+    its samples are drawn from (x_T and per-step seeds): always fresh from `rng`, whatever `mode`.
     """
     if mode not in NOISE_MODES:
         raise ValueError(f"noise mode must be one of {', '.join(NOISE_MODES)}, not {mode!r}")
+    if isinstance(generator, DiffusionGenerator):
+        return generator.make_noise(batch, rng=rng)
     if not hasattr(generator, "noise_shapes"):
         return None
     device = module_device(generator)

@@ -11,14 +11,21 @@ reference translation is circular too: a roll for whole pixels, an exact Fourier
 for fractions, the whole image compared. `circular=False` shifts an infinite plane (positional
 models) and compares with StyleGAN3's zero-filled and Lanczos-3 translations over the region
 valid in both. Rotations use StyleGAN3's band-limited resampling.
+
+A diffusion model (diffusion.py's DiffusionGenerator) is measured on the same footing: EQ-T is
+the PSNR between its deterministic DDIM sample (eta 0) from x_T, translated by s afterwards, and
+its sample from x_T translated by s (a roll, or a Fourier shift for fractions) with the PE
+shifted by s (diffusion_translation_equivariance).
 """
 
+import dataclasses
 import math
 
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from diffusion import DiffusionGenerator
 from evaluation.common import batch_sizes, module_device, noise_inputs, render
 from model import require_positional
 from op import upfirdn2d, upsample_padding
@@ -132,6 +139,14 @@ def masked_error(image, expected, mask):
     return ((image - expected).double().square() * mask).sum().item(), mask.double().sum().item()
 
 
+def random_shift(rng, max_shift, size, integer):
+    """(shift_h, shift_w): each uniform in [-max_shift, max_shift] x size, rounded when `integer`."""
+    shift_h, shift_w = ((torch.rand(2, generator=rng, dtype=torch.float64) * 2 - 1) * max_shift * size).tolist()
+    if integer:
+        return float(round(shift_h)), float(round(shift_w))
+    return shift_h, shift_w
+
+
 @torch.no_grad()
 def translation_equivariance(
     generator,
@@ -163,7 +178,11 @@ def translation_equivariance(
             gives both renders the same maps (StyleGAN3's convention); see utils/shift.py.
     Returns:
         {'eqt_int': dB, 'eqt_frac': dB}.
+
+    A DiffusionGenerator is measured by diffusion_translation_equivariance (noise arguments unused).
     """
+    if isinstance(generator, DiffusionGenerator):
+        return diffusion_translation_equivariance(generator, n_sample, batch, max_shift, circular, seed, progress)
     if not circular:
         require_positional(generator.position, "non-circular EQ-T (an infinite-plane shift; measure circular shifts)")
     device = module_device(generator)
@@ -175,11 +194,49 @@ def translation_equivariance(
         noises = noise_inputs(generator, count, noise_mode, rng)
         reference = render(generator, latent, noises)
         for key in sums:
-            shift_h, shift_w = ((torch.rand(2, generator=rng, dtype=torch.float64) * 2 - 1) * max_shift * size).tolist()
-            if key == "eqt_int":
-                shift_h, shift_w = float(round(shift_h)), float(round(shift_w))
+            shift_h, shift_w = random_shift(rng, max_shift, size, integer=key == "eqt_int")
             image = render(generator, latent, noises, shift_h, shift_w, noise_shift, circular=circular)
             expected, mask = translate_images(reference, shift_h, shift_w, circular)
+            error, values = masked_error(image, expected, mask)
+            sums[key][0] += error
+            sums[key][1] += values
+    return {key: psnr(error / values) for key, (error, values) in sums.items()}
+
+
+@torch.no_grad()
+def diffusion_translation_equivariance(
+    generator, n_sample=1000, batch=8, max_shift=0.125, circular=True, seed=0, progress=False
+):
+    """EQ-T (integer) and EQ-T (fractional) of a diffusion model, in dB.
+
+    Per batch of initial noises x_T (drawn from `seed`): the deterministic DDIM sample (eta 0,
+    the generator's step count) of x_T, translated by s afterwards, against the sample of x_T
+    translated by s with the PE shifted by s. s is drawn as the GANs' (one per batch, each
+    component uniform in [-max_shift, max_shift] x size, rounded for 'eqt_int'); translations are
+    circular, rolls for whole pixels and Fourier phase shifts for fractions (utils/shift.py), and
+    the squared errors of all samples are summed before one PSNR is taken (peak 2). A model that
+    moves its sample with its noise scores high; zero padding and strided convolutions, which
+    know where the border is, lower it.
+
+    Returns {'eqt_int': dB, 'eqt_frac': dB}; ValueError for circular=False (a diffusion sample
+    is drawn from noise on a finite canvas: only circular shifts move it).
+    """
+    if not circular:
+        raise ValueError("a diffusion model's EQ-T shifts circularly: its noise x_T cannot move as an infinite plane")
+    sampler = dataclasses.replace(generator.sampler, sampler="ddim", eta=0.0)
+    size = generator.size
+    rng = torch.Generator().manual_seed(seed)
+    sums = {"eqt_int": [0.0, 0.0], "eqt_frac": [0.0, 0.0]}
+    for count in tqdm(batch_sizes(n_sample, batch), desc="EQ-T", disable=not progress):
+        x_T, step_seed = generator.make_noise(count, rng=rng)
+        latent = torch.zeros(count, 0)
+        reference = generator([latent], noise=[x_T, step_seed], sampler=sampler)[0].cpu()
+        for key in sums:
+            shift_h, shift_w = random_shift(rng, max_shift, size, integer=key == "eqt_int")
+            moved_noise, _ = translate_images(x_T, shift_h, shift_w)
+            noise = [moved_noise, step_seed]
+            image = generator([latent], noise=noise, shift_h=shift_h, shift_w=shift_w, sampler=sampler)[0].cpu()
+            expected, mask = translate_images(reference, shift_h, shift_w)
             error, values = masked_error(image, expected, mask)
             sums[key][0] += error
             sums[key][1] += values

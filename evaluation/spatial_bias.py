@@ -1,8 +1,15 @@
 """The spatial-bias report: how much worse a generator renders away from the centre.
 
 For every checkpoint and shift s: SWD (and FID with Inception weights) of renders shifted by s
-against the real images circularly translated by the same s, plus each checkpoint's EQ-T.
-A spatially unbiased generator keeps its quality at every shift. Writes report.md, report.csv,
+against the real images circularly translated by the same s, the border band (below), plus each
+checkpoint's EQ-T. A spatially unbiased generator keeps its quality at every shift.
+
+The border band: the mean squared 3x3 Laplacian (circular, summed over colours) of the renders
+in a strip of BORDER_WIDTH pixels along the four borders, divided by its mean in the rest of
+the image. Its reference is the same figure of the real images rolled by random offsets, the
+training data of --translate 1.0, whose statistics are the same everywhere (about 1); a
+generator that paints noise or colour along its borders (zero padding meeting wrapped data)
+scores above it. Writes report.md, report.csv,
 report.png (quality against shift, one line per checkpoint, drawn with matplotlib) and
 samples.png (the first sample of every checkpoint at every shift).
 """
@@ -18,14 +25,34 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from checkpoint import load_generator, model_label
+from diffusion import use_sampler
 from evaluation.common import format_value, generated_batches, module_device, open_real_images, real_image_batches
 from evaluation.equivariance import translation_equivariance
 from evaluation.fid import feature_statistics, frechet_distance, warn_few_fid_images
 from evaluation.swd import SWDDescriptors, swd
 from utils.images import make_grid, to_pil
-from utils.shift import DEFAULT_NOISE_SHIFT, translate_images
+from utils.shift import DEFAULT_NOISE_SHIFT, roll_each, translate_images
 
 SHIFT_DIRECTIONS = {"horizontal": (0, 1), "vertical": (1, 0), "diagonal": (1, 1)}
+# pixels of the border strip of the border-band figure
+BORDER_WIDTH = 2
+
+
+def laplacian_energy(images):
+    """[H, W]: the squared 3x3 Laplacian of [N, C, H, W] images (circular padding, so that no
+    border is made up), summed over channels and over the N images."""
+    kernel = images.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    n, channels, height, width = images.shape
+    padded = F.pad(images.reshape(n * channels, 1, height, width).float(), (1, 1, 1, 1), mode="circular")
+    return F.conv2d(padded, kernel.float()).square().sum(0)[0]
+
+
+def border_ratio(energy, width=BORDER_WIDTH):
+    """Mean of an [H, W] energy map in the strip of `width` pixels along the four borders over
+    its mean in the rest (the border band; about 1 for translated real images)."""
+    strip = torch.ones_like(energy, dtype=torch.bool)
+    strip[width:-width, width:-width] = False
+    return (energy[strip].mean() / energy[~strip].mean()).item()
 
 
 @torch.no_grad()
@@ -50,7 +77,8 @@ def quality_at_shift(
     `batch` images per call; `seed` of latents, noise and patches; `patches`, `directions`,
     `repeats`: SWD's (evaluation/swd.py); `noise_shift`: what the shift does to the noise maps.
     `real_statistics`: cached (mean, cov) of the translated real images, or None to compute
-    them. Returns {'swd', 'swd_levels', 'fid', 'real_statistics', 'first_sample'}.
+    them. Returns {'swd', 'swd_levels', 'fid', 'real_statistics', 'first_sample', 'border',
+    'real_border'} (the border band of the renders and of the real images randomly rolled).
     """
     device = module_device(generator)
     size = generator.size
@@ -59,7 +87,11 @@ def quality_at_shift(
     need_real_features = inception is not None and real_statistics is None
     real_features, fake_features = [], []
 
+    real_energy, fake_energy = 0.0, 0.0
+    roll_rng = torch.Generator().manual_seed(seed)
     for images in real_image_batches(dataset, indices, batch):
+        offsets = torch.randint(0, size, (2, len(images)), generator=roll_rng)
+        real_energy = real_energy + laplacian_energy(roll_each(images, offsets[0], offsets[1]))
         images, _ = translate_images(images.to(device), shift[0], shift[1], circular=True)
         real_set.add(images)
         if need_real_features:
@@ -71,6 +103,7 @@ def quality_at_shift(
     )
     for images in renders:
         fake_set.add(images)
+        fake_energy = fake_energy + laplacian_energy(images)
         if inception is not None:
             fake_features.append(inception(images).double().cpu())
         if first_sample is None:
@@ -84,6 +117,7 @@ def quality_at_shift(
         fake_mean, fake_cov = feature_statistics(torch.cat(fake_features).numpy())
         result["fid"] = frechet_distance(fake_mean, fake_cov, *result["real_statistics"])
     result["first_sample"] = first_sample
+    result["border"], result["real_border"] = border_ratio(fake_energy), border_ratio(real_energy)
     return result
 
 
@@ -118,11 +152,13 @@ def spatial_bias_report(
     eqt_n=1000,
     max_shift=0.125,
     inception=None,
+    sampler=None,
 ):
     """Evaluate every checkpoint (named by `labels`) at `shifts` (fractions of its size, in
     `direction`) against up to `n` real images of the LMDB `real_path`: quality_at_shift, with FID
     when `inception` (a loaded Inception network) is given; then EQ-T of `eqt_n` latents (0 skips
-    it) with translations up to `max_shift`. Returns a SpatialBiasReport."""
+    it) with translations up to `max_shift`. Diffusion checkpoints sample with `sampler` (a
+    diffusion.SamplerSettings; None: their default). Returns a SpatialBiasReport."""
     settings = {
         "real_path": real_path,
         "direction": direction,
@@ -139,6 +175,7 @@ def spatial_bias_report(
 
     for path, label in zip(checkpoints, labels):
         generator, config = load_generator(path, device)
+        use_sampler(generator, sampler)
         dataset, indices = open_real_images(real_path, generator.size, n, seed)
         if len(indices) < n:
             print(f"{real_path} holds {len(indices)} images at {generator.size} px: comparing that many, not {n}")
@@ -170,6 +207,8 @@ def spatial_bias_report(
                     "images": len(indices),
                     "swd": result["swd"],
                     "fid": result["fid"],
+                    "border": result["border"],
+                    "real_border": result["real_border"],
                 }
             )
         report.samples.append(row_samples)
@@ -207,6 +246,8 @@ def write_markdown(path, quality_rows, equivariance_rows, settings):
     columns = ["swd", "fid"] if with_fid else ["swd"]
     names = {"swd": "SWD x1e3", "fid": "FID"}
 
+    columns.append("border")
+    names["border"] = "border band"
     lines = [
         "# Spatial-bias report",
         "",
@@ -251,6 +292,13 @@ def write_markdown(path, quality_rows, equivariance_rows, settings):
             f"| {row['checkpoint']} | {row['position']} | {format_value(row['eqt_int'])} | "
             f"{format_value(row['eqt_frac'])} | {format_value(mean_swd)} |"
         )
+    real_border = np.mean([row["real_border"] for row in quality_rows])
+    lines += [
+        "",
+        f"Border band: the mean squared Laplacian of the renders in a {BORDER_WIDTH}-pixel strip along the "
+        f"borders over its mean inside (real images rolled at random: {real_border:.2f}); above that, the "
+        "generator paints noise or colour along its borders.",
+    ]
     with open(path, "w") as file:
         file.write("\n".join(lines) + "\n")
 
@@ -259,7 +307,7 @@ def write_csv(path, quality_rows, equivariance_rows):
     """report.csv: one row per checkpoint and shift; the EQ-T columns repeat per checkpoint."""
     equivariance = {row["checkpoint"]: row for row in equivariance_rows}
     fields = ["checkpoint", "position", "shift_fraction", "shift_px", "images", "swd", "fid"]
-    fields += ["eqt_int_db", "eqt_frac_db"]
+    fields += ["border", "real_border", "eqt_int_db", "eqt_frac_db"]
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=fields)
         writer.writeheader()
@@ -270,6 +318,8 @@ def write_csv(path, quality_rows, equivariance_rows):
                     **{key: row[key] for key in fields[:5]},
                     "swd": f"{row['swd']:.6g}",
                     "fid": "" if row["fid"] is None else f"{row['fid']:.6g}",
+                    "border": f"{row['border']:.6g}",
+                    "real_border": f"{row['real_border']:.6g}",
                     "eqt_int_db": "" if eq["eqt_int"] is None else f"{eq['eqt_int']:.6g}",
                     "eqt_frac_db": "" if eq["eqt_frac"] is None else f"{eq['eqt_frac']:.6g}",
                 }

@@ -1,6 +1,7 @@
 """The command-line flags that several scripts share, each defined once here. (The model
 configuration's flags are checkpoint.py's `add_model_arguments`, beside the configuration.)"""
 
+from diffusion import SAMPLERS, VARIANCES, SamplerSettings
 from model import MODCONVS, TRUNCATION_MEAN
 from utils.device import PRECISIONS
 from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
@@ -73,3 +74,20 @@ def add_inception_weights_argument(parser, *names, help=INCEPTION_WEIGHTS_HELP):
     real statistics)."""
     names = names or ("--inception",)
     parser.add_argument(*names, dest=names[0].lstrip("-"), type=str, default=None, help=help)
+
+
+def add_sampler_arguments(parser):
+    """--sampler, --steps, --eta, --variance: how a diffusion checkpoint (--arch ddpm) samples
+    (diffusion.py's SamplerSettings); GAN checkpoints ignore them."""
+    defaults = SamplerSettings()
+    add = parser.add_argument_group("diffusion sampling (checkpoints of --arch ddpm)").add_argument
+    add("--sampler", type=str, default=defaults.sampler, choices=SAMPLERS, help="DDIM or DDPM ancestral sampling")
+    add("--steps", type=int, default=defaults.steps, help="sampling steps, evenly spaced over the model's T")
+    add("--eta", type=float, default=defaults.eta, help="DDIM's eta: 0 deterministic, 1 as DDPM's beta-tilde")
+    add(
+        "--variance",
+        type=str,
+        default=defaults.variance,
+        choices=VARIANCES,
+        help="DDPM's per-step variance: the posterior's beta-tilde, or beta",
+    )

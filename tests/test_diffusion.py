@@ -1,0 +1,374 @@
+"""diffusion.py, training/diffusion.py and the scripts on diffusion checkpoints: the schedules
+against their closed forms, the samplers with the exact denoiser of Gaussian data, training and
+bit-exact resume of a tiny UNet per position, exact shift equivariance with circular padding,
+and generation and metrics on a tiny diffusion checkpoint."""
+
+import math
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+import generate
+import metrics
+import train
+from checkpoint import load_checkpoint, load_generator
+from diffusion import DiffusionGenerator, GaussianDiffusion, SamplerSettings, UNet, beta_schedule
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+NAME = "ddpm"
+# 16 px, 8 and 16 channels, two levels, attention at 8 px: an iteration takes milliseconds
+TINY = [
+    *"--arch ddpm --size 16 --channels 8 --channel_mult 1,2 --num_res_blocks 1 --attention_resolutions 8".split(),
+    *"--batch 2 --n_sample 2 --translate 1.0 --workers 0 --log_every 2".split(),
+]
+TINY_CONFIG = {"size": 16, "channels": 8, "channel_mult": "1,2", "num_res_blocks": 1, "attention_resolutions": "8"}
+
+
+@pytest.fixture(scope="module")
+def lmdb16(tmp_path_factory):
+    """An LMDB of 8 synthetic faces at 16 px."""
+    from prepare_data import prepare
+
+    out = str(tmp_path_factory.mktemp("faces16") / "lmdb")
+    prepare(out, [16], n_synthetic=8, seed=0, n_worker=1, verbose=False)
+    return out
+
+
+def train_here(cwd, lmdb_path, *flags):
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return train.main(["--name", NAME, "--path", lmdb_path, *TINY, *flags])
+    finally:
+        os.chdir(previous)
+
+
+# ---------------------------------------------------------------------------------------------
+# the process
+
+
+def test_schedules_match_their_closed_forms():
+    linear = GaussianDiffusion(beta_schedule("linear", 1000))
+    assert torch.allclose(linear.betas, torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), rtol=0, atol=1e-15)
+    expected = [math.prod(1 - b for b in linear.betas[: t + 1].tolist()) for t in (0, 499, 999)]
+    assert torch.allclose(linear.alphas_cumprod[[0, 499, 999]], torch.tensor(expected, dtype=torch.float64), rtol=1e-12)
+
+    cosine = GaussianDiffusion(beta_schedule("cosine", 1000))
+
+    def f(t):
+        return math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    unclipped = [t for t in range(1000) if cosine.betas[t] < 0.999]
+    assert len(unclipped) >= 990 and cosine.betas.max() == 0.999  # the last steps are clipped
+    closed = torch.tensor([f(t + 1) / f(0) for t in unclipped], dtype=torch.float64)
+    assert torch.allclose(cosine.alphas_cumprod[unclipped], closed, rtol=1e-9, atol=1e-12)
+
+    # posterior q(x_{t-1} | x_t, x_0) from Bayes' rule: precision alpha_t / beta_t + 1 / (1 - abar_{t-1})
+    for process in (linear, cosine):
+        t = torch.tensor([1, 10, 500, 998])
+        beta, abar_prev = process.betas[t], process.alphas_cumprod[t - 1]
+        variance = 1 / ((1 - beta) / beta + 1 / (1 - abar_prev))
+        x0, x_t = torch.tensor([0.7, -0.2, 0.4, 1.0]).double(), torch.tensor([0.1, 0.5, -1.5, 2.0]).double()
+        mean = variance * ((1 - beta).sqrt() * x_t / beta + abar_prev.sqrt() * x0 / (1 - abar_prev))
+        got_mean, got_variance = process.q_posterior(x0, x_t, t)
+        assert torch.allclose(got_mean.flatten(), mean, rtol=1e-9)
+        assert torch.allclose(got_variance.flatten(), variance, rtol=1e-9)
+        # the first step's posterior is x_0 itself
+        assert process.posterior_variance[0] == 0 and math.isclose(process.posterior_mean_coef1[0], 1, rel_tol=1e-12)
+
+    # q_sample at the last step is nearly pure noise
+    noise = torch.randn(4, 3, 2, 2, dtype=torch.float64)
+    x_T = linear.q_sample(torch.ones_like(noise), torch.full((4,), 999), noise)
+    assert torch.allclose(x_T, noise, atol=0.01)
+
+
+def gaussian_denoiser(process, mu, sigma):
+    """E[eps | x_t] for data N(mu, sigma^2): sqrt(1 - abar) (x_t - sqrt(abar) mu) / (abar sigma^2 + 1 - abar)."""
+
+    def denoiser(x, t):
+        abar = process.alphas_cumprod[t].view(-1, 1)
+        return (1 - abar).sqrt() * (x - abar.sqrt() * mu) / (abar * sigma**2 + 1 - abar)
+
+    return denoiser
+
+
+def sample_gaussian(sigma, sampler, steps, eta=0.0, variance="beta_tilde", n=20000, mu=0.3):
+    """Samples [n, 1] of the linear-schedule process with the exact denoiser of N(mu, sigma^2)."""
+    process = GaussianDiffusion(beta_schedule("linear", 1000))
+    denoiser = gaussian_denoiser(process, mu, sigma)
+    rng = torch.Generator().manual_seed(0)
+    return process.sample(
+        denoiser, (n, 1), sampler, steps, eta, variance, generator=rng, clip_denoised=False, dtype=torch.float64
+    )
+
+
+def draws_the_data(samples, mu=0.3, sigma=0.5):
+    """Mean and standard deviation within four standard errors of the data's (mean: sigma /
+    sqrt(n), std: sigma / sqrt(2 n)), plus 1% of sigma for the discretisation."""
+    n = len(samples)
+    mean_ok = abs(samples.mean().item() - mu) < 4 * sigma / math.sqrt(n) + 0.01 * sigma
+    std_ok = abs(samples.std().item() - sigma) < 4 * sigma / math.sqrt(2 * n) + 0.01 * sigma
+    return mean_ok and std_ok
+
+
+@pytest.mark.parametrize(
+    "sampler, steps, eta, variance",
+    [
+        ("ddim", 250, 0.0, "beta_tilde"),
+        ("ddim", 1000, 0.0, "beta_tilde"),
+        ("ddim", 1000, 0.5, "beta_tilde"),
+        ("ddpm", 1000, 0.0, "beta_tilde"),
+        ("ddpm", 1000, 0.0, "beta"),
+        ("ddpm", 250, 0.0, "beta"),
+    ],
+)
+def test_samplers_with_the_exact_denoiser_draw_the_data_distribution(sampler, steps, eta, variance):
+    assert draws_the_data(sample_gaussian(0.5, sampler, steps, eta, variance))
+
+
+def test_a_wrong_denoiser_fails_the_sampler_check():
+    assert not draws_the_data(sample_gaussian(0.55, "ddim", 250))
+    assert not draws_the_data(sample_gaussian(0.5, "ddim", 250, mu=0.33))
+
+
+def test_few_step_ddim_is_the_discretised_flow_in_closed_form():
+    """For Gaussian data each deterministic DDIM step from t to t' scales x_t - sqrt(abar_t) mu by
+    (sqrt(abar_t abar_t') sigma^2 + sqrt((1 - abar_t)(1 - abar_t'))) / (abar_t sigma^2 + 1 - abar_t),
+    abar = 1 after the last step: few steps shrink the spread (Cauchy-Schwarz), and the sampler
+    must match that product to rounding."""
+    process = GaussianDiffusion(beta_schedule("cosine", 1000))
+    mu, sigma = -0.1, 0.6
+    x_T = torch.randn(16, 1, dtype=torch.float64)
+    steps = process.timesteps(10)
+    abar = [process.alphas_cumprod[t].item() for t in steps] + [1.0]
+    factor = math.prod(
+        (math.sqrt(a * b) * sigma**2 + math.sqrt((1 - a) * (1 - b))) / (a * sigma**2 + 1 - a)
+        for a, b in zip(abar, abar[1:])
+    )
+    expected = mu + factor * (x_T - math.sqrt(abar[0]) * mu)
+    denoiser = gaussian_denoiser(process, mu, sigma)
+    samples = process.sample(denoiser, (16, 1), "ddim", 10, x_T=x_T, clip_denoised=False, dtype=torch.float64)
+    assert torch.allclose(samples, expected, rtol=0, atol=1e-12)
+    assert factor < 0.9 * sigma  # ten steps are too few for the spread of the data
+
+
+def test_ddim_with_eta_one_is_ddpm_with_beta_tilde():
+    process = GaussianDiffusion(beta_schedule("cosine", 200))
+    denoiser = gaussian_denoiser(process, -0.2, 0.4)
+    x_T = torch.randn(64, 1, dtype=torch.float64)
+    noises = torch.randn(40, 64, 1, dtype=torch.float64)
+
+    def run(sampler, eta):
+        step_noise = lambda k, shape: noises[k]  # noqa: E731
+        return process.sample(denoiser, (64, 1), sampler, 40, eta, x_T=x_T, step_noise=step_noise, dtype=torch.float64)
+
+    assert torch.allclose(run("ddim", 1.0), run("ddpm", 0.0), rtol=0, atol=1e-12)
+    assert not torch.allclose(run("ddim", 0.0), run("ddpm", 0.0), atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# the UNet
+
+
+def tiny_unet(position, padding="zeros", **options):
+    torch.manual_seed(0)
+    settings = {"size": 16, "channels": 8, "channel_mult": (1, 2, 2), "num_res_blocks": 1, "dropout": 0.0}
+    return UNet(**{**settings, "attention_resolutions": (8,), **options}, position=position, padding=padding)
+
+
+def perturb(module, seed=0):
+    """Add small seeded noise to every parameter: zero-initialised branches come alive."""
+    rng = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=rng, dtype=parameter.dtype) * 0.05)
+    return module
+
+
+def test_pe_places_and_zero_gammas():
+    none, sspe, mspe = (tiny_unet(position) for position in ("none", "sspe", "mspe"))
+    # sspe: the input resolution only; mspe: the first block of each of 3 levels, encoder and decoder
+    assert (len(none.pe_places()), len(sspe.pe_places()), len(mspe.pe_places())) == (0, 1, 6)
+    # the PE draws no random numbers: the same seed gives the same weights with any position
+    weights = none.state_dict()
+    assert all(torch.equal(value, weights[name]) for name, value in mspe.state_dict().items() if "gamma" not in name)
+    perturb(none)
+    for unet in (sspe, mspe):
+        unet.load_state_dict(none.state_dict(), strict=False)
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([3, 700])
+    # zero gammas: the positional UNet computes what the plain one computes
+    assert torch.equal(none(x, t), mspe(x, t)) and torch.equal(none(x, t), sspe(x, t))
+    with torch.no_grad():
+        mspe.pe_places()[-1].gamma.fill_(1.0)
+    assert not torch.allclose(none(x, t), mspe(x, t))
+    with pytest.raises(ValueError, match="multiples of the UNet's total downsampling 4"):
+        mspe(torch.randn(1, 3, 16, 18), t[:1])
+
+
+def circular_generator(position, gamma):
+    unet = perturb(tiny_unet(position, "circular").double())  # nonzero branches: every layer counts
+    with torch.no_grad():
+        for place in unet.pe_places():
+            place.gamma.fill_(gamma)
+    process = GaussianDiffusion(beta_schedule("linear", 1000))
+    return DiffusionGenerator(unet, process).eval()
+
+
+@pytest.mark.parametrize("position, gamma", [("mspe", 0.0), ("mspe", 1.0), ("none", 0.0)])
+@pytest.mark.parametrize("sampler", [SamplerSettings("ddim", 4, 0.0), SamplerSettings("ddpm", 4)])
+def test_integer_circular_shift_of_the_noise_shifts_the_sample_exactly(position, gamma, sampler):
+    """Circular padding, and shifts by a multiple of the total downsampling (4): every layer
+    commutes with the roll (the strided convolutions see the same pixel phases, the PE moves by
+    whole pixels of each level), so the sample moves by the shift, to rounding (float64). An odd
+    shift breaks the strided convolutions' phase and changes the sample."""
+    generator = circular_generator(position, gamma)
+    generator.sampler = sampler
+    x_T, step_seed = generator.make_noise(2, rng=torch.Generator().manual_seed(1))
+    x_T = x_T.double()
+    latents = torch.zeros(2, 0)
+    with torch.no_grad():
+        reference = generator([latents], noise=[x_T, step_seed])[0]
+        unshifted = generator([latents], noise=[x_T, step_seed], shift_h=0, shift_w=0)[0]
+        assert torch.equal(unshifted, reference)
+        for shift_h, shift_w in [(4, -8), (12, 4)]:
+            moved = torch.roll(x_T, (shift_h, shift_w), (2, 3))
+            image = generator([latents], noise=[moved, step_seed], shift_h=shift_h, shift_w=shift_w)[0]
+            assert torch.allclose(image, torch.roll(reference, (shift_h, shift_w), (2, 3)), rtol=0, atol=1e-10)
+        moved = torch.roll(x_T, (1, 0), (2, 3))
+        image = generator([latents], noise=[moved, step_seed], shift_h=1, shift_w=0)[0]
+        assert (image - torch.roll(reference, (1, 0), (2, 3))).abs().max() > 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def assert_same_state(a, b, what):
+    for key in ("g", "g_ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{what}: {key}.{name} differs"
+    for index, state in a["g_optim"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["g_optim"]["state"][index][name]), f"{what}: g_optim {index} {name}"
+    assert a["data"] == b["data"], what
+
+
+@pytest.mark.parametrize("position", ["none", "sspe", "mspe"])
+def test_tiny_unet_trains_and_resumes_bit_exactly(tmp_path, lmdb16, position):
+    flags = ["--position", position, "--save_every", "2", "--sample_every", "4"]
+    whole, halves = tmp_path / "whole", tmp_path / "halves"
+    whole.mkdir(), halves.mkdir()
+    trainer = train_here(whole, lmdb16, *flags, "--iter", "4")
+    train_here(halves, lmdb16, *flags, "--iter", "2")
+    train_here(halves, lmdb16, *flags, "--iter", "4", "--ckpt", "latest")
+
+    a, b = (load_checkpoint(str(run / "checkpoint" / NAME / "000004.pt")) for run in (whole, halves))
+    assert_same_state(a, b, position)
+    assert a["args"].arch == "ddpm" and a["args"].channel_mult == "1,2" and a["args"].lr == 2e-4
+    gammas = [value for name, value in a["g"].items() if name.endswith("gamma")]
+    assert len(gammas) == {"none": 0, "sspe": 1, "mspe": 4}[position]
+    assert all(gamma.abs().item() > 0 for gamma in gammas)  # the PE's weights learn from zero
+    assert math.isfinite(trainer.last_logged["loss"]) and trainer.last_logged["loss"] > 0
+    with Image.open(whole / "sample" / NAME / "000004.png") as grid:
+        assert grid.size[1] >= 16
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts on a diffusion checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, lmdb16):
+    """(folder, checkpoint path) of a 2-iteration mspe diffusion run."""
+    folder = tmp_path_factory.mktemp("ddpm_run")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_here(folder, lmdb16, "--position", "mspe", "--iter", "2", "--sample_every", "100")
+    finally:
+        torch.set_num_threads(threads)
+    return folder, str(folder / "checkpoint" / NAME / "000002.pt")
+
+
+def test_checkpoint_rebuilds_the_model_and_refuses_other_flags(tiny_checkpoint, monkeypatch):
+    folder, path = tiny_checkpoint
+    generator, config = load_generator(path)
+    assert (generator.unet.channels, generator.unet.total_downsampling, generator.position) == (8, 2, "mspe")
+    assert generator.sampler == SamplerSettings()
+    monkeypatch.chdir(folder)
+    with pytest.raises(SystemExit, match="channels: .* has 8, the command line 16"):
+        generate.main(["--name", NAME, "--ckpt", "000002.pt", "--channels", "16"])
+
+
+def test_generation_modes_on_a_diffusion_checkpoint(tiny_checkpoint, monkeypatch):
+    folder, _ = tiny_checkpoint
+    monkeypatch.chdir(folder)
+    common = ["--name", NAME, "--ckpt", "000002.pt", "--n_sample", "2", "--steps", "3", "--save", "grid"]
+    out = folder / "generate" / NAME
+    generate.main([*common, "--mode", "grid", "--sampler", "ddpm"])
+    generate.main([*common, "--mode", "shift", "--pics", "2", "--radius", "4", "--eta", "0.5"])
+    generate.main([*common, "--mode", "canvas", "--width", "32"])
+    generate.main([*common, "--mode", "scale", "--scales", "1,2"])
+    with Image.open(out / "canvas" / "grid_16x32.png") as canvas, Image.open(out / "grid" / "grid.png") as grid:
+        assert canvas.width > grid.width and canvas.height == grid.height
+    assert (out / "shift" / "grid.gif").is_file() and (out / "scale" / "grid_x2.png").is_file()
+    with pytest.raises(SystemExit, match="needs a StyleGAN generator"):
+        generate.main([*common, "--mode", "mix"])
+    with pytest.raises(SystemExit, match="circularly only"):
+        generate.main([*common, "--mode", "shift", "--plane"])
+
+    # an image depends on its seed only, not on the batch it is sampled in
+    generator, _ = load_generator("checkpoint/ddpm/000002.pt")
+    generator.sampler = SamplerSettings("ddpm", 3)
+    alone = generate.grid_images(generate.Renderer(generator, batch=1), [5, 6])
+    together = generate.grid_images(generate.Renderer(generator, batch=2), [5, 6])
+    assert torch.allclose(alone, together, atol=1e-5) and not torch.allclose(alone[0], alone[1])
+
+
+def test_metrics_on_a_diffusion_checkpoint(tiny_checkpoint, lmdb16, monkeypatch, capsys):
+    folder, path = tiny_checkpoint
+    monkeypatch.chdir(folder)
+    fast = ["--steps", "2", "--batch", "4"]
+    metrics.main(["eqt", "--ckpt", path, "--n", "4", *fast])
+    assert "ddpm-mspe): EQ-T int" in capsys.readouterr().out
+    swd_flags = "--patches 8 --directions 8 --repeats 1 --shifts 0,0.5 --n 4 --eqt_n 4".split()
+    metrics.main(["report", "--ckpt", path, "--path", lmdb16, "--out", "report", *swd_flags, *fast])
+    text = (folder / "report" / "report.md").read_text()
+    assert "| ddpm-mspe |" in text and "border band" in text
+    with pytest.raises(SystemExit, match="circularly"):
+        metrics.main(["eqt", "--ckpt", path, "--n", "2", "--no_circular", *fast])
+
+
+def test_bench_measures_diffusion_training_and_sampling(capsys):
+    from benchmarks import bench
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")  # no tensor is made: no GPU needed
+    sizes = [(config["size"], batch) for config, batch in bench.diffusion_workloads(bench.parse_args([]), cuda)]
+    assert sizes == [(32, 128), (64, 64), (256, 16)]
+    (single,) = bench.diffusion_workloads(bench.parse_args(["--size", "16", "--channels", "8"]), cpu)
+    assert single[0]["arch"] == "ddpm" and single[0]["channels"] == 8 and single[0]["position"] == "mspe"
+    tiny = "--diffusion --device cpu --size 16 --batch 2 --channels 8 --channel_mult 1,2 --attention_resolutions 8"
+    bench.main([*tiny.split(), *"--warmup 1 --iters 1 --gen_iters 1 --ddim_steps 2".split()])
+    table = capsys.readouterr().out
+    assert "| ddpm-mspe, 16 px, batch 2 | 8 x 1,2, 2 blocks, attention 8 |" in table and "(2 steps) |" in table
+
+
+def test_evidence_gives_the_diffusion_models_their_own_recipe():
+    import evidence
+
+    args = evidence.parse_args(["--models", "none,ddpm-none,ddpm-mspe"])
+    ddpm = evidence.training_settings(args, "ddpm-mspe")
+    recipe = evidence.DIFFUSION_RECIPES["cpu"]
+    assert ddpm == {"size": 32, **{k: v for k, v in recipe.items() if k not in evidence.DIFFUSION_MEASURING}}
+    assert evidence.measuring_settings(args, "ddpm-none") == (recipe["n"], SamplerSettings("ddim", recipe["steps"]))
+    assert evidence.training_settings(args, "none")["batch"] == evidence.PRESETS["cpu"]["batch"]
+    assert evidence.run_name(args, "ddpm-none", 0) != evidence.run_name(args, "ddpm-mspe", 0)
+    # flags given to evidence.py override the recipe; the GAN runs keep their names
+    scaled = evidence.parse_args(["--models", "none,ddpm-mspe", "--iter", "5", "--steps", "3"])
+    assert evidence.final_checkpoint(scaled, "ddpm-mspe", 1).endswith("000005.pt")
+    assert evidence.measuring_settings(scaled, "ddpm-mspe")[1].steps == 3
+    assert evidence.run_name(scaled, "ddpm-mspe", 0) == evidence.run_name(args, "ddpm-mspe", 0)
+    assert evidence.run_name(scaled, "none", 0) == evidence.run_name(args, "none", 0)

@@ -1,0 +1,191 @@
+"""The diffusion training step: Ho et al.'s simple loss on the UNet of diffusion.py, Adam, an EMA
+of the weights, as DiffusionStep; its flags, its recipe and `build_diffusion_step`, which turns a
+training command line into a ready step. training/loop.py runs the step, as it runs GANStep.
+
+One iteration: t uniform in 0..T-1 and eps standard normal per image (torch's global RNG, which
+the loop checkpoints), the loss || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2,
+a gradient step (norm clipped at --grad_clip, learning rate warmed up linearly over --warmup
+iterations, as Ho et al.), then the EMA update. The EMA's decay is min(--ema_decay,
+(1 + i) / (10 + i)) at iteration i: the usual warm-up, so that short runs average recent weights
+rather than the initial ones.
+"""
+
+import contextlib
+import copy
+from dataclasses import dataclass, fields
+
+import torch
+from torch import optim
+
+from checkpoint import build_generator, load_model_state
+from diffusion import SamplerSettings
+from training import distributed
+from training.distributed import wrap_ddp
+from training.gan import accumulate, requires_grad, to_channels_last
+
+# the fixed sampler of the training run's sample grids: deterministic DDIM, 50 steps
+GRID_SAMPLER = SamplerSettings("ddim", 50, 0.0)
+
+
+@dataclass(frozen=True)
+class DiffusionSettings:
+    """The hyperparameters of a diffusion training iteration, and the one place their defaults
+    live (train.py's flags of the same names). lr: Adam's learning rate (Ho et al.: 2e-4);
+    ema_decay: the EMA's decay after its warm-up (Ho et al.: 0.9999); grad_clip: the gradient's
+    norm is clipped at this (0 = never; Ho et al.: 1); warmup: iterations of linear learning
+    rate warm-up (0 = none; Ho et al.: 5000)."""
+
+    lr: float = 2e-4
+    ema_decay: float = 0.9999
+    grad_clip: float = 1.0
+    warmup: int = 0
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
+
+    def ema_decay_at(self, iteration):
+        return min(self.ema_decay, (1 + iteration) / (10 + iteration))
+
+    def lr_at(self, iteration):
+        if self.warmup <= 0:
+            return self.lr
+        return self.lr * min(1.0, (iteration + 1) / self.warmup)
+
+
+DEFAULTS = DiffusionSettings()
+
+
+def add_diffusion_training_arguments(parser):
+    """train.py's flags of the diffusion iteration (--arch ddpm)."""
+    add = parser.add_argument_group("diffusion training (--arch ddpm)").add_argument
+    add(
+        "--ema_decay",
+        type=float,
+        default=None,
+        help=f"EMA decay of the weights (default: ddpm {DEFAULTS.ema_decay} after its warm-up; the GANs' "
+        "half-life of 10k images)",
+    )
+    add("--grad_clip", type=float, default=DEFAULTS.grad_clip, help="clip the gradient's norm at this (0 = off)")
+    add("--warmup", type=int, default=DEFAULTS.warmup, help="iterations of linear learning-rate warm-up")
+
+
+def apply_diffusion_recipe(args, explicit):
+    """The diffusion recipe for flags not given: Ho et al.'s learning rate 2e-4 (train.py's
+    --lr default is the GANs')."""
+    if "lr" not in explicit:
+        args.lr = DEFAULTS.lr
+
+
+class DiffusionStep:
+    """One training iteration of a diffusion model (`step(iteration, images)`; see the module
+    docstring). `generator`/`ema`: DiffusionGenerators (the trained one and its EMA); `denoiser`:
+    the trained UNet, or its DistributedDataParallel wrapper. `autocast`: factory of the forward
+    pass's precision context. Losses come back as detached scalar tensors on the device.
+
+    The rest is what training/loop.py's Trainer asks of any step.
+    """
+
+    progress_keys = {"loss": "loss"}
+    stability_advice = "a lower --lr, or --grad_clip 1"
+
+    def __init__(self, generator, ema, denoiser, optimizer, settings, autocast=contextlib.nullcontext):
+        self.generator, self.ema, self.denoiser = generator, ema, denoiser
+        self.optimizer = optimizer
+        self.settings = settings
+        self.autocast = autocast
+
+    def predict(self, x_t, t):
+        with self.autocast():
+            return self.denoiser(x_t, t)
+
+    def __call__(self, iteration, images):
+        loss = self.generator.diffusion.training_loss(self.predict, images)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.lr_at(iteration)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.settings.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.generator.parameters(), self.settings.grad_clip)
+        self.optimizer.step()
+        accumulate(self.ema, self.generator, self.settings.ema_decay_at(iteration))
+        return {"loss": loss.detach()}
+
+    # -- what the training loop asks of a step ------------------------------------------------
+
+    def state_dict(self):
+        """The trained model ('g'), its EMA ('g_ema') and Adam's state ('g_optim'): the keys of the
+        GAN checkpoints, so that every checkpoint reader finds the sampling weights in g_ema."""
+        return {
+            "g": self.generator.state_dict(),
+            "g_ema": self.ema.state_dict(),
+            "g_optim": self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, checkpoint, source, config):
+        """Restore a checkpoint read from `source` (model configuration `config`, for messages)."""
+        missing = [key for key in ("g", "g_ema", "g_optim") if key not in checkpoint]
+        if missing:
+            raise SystemExit(
+                f"{source} cannot resume training: it lacks {', '.join(missing)}. Resume from a checkpoint "
+                "written by train.py --arch ddpm."
+            )
+        load_model_state(self.generator, checkpoint["g"], f"{source} ('g')", config)
+        load_model_state(self.ema, checkpoint["g_ema"], f"{source} ('g_ema')", config)
+        try:
+            self.optimizer.load_state_dict(checkpoint["g_optim"])
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SystemExit(
+                f"{source} ('g_optim') does not fit the optimiser: {error}. Resume from a checkpoint that "
+                "train.py wrote for this model."
+            ) from None
+
+    def rank_state(self):
+        return {}
+
+    def load_rank_state(self, state, device):
+        pass
+
+    def log_record(self):
+        return {}
+
+    def trained_networks(self):
+        return (self.generator,)
+
+    def saved_networks(self):
+        return (self.generator, self.ema)
+
+    def sample_inputs(self, count, rng):
+        """The fixed initial noise x_T [count, 3, size, size] of the run's sample grids."""
+        unet = self.ema.unet
+        return torch.randn(count, unet.in_channels, unet.size, unet.size, generator=rng)
+
+    def sample(self, x_T):
+        """The EMA model's deterministic DDIM samples (GRID_SAMPLER) from `x_T`."""
+        settings = GRID_SAMPLER
+        return self.ema.diffusion.sample(
+            self.ema.denoiser(), x_T.shape, settings.sampler, settings.steps, settings.eta, x_T=x_T, device=x_T.device
+        )
+
+
+def build_diffusion_step(args, device, autocast=contextlib.nullcontext):
+    """The DiffusionStep of a training command line: the model initialised from --seed (the same
+    on every rank), its EMA copy, Adam, channels-last (--channels_last), DistributedDataParallel
+    under torchrun and a compiled training forward (--compile), as its flags say."""
+    torch.manual_seed(args.seed)
+    try:
+        generator = build_generator(args, device)
+    except ValueError as error:
+        raise SystemExit(f"cannot build the model: {error}") from None
+    if getattr(args, "channels_last", False):
+        to_channels_last(generator)
+    ema = copy.deepcopy(generator).eval()
+    requires_grad(ema, False)
+    settings = DiffusionSettings.from_args(args)
+    optimizer = optim.Adam(generator.parameters(), lr=settings.lr)
+    denoiser = generator.unet
+    if distributed.get_world_size() > 1:
+        denoiser = wrap_ddp(denoiser, device)
+    if getattr(args, "compile", False):
+        denoiser = torch.compile(denoiser)
+    return DiffusionStep(generator, ema, denoiser, optimizer, settings, autocast)
