@@ -4,12 +4,12 @@ For every checkpoint and shift s: SWD (and FID with Inception weights) of render
 against the real images circularly translated by the same s, the border band (below), plus each
 checkpoint's EQ-T. A spatially unbiased generator keeps its quality at every shift.
 
-The border band: the mean squared 3x3 Laplacian (circular, summed over colours) of the renders
-in a strip of BORDER_WIDTH pixels along the four borders, divided by its mean in the rest of
-the image. Its reference is the same figure of the real images rolled by random offsets, the
-training data of --translate 1.0, whose statistics are the same everywhere (about 1); a
-generator that paints noise or colour along its borders (zero padding meeting wrapped data)
-scores above it. Writes report.md, report.csv,
+The border band: the mean squared 3x3 Laplacian (summed over colours, at the pixels whose
+neighbourhood lies inside the image) of the renders in a strip of BORDER_WIDTH such pixels
+along the four borders, divided by its mean in the rest of the image. Its reference is the same
+figure of the real images rolled by random offsets, the training data of --translate 1.0, whose
+statistics are the same everywhere (about 1); a generator that paints noise or colour along its
+borders (zero padding meeting wrapped data) scores above it. Writes report.md, report.csv,
 report.png (quality against shift, one line per checkpoint, drawn with matplotlib) and
 samples.png (the first sample of every checkpoint at every shift).
 """
@@ -39,12 +39,13 @@ BORDER_WIDTH = 2
 
 
 def laplacian_energy(images):
-    """[H, W]: the squared 3x3 Laplacian of [N, C, H, W] images (circular padding, so that no
-    border is made up), summed over channels and over the N images."""
+    """[H - 2, W - 2]: the squared 3x3 Laplacian of [N, C, H, W] images at every pixel whose
+    neighbourhood lies inside the image, summed over channels and over the N images. No padding:
+    a padded border would be made up, and a circular one would measure the seam between opposite
+    borders, which a generator that does not wrap around shows whatever it paints there."""
     kernel = images.new_tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
     n, channels, height, width = images.shape
-    padded = F.pad(images.reshape(n * channels, 1, height, width).float(), (1, 1, 1, 1), mode="circular")
-    return F.conv2d(padded, kernel.float()).square().sum(0)[0]
+    return F.conv2d(images.reshape(n * channels, 1, height, width).float(), kernel.float()).square().sum(0)[0]
 
 
 def border_ratio(energy, width=BORDER_WIDTH):

@@ -285,3 +285,20 @@ def test_report_needs_real_images(tmp_path, make_tiny_checkpoint):
     checkpoint = make_tiny_checkpoint(tmp_path / "mspe.pt", "mspe")
     with pytest.raises(SystemExit, match="--path LMDB"):
         metrics.main(["report", "--ckpt", checkpoint, "--device", "cpu"])
+
+
+def test_the_border_band_sees_a_band_along_a_border_and_not_the_wrap_seam():
+    """Evenly textured images score about 1; a noisy band along the bottom border scores well above it; a
+    textured ramp whose top and bottom rows differ (it does not wrap around) still scores about 1."""
+    rng = torch.Generator().manual_seed(0)
+    rows = torch.linspace(-1, 1, 32).view(1, 1, 32, 1)
+    texture = 0.3 * torch.randn(16, 3, 32, 32, generator=rng)
+    even = rows + texture  # textured vertical ramp: its top and bottom rows differ
+    banded = even.clone()
+    banded[:, :, -3:] += torch.randn(16, 3, 3, 32, generator=rng)
+
+    def band(images):
+        return spatial_bias.border_ratio(spatial_bias.laplacian_energy(images))
+
+    assert 0.8 < band(even) < 1.25
+    assert band(banded) > 2
