@@ -1,6 +1,7 @@
 """The command-line flags that several scripts share, each defined once here. (The model
 configuration's flags are checkpoint.py's `add_model_arguments`, beside the configuration.)"""
 
+from evaluation.sticking import DEFAULT_SPREAD
 from model import MODCONVS, TRUNCATION_MEAN
 from utils.device import PRECISIONS
 from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
@@ -33,6 +34,16 @@ def add_truncation_arguments(parser, default=1.0):
     parser.add_argument("--truncation", type=float, default=default, help="truncation ratio (1 = none)")
     parser.add_argument(
         "--truncation_mean", type=int, default=TRUNCATION_MEAN, help="mapped latents averaged for the truncation centre"
+    )
+
+
+def add_spread_argument(parser):
+    """--spread: how far texture sticking's latents lie from their centre (evaluation/sticking.py)."""
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=DEFAULT_SPREAD,
+        help="texture sticking: latents this fraction of the way (in W) from the centre to independent ones",
     )
 
 
