@@ -172,20 +172,21 @@ class Renderer:
 class Inputs:
     """What a mode renders: `latents` (z [N, latent], or with `input_is_latent` w [N, latent] or
     W+ [N, n_latent, latent]), their noise maps (per layer [N, 1, h, w]), a tag per latent naming
-    its files, and the `shift` (h, w) in pixels they render at (a projection's)."""
+    its files, the `shift` (h, w) in pixels they render at (a projection's), and the `seeds` they
+    were drawn from (None for projections)."""
 
     latents: torch.Tensor
     noises: list
     tags: list
     input_is_latent: bool = False
     shift: tuple = (0, 0)
+    seeds: list = None
 
-    def options(self, generator):
-        """The forward options of `input_is_latent` and `shift` (none for unshifted seeds)."""
-        options = {"input_is_latent": self.input_is_latent}
-        if any(self.shift):
-            options.update(shift_h=self.shift[0], shift_w=self.shift[1], circular=generator.circular_shifts)
-        return options
+    def shift_options(self, generator):
+        """The forward options that render at `shift` (none for an unshifted input)."""
+        if not any(self.shift):
+            return {}
+        return {"shift_h": self.shift[0], "shift_w": self.shift[1], "circular": generator.circular_shifts}
 
 
 def seed_tag(seed):
@@ -195,7 +196,7 @@ def seed_tag(seed):
 def inputs_of_seeds(generator, seeds):
     """Inputs of z and noise drawn per seed (seed_inputs)."""
     latents, noises = seed_inputs(generator, seeds)
-    return Inputs(latents, noises, [seed_tag(seed) for seed in seeds])
+    return Inputs(latents, noises, [seed_tag(seed) for seed in seeds], seeds=list(seeds))
 
 
 def inputs_of_projections(generator, paths):
@@ -217,8 +218,8 @@ def mapped(renderer, inputs):
     """`inputs` with latents in the renderer's blend space (seeds' z mapped by seed_latents)."""
     if inputs.input_is_latent:
         return inputs
-    latents, noises = renderer.seed_latents([int(tag.removeprefix("seed")) for tag in inputs.tags])
-    return Inputs(latents, noises, inputs.tags, input_is_latent=True, shift=inputs.shift)
+    latents, noises = renderer.seed_latents(inputs.seeds)
+    return Inputs(latents, noises, inputs.tags, input_is_latent=True, shift=inputs.shift, seeds=inputs.seeds)
 
 
 def blend_noise(start, end, t):
@@ -237,7 +238,8 @@ def grid_images(renderer, inputs):
     if not isinstance(inputs, Inputs):
         inputs = inputs_of_seeds(renderer.generator, inputs)
     with tqdm(total=len(inputs.latents), desc="grid", unit="img") as progress:
-        return renderer(inputs.latents, inputs.noises, progress, **inputs.options(renderer.generator))
+        options = inputs.shift_options(renderer.generator)
+        return renderer(inputs.latents, inputs.noises, progress, input_is_latent=inputs.input_is_latent, **options)
 
 
 def shift_frames(renderer, inputs, pics, radius, plane=False, noise_shift=DEFAULT_NOISE_SHIFT):
@@ -355,10 +357,8 @@ def walk_frames(renderer, inputs, frames_per_step):
             latents.append(renderer.blend(start, end, t))
             noises.append(blend_noise(start_noise, end_noise, t))
     noises = [torch.cat(layer) for layer in zip(*noises)]
-    options = walk.options(renderer.generator)
-    options.pop("input_is_latent")
     with tqdm(total=len(latents), desc="interpolate", unit="img") as progress:
-        return renderer.render_latents(torch.cat(latents), noises, progress, **options)
+        return renderer.render_latents(torch.cat(latents), noises, progress, **walk.shift_options(renderer.generator))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,12 +441,11 @@ def generate_sticking(renderer, args, folder):
         centres = inputs_of_projections(renderer.generator, args.projection)
     else:
         centres = mapped(renderer, inputs_of_seeds(renderer.generator, args.centre_seeds))
-    options = centres.options(renderer.generator)
-    options.pop("input_is_latent")
+    options = centres.shift_options(renderer.generator)
     for index, (tag, seed) in enumerate(zip(centres.tags, args.centre_seeds)):
         centre = centres.latents[index : index + 1]
         noises = [noise[index : index + 1] for noise in centres.noises]
-        with tqdm(total=2 * args.n_sample + 1 + args.pics, desc=f"sticking {tag}", unit="img") as progress:
+        with tqdm(total=args.n_sample + 1 + args.pics, desc=f"sticking {tag}", unit="img") as progress:
             pictures = sticking_pictures(
                 renderer,
                 centre,
@@ -561,7 +560,10 @@ def main(argv=None):
     listed = parse_seeds(args.seeds) if args.seeds else None
     args.seeds = listed or list(range(args.seed, args.seed + args.n_sample))
     # sticking's centres: --seeds, or --seed; the neighbours of projection i are those of seed --seed + i
-    args.centre_seeds = listed or [args.seed + index for index in range(len(args.projection or [None]))]
+    if args.projection:
+        args.centre_seeds = [args.seed + index for index in range(len(args.projection))]
+    else:
+        args.centre_seeds = listed or [args.seed]
     args.scales = parse_scales(args.scales)
     args.row_seeds = parse_seeds(args.row_seeds) if args.row_seeds else list(range(args.seed, args.seed + 4))
     args.col_seeds = parse_seeds(args.col_seeds) if args.col_seeds else list(range(args.seed + 4, args.seed + 8))
