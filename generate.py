@@ -108,9 +108,11 @@ class Renderer:
     """How images are rendered: `generator`, `batch` images per call, truncation towards
     `truncation_latent` (MappedGenerator.truncation_latent; None: none).
 
-    Walks (interpolate) and texture sticking (evaluation/sticking.py) see a generator only
-    through `seed_latents`, `blend` and `render_latents`: latents in the space they are blended
-    in, W for the GANs. Another kind of generator renders them by overriding those three.
+    Walks (interpolate) and texture sticking (evaluation/sticking.py, metrics.py sticking, the
+    spatial-bias report) see a generator only through `seed_latents`, `blend` and
+    `render_latents`: latents in the space they are blended in, W for the GANs. Another kind of
+    generator (a diffusion model's deterministic sampler, say) joins them by overriding those
+    three in a subclass that the scripts construct for it.
     """
 
     generator: torch.nn.Module
@@ -544,7 +546,7 @@ def build_parser():
     )
     add_spread_argument(parser)
     parser.add_argument(
-        "--row", type=int, default=None, help="sticking: the image row the strip stacks (default: the centre row)"
+        "--row", type=int, default=None, help="sticking: the image row the strip stacks (None: the centre row)"
     )
     return parser
 
