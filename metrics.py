@@ -16,7 +16,8 @@ of the way (in W) to independent ones, all with the centre's noise maps; with E 
 an image's spectrum above --cutoff times the Nyquist frequency (Hann-windowed), the number is
 10 log10(E(average of the renders) / mean of E(render)) in dB, mean and standard deviation over
 the centres. 0 dB: every render carries the same detail at the same pixels (complete sticking);
-about -10 log10(n) dB: the detail moves or changes with the latent. evaluation/sticking.py.
+about -10 log10(n) dB: the detail moves or changes with the latent. --noise own or zero takes
+the noise maps' own pixel-fixed detail out. evaluation/sticking.py.
 
 Each metric lives in its own module of evaluation/ (equivariance.py, sticking.py, swd.py, fid.py
 with inception.py, ppl.py, spatial_bias.py) with the helpers they share in common.py; this file
@@ -47,7 +48,7 @@ from evaluation.inception import load_inception
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import perceptual_path_length
 from evaluation.spatial_bias import SHIFT_DIRECTIONS, spatial_bias_report, write_spatial_bias_report
-from evaluation.sticking import DEFAULT_CENTRES, DEFAULT_CUTOFF, texture_sticking
+from evaluation.sticking import DEFAULT_CENTRES, DEFAULT_CUTOFF, STICKING_NOISE, texture_sticking
 from evaluation.swd import SWDDescriptors, swd, swd_resolutions
 from generate import Renderer
 from ppl import add_ppl_arguments
@@ -121,7 +122,7 @@ def run_sticking(args, device):
         renderer = Renderer.from_args(generator, args)
         try:
             scores = texture_sticking(
-                renderer, args.n, args.centres, args.spread, args.cutoff, args.seed, progress=True
+                renderer, args.n, args.centres, args.spread, args.cutoff, args.seed, progress=True, noise=args.noise
             )
         except ValueError as error:
             raise SystemExit(f"{path}: {error}") from None
@@ -333,6 +334,12 @@ def build_parser():
     add_spread_argument(sticking)
     sticking.add_argument(
         "--cutoff", type=float, default=DEFAULT_CUTOFF, help="high frequencies: above this fraction of Nyquist"
+    )
+    sticking.add_argument(
+        "--noise",
+        choices=STICKING_NOISE,
+        default=STICKING_NOISE[0],
+        help="noise maps of the renders: the centre's for all, each its own seed's, or none",
     )
     sticking.set_defaults(handler=run_sticking)
 

@@ -11,7 +11,8 @@ that offers, in the space its latents are blended in (W for the GANs):
 - The averaged image: the mean of `n` renders whose latents lie around a central latent,
   w_i = w_c + spread (w'_i - w_c) with w'_i the latents of independent seeds
   (`neighbour_seeds`). All of them keep the central latent's noise maps, which are pixel-fixed
-  by construction. Without sticking the average is blurry; with it the detail stays sharp.
+  by construction (STICKING_NOISE: or each its own seed's, or none). Without sticking the
+  average is blurry; with it the detail stays sharp.
 - The interpolation strip: one row of pixels from each frame of a walk from the central latent
   to another, stacked top to bottom. Detail that moves with the content draws slanted lines;
   sticking detail draws vertical streaks.
@@ -41,6 +42,9 @@ NEIGHBOUR_SEED_BASE = 1_000_000
 DEFAULT_SPREAD = 0.5
 DEFAULT_CUTOFF = 0.5
 DEFAULT_CENTRES = 8
+# the noise maps of the neighbourhood renders: the centre's for all (what a latent walk does),
+# each neighbour its own seed's, or none
+STICKING_NOISE = ("centre", "own", "zero")
 
 
 def neighbour_seeds(centre_seed, n):
@@ -55,13 +59,20 @@ def repeat_noise(noises, n):
     return [noise.expand(n, *noise.shape[1:]) for noise in noises]
 
 
-def neighbourhood_renders(renderer, centre, noises, seeds, spread, progress=None, **options):
+def neighbourhood_renders(renderer, centre, noises, seeds, spread, progress=None, noise="centre", **options):
     """Renders [len(seeds), 3, H, W], clamped to [-1, 1], of the latents a `spread` of the way
-    from `centre` ([1, ...]) to those of `seeds`, all with the centre's `noises`; `options` go to
-    the render (a projection's shift)."""
-    others, _ = renderer.seed_latents(seeds)
+    from `centre` ([1, ...]) to those of `seeds`, with the centre's `noises` (or, as `noise` of
+    STICKING_NOISE says, the seeds' own or none); `options` go to the render (a projection's
+    shift)."""
+    if noise not in STICKING_NOISE:
+        raise ValueError(f"noise must be one of {', '.join(STICKING_NOISE)}, not {noise!r}")
+    others, own_noises = renderer.seed_latents(seeds)
     latents = renderer.blend(centre, others, spread)
-    return renderer.render_latents(latents, repeat_noise(noises, len(latents)), progress, **options).clamp(-1, 1)
+    if noise == "own":
+        noises = own_noises
+    else:
+        noises = repeat_noise([layer * (noise == "centre") for layer in noises], len(latents))
+    return renderer.render_latents(latents, noises, progress, **options).clamp(-1, 1)
 
 
 def walk_strip(renderer, start, end, noises, pics, row=None, progress=None, **options):
@@ -119,10 +130,18 @@ def sticking_db(renders, cutoff=DEFAULT_CUTOFF):
 
 
 def texture_sticking(
-    renderer, n=64, centres=DEFAULT_CENTRES, spread=DEFAULT_SPREAD, cutoff=DEFAULT_CUTOFF, seed=0, progress=False
+    renderer,
+    n=64,
+    centres=DEFAULT_CENTRES,
+    spread=DEFAULT_SPREAD,
+    cutoff=DEFAULT_CUTOFF,
+    seed=0,
+    progress=False,
+    noise="centre",
 ):
     """The sticking number around the central latents of seeds seed .. seed + centres - 1, each
-    with `n` neighbours `spread` away (neighbour_seeds). Returns {'sticking_db': mean,
+    with `n` neighbours `spread` away (neighbour_seeds) rendered with the `noise` maps of
+    STICKING_NOISE. Returns {'sticking_db': mean,
     'sticking_db_std': standard deviation over the centres (0 for one), 'per_centre': [dB],
     'floor_db': -10 log10(n), about what detail independent between the renders scores}."""
     if n < 2 or centres < 1:
@@ -131,7 +150,8 @@ def texture_sticking(
     with tqdm(total=centres * n, desc="sticking", unit="img", disable=not progress) as bar:
         for centre_seed in range(seed, seed + centres):
             centre, noises = renderer.seed_latents([centre_seed])
-            renders = neighbourhood_renders(renderer, centre, noises, neighbour_seeds(centre_seed, n), spread, bar)
+            seeds = neighbour_seeds(centre_seed, n)
+            renders = neighbourhood_renders(renderer, centre, noises, seeds, spread, bar, noise)
             scores.append(sticking_db(renders, cutoff))
     return {
         "sticking_db": float(np.mean(scores)),

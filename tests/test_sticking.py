@@ -18,7 +18,7 @@ import metrics
 import projector
 from checkpoint import load_generator
 from closed_form_factorization import main as factorize_main
-from evaluation.sticking import high_frequency_energy, texture_sticking
+from evaluation.sticking import STICKING_NOISE, high_frequency_energy, texture_sticking
 from utils.images import to_tensor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,6 +110,17 @@ def test_sticking_command_writes_mean_and_spread_of_every_checkpoint(kinds, monk
     results = json.loads((kinds / "out" / "sticking.json").read_text())["results"]
     assert [len(result["per_centre"]) for result in results] == [2, 2]
     assert all(result["floor_db"] - 6 < result["sticking_db"] <= 0 for result in results)
+
+
+def test_noise_maps_fixed_to_pixels_are_sticking_detail(kinds):
+    generator, _ = load_generator(str(kinds / "checkpoint" / "mspe" / "000100.pt"))
+    with torch.no_grad():
+        for name, weight in generator.named_parameters():
+            if name.endswith("noise.weight"):  # untrained, the noise is switched off
+                weight.fill_(1.0)
+    renderer = generate.Renderer(generator)
+    scores = {noise: texture_sticking(renderer, 8, 2, noise=noise)["sticking_db"] for noise in STICKING_NOISE}
+    assert scores["centre"] > scores["own"] + 1 and scores["centre"] > scores["zero"] + 1
 
 
 def gif_frames(path):

@@ -1,0 +1,21 @@
+#!/bin/bash
+# The texture-sticking evidence of one model (report.md): its pictures into evidence/sticking/MODEL/
+# and the two numbers of the table printed (metrics.py sticking at spreads 0.5 and 1.0).
+#
+#     bash evidence/sticking/run.sh MODEL CHECKPOINT      (from the repository root)
+#
+# PYTHON (default python) runs the scripts; OMP_NUM_THREADS defaults to 1.
+set -euo pipefail
+model=$1
+ckpt=$2
+python=${PYTHON:-python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+"$python" generate.py --name "sticking-$model" --ckpt "$ckpt" --mode sticking --seeds 0-3 --n_sample 64 \
+    --spread 0.5 --pics 64
+mkdir -p "evidence/sticking/$model"
+cp "generate/sticking-$model/sticking/"*.png "evidence/sticking/$model/"
+for spread in 0.5 1.0; do
+    "$python" metrics.py sticking --ckpt "$ckpt" --labels "$model" --n 64 --centres 8 --spread "$spread" \
+        --out "metrics/sticking-$model-$spread" --device cpu
+done
