@@ -1,6 +1,7 @@
 #!/bin/bash
 # The texture-sticking evidence of one model (report.md): its pictures into evidence/sticking/MODEL/
-# and the two numbers of the table printed (metrics.py sticking at spreads 0.5 and 1.0).
+# and the four numbers of the table printed (metrics.py sticking at spreads 0.5 and 1.0, and at 0.5
+# with every render's own noise maps and with none).
 #
 #     bash evidence/sticking/run.sh MODEL CHECKPOINT      (from the repository root)
 #
@@ -18,4 +19,8 @@ cp "generate/sticking-$model/sticking/"*.png "evidence/sticking/$model/"
 for spread in 0.5 1.0; do
     "$python" metrics.py sticking --ckpt "$ckpt" --labels "$model" --n 64 --centres 8 --spread "$spread" \
         --out "metrics/sticking-$model-$spread" --device cpu
+done
+for noise in own zero; do
+    "$python" metrics.py sticking --ckpt "$ckpt" --labels "$model" --n 64 --centres 8 --spread 0.5 --noise "$noise" \
+        --out "metrics/sticking-$model-$noise" --device cpu
 done
