@@ -1,7 +1,7 @@
 #!/bin/bash
 # The texture-sticking evidence of one model (report.md): its pictures into evidence/sticking/MODEL/
 # and the four numbers of the table printed (metrics.py sticking at spreads 0.5 and 1.0, and at 0.5
-# with every render's own noise maps and with none).
+# with every render's own noise maps and with none), then report.md's two rows of the model.
 #
 #     bash evidence/sticking/run.sh MODEL CHECKPOINT      (from the repository root)
 #
@@ -24,3 +24,23 @@ for noise in own zero; do
     "$python" metrics.py sticking --ckpt "$ckpt" --labels "$model" --n 64 --centres 8 --spread 0.5 --noise "$noise" \
         --out "metrics/sticking-$model-$noise" --device cpu
 done
+
+# report.md's two rows of this model: the numbers, and the pictures
+"$python" - "$model" <<'PYTHON'
+import json
+import sys
+
+model = sys.argv[1]
+cells = []
+for key in ("0.5", "1.0", "own", "zero"):
+    with open(f"metrics/sticking-{model}-{key}/sticking.json") as file:
+        result = json.load(file)["results"][0]
+    cells.append(f"{result['sticking_db']:.2f} ± {result['sticking_db_std']:.2f}")
+print(f"| {model} | " + " | ".join(cells) + " |")
+pictures = [
+    " ".join(f'<img src="{model}/seed{seed:04d}_{name}.png" width="64" alt="{model}, seed {seed}: {name}">'
+             for name in ("central", "average", "strip"))
+    for seed in range(4)
+]
+print(f"| {model} | " + " | ".join(pictures) + " |")
+PYTHON
