@@ -10,6 +10,8 @@ sample share its noise maps, so only the direction changes the image.
 Beyond the original: --pics N also writes a GIF of N frames sweeping the degree from -DEGREE to
 +DEGREE; --shift_h/--shift_w render everything shifted (the noise maps move with the content,
 --noise_shift), so an edit can be seen to move with the content of a PE model.
+--projection FILE.pt ... edits the latents projector.py found for images instead of seeds'
+(with their noise maps, at their shift).
 """
 
 import argparse
@@ -20,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
-from generate import Renderer, seed_inputs
+from generate import Renderer, inputs_of_projections, seed_inputs
 from utils.flags import add_noise_shift_argument, add_truncation_arguments
 from utils.images import make_grid, save_gif, save_grid
 from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
@@ -46,16 +48,24 @@ def load_directions(path, latent_dim):
 
 
 def moved_renders(
-    renderer, w, noises, direction, degrees, shift_h=0, shift_w=0, noise_shift=DEFAULT_NOISE_SHIFT, progress=None
+    renderer,
+    w,
+    noises,
+    direction,
+    degrees,
+    shift_h=0,
+    shift_w=0,
+    noise_shift=DEFAULT_NOISE_SHIFT,
+    progress=None,
+    at=(0, 0),
 ):
-    """For each degree t, the renders [N, 3, H, W] of w + t * direction, shifted by (shift_h,
-    shift_w) with the noise maps moved as `noise_shift` says."""
-    size = renderer.generator.size
-    noises = move_noise(noises, shift_h, shift_w, size, size, noise_shift)
-    return [
-        renderer(w + degree * direction, noises, progress, input_is_latent=True, shift_h=shift_h, shift_w=shift_w)
-        for degree in degrees
-    ]
+    """For each degree t, the renders [N, 3, H, W] of w + t * direction (w of W or W+), shifted
+    by (shift_h, shift_w) from where they render (`at`, a projection's shift) with the noise
+    maps moved as `noise_shift` says."""
+    generator = renderer.generator
+    noises = move_noise(noises, shift_h, shift_w, generator.size, generator.size, noise_shift)
+    shift = {"shift_h": at[0] + shift_h, "shift_w": at[1] + shift_w, "circular": generator.circular_shifts}
+    return [renderer(w + degree * direction, noises, progress, input_is_latent=True, **shift) for degree in degrees]
 
 
 def build_parser():
@@ -75,6 +85,13 @@ def build_parser():
     parser.add_argument("--shift_h", type=float, default=0, help="render shifted down by this many pixels")
     parser.add_argument("--shift_w", type=float, default=0, help="render shifted right by this many pixels")
     add_noise_shift_argument(parser)
+    parser.add_argument(
+        "--projection",
+        action="append",
+        default=None,
+        metavar="FILE.pt",
+        help="edit the latent of projector.py's file instead of -n seeds (repeat the flag for several)",
+    )
     parser.add_argument("factor", type=str, help="name of the closed form factorization result factor file")
     return parser
 
@@ -92,18 +109,24 @@ def main(argv=None):
         raise SystemExit(f"-i/--index must be 0..{eigvec.shape[1] - 1}, not {args.index}")
     direction = eigvec[:, args.index].to(device).unsqueeze(0)
 
-    z, noises = seed_inputs(generator, range(args.seed, args.seed + args.n_sample))
-    w = generator.style(z.to(device))
+    if args.projection:
+        inputs = inputs_of_projections(generator, args.projection)
+        w, noises, at = inputs.latents.to(device), inputs.noises, inputs.shift
+        args.n_sample = len(w)
+    else:
+        z, noises = seed_inputs(generator, range(args.seed, args.seed + args.n_sample))
+        w, at = generator.style(z.to(device)), (0, 0)
     renderer = Renderer.from_args(generator, args)
     sweep = [args.degree * (2 * frame / (args.pics - 1) - 1) for frame in range(args.pics)]
     stem = f"{args.out_prefix}_index-{args.index}_degree-{args.degree}"
     shift = (args.shift_h, args.shift_w, args.noise_shift)
     try:
         with tqdm(total=(3 + len(sweep)) * args.n_sample, desc="factor", unit="img") as progress:
-            rows = moved_renders(renderer, w, noises, direction, [args.degree, 0, -args.degree], *shift, progress)
+            degrees = [args.degree, 0, -args.degree]
+            rows = moved_renders(renderer, w, noises, direction, degrees, *shift, progress, at)
             save_grid(torch.cat(rows), f"{stem}.png", nrow=args.n_sample)
             if sweep:
-                frames = moved_renders(renderer, w, noises, direction, sweep, *shift, progress)
+                frames = moved_renders(renderer, w, noises, direction, sweep, *shift, progress, at)
                 save_gif([make_grid(frame, nrow=args.n_sample) for frame in frames], f"{stem}.gif", args.duration)
     except ValueError as error:  # e.g. a fractional shift of a canvas the generator cannot render
         raise SystemExit(str(error)) from None

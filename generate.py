@@ -12,6 +12,15 @@ Modes (`--mode`), each writing under generate/<name>/<mode>/:
     canvas  the same samples on a canvas of another size and aspect ratio (--height, --width)
     mix     a style-mixing grid: rows of --row_seeds, columns of --col_seeds, each cell the
             row's latent with the --col_styles layers taken from the column
+    interpolate  a walk through the latents of the seeds (or --projection files) in order,
+            --frames_per_step frames from one to the next, linear in W; the noise maps blend
+            with their variance kept, so every seed's own image is a frame. An mp4 with the
+            optional imageio-ffmpeg installed, a GIF otherwise
+    sticking  texture sticking (evaluation/sticking.py): the average of --n_sample renders
+            around the central latent of --seed (--spread of the way to independent latents,
+            all with the centre's noise maps), the central image, and the interpolation strip,
+            row --row (default the centre row) of --pics frames walking from the centre to
+            another latent; PNGs, and the sticking number of that centre printed
 
     python generate.py --name EXPERIMENT_NAME --ckpt 550000.pt --truncation 1.0 --position mspe
     python generate.py --name DDPM_EXPERIMENT --ckpt 006000.pt --mode shift --sampler ddim --steps 50 --eta 0
@@ -20,7 +29,9 @@ A diffusion checkpoint (train.py --arch ddpm) renders grid, shift, scale and can
 --sampler, --steps and --eta say; its seed draws the initial noise x_T and the per-step noise.
 
 Every image depends only on its seed (latent and noise are drawn per seed on the CPU), so a
-seed gives the same picture in any batch size and on any device.
+seed gives the same picture in any batch size and on any device. `--projection FILE.pt ...`
+renders the latents and noise maps that projector.py optimised, at their shift, instead of
+seeds (modes grid, shift, interpolate and sticking, whose centres they then are).
 """
 
 import argparse
@@ -34,14 +45,18 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
 from evaluation.equivariance import input_transform, rotate_transform
+from evaluation.sticking import neighbour_seeds, sticking_pictures
 from model import require_positional
-from utils.flags import add_noise_shift_argument, add_sampler_arguments, add_truncation_arguments
-from utils.images import save_gif, save_grid, save_grid_gif, to_pil
+from projector import load_projection
+from utils.flags import add_noise_shift_argument, add_sampler_arguments, add_spread_argument, add_truncation_arguments
+from utils.images import save_gif, save_grid, save_grid_gif, save_video, to_pil
 from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, move_noise
 
 SAVE_CHOICES = ("both", "grid", "single")
-# milliseconds per frame of the shift and rotate animations
+# milliseconds per frame of the shift, rotate and interpolate animations
 FRAME_MS = 60
+# the modes that render --projection files instead of seeds
+PROJECTION_MODES = ("grid", "shift", "interpolate", "sticking")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,10 +102,22 @@ def seed_inputs(generator, seeds, canvas=None, scale=None):
     return torch.cat(latents), [torch.cat(layer) for layer in zip(*noises)]
 
 
+def as_w_plus(w, n_latent):
+    """Latents of W+ [N, n_latent, latent]: w [N, latent] repeated on every layer, W+ as it is."""
+    return w if w.ndim == 3 else w.unsqueeze(1).expand(-1, n_latent, -1)
+
+
 @dataclass
 class Renderer:
     """How images are rendered: `generator`, `batch` images per call, truncation towards
-    `truncation_latent` (MappedGenerator.truncation_latent; None: none)."""
+    `truncation_latent` (MappedGenerator.truncation_latent; None: none).
+
+    Walks (interpolate) and texture sticking (evaluation/sticking.py, metrics.py sticking, the
+    spatial-bias report) see a generator only through `seed_latents`, `blend` and
+    `render_latents`: latents in the space they are blended in, W for the GANs. Another kind of
+    generator (a diffusion model's deterministic sampler, say) joins them by overriding those
+    three in a subclass that the scripts construct for it.
+    """
 
     generator: torch.nn.Module
     batch: int = 8
@@ -128,32 +155,126 @@ class Renderer:
                 progress.update(len(image))
         return torch.cat(images)
 
+    @torch.no_grad()
+    def seed_latents(self, seeds):
+        """(w [N, latent], noise maps) of `seeds`: seed_inputs's z mapped to W."""
+        z, noises = seed_inputs(self.generator, seeds)
+        return self.generator.style(z.to(self.generator.device)).cpu(), noises
+
+    def blend(self, start, end, t):
+        """start + t (end - start) in W, for t a number or a [N] tensor (one latent each);
+        a latent of W ([N, latent]) meets one of W+ ([N, n_latent, latent]) on every layer."""
+        if start.ndim != end.ndim:
+            start, end = (as_w_plus(w, self.generator.n_latent) for w in (start, end))
+        t = torch.as_tensor(t, dtype=start.dtype)
+        return start + t.reshape(-1, *[1] * (start.ndim - 1)) * (end - start)
+
+    def render_latents(self, latents, noises, progress=None, **options):
+        """Images [N, 3, H, W] (CPU) of latents of W or W+ (see __call__)."""
+        return self(latents, noises, progress, input_is_latent=True, **options)
+
+
+@dataclass
+class Inputs:
+    """What a mode renders: `latents` (z [N, latent], or with `input_is_latent` w [N, latent] or
+    W+ [N, n_latent, latent]), their noise maps (per layer [N, 1, h, w]), a tag per latent naming
+    its files, the `shift` (h, w) in pixels they render at (a projection's), and the `seeds` they
+    were drawn from (None for projections)."""
+
+    latents: torch.Tensor
+    noises: list
+    tags: list
+    input_is_latent: bool = False
+    shift: tuple = (0, 0)
+    seeds: list = None
+
+    def shift_options(self, generator):
+        """The forward options that render at `shift` (none for an unshifted input)."""
+        if not any(self.shift):
+            return {}
+        return {"shift_h": self.shift[0], "shift_w": self.shift[1], "circular": generator.circular_shifts}
+
+
+def seed_tag(seed):
+    return f"seed{seed:04d}"
+
+
+def inputs_of_seeds(generator, seeds):
+    """Inputs of z and noise drawn per seed (seed_inputs)."""
+    latents, noises = seed_inputs(generator, seeds)
+    return Inputs(latents, noises, [seed_tag(seed) for seed in seeds], seeds=list(seeds))
+
+
+def inputs_of_projections(generator, paths):
+    """Inputs of projector.py's files (projector.load_projection): their latents (W+ for all when
+    one is W+), noise maps and shift, which must be the same for all; tags are the file stems."""
+    projections = [load_projection(path, generator) for path in paths]
+    shifts = {(projection["shift_h"], projection["shift_w"]) for projection in projections}
+    if len(shifts) > 1:
+        raise SystemExit(f"the projections were made at different shifts {sorted(shifts)}: give files of one shift")
+    latents = [projection["latent"] for projection in projections]
+    if len({latent.ndim for latent in latents}) > 1:
+        latents = [as_w_plus(w, generator.n_latent) for w in latents]
+    noises = [torch.cat(layer) for layer in zip(*(projection["noise"] for projection in projections))]
+    tags = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    return Inputs(torch.cat(latents), noises, tags, input_is_latent=True, shift=shifts.pop())
+
+
+def mapped(renderer, inputs):
+    """`inputs` with latents in the renderer's blend space (seeds' z mapped by seed_latents)."""
+    if inputs.input_is_latent:
+        return inputs
+    latents, noises = renderer.seed_latents(inputs.seeds)
+    return Inputs(latents, noises, inputs.tags, input_is_latent=True, shift=inputs.shift, seeds=inputs.seeds)
+
+
+def blend_noise(start, end, t):
+    """Noise maps between `start` and `end` (lists of [1, 1, h, w]) at t in [0, 1]:
+    ((1 - t) a + t b) / sqrt((1 - t)^2 + t^2), unit variance all along, each end exactly itself."""
+    norm = math.sqrt((1 - t) ** 2 + t**2)
+    return [((1 - t) * a + t * b) / norm for a, b in zip(start, end)]
+
 
 # ---------------------------------------------------------------------------------------------
 # what each mode renders
 
 
-def grid_images(renderer, seeds):
-    """[N, 3, H, W]: one image per seed."""
-    latents, noises = seed_inputs(renderer.generator, seeds)
-    with tqdm(total=len(latents), desc="grid", unit="img") as progress:
-        return renderer(latents, noises, progress)
+def grid_images(renderer, inputs):
+    """[N, 3, H, W]: one image per latent of `inputs` (Inputs, or seeds)."""
+    if not isinstance(inputs, Inputs):
+        inputs = inputs_of_seeds(renderer.generator, inputs)
+    with tqdm(total=len(inputs.latents), desc="grid", unit="img") as progress:
+        options = inputs.shift_options(renderer.generator)
+        return renderer(inputs.latents, inputs.noises, progress, input_is_latent=inputs.input_is_latent, **options)
 
 
-def shift_frames(renderer, seeds, pics, radius, plane=False, noise_shift=DEFAULT_NOISE_SHIFT):
-    """`pics` frames ([N, 3, H, W] each) of every seed's image moved along a circle of `radius`
-    pixels; circular shifts unless `plane` (or a generator that cannot wrap, stylegan3-t/-r)."""
+def shift_frames(renderer, inputs, pics, radius, plane=False, noise_shift=DEFAULT_NOISE_SHIFT):
+    """`pics` frames ([N, 3, H, W] each) of every image of `inputs` (Inputs, or seeds) moved along
+    a circle of `radius` pixels around its own shift; circular shifts unless `plane` (or a
+    generator that cannot wrap, stylegan3-t/-r)."""
     generator = renderer.generator
     if plane:
         require_positional(generator.position, "--plane (an infinite-plane shift)")
-    latents, noises = seed_inputs(generator, seeds)
+    if not isinstance(inputs, Inputs):
+        inputs = inputs_of_seeds(generator, inputs)
     frames = []
-    with tqdm(total=pics * len(latents), desc="shift", unit="img") as progress:
+    with tqdm(total=pics * len(inputs.latents), desc="shift", unit="img") as progress:
         for frame in range(pics):
             shift_h, shift_w = circle_shift(frame, pics, radius)
-            moved = move_noise(noises, shift_h, shift_w, generator.size, generator.size, noise_shift)
+            moved = move_noise(inputs.noises, shift_h, shift_w, generator.size, generator.size, noise_shift)
             circular = not plane and generator.circular_shifts
-            frames.append(renderer(latents, moved, progress, shift_h=shift_h, shift_w=shift_w, circular=circular))
+            shift_h, shift_w = shift_h + inputs.shift[0], shift_w + inputs.shift[1]
+            frames.append(
+                renderer(
+                    inputs.latents,
+                    moved,
+                    progress,
+                    shift_h=shift_h,
+                    shift_w=shift_w,
+                    circular=circular,
+                    input_is_latent=inputs.input_is_latent,
+                )
+            )
     return frames
 
 
@@ -225,64 +346,126 @@ def mix_table(renderer, rows, cols, layers):
     return torch.cat(table)
 
 
+def walk_frames(renderer, inputs, frames_per_step):
+    """The frames [(K - 1) * frames_per_step + 1, 3, H, W] of a walk through the K latents of
+    `inputs` in order: blended by the renderer (linear in W), noise maps by blend_noise."""
+    walk = mapped(renderer, inputs)
+    if len(walk.latents) < 2:
+        raise SystemExit("--mode interpolate walks between latents: give 2 or more (--n_sample, --seeds, --projection)")
+    latents, noises = [], []
+    for step in range(len(walk.latents) - 1):
+        start, end = walk.latents[step : step + 1], walk.latents[step + 1 : step + 2]
+        start_noise = [noise[step : step + 1] for noise in walk.noises]
+        end_noise = [noise[step + 1 : step + 2] for noise in walk.noises]
+        last = step == len(walk.latents) - 2
+        for frame in range(frames_per_step + last):
+            t = frame / frames_per_step
+            latents.append(renderer.blend(start, end, t))
+            noises.append(blend_noise(start_noise, end_noise, t))
+    noises = [torch.cat(layer) for layer in zip(*noises)]
+    with tqdm(total=len(latents), desc="interpolate", unit="img") as progress:
+        return renderer.render_latents(torch.cat(latents), noises, progress, **walk.shift_options(renderer.generator))
+
+
 # ---------------------------------------------------------------------------------------------
 # modes: render and save
 
 
-def seed_tag(seed):
-    return f"seed{seed:04d}"
-
-
-def save_images(images, seeds, folder, grid_name, suffix, args):
-    """The grid and/or one PNG per seed, as --save asks."""
+def save_images(images, tags, folder, grid_name, suffix, args):
+    """The grid and/or one PNG per tag (a seed's or a projection's), as --save asks."""
     if args.save in ("both", "grid"):
         save_grid(images, os.path.join(folder, grid_name))
     if args.save in ("both", "single"):
-        for image, seed in zip(images, seeds):
-            to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}{suffix}.png"))
+        for image, tag in zip(images, tags):
+            to_pil(image).save(os.path.join(folder, f"{tag}{suffix}.png"))
 
 
-def save_animation(frames, args, folder):
-    """Frames ([N, 3, H, W] each) as PNGs and a GIF per seed, and a GIF of the grid, as --save asks."""
+def save_animation(frames, tags, args, folder):
+    """Frames ([N, 3, H, W] each) as PNGs and a GIF per tag, and a GIF of the grid, as --save asks."""
     if args.save in ("both", "single"):
         for frame, images in enumerate(frames):
-            for image, seed in zip(images, args.seeds):
-                to_pil(image).save(os.path.join(folder, f"{seed_tag(seed)}_{frame:04d}.png"))
-        for index, seed in enumerate(args.seeds):
+            for image, tag in zip(images, tags):
+                to_pil(image).save(os.path.join(folder, f"{tag}_{frame:04d}.png"))
+        for index, tag in enumerate(tags):
             sample_frames = [images[index] for images in frames]
-            save_gif(sample_frames, os.path.join(folder, f"{seed_tag(seed)}.gif"), args.duration)
+            save_gif(sample_frames, os.path.join(folder, f"{tag}.gif"), args.duration)
     if args.save in ("both", "grid"):
         save_grid_gif(frames, os.path.join(folder, "grid.gif"), args.duration)
 
 
+def mode_inputs(renderer, args):
+    """The Inputs of --projection files, else of the seeds."""
+    if args.projection:
+        return inputs_of_projections(renderer.generator, args.projection)
+    return inputs_of_seeds(renderer.generator, args.seeds)
+
+
 def generate_grid(renderer, args, folder):
-    save_images(grid_images(renderer, args.seeds), args.seeds, folder, "grid.png", "", args)
+    inputs = mode_inputs(renderer, args)
+    save_images(grid_images(renderer, inputs), inputs.tags, folder, "grid.png", "", args)
 
 
 def generate_shift(renderer, args, folder):
-    save_animation(
-        shift_frames(renderer, args.seeds, args.pics, args.radius, args.plane, args.noise_shift), args, folder
-    )
+    inputs = mode_inputs(renderer, args)
+    frames = shift_frames(renderer, inputs, args.pics, args.radius, args.plane, args.noise_shift)
+    save_animation(frames, inputs.tags, args, folder)
 
 
 def generate_rotate(renderer, args, folder):
-    save_animation(rotate_frames(renderer, args.seeds, args.pics), args, folder)
+    save_animation(rotate_frames(renderer, args.seeds, args.pics), [seed_tag(s) for s in args.seeds], args, folder)
 
 
 def generate_scale(renderer, args, folder):
+    tags = [seed_tag(seed) for seed in args.seeds]
     for scale, images in scale_images(renderer, args.seeds, args.scales).items():
-        save_images(images, args.seeds, folder, f"grid_x{scale:g}.png", f"_x{scale:g}", args)
+        save_images(images, tags, folder, f"grid_x{scale:g}.png", f"_x{scale:g}", args)
 
 
 def generate_canvas(renderer, args, folder):
     canvas = (args.height or renderer.generator.size, args.width or renderer.generator.size)
-    tag = f"{canvas[0]}x{canvas[1]}"
-    save_images(canvas_images(renderer, args.seeds, canvas), args.seeds, folder, f"grid_{tag}.png", f"_{tag}", args)
+    size = f"{canvas[0]}x{canvas[1]}"
+    images = canvas_images(renderer, args.seeds, canvas)
+    save_images(images, [seed_tag(seed) for seed in args.seeds], folder, f"grid_{size}.png", f"_{size}", args)
 
 
 def generate_mix(renderer, args, folder):
     table = mix_table(renderer, args.row_seeds, args.col_seeds, args.col_styles)
     save_grid(table, os.path.join(folder, "grid.png"), nrow=len(args.col_seeds) + 1)
+
+
+def generate_interpolate(renderer, args, folder):
+    frames = walk_frames(renderer, mode_inputs(renderer, args), args.frames_per_step)
+    path = save_video(list(frames), os.path.join(folder, "walk"), args.duration)
+    kind = "mp4 (imageio-ffmpeg)" if path.endswith(".mp4") else "GIF (install imageio-ffmpeg for mp4)"
+    print(f"wrote {path}: {len(frames)} frames, {kind}")
+
+
+def generate_sticking(renderer, args, folder):
+    """Per centre (--seed, each of --seeds, or each --projection): {tag}_average.png,
+    {tag}_central.png and {tag}_strip.png, and its sticking number printed."""
+    if args.projection:
+        centres = inputs_of_projections(renderer.generator, args.projection)
+    else:
+        centres = mapped(renderer, inputs_of_seeds(renderer.generator, args.centre_seeds))
+    options = centres.shift_options(renderer.generator)
+    for index, (tag, seed) in enumerate(zip(centres.tags, args.centre_seeds)):
+        centre = centres.latents[index : index + 1]
+        noises = [noise[index : index + 1] for noise in centres.noises]
+        with tqdm(total=args.n_sample + 1 + args.pics, desc=f"sticking {tag}", unit="img") as progress:
+            pictures = sticking_pictures(
+                renderer,
+                centre,
+                noises,
+                neighbour_seeds(seed, args.n_sample),
+                args.spread,
+                args.pics,
+                args.row,
+                progress,
+                **options,
+            )
+        for name in ("average", "central", "strip"):
+            to_pil(pictures[name]).save(os.path.join(folder, f"{tag}_{name}.png"))
+        print(f"{tag}: texture sticking {pictures['sticking_db']:.2f} dB ({args.n_sample} renders)")
 
 
 # --mode: the function that renders and saves it
@@ -293,6 +476,8 @@ MODES = {
     "scale": generate_scale,
     "canvas": generate_canvas,
     "mix": generate_mix,
+    "interpolate": generate_interpolate,
+    "sticking": generate_sticking,
 }
 
 
@@ -306,17 +491,39 @@ def build_parser():
     parser.add_argument(
         "--mode", type=str, default="grid", choices=list(MODES), help="what to render (see the module docstring)"
     )
-    parser.add_argument("--n_sample", "--sample", type=int, default=16, help="number of samples (seeds) to render")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
+    parser.add_argument(
+        "--n_sample",
+        "--sample",
+        type=int,
+        default=16,
+        help="number of samples (seeds) to render; sticking: renders averaged around each centre",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i; sticking: the centre"
+    )
+    parser.add_argument(
+        "--seeds", type=str, default=None, help="the seeds to render instead, e.g. 0-3,7 (sticking: the centres)"
+    )
+    parser.add_argument(
+        "--projection",
+        nargs="+",
+        default=None,
+        metavar="FILE.pt",
+        help=f"render the latents of projector.py's files instead of seeds (modes {', '.join(PROJECTION_MODES)})",
+    )
     parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
     add_truncation_arguments(parser)
     add_sampler_arguments(parser)
     parser.add_argument(
         "--save", type=str, default="both", choices=SAVE_CHOICES, help="write the grid, single images, or both"
     )
-    parser.add_argument("--pics", type=int, default=20, help="shift, rotate: frames along the circle or turn")
+    parser.add_argument(
+        "--pics", type=int, default=20, help="shift, rotate: frames of the circle or turn; sticking: rows of the strip"
+    )
     parser.add_argument("--radius", type=float, default=32, help="shift: radius of the circle in pixels")
-    parser.add_argument("--duration", type=int, default=FRAME_MS, help="shift, rotate: milliseconds per GIF frame")
+    parser.add_argument(
+        "--duration", type=int, default=FRAME_MS, help="shift, rotate, interpolate: milliseconds per frame"
+    )
     parser.add_argument(
         "--plane",
         action="store_true",
@@ -339,6 +546,13 @@ def build_parser():
         default=None,
         help="mix: layers whose latent comes from the column (default: 0-6, fewer for small generators)",
     )
+    parser.add_argument(
+        "--frames_per_step", type=int, default=16, help="interpolate: frames from one latent to the next"
+    )
+    add_spread_argument(parser)
+    parser.add_argument(
+        "--row", type=int, default=None, help="sticking: the image row the strip stacks (None: the centre row)"
+    )
     return parser
 
 
@@ -346,9 +560,17 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.n_sample < 1 or args.batch < 1 or args.pics < 1:
-        raise SystemExit("--n_sample, --batch and --pics must be at least 1")
-    args.seeds = list(range(args.seed, args.seed + args.n_sample))
+    if args.n_sample < 1 or args.batch < 1 or args.pics < 1 or args.frames_per_step < 1:
+        raise SystemExit("--n_sample, --batch, --pics and --frames_per_step must be at least 1")
+    if args.projection and args.mode not in PROJECTION_MODES:
+        raise SystemExit(f"--projection works with --mode {', '.join(PROJECTION_MODES)}, not {args.mode}")
+    listed = parse_seeds(args.seeds) if args.seeds else None
+    args.seeds = listed or list(range(args.seed, args.seed + args.n_sample))
+    # sticking's centres: --seeds, or --seed; the neighbours of projection i are those of seed --seed + i
+    if args.projection:
+        args.centre_seeds = [args.seed + index for index in range(len(args.projection))]
+    else:
+        args.centre_seeds = listed or [args.seed]
     args.scales = parse_scales(args.scales)
     args.row_seeds = parse_seeds(args.row_seeds) if args.row_seeds else list(range(args.seed, args.seed + 4))
     args.col_seeds = parse_seeds(args.col_seeds) if args.col_seeds else list(range(args.seed + 4, args.seed + 8))

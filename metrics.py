@@ -1,9 +1,10 @@
-"""Metrics of spatial bias: equivariance (EQ-T, EQ-R), FID, SWD and the spatial-bias report.
+"""Metrics of spatial bias: equivariance (EQ-T, EQ-R), texture sticking, FID, SWD and the spatial-bias report.
 
 One command line for all of them (`python metrics.py COMMAND --help` for the options):
 
     python metrics.py eqt --ckpt CKPT [CKPT ...]              EQ-T, integer and fractional (dB)
     python metrics.py eqr --ckpt CKPT [CKPT ...]              EQ-R (dB), positional models only
+    python metrics.py sticking --ckpt CKPT [CKPT ...]         texture sticking (dB), higher is more
     python metrics.py swd --ckpt CKPT --path LMDB              sliced Wasserstein distance (x 1e3)
     python metrics.py fid --ckpt CKPT [--inception WEIGHTS] (--path LMDB | --real_stats FILE)
     python metrics.py inception [--inception WEIGHTS] --path LMDB --size SIZE   cache real statistics
@@ -13,9 +14,17 @@ One command line for all of them (`python metrics.py COMMAND --help` for the opt
 Diffusion checkpoints (train.py --arch ddpm) are measured beside the GANs, sampled as --sampler,
 --steps and --eta say (EQ-T always uses deterministic DDIM, eta 0; see evaluation/equivariance.py).
 
-Each metric lives in its own module of evaluation/ (equivariance.py, swd.py, fid.py with
-inception.py, ppl.py, spatial_bias.py) with the helpers they share in common.py; this file is
-their command line.
+Texture sticking: around each of --centres central latents, --n renders of latents --spread
+of the way (in W) to independent ones, all with the centre's noise maps; with E the energy of
+an image's spectrum above --cutoff times the Nyquist frequency (Hann-windowed), the number is
+10 log10(E(average of the renders) / mean of E(render)) in dB, mean and standard deviation over
+the centres. 0 dB: every render carries the same detail at the same pixels (complete sticking);
+about -10 log10(n) dB: the detail moves or changes with the latent. --noise own or zero takes
+the noise maps' own pixel-fixed detail out. evaluation/sticking.py.
+
+Each metric lives in its own module of evaluation/ (equivariance.py, sticking.py, swd.py, fid.py
+with inception.py, ppl.py, spatial_bias.py) with the helpers they share in common.py; this file
+is their command line.
 Checkpoints carry their model configuration. Results go to metrics/<name>/ (or --out) as JSON.
 """
 
@@ -43,7 +52,9 @@ from evaluation.inception import load_inception
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import perceptual_path_length
 from evaluation.spatial_bias import SHIFT_DIRECTIONS, spatial_bias_report, write_spatial_bias_report
+from evaluation.sticking import DEFAULT_CENTRES, DEFAULT_CUTOFF, STICKING_NOISE, texture_sticking
 from evaluation.swd import SWDDescriptors, swd, swd_resolutions
+from generate import Renderer
 from ppl import add_ppl_arguments
 from utils.device import choose_device
 from utils.flags import (
@@ -51,6 +62,7 @@ from utils.flags import (
     add_inception_weights_argument,
     add_noise_shift_argument,
     add_sampler_arguments,
+    add_spread_argument,
     add_truncation_arguments,
 )
 
@@ -107,6 +119,25 @@ def run_eqr(args, device):
         print(f"{label} ({model_label(config)}): EQ-R {format_value(score)} dB")
         results.append({"checkpoint": path, "position": model_label(config), "eqr": score})
     write_json(os.path.join(output_folder(args), "eqr.json"), "eqr", args, results)
+
+
+def run_sticking(args, device):
+    results = []
+    for path, label, generator, config in generators(args, device):
+        renderer = Renderer.from_args(generator, args)
+        try:
+            scores = texture_sticking(
+                renderer, args.n, args.centres, args.spread, args.cutoff, args.seed, progress=True, noise=args.noise
+            )
+        except ValueError as error:
+            raise SystemExit(f"{path}: {error}") from None
+        print(
+            f"{label} ({model_label(config)}): texture sticking {format_value(scores['sticking_db'])} ± "
+            f"{format_value(scores['sticking_db_std'])} dB over {args.centres} centres (0 dB: all detail fixed to "
+            f"pixels; {format_value(scores['floor_db'])} dB: none)"
+        )
+        results.append({"checkpoint": path, "position": model_label(config), **scores})
+    write_json(os.path.join(output_folder(args), "sticking.json"), "sticking", args, results)
 
 
 def run_swd(args, device):
@@ -218,6 +249,8 @@ def run_report(args, device):
         noise_shift=args.noise_shift,
         eqt_n=args.eqt_n,
         max_shift=args.max_shift,
+        sticking_n=args.sticking_n,
+        spread=args.spread,
         inception=load_inception(args.inception, device) if args.inception else None,
         sampler=SamplerSettings.from_args(args),
     )
@@ -298,6 +331,25 @@ def build_parser():
     eqr.add_argument("--max_rotation", type=float, default=180.0, help="largest rotation in degrees")
     eqr.set_defaults(handler=run_eqr)
 
+    sticking = commands.add_parser(
+        "sticking", parents=[models, truncation], help="texture sticking (dB; higher is more sticking)"
+    )
+    sticking.add_argument("--n", type=int, default=64, help="renders averaged around each centre")
+    sticking.add_argument(
+        "--centres", type=int, default=DEFAULT_CENTRES, help="central latents (seeds --seed, --seed + 1, ...)"
+    )
+    add_spread_argument(sticking)
+    sticking.add_argument(
+        "--cutoff", type=float, default=DEFAULT_CUTOFF, help="high frequencies: above this fraction of Nyquist"
+    )
+    sticking.add_argument(
+        "--noise",
+        choices=STICKING_NOISE,
+        default=STICKING_NOISE[0],
+        help="noise maps of the renders: the centre's for all, each its own seed's, or none",
+    )
+    sticking.set_defaults(handler=run_sticking)
+
     swd_parser = commands.add_parser(
         "swd", parents=[models, real, truncation, sliced], help="sliced Wasserstein distance (x 1e3)"
     )
@@ -340,6 +392,10 @@ def build_parser():
     add_inception_weights_argument(report, help="Inception-v3 state dict file (pytorch-fid or torchvision): adds FID")
     report.add_argument("--eqt_n", type=int, default=1000, help="latents for EQ-T (0 skips it)")
     report.add_argument("--max_shift", type=float, default=0.125, help="largest EQ-T translation, fraction of the size")
+    report.add_argument(
+        "--sticking_n", type=int, default=32, help="texture sticking: renders averaged per centre (0 skips it)"
+    )
+    add_spread_argument(report)
     report.set_defaults(handler=run_report)
     return parser
 

@@ -10,7 +10,8 @@ Shifted inversion, the paper's experiment: --shift_h/--shift_w roll the target a
 the same shift (the initial noise maps move with it, --noise_shift); --pics N repeats the
 projection at N shifts on a circle of --radius pixels around it and writes GIFs of the targets
 and reconstructions. All outputs go to inverse/<name>/: per input the target, the
-reconstruction, the latent and noise maps (.pt) and the PSNR and LPIPS of the reconstruction
+reconstruction, the latent and noise maps (.pt, `save_projection`; generate.py and
+apply_factor.py read them back with --projection) and the PSNR and LPIPS of the reconstruction
 (.json). Generators without noise inputs (stylegan3-t/-r) optimise the latent alone, and their
 shifted renders move the infinite plane of their Fourier input.
 """
@@ -255,6 +256,54 @@ def project_shifted(generator, targets, shifts, settings=ProjectionSettings(), p
         }
 
 
+# ---------------------------------------------------------------------------------------------
+# projection files: what main writes per target, and the one reader of them
+
+
+def save_projection(path, reconstruction, latent, noises, shift_h, shift_w):
+    """A projection file: the reconstruction `img` [3, H, W], the optimised `latent` [1, style_dim]
+    (W) or [1, n_latent, style_dim] (W+), its noise maps `noise` ([1, 1, h, w] per layer; none
+    for generators without noise inputs) and the shift (`shift_h`, `shift_w`) it renders at."""
+    torch.save(
+        {
+            "img": reconstruction.cpu(),
+            "latent": latent.cpu(),
+            "noise": [noise.cpu() for noise in noises],
+            "shift_h": shift_h,
+            "shift_w": shift_w,
+        },
+        path,
+    )
+
+
+def load_projection(path, generator):
+    """The projection file at `path` (save_projection) checked against `generator`: a dict of
+    `latent` (float [1, style_dim] or [1, n_latent, style_dim]), `noise`, `shift_h`, `shift_w`
+    and `img`. A latent or noise map of another shape is an error naming both shapes."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"projection {path!r} not found; make it with: python projector.py --ckpt CKPT IMAGE")
+    try:
+        projection = torch.load(path, map_location="cpu", weights_only=True)
+        latent, noises = projection["latent"].float(), [noise.float() for noise in projection["noise"]]
+        shift_h, shift_w = projection["shift_h"], projection["shift_w"]
+    except Exception as error:
+        raise SystemExit(f"{path} is not a projection file of projector.py ({error})") from None
+    w_shape = (1, generator.style_dim)
+    w_plus_shape = (1, generator.n_latent, generator.style_dim)
+    if tuple(latent.shape) not in (w_shape, w_plus_shape):
+        raise SystemExit(
+            f"{path} holds a latent of shape {list(latent.shape)}, this generator takes {list(w_shape)} (W) or "
+            f"{list(w_plus_shape)} (W+): project the image with this checkpoint"
+        )
+    noise_shapes = [(1, 1, *shape) for shape in generator.noise_shapes()] if hasattr(generator, "noise_shapes") else []
+    if [tuple(noise.shape) for noise in noises] != noise_shapes:
+        raise SystemExit(
+            f"{path} holds noise maps of shapes {[list(noise.shape) for noise in noises]}, this generator takes "
+            f"{[list(shape) for shape in noise_shapes]}: project the image with this checkpoint"
+        )
+    return {"latent": latent, "noise": noises, "shift_h": shift_h, "shift_w": shift_w, "img": projection.get("img")}
+
+
 DEFAULTS = ProjectionSettings()
 
 
@@ -334,15 +383,13 @@ def main(argv=None):
             target, reconstruction = projection["target"][index], projection["reconstruction"][index]
             to_pil(target).save(os.path.join(folder, f"{name}-target.png"))
             to_pil(reconstruction).save(os.path.join(folder, f"{name}-project.png"))
-            torch.save(
-                {
-                    "img": reconstruction.cpu(),
-                    "latent": projection["latent"][index : index + 1].cpu(),
-                    "noise": [noise[index : index + 1].cpu() for noise in projection["noises"]],
-                    "shift_h": projection["shift_h"],
-                    "shift_w": projection["shift_w"],
-                },
+            save_projection(
                 os.path.join(folder, f"{name}.pt"),
+                reconstruction,
+                projection["latent"][index : index + 1],
+                [noise[index : index + 1] for noise in projection["noises"]],
+                projection["shift_h"],
+                projection["shift_w"],
             )
             lpips_distances = projection["lpips"]
             results[stem].append(

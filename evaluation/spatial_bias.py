@@ -2,7 +2,8 @@
 
 For every checkpoint and shift s: SWD (and FID with Inception weights) of renders shifted by s
 against the real images circularly translated by the same s, the border band (below), plus each
-checkpoint's EQ-T. A spatially unbiased generator keeps its quality at every shift.
+checkpoint's EQ-T and texture sticking (evaluation/sticking.py). A spatially unbiased generator keeps
+its quality at every shift.
 
 The border band: the mean squared 3x3 Laplacian (summed over colours, at the pixels whose
 neighbourhood lies inside the image) of the renders in a strip of BORDER_WIDTH such pixels
@@ -29,7 +30,9 @@ from diffusion import use_sampler
 from evaluation.common import format_value, generated_batches, module_device, open_real_images, real_image_batches
 from evaluation.equivariance import translation_equivariance
 from evaluation.fid import feature_statistics, frechet_distance, warn_few_fid_images
+from evaluation.sticking import DEFAULT_SPREAD, texture_sticking
 from evaluation.swd import SWDDescriptors, swd
+from generate import Renderer
 from utils.images import make_grid, to_pil
 from utils.shift import DEFAULT_NOISE_SHIFT, roll_each, translate_images
 
@@ -152,13 +155,16 @@ def spatial_bias_report(
     noise_shift=DEFAULT_NOISE_SHIFT,
     eqt_n=1000,
     max_shift=0.125,
+    sticking_n=32,
+    spread=DEFAULT_SPREAD,
     inception=None,
     sampler=None,
 ):
     """Evaluate every checkpoint (named by `labels`) at `shifts` (fractions of its size, in
     `direction`) against up to `n` real images of the LMDB `real_path`: quality_at_shift, with FID
     when `inception` (a loaded Inception network) is given; then EQ-T of `eqt_n` latents (0 skips
-    it) with translations up to `max_shift`. Diffusion checkpoints sample with `sampler` (a
+    it) with translations up to `max_shift`; then texture sticking with `sticking_n` renders per
+    centre (0 skips it) `spread` from it. Diffusion checkpoints sample with `sampler` (a
     diffusion.SamplerSettings; None: their default). Returns a SpatialBiasReport."""
     settings = {
         "real_path": real_path,
@@ -168,6 +174,8 @@ def spatial_bias_report(
         "max_shift": max_shift,
         "noise_mode": noise_mode,
         "noise_shift": noise_shift,
+        "sticking_n": sticking_n,
+        "spread": spread,
     }
     swd_settings = {"batch": batch, "seed": seed, "patches": patches, "directions": directions, "repeats": repeats}
     step_h, step_w = SHIFT_DIRECTIONS[direction]
@@ -227,7 +235,13 @@ def spatial_bias_report(
                 seed=seed,
                 progress=True,
             )
-        report.equivariance_rows.append({"checkpoint": label, "position": model_label(config), **equivariance})
+        sticking = {"sticking_db": None, "sticking_db_std": None}
+        if sticking_n > 0:
+            scores = texture_sticking(Renderer(generator, batch), sticking_n, spread=spread, seed=seed, progress=True)
+            sticking = {key: scores[key] for key in sticking}
+        report.equivariance_rows.append(
+            {"checkpoint": label, "position": model_label(config), **equivariance, **sticking}
+        )
     return report
 
 
@@ -278,20 +292,35 @@ def write_markdown(path, quality_rows, equivariance_rows, settings):
         )
     else:
         eqt_note = "EQ-T was skipped (--eqt_n 0)."
+    if settings["sticking_n"] > 0:
+        sticking_note = (
+            f"Texture sticking: 10 log10 of the high-frequency energy of the average of {settings['sticking_n']} "
+            f"renders around a central latent (latents {settings['spread']:g} of the way to independent ones, the "
+            "centre's noise maps) over the mean energy of the renders, mean ± standard deviation over the centres. "
+            f"0 dB: all detail fixed to pixels; {format_value(-10 * np.log10(settings['sticking_n']))} dB: none. "
+            "Lower is better."
+        )
+    else:
+        sticking_note = "Texture sticking was skipped (--sticking_n 0)."
     lines += [
         "",
-        "## Translation equivariance",
+        "## Translation equivariance and texture sticking",
         "",
         eqt_note,
         "",
-        "| checkpoint | position | EQ-T int (dB) | EQ-T frac (dB) | mean SWD x1e3 |",
-        "|---|---|---|---|---|",
+        sticking_note,
+        "",
+        "| checkpoint | position | EQ-T int (dB) | EQ-T frac (dB) | sticking (dB) | mean SWD x1e3 |",
+        "|---|---|---|---|---|---|",
     ]
     for row in equivariance_rows:
         mean_swd = np.mean([r["swd"] for r in quality_rows if r["checkpoint"] == row["checkpoint"]])
+        sticking = format_value(row["sticking_db"])
+        if row["sticking_db"] is not None:
+            sticking += f" ± {format_value(row['sticking_db_std'])}"
         lines.append(
             f"| {row['checkpoint']} | {row['position']} | {format_value(row['eqt_int'])} | "
-            f"{format_value(row['eqt_frac'])} | {format_value(mean_swd)} |"
+            f"{format_value(row['eqt_frac'])} | {sticking} | {format_value(mean_swd)} |"
         )
     real_border = np.mean([row["real_border"] for row in quality_rows])
     lines += [
@@ -305,10 +334,10 @@ def write_markdown(path, quality_rows, equivariance_rows, settings):
 
 
 def write_csv(path, quality_rows, equivariance_rows):
-    """report.csv: one row per checkpoint and shift; the EQ-T columns repeat per checkpoint."""
+    """report.csv: one row per checkpoint and shift; the EQ-T and sticking columns repeat per checkpoint."""
     equivariance = {row["checkpoint"]: row for row in equivariance_rows}
     fields = ["checkpoint", "position", "shift_fraction", "shift_px", "images", "swd", "fid"]
-    fields += ["border", "real_border", "eqt_int_db", "eqt_frac_db"]
+    fields += ["border", "real_border", "eqt_int_db", "eqt_frac_db", "sticking_db"]
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=fields)
         writer.writeheader()
@@ -323,6 +352,7 @@ def write_csv(path, quality_rows, equivariance_rows):
                     "real_border": f"{row['real_border']:.6g}",
                     "eqt_int_db": "" if eq["eqt_int"] is None else f"{eq['eqt_int']:.6g}",
                     "eqt_frac_db": "" if eq["eqt_frac"] is None else f"{eq['eqt_frac']:.6g}",
+                    "sticking_db": "" if eq["sticking_db"] is None else f"{eq['sticking_db']:.6g}",
                 }
             )
 

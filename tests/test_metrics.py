@@ -236,12 +236,13 @@ def test_report_command_end_to_end(synthetic_lmdb, tmp_path, make_tiny_checkpoin
     out = tmp_path / "report"
     command = [sys.executable, os.path.join(ROOT, "metrics.py"), "report", "--ckpt", none, mspe]
     command += ["--path", synthetic_lmdb, "--n", "4", "--batch", "4", "--eqt_n", "2", "--shifts", "0,0.5"]
-    command += ["--patches", "16", "--directions", "32", "--device", "cpu", "--out", str(out)]
+    command += ["--patches", "16", "--directions", "32", "--sticking_n", "4", "--device", "cpu", "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=str(tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr
 
     markdown = (out / "report.md").read_text()
     assert "| 0.5 |" in markdown and "none/000100 SWD x1e3" in markdown and "| mspe/000100 | mspe |" in markdown
+    assert "sticking (dB)" in markdown and " ± " in markdown
     with open(out / "report.csv") as file:
         rows = list(csv.DictReader(file))
     assert [(row["checkpoint"], row["shift_px"]) for row in rows] == [
@@ -251,6 +252,7 @@ def test_report_command_end_to_end(synthetic_lmdb, tmp_path, make_tiny_checkpoin
         ("mspe/000100", "16.0"),
     ]
     assert all(float(row["swd"]) > 0 and float(row["eqt_int_db"]) > 0 for row in rows)
+    assert all(-10 < float(row["sticking_db"]) <= 0 for row in rows)
 
     plot = np.asarray(Image.open(out / "report.png").convert("RGB")).reshape(-1, 3)
     for colour in spatial_bias.LINE_COLOURS[:2]:  # one line per checkpoint

@@ -2,6 +2,7 @@
 configuration's flags are checkpoint.py's `add_model_arguments`, beside the configuration.)"""
 
 from diffusion import SAMPLERS, VARIANCES, SamplerSettings
+from evaluation.sticking import DEFAULT_SPREAD
 from model import MODCONVS, TRUNCATION_MEAN
 from utils.device import PRECISIONS
 from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
@@ -38,6 +39,16 @@ def add_truncation_arguments(parser, default=1.0):
         default=TRUNCATION_MEAN,
         help="mapped latents averaged for the truncation centre (unless the checkpoint brings its own: "
         "NVIDIA's tracked mean of w, StyleGAN3's)",
+    )
+
+
+def add_spread_argument(parser):
+    """--spread: how far texture sticking's latents lie from their centre (evaluation/sticking.py)."""
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=DEFAULT_SPREAD,
+        help="texture sticking: latents this fraction of the way (in W) from the centre to independent ones",
     )
 
 

@@ -1,4 +1,4 @@
-"""Images in and out: files to RGB, PIL to tensors in [-1, 1] and back, grids, GIFs and PSNR.
+"""Images in and out: files to RGB, PIL to tensors in [-1, 1] and back, grids, GIFs, videos and PSNR.
 
 Every tensor image in this project is float, [C, H, W] or [N, C, H, W], with pixel values in
 [-1, 1] (-1 black, 1 white), as the generator renders them.
@@ -102,6 +102,28 @@ def save_gif(frames, path, duration=40):
 def save_grid_gif(frames, path, duration=40):
     """Save frames of batches ([N, 3, H, W] each, in [-1, 1]) as a looping GIF of their grids."""
     save_gif([make_grid(images) for images in frames], path, duration)
+
+
+def save_video(frames, stem, duration=40):
+    """Save frames ([3, H, W] tensors in [-1, 1]) as the H.264 video `stem`.mp4 at 1000 / `duration`
+    frames per second when the optional package imageio-ffmpeg (which brings its own ffmpeg) is
+    installed, else as the looping GIF `stem`.gif. Returns the path written."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        save_gif(frames, f"{stem}.gif", duration)
+        return f"{stem}.gif"
+    path = f"{stem}.mp4"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    pictures = [np.ascontiguousarray(np.asarray(to_pil(frame))) for frame in frames]
+    height, width = pictures[0].shape[:2]
+    # ffmpeg rescales frames whose sides are not multiples of 16 (H.264's macroblock)
+    writer = imageio_ffmpeg.write_frames(path, (width, height), fps=1000 / duration, ffmpeg_log_level="error")
+    writer.send(None)
+    for picture in pictures:
+        writer.send(picture)
+    writer.close()
+    return path
 
 
 def labelled_rows(rows, labels, margin=110):
