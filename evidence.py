@@ -431,7 +431,7 @@ def shift_gif(args, model, device):
     """shift_<model>.gif: generate.py's shift animation (its grid of 8 samples) of the first seed's
     run; canvas_<model>.png: generate.py's canvas mode, 4 samples on a canvas twice as wide."""
     generator = load_run(args, model, args.seeds[0], device)
-    renderer = generate.Renderer(generator)
+    renderer = generate.renderer_for(generator)
     frames = generate.shift_frames(renderer, range(8), pics=24, radius=args.size // 4)
     save_grid_gif(frames, os.path.join(args.out, f"shift_{model}.gif"), generate.FRAME_MS)
     wide = generate.canvas_images(renderer, range(4), (args.size, 2 * args.size))

@@ -27,6 +27,8 @@ Modes (`--mode`), each writing under generate/<name>/<mode>/:
 
 A diffusion checkpoint (train.py --arch ddpm) renders grid, shift, scale and canvas, sampled as
 --sampler, --steps and --eta say; its seed draws the initial noise x_T and the per-step noise.
+Its walks (interpolate) and sticking pictures blend x_T and sample it with deterministic DDIM
+(DiffusionRenderer).
 
 Every image depends only on its seed (latent and noise are drawn per seed on the CPU), so a
 seed gives the same picture in any batch size and on any device. `--projection FILE.pt ...`
@@ -35,15 +37,16 @@ seeds (modes grid, shift, interpolate and sticking, whose centres they then are)
 """
 
 import argparse
+import dataclasses
 import math
 import os
 import sys
-from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
+from diffusion import DiffusionGenerator
 from evaluation.equivariance import input_transform, rotate_transform
 from evaluation.sticking import neighbour_seeds, sticking_pictures
 from model import require_positional
@@ -107,7 +110,7 @@ def as_w_plus(w, n_latent):
     return w if w.ndim == 3 else w.unsqueeze(1).expand(-1, n_latent, -1)
 
 
-@dataclass
+@dataclasses.dataclass
 class Renderer:
     """How images are rendered: `generator`, `batch` images per call, truncation towards
     `truncation_latent` (MappedGenerator.truncation_latent; None: none).
@@ -115,8 +118,8 @@ class Renderer:
     Walks (interpolate) and texture sticking (evaluation/sticking.py, metrics.py sticking, the
     spatial-bias report) see a generator only through `seed_latents`, `blend` and
     `render_latents`: latents in the space they are blended in, W for the GANs. Another kind of
-    generator (a diffusion model's deterministic sampler, say) joins them by overriding those
-    three in a subclass that the scripts construct for it.
+    generator joins them by overriding those three in a subclass that `renderer_for` picks for
+    it (DiffusionRenderer).
     """
 
     generator: torch.nn.Module
@@ -126,10 +129,9 @@ class Renderer:
 
     @classmethod
     def from_args(cls, generator, args):
-        """The renderer of a command line's --batch, --truncation and --truncation_mean."""
-        return cls(
-            generator, args.batch, args.truncation, generator.truncation_latent(args.truncation, args.truncation_mean)
-        )
+        """The renderer (renderer_for) of a command line's --batch, --truncation and --truncation_mean."""
+        truncation_latent = generator.truncation_latent(args.truncation, args.truncation_mean)
+        return renderer_for(generator, args.batch, args.truncation, truncation_latent)
 
     @torch.no_grad()
     def __call__(self, latents, noises, progress=None, per_sample=None, **options):
@@ -174,7 +176,39 @@ class Renderer:
         return self(latents, noises, progress, input_is_latent=True, **options)
 
 
-@dataclass
+class DiffusionRenderer(Renderer):
+    """The Renderer of a diffusion model (diffusion.DiffusionGenerator) for walks and texture
+    sticking. Its latent is the initial noise x_T [N, 3, H, W], which fixes the image under the
+    deterministic sampler (DDIM, eta 0) it renders these with; the per-step noise seeds it
+    carries as its one "noise map" [N, 1, 1, 1] are drawn for nothing there. Latents blend
+    with their variance kept, as noise maps do (blend_noise), so that every blend is noise of the
+    distribution sampling starts from and each end is exactly itself."""
+
+    @torch.no_grad()
+    def seed_latents(self, seeds):
+        """(x_T [N, 3, H, W], [step seeds [N, 1, 1, 1]]) of `seeds`, as seed_inputs draws them."""
+        _, (x_T, step_seeds) = seed_inputs(self.generator, seeds)
+        return x_T, [step_seeds]
+
+    def blend(self, start, end, t):
+        """((1 - t) start + t end) / sqrt((1 - t)^2 + t^2), for t a number or a [N] tensor."""
+        t = torch.as_tensor(t, dtype=start.dtype).reshape(-1, *[1] * (start.ndim - 1))
+        return ((1 - t) * start + t * end) / ((1 - t).square() + t.square()).sqrt()
+
+    def render_latents(self, latents, noises, progress=None, **options):
+        """Deterministic DDIM samples [N, 3, H, W] (CPU) of the initial noises `latents`."""
+        sampler = dataclasses.replace(self.generator.sampler, sampler="ddim", eta=0.0)
+        step_seeds = torch.zeros(len(latents), 1, 1, 1, dtype=torch.int64)
+        return self(torch.zeros(len(latents), 0), [latents, step_seeds], progress, sampler=sampler, **options)
+
+
+def renderer_for(generator, batch=8, truncation=1.0, truncation_latent=None):
+    """The Renderer of `generator`'s kind: DiffusionRenderer for a diffusion model."""
+    kind = DiffusionRenderer if isinstance(generator, DiffusionGenerator) else Renderer
+    return kind(generator, batch, truncation, truncation_latent)
+
+
+@dataclasses.dataclass
 class Inputs:
     """What a mode renders: `latents` (z [N, latent], or with `input_is_latent` w [N, latent] or
     W+ [N, n_latent, latent]), their noise maps (per layer [N, 1, h, w]), a tag per latent naming
@@ -193,6 +227,11 @@ class Inputs:
         if not any(self.shift):
             return {}
         return {"shift_h": self.shift[0], "shift_w": self.shift[1], "circular": generator.circular_shifts}
+
+    def latent_options(self):
+        """The forward option that marks latents of W or W+ (none for z, which a diffusion model,
+        whose latents are all noise, also renders)."""
+        return {"input_is_latent": True} if self.input_is_latent else {}
 
 
 def seed_tag(seed):
@@ -245,7 +284,7 @@ def grid_images(renderer, inputs):
         inputs = inputs_of_seeds(renderer.generator, inputs)
     with tqdm(total=len(inputs.latents), desc="grid", unit="img") as progress:
         options = inputs.shift_options(renderer.generator)
-        return renderer(inputs.latents, inputs.noises, progress, input_is_latent=inputs.input_is_latent, **options)
+        return renderer(inputs.latents, inputs.noises, progress, **inputs.latent_options(), **options)
 
 
 def shift_frames(renderer, inputs, pics, radius, plane=False, noise_shift=DEFAULT_NOISE_SHIFT):
@@ -272,7 +311,7 @@ def shift_frames(renderer, inputs, pics, radius, plane=False, noise_shift=DEFAUL
                     shift_h=shift_h,
                     shift_w=shift_w,
                     circular=circular,
-                    input_is_latent=inputs.input_is_latent,
+                    **inputs.latent_options(),
                 )
             )
     return frames

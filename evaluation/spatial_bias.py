@@ -32,7 +32,7 @@ from evaluation.equivariance import translation_equivariance
 from evaluation.fid import feature_statistics, frechet_distance, warn_few_fid_images
 from evaluation.sticking import DEFAULT_SPREAD, texture_sticking
 from evaluation.swd import SWDDescriptors, swd
-from generate import Renderer
+from generate import renderer_for
 from utils.images import make_grid, to_pil
 from utils.shift import DEFAULT_NOISE_SHIFT, roll_each, translate_images
 
@@ -237,7 +237,9 @@ def spatial_bias_report(
             )
         sticking = {"sticking_db": None, "sticking_db_std": None}
         if sticking_n > 0:
-            scores = texture_sticking(Renderer(generator, batch), sticking_n, spread=spread, seed=seed, progress=True)
+            scores = texture_sticking(
+                renderer_for(generator, batch), sticking_n, spread=spread, seed=seed, progress=True
+            )
             sticking = {key: scores[key] for key in sticking}
         report.equivariance_rows.append(
             {"checkpoint": label, "position": model_label(config), **equivariance, **sticking}

@@ -25,6 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACES = [os.path.join(ROOT, "ref_face", name) for name in ("00006.png", "00003.png")]
 KINDS = {"mspe": {"position": "mspe"}, "swagan": {"position": "none", "arch": "swagan"}}
 KINDS["stylegan3-t"] = {"position": "none", "arch": "stylegan3-t"}
+KINDS["ddpm"] = {"position": "mspe", "arch": "ddpm", "channels": 8, "channel_mult": "1,2", "num_res_blocks": 1}
+KINDS["ddpm"].update(attention_resolutions="", dropout=0.0)
 
 
 def fourier_shift(image, offsets):
@@ -144,9 +146,10 @@ def test_interpolate_writes_an_mp4_with_imageio_ffmpeg(kinds, monkeypatch, capsy
     assert frames == 7 and "7 frames, mp4" in capsys.readouterr().out
 
 
-def test_the_walk_passes_through_every_seed_image(kinds):
-    generator, _ = load_generator(str(kinds / "checkpoint" / "mspe" / "000100.pt"))
-    renderer = generate.Renderer(generator)
+@pytest.mark.parametrize("kind", ["mspe", "ddpm"])
+def test_the_walk_passes_through_every_seed_image(kinds, kind):
+    generator, _ = load_generator(str(kinds / "checkpoint" / kind / "000100.pt"))
+    renderer = generate.renderer_for(generator)
     walk = generate.walk_frames(renderer, generate.inputs_of_seeds(generator, [3, 0]), 4)
     keyframes = generate.grid_images(renderer, [3, 0])
     assert len(walk) == 5
