@@ -490,29 +490,34 @@ def write_evidence_report(args, argv, rows, summary, timesheet):
         for model, figures in summary.items():
             writer.writerow([model, *(value for key in keys for value in (figures[key] or ("", "")))])
 
-    r1_text = f"auto ({r1_heuristic(args.size, args.batch):g})" if args.r1 == "auto" else args.r1
-    own_recipes = "".join(
-        f" {model} keeps its own recipe for {', '.join(MODELS[model][1])} (train.py prints it)."
-        for model in args.models
-        if MODELS[model][1]
-    )
-    if any(is_diffusion(model) for model in args.models):
+    gans = [model for model in args.models if not is_diffusion(model)]
+    setting = []
+    if gans:
+        r1_text = f"auto ({r1_heuristic(args.size, args.batch):g})" if args.r1 == "auto" else args.r1
+        setting.append(
+            f"{args.iter} iterations of batch {args.batch} per run, channels capped at {args.channel_max}, latent "
+            f"{args.latent}, mapping depth {args.n_mlp}, R1 {r1_text}; {args.n} latents/images per metric."
+        )
+        setting += [
+            f"{model} keeps its own recipe for {', '.join(MODELS[model][1])} (train.py prints it)."
+            for model in gans
+            if MODELS[model][1]
+        ]
+    if len(gans) < len(args.models):
         recipe = ", ".join(f"{key} {value}" for key, value in training_settings(args, "ddpm-none").items())
         n, sampler = measuring_settings(args, "ddpm-none")
-        own_recipes += (
-            f" The diffusion models train with their own recipe ({recipe}) and are measured on {n} deterministic "
-            f"DDIM samples of {sampler.steps} steps each; the border band's reference, real images rolled at "
-            f"random, is {cell(real_border_reference(rows))}."
+        setting.append(
+            f"The diffusion models train with {'their own' if gans else 'the'} recipe ({recipe}) and are measured "
+            f"on {n} deterministic DDIM samples of {sampler.steps} steps each; the border band's reference, real "
+            f"images rolled at random, is {cell(real_border_reference(rows))}."
         )
     lines = [
         f"# Evidence: {args.preset} preset",
         "",
         f"`{shlex.join(['python', 'evidence.py', *argv])}`: {args.size} px synthetic faces ({args.images} images), "
-        f"random circular translation, {args.iter} iterations of batch {args.batch} per run, channels capped at "
-        f"{args.channel_max}, latent {args.latent}, mapping depth {args.n_mlp}, R1 {r1_text}.{own_recipes} Seeds "
-        f"{', '.join(map(str, args.seeds))}; {args.n} latents/images per metric. Mean ± standard deviation over "
-        f"seeds. {timesheet.wall() / 60:.1f} minutes of wall time in all {timesheet.where()}, training up to "
-        f"{args.parallel} runs at once.",
+        f"random circular translation. {' '.join(setting)} Seeds {', '.join(map(str, args.seeds))}. Mean ± standard "
+        f"deviation over seeds. {timesheet.wall() / 60:.1f} minutes of wall time in all {timesheet.where()}, training "
+        f"up to {args.parallel} runs at once.",
         "",
         "| model | " + " | ".join(FIGURES.values()) + " |",
         "|---" * (len(FIGURES) + 1) + "|",
