@@ -90,10 +90,11 @@ def resume_point(args, explicit):
         return ResumePoint()
     fine_tune = is_weights_only(checkpoint)
     if "args" in checkpoint:
-        # fine-tuning may change --position (a warm start of PE from StyleGAN2, training/finetune.py)
-        position, keep_position = args.position, fine_tune and "position" in explicit
-        merge_model_config(checkpoint["args"], args, set(explicit) - {"position"} if keep_position else explicit, path)
-        args.position = position if keep_position else args.position
+        # a fine-tuning run may change --position: a warm start of PE from StyleGAN2 (training/finetune.py)
+        new_position = args.position if fine_tune and "position" in explicit else None
+        merge_model_config(checkpoint["args"], args, set(explicit) - {"position"} if new_position else explicit, path)
+        if new_position:
+            args.position = new_position
     iteration = 0 if fine_tune else checkpoint_iteration(path)
     if iteration >= args.iter:
         if args.ckpt == LATEST:
