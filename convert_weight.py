@@ -281,6 +281,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     out = args.out or os.path.splitext(args.network)[0] + ".pt"
+    if not os.path.isfile(args.network):
+        raise SystemExit(f"{args.network} is not a file: pass the path of an NVIDIA network pickle (.pkl)")
     try:
         networks = load_network_pickle(args.network)
         checkpoint, config = convert(networks)

@@ -240,6 +240,8 @@ def test_a_truncated_file_and_other_files_get_clear_errors(tmp_path, reference):
     write_pickle(tmp_path / "dict.pkl", {"weights": [1, 2]})
     with pytest.raises(SystemExit, match="no G, D or G_ema"):
         convert_weight.main([str(tmp_path / "dict.pkl")])
+    with pytest.raises(SystemExit, match="missing.pkl is not a file"):
+        convert_weight.main([str(tmp_path / "missing.pkl")])
 
 
 # ---------------------------------------------------------------------------------------------
