@@ -192,43 +192,34 @@ def test_running_statistics_follow_training_only():
 
 
 LEGACY_DATA = os.path.join(os.path.dirname(__file__), "data", "stylegan3_legacy_transform.pt")
+LEGACY_CONFIG = {"arch": "stylegan3-t", "size": 32, "latent": 32, "n_mlp": 2, "channel_max": 16}
 
 
-def legacy_generator():
-    """The StyleGAN3-T whose renders tests/data/stylegan3_legacy_transform.pt holds, made by the
-    code before the input followed NVIDIA's convention: tiny("stylegan3-t") with a non-identity
-    learned input transform (affine weights N(0, 0.3), bias (0.8, 0.5, 0.3, -0.2)) and input
-    magnitudes 0.7, then 2 images of its z and the same shifted by (1.5, -2) pixels."""
-    generator = tiny("stylegan3-t")
-    with torch.no_grad():
-        generator.affine_fourier.weight.normal_(0, 0.3)
-        generator.affine_fourier.bias.copy_(torch.tensor([0.8, 0.5, 0.3, -0.2]))
-        for layer in generator.layers:
-            layer.magnitude_ema.fill_(0.7)
-    return generator
-
-
-@pytest.mark.usefixtures("one_torch_thread")  # the stored renders were made on one thread: bit-exact there
 def test_checkpoints_of_the_old_input_convention_render_as_before(tmp_path):
+    """tests/data/stylegan3_legacy_transform.pt holds, from the code before the input followed
+    NVIDIA's convention, the state dict of a tiny StyleGAN3-T with a non-identity learned input
+    transform (affine weights N(0, 0.3), bias (0.8, 0.5, 0.3, -0.2); input magnitudes 0.7), and
+    its renders of 2 latents, plain and shifted by (1.5, -2) pixels. The renders are bit-exact on
+    the CPU that made them; another CPU rounds differently (3e-6 seen between two Xeons), while
+    the two conventions differ by 0.49 here."""
     stored = torch.load(LEGACY_DATA, weights_only=True)
-    state = legacy_generator().state_dict()
-    del state["input_convention"]  # what a checkpoint saved before the convention was recorded holds
-    assert {key: value.double().sum().item() for key, value in state.items()} == stored["checksum"]
+    assert "input_convention" not in stored["state"]  # what a checkpoint saved before it was recorded holds
     path = tmp_path / "old.pt"
-    config = {"arch": "stylegan3-t", "size": 32, "latent": 32, "n_mlp": 2, "channel_max": 16}
-    torch.save({"g_ema": state, "args": config}, path)
+    torch.save({"g_ema": stored["state"], "args": LEGACY_CONFIG}, path)
     generator, _ = load_generator(str(path))
     z = stored["z"]
     with torch.no_grad():
-        assert torch.equal(generator([z])[0], stored["images"])  # bit-exact
-        assert torch.equal(generator([z], shift_h=1.5, shift_w=-2.0, circular=False)[0], stored["shifted"])
+        assert torch.allclose(generator([z])[0], stored["images"], atol=1e-5)
+        shifted = generator([z], shift_h=1.5, shift_w=-2.0, circular=False)[0]
+        assert torch.allclose(shifted, stored["shifted"], atol=1e-5)
         # a caller's transform has NVIDIA's meaning for old models too: the learned one, converted
         w = generator.style(z)
         transform = generator.input_transform(w)
         again = generator([w], input_is_latent=True, transform=transform)[0]
     assert (again - stored["images"]).abs().max() < 1e-5
     assert generator.state_dict()["input_convention"] == 0  # and saved again, it stays an old model
-    new = legacy_generator().eval()
+    new = tiny("stylegan3-t")
+    new.load_state_dict({**stored["state"], "input_convention": new.input_convention})
     with torch.no_grad():
         assert (new([z])[0] - stored["images"]).abs().max() > 1e-2  # the conventions differ for this transform
 
