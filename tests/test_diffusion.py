@@ -372,3 +372,34 @@ def test_evidence_gives_the_diffusion_models_their_own_recipe():
     assert evidence.measuring_settings(scaled, "ddpm-mspe")[1].steps == 3
     assert evidence.run_name(scaled, "ddpm-mspe", 0) == evidence.run_name(args, "ddpm-mspe", 0)
     assert evidence.run_name(scaled, "none", 0) == evidence.run_name(args, "none", 0)
+
+
+def test_denoising_error_is_zero_for_the_exact_denoiser_and_read_off_a_checkpoint(tiny_checkpoint, lmdb16, capsys):
+    from types import SimpleNamespace
+
+    from benchmarks import denoising_error
+
+    process = GaussianDiffusion(beta_schedule("linear", 1000))
+    constant = torch.rand(1, 3, 8, 8) * 2 - 1
+    images = constant.expand(6, -1, -1, -1)
+
+    def exact(x, t):  # data that is always `constant`: eps = (x_t - sqrt(abar) x_0) / sqrt(1 - abar)
+        abar = process.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+        return (x - abar.sqrt() * constant) / (1 - abar).sqrt()
+
+    def model(denoiser):
+        return SimpleNamespace(diffusion=process, denoiser=lambda: denoiser, unet=torch.nn.Linear(1, 1))
+
+    timesteps = [0, 500, 999]
+    for _, _, eps_error, x0_error in denoising_error.denoising_errors(model(exact), images, timesteps, batch=4):
+        assert eps_error < 1e-8 and x0_error < 1e-6
+    zero = denoising_error.denoising_errors(model(lambda x, t: torch.zeros_like(x)), images, timesteps, batch=4)
+    assert [round(eps_error, 1) for _, _, eps_error, _ in zero] == [1.0, 1.0, 1.0]  # eps ~ N(0, 1)
+    assert zero[-1][3] > 0.1  # x0^ = x_t / sqrt(abar): noise, clipped
+
+    _, path = tiny_checkpoint
+    denoising_error.main(["--ckpt", path, "--path", lmdb16, "--n", "4", "--timesteps", "0,999", "--weights", "g"])
+    table = capsys.readouterr().out
+    assert "(g), 4 real images" in table and table.count("\n| ") == 3  # the header and two timesteps
+    with pytest.raises(ValueError, match="timestep 1000 is outside the model's 0..999"):
+        denoising_error.main(["--ckpt", path, "--path", lmdb16, "--n", "4", "--timesteps", "1000"])
