@@ -409,6 +409,13 @@ class GaussianDiffusion:
         prediction = denoiser(self.q_sample(x0, t, noise), t)
         return F.mse_loss(prediction.float(), noise.float())
 
+    @staticmethod
+    def estimate_x0(x_t, eps, abar, clip=True):
+        """x0^ = (x_t - sqrt(1 - abar) eps) / sqrt(abar), the x_0 that `eps` implies for x_t at the
+        step of alpha-bar `abar` (a float), clipped to [-1, 1] when `clip`."""
+        x0 = (x_t - math.sqrt(1 - abar) * eps) / math.sqrt(abar)
+        return x0.clamp(-1, 1) if clip else x0
+
     def timesteps(self, steps):
         """`steps` timesteps from T-1 down to 0, evenly spaced (rounded), as a descending list."""
         if not 1 <= steps <= self.num_timesteps:
@@ -463,9 +470,8 @@ class GaussianDiffusion:
             t_next = schedule[k + 1] if k + 1 < len(schedule) else -1
             abar, abar_next = abar_table[t], abar_table[t_next] if t_next >= 0 else 1.0
             eps = denoiser(x, torch.full((shape[0],), t, dtype=torch.long, device=device)).to(dtype)
-            x0 = (x - math.sqrt(1 - abar) * eps) / math.sqrt(abar)
+            x0 = self.estimate_x0(x, eps, abar, clip_denoised)
             if clip_denoised:
-                x0 = x0.clamp(-1, 1)
                 eps = (x - math.sqrt(abar) * x0) / math.sqrt(1 - abar)
             if sampler == "ddim":
                 sigma = eta * math.sqrt((1 - abar_next) / (1 - abar) * (1 - abar / abar_next))

@@ -6,8 +6,8 @@ Real images x_0 (rolled at random, as --translate 1.0 trains on them) are noised
 of --timesteps, x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, and the model predicts eps. The
 table gives, per timestep, the epsilon MSE (the training loss at that t) and the MSE of the
 estimate x0^ = (x_t - sqrt(1 - abar_t) eps^) / sqrt(abar_t), clipped to [-1, 1], that every
-sampler step is built on (diffusion.py's GaussianDiffusion.sample), beside the MSE of the best
-constant guess, the images' mean. Dividing by sqrt(abar_t) multiplies an epsilon error by
+sampler step is built on (GaussianDiffusion.estimate_x0 in diffusion.py), beside the MSE of the
+best constant guess, the images' mean. Dividing by sqrt(abar_t) multiplies an epsilon error by
 sqrt((1 - abar_t) / abar_t), about 160 at the linear schedule's last step: where x0^ is worse
 than the constant, the first sampling steps build on a clipped, saturated guess. `--weights g`
 measures the raw weights instead of the EMA's.
@@ -42,7 +42,12 @@ def parse_args(argv=None):
     parser.add_argument("--weights", choices=("g_ema", "g"), default="g_ema", help="the EMA's weights or the raw ones")
     parser.add_argument("--seed", type=int, default=0, help="seed of the images' subset, rolls and noise")
     add_device_argument(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.timesteps = [int(t) for t in args.timesteps.split(",")]
+    except ValueError:
+        parser.error(f"--timesteps takes comma-separated integers such as 0,500,999, not {args.timesteps!r}")
+    return args
 
 
 @torch.no_grad()
@@ -64,7 +69,7 @@ def denoising_errors(generator, images, timesteps, batch, seed=0):
             t_batch = torch.full((len(x0),), t, dtype=torch.long, device=device)
             x_t = diffusion.q_sample(x0, t_batch, noise)
             eps = denoiser(x_t, t_batch).float()
-            x0_estimate = ((x_t - (1 - abar) ** 0.5 * eps) / abar**0.5).clamp(-1, 1)
+            x0_estimate = diffusion.estimate_x0(x_t, eps, abar)
             eps_error += (eps - noise).square().sum().item()
             x0_error += (x0_estimate - x0).square().sum().item()
         elements = images.numel()
@@ -83,12 +88,11 @@ def main(argv=None):
     offsets = torch.randint(0, config.size, (2, len(images)), generator=torch.Generator().manual_seed(args.seed))
     images = roll_each(images, offsets[0], offsets[1])
     constant = (images - images.mean(0, keepdim=True)).square().mean().item()
-    timesteps = [int(t) for t in args.timesteps.split(",")]
     print(f"{args.ckpt} ({args.weights}), {len(images)} real images of {args.path}, rolled at random")
     print()
     print("| t | abar_t | epsilon MSE | clipped x0^ MSE | the images' mean as x0^ |")
     print("|---|---|---|---|---|")
-    for t, abar, eps_error, x0_error in denoising_errors(generator, images, timesteps, args.batch, args.seed):
+    for t, abar, eps_error, x0_error in denoising_errors(generator, images, args.timesteps, args.batch, args.seed):
         print(f"| {t} | {abar:.2e} | {eps_error:.4f} | {x0_error:.4f} | {constant:.4f} |")
 
 
