@@ -113,6 +113,8 @@ def load_checkpoint(path, map_location="cpu"):
 
     A file that would need to run code to unpickle is refused, never executed.
     """
+    if not os.path.isfile(path):
+        raise SystemExit(f"checkpoint {path!r} not found: no such file")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:

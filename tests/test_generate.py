@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import generate
+from checkpoint import load_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "generate.py")
@@ -122,6 +123,8 @@ def test_a_file_that_is_not_a_checkpoint_is_an_error(workdir, monkeypatch):
     (workdir / "notes.pt").write_text("not a checkpoint")
     with pytest.raises(SystemExit, match="cannot be read as a checkpoint"):
         generate.main(["--ckpt", "notes.pt"])
+    with pytest.raises(SystemExit, match="'gone.pt' not found: no such file"):  # not 'truncated'
+        load_checkpoint("gone.pt")
 
 
 def test_canvas_that_does_not_fit_the_input_grid_is_an_error(workdir, monkeypatch):
