@@ -18,10 +18,12 @@ import os
 import sys
 
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from checkpoint import load_generator  # noqa: E402
+from diffusion import DiffusionGenerator  # noqa: E402
 from evaluation.common import module_device, open_real_images, real_image_batches  # noqa: E402
 from utils.device import choose_device  # noqa: E402
 from utils.flags import add_device_argument  # noqa: E402
@@ -56,8 +58,9 @@ def denoising_errors(generator, images, timesteps, batch, seed=0):
     `images` [N, 3, H, W] in [-1, 1], with noise from `seed`."""
     diffusion, denoiser = generator.diffusion, generator.denoiser()
     device = module_device(generator.unet)
+    elements = images.numel()
     rows = []
-    for t in timesteps:
+    for t in tqdm(timesteps, desc="timesteps", leave=False):
         if not 0 <= t < diffusion.num_timesteps:
             raise ValueError(f"timestep {t} is outside the model's 0..{diffusion.num_timesteps - 1}")
         rng = torch.Generator().manual_seed(seed + t)
@@ -72,7 +75,6 @@ def denoising_errors(generator, images, timesteps, batch, seed=0):
             x0_estimate = diffusion.estimate_x0(x_t, eps, abar)
             eps_error += (eps - noise).square().sum().item()
             x0_error += (x0_estimate - x0).square().sum().item()
-        elements = images.numel()
         rows.append((t, abar, eps_error / elements, x0_error / elements))
     return rows
 
@@ -81,7 +83,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = choose_device(args.device)
     generator, config = load_generator(args.ckpt, device, key=args.weights)
-    if not hasattr(generator, "diffusion"):
+    if not isinstance(generator, DiffusionGenerator):
         raise SystemExit(f"--ckpt {args.ckpt} holds a {config.arch} generator; this measures --arch ddpm checkpoints")
     dataset, indices = open_real_images(args.path, config.size, args.n, args.seed)
     images = torch.cat(list(real_image_batches(dataset, indices, args.batch)))

@@ -374,7 +374,9 @@ def test_evidence_gives_the_diffusion_models_their_own_recipe():
     assert evidence.run_name(scaled, "none", 0) == evidence.run_name(args, "none", 0)
 
 
-def test_denoising_error_is_zero_for_the_exact_denoiser_and_read_off_a_checkpoint(tiny_checkpoint, lmdb16, capsys):
+def test_denoising_error_is_zero_for_the_exact_denoiser_and_read_off_a_checkpoint(
+    tiny_checkpoint, lmdb16, capsys, make_tiny_checkpoint, tmp_path
+):
     from types import SimpleNamespace
 
     from benchmarks import denoising_error
@@ -403,3 +405,6 @@ def test_denoising_error_is_zero_for_the_exact_denoiser_and_read_off_a_checkpoin
     assert "(g), 4 real images" in table and table.count("\n| ") == 3  # the header and two timesteps
     with pytest.raises(ValueError, match="timestep 1000 is outside the model's 0..999"):
         denoising_error.main(["--ckpt", path, "--path", lmdb16, "--n", "4", "--timesteps", "1000"])
+    gan = make_tiny_checkpoint(tmp_path / "gan.pt")
+    with pytest.raises(SystemExit, match="holds a stylegan2 generator; this measures --arch ddpm"):
+        denoising_error.main(["--ckpt", gan, "--path", lmdb16])
