@@ -537,6 +537,14 @@ class SamplerSettings:
         """The settings named like args' attributes (None or absent: the default)."""
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
 
+    def describe(self):
+        """The sampler in words, as a report names it: "DDPM (beta-tilde), 50 steps"."""
+        if self.sampler == "ddim":
+            kind = "deterministic DDIM (eta 0)" if self.eta == 0 else f"DDIM (eta {self.eta:g})"
+        else:
+            kind = f"DDPM ({self.variance.replace('_', '-')})"
+        return f"{kind}, {self.steps} steps"
+
 
 class DiffusionGenerator(nn.Module):
     """A diffusion model behind the generator interface of the scripts (generate.py's Renderer,

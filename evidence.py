@@ -20,7 +20,8 @@ train.py (a run already trained is reused, an interrupted one resumes); then mea
 
 The diffusion models (ddpm-none, ddpm-mspe: train.py --arch ddpm) train and sample with their
 own recipe, DIFFUSION_RECIPES[preset], instead of the preset's GAN flags (flags given to
-evidence.py still win), and are measured with deterministic DDIM samples.
+evidence.py still win), and are measured and shown with the recipe's sampler; their EQ-T always
+takes deterministic DDIM of the same step count (evaluation/equivariance.py).
 
 Figures are reported per model as mean +- standard deviation over --seeds. Writes to --out
 (default evidence/<preset>/): report.md, runs.csv (one row per run), summary.csv (per model),
@@ -49,7 +50,7 @@ from tqdm import tqdm
 import generate
 import projector
 from checkpoint import checkpoint_path, load_generator
-from diffusion import DiffusionGenerator, SamplerSettings, use_sampler
+from diffusion import SAMPLERS, DiffusionGenerator, SamplerSettings, use_sampler
 from evaluation.common import generated_batches, open_real_images
 from evaluation.equivariance import translation_equivariance
 from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
@@ -114,14 +115,17 @@ MODELS = {
 }
 # The diffusion models' recipe per preset, one entry to change after a recipe study: train.py's
 # flags of their runs (in place of the preset's GAN flags; size and the dataset stay the
-# preset's), `n` samples per metric and `steps` of the DDIM sampler they are measured and shown
-# with. An evidence.py flag given on the command line (--iter, --batch, --lr, --n, --steps)
-# overrides its entry. cpu: the calibration's UNet (width 32, multipliers 1,2,2, one block a
-# level, no attention: 1.06M parameters here, where the decoder has a block more a level and the
-# middle two blocks and attention, as Ho et al.'s) with the learning rate, batch and dropout of
-# the short study in evidence/cpu-ddpm/recipe.md (lr 1e-3 and no dropout learn faster than Ho
-# et al.'s 2e-4 and 0.1 at this budget), 48k images per run, measured with
-# 25-step DDIM on 100 samples to fit the 2-core machine; gpu: a first guess, not yet timed.
+# preset's), `n` samples per metric, and the `sampler` (ddim, deterministic, or ddpm, ancestral
+# with beta-tilde) and its `steps` that they are measured and shown with. An evidence.py flag
+# given on the command line (--iter, --batch, --lr, --n, --sampler, --steps) overrides its entry.
+# cpu: the calibration's UNet (width 32, multipliers 1,2,2, one block a level, no attention:
+# 1.06M parameters here, where the decoder has a block more a level and the middle two blocks
+# and attention, as Ho et al.'s) with the learning rate, batch and dropout of the first study in
+# evidence/cpu-ddpm/recipe.md (lr 1e-3 and no dropout learn faster than Ho et al.'s 2e-4 and 0.1
+# at this budget) and the schedule and sampler of its second (cosine betas sampled by DDPM score
+# best; deterministic DDIM draws a short-trained model's grainy colour fields), 48k images per
+# run, 100 samples of 50 steps per metric to fit the 2-core machine; gpu: a first guess, Ho et
+# al.'s settings with deterministic DDIM for a longer-trained model, not yet timed.
 DIFFUSION_RECIPES = {
     "cpu": {
         "iter": 1500,
@@ -132,9 +136,10 @@ DIFFUSION_RECIPES = {
         "num_res_blocks": 1,
         "attention_resolutions": "",
         "dropout": 0.0,
-        "schedule": "linear",
+        "schedule": "cosine",
         "n": 100,
-        "steps": 25,
+        "sampler": "ddpm",
+        "steps": 50,
     },
     "gpu": {
         "iter": 20000,
@@ -147,11 +152,12 @@ DIFFUSION_RECIPES = {
         "dropout": 0.1,
         "schedule": "linear",
         "n": 1000,
+        "sampler": "ddim",
         "steps": 50,
     },
 }
 # the recipe entries that set how a diffusion model is measured, not trained
-DIFFUSION_MEASURING = ("n", "steps")
+DIFFUSION_MEASURING = ("n", "sampler", "steps")
 # the flags that scale a preset: name -> (type, help)
 SCALING = {
     "models": (str, "comma-separated, from " + ", ".join(MODELS)),
@@ -168,7 +174,8 @@ SCALING = {
     "images": (int, "synthetic faces in the dataset"),
     "n": (int, "latents and images per metric"),
     "step": (int, "optimisation steps of each inversion"),
-    "steps": (int, "DDIM steps of the diffusion models' samples (default: their recipe's)"),
+    "sampler": (str, "the diffusion models' sampler, ddim (deterministic) or ddpm (default: their recipe's)"),
+    "steps": (int, "sampler steps of the diffusion models' samples (default: their recipe's)"),
 }
 SHIFTS = (0.0, 0.125, 0.25, 0.375, 0.5)  # fractions of the image size, horizontal
 # training flags taken from the preset as they are
@@ -206,6 +213,8 @@ def parse_args(argv=None):
         args.seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds takes comma-separated integers such as 0,1, not {args.seeds!r}")
+    if args.sampler is not None and args.sampler not in SAMPLERS:
+        parser.error(f"--sampler takes one of {', '.join(SAMPLERS)}, not {args.sampler!r}")
     if args.parallel is not None and args.parallel < 1:
         parser.error(f"--parallel is the number of runs trained at once, at least 1, not {args.parallel}")
     args.out = args.out or os.path.join("evidence", args.preset)
@@ -251,11 +260,11 @@ def run_name(args, model, seed):
 
 def measuring_settings(args, model):
     """(samples per metric, the sampler) a model is measured with: the preset's --n for the GANs,
-    the recipe's n and DDIM steps for a diffusion model (None: not one)."""
+    the recipe's n and sampler for a diffusion model (None: not one; DDIM's eta is 0)."""
     if not is_diffusion(model):
         return args.n, None
     recipe = diffusion_recipe(args)
-    return recipe["n"], SamplerSettings("ddim", recipe["steps"], 0.0)
+    return recipe["n"], SamplerSettings(recipe["sampler"], recipe["steps"], 0.0)
 
 
 def load_run(args, model, seed, device):
@@ -374,17 +383,17 @@ def measure(args, model, seed, data, device):
     cache = os.path.join(args.out, "runs", f"{model}-s{seed}.json")
     checkpoint = final_checkpoint(args, model, seed)
     n, sampler = measuring_settings(args, model)
-    steps = None if sampler is None else sampler.steps
+    kind, steps = (None, None) if sampler is None else (sampler.sampler, sampler.steps)
     if os.path.exists(cache):
         with open(cache) as file:
             figures = json.load(file)
         same = figures["checkpoint"] == checkpoint and figures["n"] == n and figures["step"] == args.step
-        if same and figures.get("sampler_steps") == steps:
+        if same and figures.get("sampler") == kind and figures.get("sampler_steps") == steps:
             return figures
     generator = load_run(args, model, seed, device)
     diffusion = isinstance(generator, DiffusionGenerator)
     figures = {"model": model, "seed": seed, "checkpoint": checkpoint, "n": n, "step": args.step}
-    figures["sampler_steps"] = steps
+    figures.update(sampler=kind, sampler_steps=steps)
 
     # circular shifts where the generator wraps around, an infinite plane where it has a
     # positional input (PE models, the alias-free Fourier features)
@@ -508,8 +517,8 @@ def write_evidence_report(args, argv, rows, summary, timesheet):
         n, sampler = measuring_settings(args, "ddpm-none")
         setting.append(
             f"The diffusion models train with {'their own' if gans else 'the'} recipe ({recipe}) and are measured "
-            f"on {n} deterministic DDIM samples of {sampler.steps} steps each; the border band's reference, real "
-            f"images rolled at random, is {cell(real_border_reference(rows))}."
+            f"on {n} samples each of {sampler.describe()} (EQ-T: deterministic DDIM of as many steps); the border "
+            f"band's reference, real images rolled at random, is {cell(real_border_reference(rows))}."
         )
     lines = [
         f"# Evidence: {args.preset} preset",

@@ -363,7 +363,8 @@ def test_evidence_gives_the_diffusion_models_their_own_recipe():
     ddpm = evidence.training_settings(args, "ddpm-mspe")
     recipe = evidence.DIFFUSION_RECIPES["cpu"]
     assert ddpm == {"size": 32, **{k: v for k, v in recipe.items() if k not in evidence.DIFFUSION_MEASURING}}
-    assert evidence.measuring_settings(args, "ddpm-none") == (recipe["n"], SamplerSettings("ddim", recipe["steps"]))
+    measuring = SamplerSettings(recipe["sampler"], recipe["steps"])
+    assert evidence.measuring_settings(args, "ddpm-none") == (recipe["n"], measuring)
     assert evidence.training_settings(args, "none")["batch"] == evidence.PRESETS["cpu"]["batch"]
     assert evidence.run_name(args, "ddpm-none", 0) != evidence.run_name(args, "ddpm-mspe", 0)
     # flags given to evidence.py override the recipe; the GAN runs keep their names
@@ -408,3 +409,33 @@ def test_denoising_error_is_zero_for_the_exact_denoiser_and_read_off_a_checkpoin
     gan = make_tiny_checkpoint(tmp_path / "gan.pt")
     with pytest.raises(SystemExit, match="holds a stylegan2 generator; this measures --arch ddpm"):
         denoising_error.main(["--ckpt", gan, "--path", lmdb16])
+
+
+def test_evidence_measures_the_diffusion_models_with_the_recipes_sampler_and_again_when_it_changes(
+    tmp_path, monkeypatch, capsys
+):
+    import csv
+
+    import evidence
+
+    monkeypatch.chdir(tmp_path)
+    tiny = "--models ddpm-none --seeds 0 --iter 2 --batch 4 --size 16 --images 32 --n 8 --steps 2 --out report"
+
+    def measured(sampler):
+        evidence.main([*tiny.split(), "--sampler", sampler])
+        with open(tmp_path / "report" / "runs.csv") as file:
+            (row,) = csv.DictReader(file)
+        return row, (tmp_path / "report" / "report.md").read_text()
+
+    row, text = measured("ddpm")
+    assert (row["sampler"], row["sampler_steps"]) == ("ddpm", "2")
+    assert "8 samples each of DDPM (beta-tilde), 2 steps (EQ-T: deterministic DDIM" in text
+    cache = tmp_path / "report" / "runs" / "ddpm-none-s0.json"
+    stamp = os.path.getmtime(cache)
+    # another sampler of as many steps is measured again, not read from the cache
+    row, text = measured("ddim")
+    assert (row["sampler"], row["sampler_steps"]) == ("ddim", "2") and os.path.getmtime(cache) > stamp
+    assert "8 samples each of deterministic DDIM (eta 0), 2 steps" in text
+    with pytest.raises(SystemExit):
+        evidence.parse_args(["--sampler", "euler"])
+    assert "--sampler takes one of ddim, ddpm, not 'euler'" in capsys.readouterr().err
