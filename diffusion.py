@@ -537,6 +537,13 @@ class SamplerSettings:
         """The settings named like args' attributes (None or absent: the default)."""
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
 
+    def check(self, diffusion):
+        """Raise ValueError unless GaussianDiffusion `diffusion` can sample with these settings:
+        a step count from 1 to its T, eta 0 or more."""
+        diffusion.timesteps(self.steps)
+        if self.eta < 0:
+            raise ValueError(f"eta must be 0 or more, not {self.eta}")
+
     def describe(self):
         """The sampler in words, as a report names it: "DDPM (beta-tilde), 50 steps"."""
         if self.sampler == "ddim":
@@ -662,9 +669,10 @@ class DiffusionGenerator(nn.Module):
 
 def use_sampler(generator, sampler):
     """Give a DiffusionGenerator the SamplerSettings `sampler` (None: keep its own); other
-    generators are left alone. Raises ValueError for a step count the model lacks."""
+    generators are left alone. Raises ValueError for settings the model cannot sample with
+    (SamplerSettings.check)."""
     if isinstance(generator, DiffusionGenerator) and sampler is not None:
-        generator.diffusion.timesteps(sampler.steps)
+        sampler.check(generator.diffusion)
         generator.sampler = sampler
     return generator
 

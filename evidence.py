@@ -20,8 +20,9 @@ train.py (a run already trained is reused, an interrupted one resumes); then mea
 
 The diffusion models (ddpm-none, ddpm-mspe: train.py --arch ddpm) train and sample with their
 own recipe, DIFFUSION_RECIPES[preset], instead of the preset's GAN flags (flags given to
-evidence.py still win), and are measured and shown with the recipe's sampler; their EQ-T always
-takes deterministic DDIM of the same step count (evaluation/equivariance.py).
+evidence.py still win), and are measured and shown, and draw their training grids, with the
+recipe's sampler; their EQ-T always takes deterministic DDIM of the same step count
+(evaluation/equivariance.py).
 
 Figures are reported per model as mean +- standard deviation over --seeds. Writes to --out
 (default evidence/<preset>/): report.md, runs.csv (one row per run), summary.csv (per model),
@@ -294,6 +295,9 @@ def train(args, model, seed, data, device, threads=None, log_path=None):
     workers = 4 if device.type == "cuda" else 1
     command = [sys.executable, os.path.join(ROOT, "train.py"), "--name", run_name(args, model, seed), "--path", data]
     command += [*model_flags, "--translate", "1.0", "--seed", str(seed), *training_flags, "--device", args.device]
+    sampler = measuring_settings(args, model)[1]
+    if sampler is not None:  # the run's sample grids drawn as it is measured
+        command += ["--sampler", sampler.sampler, "--steps", str(sampler.steps)]
     command += (
         f"--ckpt latest --save_every {every} --sample_every {every} --n_sample 16 --keep 2 --workers {workers}".split()
     )

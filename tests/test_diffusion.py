@@ -15,6 +15,7 @@ import metrics
 import train
 from checkpoint import load_checkpoint, load_generator
 from diffusion import DiffusionGenerator, GaussianDiffusion, SamplerSettings, UNet, beta_schedule
+from training.diffusion import build_diffusion_step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -274,6 +275,27 @@ def test_tiny_unet_trains_and_resumes_bit_exactly(tmp_path, lmdb16, position):
     assert math.isfinite(trainer.last_logged["loss"]) and trainer.last_logged["loss"] > 0
     with Image.open(whole / "sample" / NAME / "000004.png") as grid:
         assert grid.size[1] >= 16
+
+
+def grid_step(*flags):
+    args, _ = train.parse_args(["--name", NAME, "--path", "unused", *TINY, *flags])
+    return build_diffusion_step(args, torch.device("cpu"))
+
+
+def test_sample_grids_draw_with_the_chosen_sampler_alike_at_every_grid_and_batching():
+    ddpm, ddim = grid_step("--sampler", "ddpm", "--steps", "4"), grid_step("--steps", "4")
+    perturb(ddpm.ema), perturb(ddim.ema)  # an untrained UNet predicts zeros: every sampler agrees
+    x_T = ddpm.sample_inputs(4, torch.Generator().manual_seed(0))
+    grid = ddpm.sample(x_T)
+    # a stochastic sampler, its per-step noise the same at every grid, in whatever batches the loop
+    # asks (up to the convolutions' rounding, which depends on the batch), a sample's following its x_T
+    assert torch.equal(grid, ddpm.sample(x_T))
+    assert torch.allclose(grid, torch.cat([ddpm.sample(x) for x in x_T.split(1)]), atol=1e-4)
+    assert torch.allclose(ddpm.sample(x_T[[1, 0]])[1], grid[0], atol=1e-4)
+    assert (grid - ddim.sample(x_T)).abs().max() > 1e-2
+    for flags, message in ((["--steps", "5000"], "steps must be from 1"), (["--eta", "-1"], "eta must be 0 or more")):
+        with pytest.raises(SystemExit, match=f"sample grids' sampler.*{message}"):
+            grid_step(*flags)
 
 
 # ---------------------------------------------------------------------------------------------

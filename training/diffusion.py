@@ -12,6 +12,7 @@ rather than the initial ones.
 
 import contextlib
 import copy
+import zlib
 from dataclasses import dataclass, fields
 
 import torch
@@ -22,9 +23,7 @@ from diffusion import SamplerSettings
 from training import distributed
 from training.distributed import wrap_ddp
 from training.gan import accumulate, requires_grad, to_channels_last
-
-# the fixed sampler of the training run's sample grids: deterministic DDIM, 50 steps
-GRID_SAMPLER = SamplerSettings("ddim", 50, 0.0)
+from utils.flags import add_sampler_arguments
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ def add_diffusion_training_arguments(parser):
     )
     add("--grad_clip", type=float, default=DEFAULTS.grad_clip, help="clip the gradient's norm at this (0 = off)")
     add("--warmup", type=int, default=DEFAULTS.warmup, help="iterations of linear learning-rate warm-up")
+    add_sampler_arguments(parser, "the sample grids' sampler (--arch ddpm)")
 
 
 def apply_diffusion_recipe(args, explicit):
@@ -81,7 +81,8 @@ class DiffusionStep:
     """One training iteration of a diffusion model (`step(iteration, images)`; see the module
     docstring). `generator`/`ema`: DiffusionGenerators (the trained one and its EMA); `denoiser`:
     the trained UNet, or its DistributedDataParallel wrapper. `autocast`: factory of the forward
-    pass's precision context. Losses come back as detached scalar tensors on the device.
+    pass's precision context. `grid_sampler`: the SamplerSettings of the sample grids. Losses come
+    back as detached scalar tensors on the device.
 
     The rest is what training/loop.py's Trainer asks of any step.
     """
@@ -89,11 +90,12 @@ class DiffusionStep:
     progress_keys = {"loss": "loss"}
     stability_advice = "a lower --lr, or --grad_clip 1"
 
-    def __init__(self, generator, ema, denoiser, optimizer, settings, autocast=contextlib.nullcontext):
+    def __init__(self, generator, ema, denoiser, optimizer, settings, grid_sampler, autocast=contextlib.nullcontext):
         self.generator, self.ema, self.denoiser = generator, ema, denoiser
         self.optimizer = optimizer
         self.settings = settings
         self.autocast = autocast
+        self.grid_sampler = grid_sampler
 
     def predict(self, x_t, t):
         with self.autocast():
@@ -161,10 +163,21 @@ class DiffusionStep:
         return torch.randn(count, unet.in_channels, unet.size, unet.size, generator=rng)
 
     def sample(self, x_T):
-        """The EMA model's deterministic DDIM samples (GRID_SAMPLER) from `x_T`."""
-        settings = GRID_SAMPLER
+        """The EMA model's samples from `x_T` with the grid's sampler. A stochastic sampler draws
+        each sample's per-step noise from a generator seeded by a checksum of its x_T, so that a
+        run's grids differ only by training, resumed or not, however the loop batches them."""
+        settings = self.grid_sampler
+        step_rngs = [torch.Generator().manual_seed(zlib.crc32(x.cpu().numpy().tobytes())) for x in x_T]
         return self.ema.diffusion.sample(
-            self.ema.denoiser(), x_T.shape, settings.sampler, settings.steps, settings.eta, x_T=x_T, device=x_T.device
+            self.ema.denoiser(),
+            x_T.shape,
+            settings.sampler,
+            settings.steps,
+            settings.eta,
+            settings.variance,
+            x_T=x_T,
+            generator=step_rngs,
+            device=x_T.device,
         )
 
 
@@ -182,10 +195,15 @@ def build_diffusion_step(args, device, autocast=contextlib.nullcontext):
     ema = copy.deepcopy(generator).eval()
     requires_grad(ema, False)
     settings = DiffusionSettings.from_args(args)
+    grid_sampler = SamplerSettings.from_args(args)
+    try:
+        grid_sampler.check(generator.diffusion)
+    except ValueError as error:
+        raise SystemExit(f"the sample grids' sampler (--steps, --eta): {error}") from None
     optimizer = optim.Adam(generator.parameters(), lr=settings.lr)
     denoiser = generator.unet
     if distributed.get_world_size() > 1:
         denoiser = wrap_ddp(denoiser, device)
     if getattr(args, "compile", False):
         denoiser = torch.compile(denoiser)
-    return DiffusionStep(generator, ema, denoiser, optimizer, settings, autocast)
+    return DiffusionStep(generator, ema, denoiser, optimizer, settings, grid_sampler, autocast)

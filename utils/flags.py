@@ -87,11 +87,11 @@ def add_inception_weights_argument(parser, *names, help=INCEPTION_WEIGHTS_HELP):
     parser.add_argument(*names, dest=names[0].lstrip("-"), type=str, default=None, help=help)
 
 
-def add_sampler_arguments(parser):
-    """--sampler, --steps, --eta, --variance: how a diffusion checkpoint (--arch ddpm) samples
-    (diffusion.py's SamplerSettings); GAN checkpoints ignore them."""
+def add_sampler_arguments(parser, title="diffusion sampling (checkpoints of --arch ddpm)"):
+    """--sampler, --steps, --eta, --variance: how a diffusion model (--arch ddpm) samples
+    (diffusion.py's SamplerSettings), in an argument group named `title`; GANs ignore them."""
     defaults = SamplerSettings()
-    add = parser.add_argument_group("diffusion sampling (checkpoints of --arch ddpm)").add_argument
+    add = parser.add_argument_group(title).add_argument
     add("--sampler", type=str, default=defaults.sampler, choices=SAMPLERS, help="DDIM or DDPM ancestral sampling")
     add("--steps", type=int, default=defaults.steps, help="sampling steps, evenly spaced over the model's T")
     add("--eta", type=float, default=defaults.eta, help="DDIM's eta: 0 deterministic, 1 as DDPM's beta-tilde")
