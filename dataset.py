@@ -16,9 +16,8 @@ from io import BytesIO
 import lmdb
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset, Sampler
-from torchvision import transforms
 
 from utils.images import to_tensor
 from utils.shift import roll_each
@@ -183,37 +182,33 @@ def circular_translate(img, max_offset_h, max_offset_w, generator=None):
     return roll_each(img, dy, dx)
 
 
-class RandomCircularTranslate:
-    """Transform: circular translation of a [C, H, W] tensor by up to `translate` times its size."""
-
-    def __init__(self, translate):
-        self.translate = translate
-
-    def __call__(self, img):
-        height, width = img.shape[-2:]
-
-        return circular_translate(img, round(self.translate * height), round(self.translate * width))
-
-    def __repr__(self):
-        return f"{self.__class__.__name__}(translate={self.translate})"
-
-
-def train_transform(translate=0.0, flip=True):
+class TrainTransform:
     """The paper's training augmentation: PIL image -> float tensor [C, H, W] in [-1, 1].
 
     A random horizontal flip (if `flip`), then a random circular translation by integer offsets
     uniform in [-round(translate * size), +round(translate * size)] in x and y (0 = off, 1.0 = any
-    offset). Randomness comes from torch's global RNG, which DataLoader seeds in each worker.
+    offset). Randomness comes from torch's global RNG, which DataLoader seeds in each worker: one
+    torch.rand(1) per flip, as torchvision's RandomHorizontalFlip, then the translation's draws,
+    so that runs and their resumes keep the original code's random stream. A class, not a
+    closure, because DataLoader's spawned workers pickle it.
     """
-    if not 0 <= translate <= 1:
-        raise ValueError(f"translate is a fraction of the image size between 0 and 1, not {translate}")
 
-    steps = [transforms.RandomHorizontalFlip()] if flip else []
-    steps.append(to_tensor)
-    if translate > 0:
-        steps.append(RandomCircularTranslate(translate))
+    def __init__(self, translate=0.0, flip=True):
+        if not 0 <= translate <= 1:
+            raise ValueError(f"translate is a fraction of the image size between 0 and 1, not {translate}")
+        self.translate, self.flip = translate, flip
 
-    return transforms.Compose(steps)
+    def __call__(self, image):
+        if self.flip and torch.rand(1) < 0.5:
+            image = ImageOps.mirror(image)
+        tensor = to_tensor(image)
+        if self.translate == 0:
+            return tensor
+        height, width = tensor.shape[-2:]
+        return circular_translate(tensor, round(self.translate * height), round(self.translate * width))
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}(translate={self.translate}, flip={self.flip})"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from scipy.stats import chisquare
 from torch.utils.data import DataLoader
 
 import prepare_data
-from dataset import MultiResolutionDataset, circular_translate, train_transform
+from dataset import MultiResolutionDataset, TrainTransform, circular_translate
 from prepare_data import PrepareError, prepare
+from utils.images import make_grid, to_tensor
 from utils.synthetic import render_face
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -244,7 +245,7 @@ def test_output_folder_with_other_files_is_refused(tmp_path):
 
 
 def test_dataset_reads_images_of_the_requested_size(synthetic_lmdb):
-    dataset = MultiResolutionDataset(synthetic_lmdb, train_transform(flip=False), resolution=32)
+    dataset = MultiResolutionDataset(synthetic_lmdb, TrainTransform(flip=False), resolution=32)
     plain = MultiResolutionDataset(synthetic_lmdb, None, resolution=64)
 
     assert len(dataset) == 64 and dataset.sizes == [32, 64]
@@ -288,7 +289,7 @@ def test_dataset_reads_lmdbs_of_the_original_tool(tmp_path):
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_workers_read_every_image(synthetic_lmdb, context):
-    dataset = MultiResolutionDataset(synthetic_lmdb, train_transform(flip=False), resolution=32)
+    dataset = MultiResolutionDataset(synthetic_lmdb, TrainTransform(flip=False), resolution=32)
     expected = torch.stack([dataset[index] for index in range(len(dataset))])  # opens the LMDB here first
 
     loader = DataLoader(dataset, batch_size=16, num_workers=2, multiprocessing_context=context)
@@ -298,8 +299,8 @@ def test_dataloader_workers_read_every_image(synthetic_lmdb, context):
 
 
 def test_augmented_loading_is_reproducible_and_only_moves_pixels(synthetic_lmdb):
-    dataset = MultiResolutionDataset(synthetic_lmdb, train_transform(translate=0.25), resolution=32)
-    plain = torch.stack([train_transform(flip=False)(img) for img in MultiResolutionDataset(synthetic_lmdb, None, 32)])
+    dataset = MultiResolutionDataset(synthetic_lmdb, TrainTransform(translate=0.25), resolution=32)
+    plain = torch.stack([TrainTransform(flip=False)(img) for img in MultiResolutionDataset(synthetic_lmdb, None, 32)])
 
     def load(seed):
         torch.manual_seed(seed)
@@ -356,20 +357,42 @@ def test_circular_translate_offsets_are_uniform():
 
 def test_train_transform_uses_the_global_rng():
     img = render_face(0, 32)
-    plain = train_transform()(img)
+    plain = TrainTransform()(img)
 
     torch.manual_seed(3)
-    first = [train_transform(translate=1.0)(img) for _ in range(20)]
+    first = [TrainTransform(translate=1.0)(img) for _ in range(20)]
     torch.manual_seed(3)
-    again = [train_transform(translate=1.0)(img) for _ in range(20)]
+    again = [TrainTransform(translate=1.0)(img) for _ in range(20)]
 
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert len({tuple(out.flatten()[:64].tolist()) for out in first}) > 10
     assert plain.min() >= -1 and plain.max() <= 1 and plain.shape == (3, 32, 32)
-    flips = [torch.equal(train_transform(flip=True)(img), plain.flip(-1)) for _ in range(40)]
+    flips = [torch.equal(TrainTransform(flip=True)(img), plain.flip(-1)) for _ in range(40)]
     assert 5 < sum(flips) < 35
     with pytest.raises(ValueError, match="translate"):
-        train_transform(translate=1.5)
+        TrainTransform(translate=1.5)
+
+
+def test_images_load_augment_and_tile_bit_for_bit_as_torchvision_did():
+    """to_tensor, the flip and make_grid are this project's own, so that scripts start without
+    importing torchvision: they must keep the pixels, the random stream and rosinality's grids."""
+    from torchvision import transforms, utils
+
+    img = render_face(1, 16)
+    torchvision_tensor = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
+    assert torch.equal(to_tensor(img), torchvision_tensor(img))
+    for seed in range(6):
+        torch.manual_seed(seed)
+        ours, after_ours = TrainTransform(translate=1.0)(img), torch.rand(1)
+        torch.manual_seed(seed)
+        flipped = transforms.RandomHorizontalFlip()(img)
+        theirs, after_theirs = circular_translate(torchvision_tensor(flipped), 16, 16), torch.rand(1)
+        assert torch.equal(ours, theirs) and torch.equal(after_ours, after_theirs)
+
+    batch = torch.rand(5, 3, 4, 6) * 2 - 1
+    for nrow, columns in ((None, 2), (2, 2), (3, 3), (8, 8)):
+        assert torch.equal(make_grid(batch, nrow), utils.make_grid(batch, nrow=columns, padding=2, pad_value=-1))
+    assert torch.equal(make_grid(batch[:1]), batch[0])
 
 
 def test_synthetic_faces_are_deterministic_and_varied():

@@ -21,7 +21,7 @@ import torch
 import checkpoint as checkpoint_module
 import train
 from checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
-from dataset import MultiResolutionDataset, SeededRecords, image_key, train_transform
+from dataset import MultiResolutionDataset, SeededRecords, TrainTransform, image_key
 from training import gan
 
 NAME = "tiny"
@@ -195,7 +195,7 @@ def damaged_lmdb(lmdb16, tmp_path):
 
 
 def test_a_record_that_cannot_be_decoded_is_replaced_by_the_next(damaged_lmdb, capsys):
-    records = SeededRecords(MultiResolutionDataset(damaged_lmdb, train_transform(translate=1.0), 16), seed=3)
+    records = SeededRecords(MultiResolutionDataset(damaged_lmdb, TrainTransform(translate=1.0), 16), seed=3)
     image, skipped = records[(5, 2)]
     substitute, none_skipped = records[(6, 2)]
     assert skipped == 1 and none_skipped == 0

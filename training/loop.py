@@ -49,7 +49,7 @@ from checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from dataset import MultiResolutionDataset, ResumableSampler, SeededRecords, train_transform
+from dataset import MultiResolutionDataset, ResumableSampler, SeededRecords, TrainTransform
 from training import distributed
 from utils.images import save_grid
 
@@ -134,7 +134,7 @@ def make_loader(args, device):
     by (--seed, pass, index), so the batches are the same for any --workers."""
     rank, world_size = distributed.get_rank(), distributed.get_world_size()
     try:
-        dataset = MultiResolutionDataset(args.path, train_transform(translate=args.translate), args.size)
+        dataset = MultiResolutionDataset(args.path, TrainTransform(translate=args.translate), args.size)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(str(error)) from None
     sampler = ResumableSampler(len(dataset), num_replicas=world_size, rank=rank, seed=args.seed)

@@ -10,8 +10,6 @@ import os
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
-from torchvision import utils as tv_utils
-from torchvision.transforms import functional as TF
 
 # ---------------------------------------------------------------------------------------------
 # files and PIL images
@@ -56,8 +54,11 @@ def resize_and_crop(image, size, resample=Image.LANCZOS):
 
 
 def to_tensor(image):
-    """An RGB PIL image as a float tensor [3, H, W] in [-1, 1]."""
-    return TF.normalize(TF.to_tensor(image), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), inplace=True)
+    """An RGB PIL image as a float tensor [3, H, W] in [-1, 1]: (pixel / 255 - 0.5) / 0.5, the
+    arithmetic of torchvision's to_tensor and normalize, so that images load bit for bit as the
+    original code's."""
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    return pixels.float().div(255).sub_(0.5).div_(0.5)
 
 
 def to_pil(image):
@@ -81,9 +82,22 @@ def psnr(mse, peak=2.0):
 
 
 def make_grid(images, nrow=None):
-    """A [N, 3, H, W] batch in [-1, 1] as one [3, H', W'] grid, still in [-1, 1]."""
-    nrow = nrow or max(1, int(len(images) ** 0.5))
-    return tv_utils.make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=-1)
+    """A [N, 3, H, W] batch in [-1, 1] as one [3, H', W'] grid, still in [-1, 1]: `nrow` images a
+    row (default: the square root of N, rounded down), 2 black pixels between and around them, as
+    torchvision's make_grid draws rosinality's sample grids; one image comes back as it is."""
+    padding = 2
+    images = images.detach().float().cpu()
+    if len(images) == 1:
+        return images[0]
+    count, channels, height, width = images.shape
+    columns = min(nrow or max(1, int(count**0.5)), count)
+    rows = math.ceil(count / columns)
+    cell_h, cell_w = height + padding, width + padding
+    grid = images.new_full((channels, rows * cell_h + padding, columns * cell_w + padding), -1.0)
+    for index, image in enumerate(images):
+        top, left = padding + (index // columns) * cell_h, padding + (index % columns) * cell_w
+        grid[:, top : top + height, left : left + width] = image
+    return grid
 
 
 def save_grid(images, path, nrow=None):
