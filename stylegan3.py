@@ -26,8 +26,6 @@ dict uses this project's names (README, "The alias-free generator").
 import math
 
 import numpy as np
-import scipy.signal
-import scipy.special
 import torch
 from torch import nn
 
@@ -63,6 +61,10 @@ def design_lowpass_filter(taps, cutoff, width, sampling_rate, radial=False):
     """
     if taps == 1:
         return None
+    # imported here: scipy.signal takes seconds to import, which every script would pay at start
+    import scipy.signal
+    import scipy.special
+
     if not radial:
         return torch.as_tensor(scipy.signal.firwin(taps, cutoff, width=width, fs=sampling_rate), dtype=torch.float32)
     x = (np.arange(taps) - (taps - 1) / 2) / sampling_rate
