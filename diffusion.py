@@ -457,12 +457,7 @@ class GaussianDiffusion:
         when given, returns the z of step k = 0, 1, ... instead, which is how a shifted render
         reuses the noise of an unshifted one, moved. Returns x_0 in `dtype` on `device`.
         """
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
-        if variance not in VARIANCES:
-            raise ValueError(f"variance must be one of {', '.join(VARIANCES)}, not {variance!r}")
-        if eta < 0:
-            raise ValueError(f"eta must be 0 or more, not {eta}")
+        SamplerSettings(sampler, steps or self.num_timesteps, eta, variance).check(self)
         x = draw_noise(shape, generator, device, dtype) if x_T is None else x_T.to(device, dtype)
         schedule = self.timesteps(steps or self.num_timesteps)
         abar_table = self.alphas_cumprod.tolist()
@@ -539,7 +534,11 @@ class SamplerSettings:
 
     def check(self, diffusion):
         """Raise ValueError unless GaussianDiffusion `diffusion` can sample with these settings:
-        a step count from 1 to its T, eta 0 or more."""
+        a known sampler and variance, a step count from 1 to its T, eta 0 or more."""
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {self.sampler!r}")
+        if self.variance not in VARIANCES:
+            raise ValueError(f"variance must be one of {', '.join(VARIANCES)}, not {self.variance!r}")
         diffusion.timesteps(self.steps)
         if self.eta < 0:
             raise ValueError(f"eta must be 0 or more, not {self.eta}")
