@@ -46,8 +46,9 @@ original code, whose figures come from an H100 80GB) into OUT_DIR:
 `--budget_s S` bounds the report's time: before each unit of work (a pytest call, a measurement,
 the profile) it estimates from what it has timed whether the unit fits in the time left, and
 leaves it out if not; a pytest call still running at the deadline is stopped, and a measurement
-stops timing at its deadline (fewer iterations, recorded) or is left out if its warm-up passes
-it; so the report ends before S seconds, and report.md says what the budget left out.
+stops timing at its deadline (fewer iterations, recorded) or is left out if its warm-up, or one
+period after it, would pass it; so the report ends before S seconds, and report.md says what the
+budget left out.
 A setting that fails (out of memory, a kernel or compiler error) is recorded with its error
 and the report goes on. report.json and report.md are saved after every unit: rerun the same
 command after an interruption or a budget's end and an unfinished report continues where it
@@ -420,7 +421,7 @@ def measure_training(config, batch, settings, args, device, deadline=None):
         every = step.settings.d_reg_every
         asked = -(-args.iters // every) * every
 
-        warmup_start = time.perf_counter()
+        first_start = warmup_start = time.perf_counter()
         for iteration in tqdm(range(args.warmup), desc=f"{label} warm-up", leave=False):
             if past(deadline):
                 raise OutOfBudget(f"its warm-up passed the deadline after {iteration} of {args.warmup} iterations")
@@ -428,7 +429,13 @@ def measure_training(config, batch, settings, args, device, deadline=None):
             if iteration == 0:  # compiling, cuDNN's algorithm search: the first iteration is no rate
                 warmup_start = time.perf_counter()
         synchronize(device)
-        if args.warmup > 1 and past(deadline, every * (time.perf_counter() - warmup_start) / (args.warmup - 1)):
+        # seconds an iteration takes: the warm-up's after the first; with one warm-up iteration the
+        # first's, an overestimate, so that the period timed below cannot pass the deadline unseen
+        if args.warmup > 1:
+            iteration_s = (time.perf_counter() - warmup_start) / (args.warmup - 1)
+        else:
+            iteration_s = time.perf_counter() - first_start
+        if past(deadline, every * iteration_s):
             raise OutOfBudget(f"one R1 period of {every} iterations would pass the deadline after the warm-up")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
