@@ -594,7 +594,8 @@ class Budget:
     def __init__(self, seconds):
         self.seconds = seconds
         self.start = self.clock()
-        self.deadline = None if seconds is None else self.start + seconds - min(FINISH_S, seconds / 10)
+        self.finish_s = 0.0 if seconds is None else min(FINISH_S, seconds / 10)
+        self.deadline = None if seconds is None else self.start + seconds - self.finish_s
         self.left_out = []
 
     def spent(self):
@@ -811,8 +812,11 @@ class GPUReportFile:
         one R1 period, or one generation batch): scaled_shortest of the records of the same
         settings; for a generation without any, the training record of the same workload and
         settings (which builds and compiles more); else of the records of any settings, plus
-        COMPILE_GUESS_S for a first compiled one. With nothing timed yet, 0: the measurement's own
-        deadline bounds it."""
+        COMPILE_GUESS_S for a first compiled one. With nothing of this kind timed, 0 (its own
+        deadline bounds it), but for the report's first measurement: the finishing allowance
+        (Budget.finish_s). Its start, building the first model and running its first iteration,
+        cannot stop at the deadline; with the allowance left before the deadline as well as after
+        it, that start may take twice the allowance and still end within the budget."""
         timed = [r for r in self.results[MEASUREMENTS[kind]] if "shortest_s" in r]
         same_settings = [r for r in timed if r["settings"] == describe(settings)]
         if same_settings:
@@ -823,7 +827,8 @@ class GPUReportFile:
         if timed:
             first_compiled = settings["compile"] and not any("compiled" in r["settings"] for r in timed)
             return scaled_shortest(timed, workload, kind) + COMPILE_GUESS_S * first_compiled
-        return 0.0
+        first_measurement = not any("shortest_s" in r for key in MEASUREMENTS.values() for r in self.results[key])
+        return self.budget.finish_s if first_measurement else 0.0
 
     def measured(self, workload, settings, args, device, kind="training"):
         """measure_training's figures (kind 'generation': measure_generation's) of one workload,

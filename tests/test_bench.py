@@ -252,31 +252,32 @@ def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatc
     assert [module.training for module in compiled if isinstance(module, Generator)] == [True, False] * 2
 
 
-def test_a_budget_runs_the_steps_in_order_of_value_and_the_same_command_continues(tmp_path, monkeypatch):
-    """--budget_s with stand-ins that advance a clock: the units run in order of value (CUDA tests,
-    parity check, candidates, the trial's size, larger workloads, generation, profile), each one
-    only if its estimate fits the time left, the report ends before its budget saying what it
-    left out, and the same command continues with exactly that."""
-    clock = [0.0]
-    monkeypatch.setattr(bench.Budget, "clock", staticmethod(lambda: clock[0]))
-    loads = [
-        (model_config({"size": size, "position": position, "channel_max": 32}), 4)
-        for size in (32, 64)
-        for position in ("none", "mspe")
-    ]
-    monkeypatch.setattr(bench, "tiny_workloads", lambda args: loads)
-    ran = []
+class StandIns:
+    """bench's pytest calls, measurements and profile replaced by stand-ins that advance the
+    budget's clock by `seconds` of their kind ('tests', 'training', 'generation'); `ran` lists what
+    ran, in order."""
 
-    def run_tests(paths, ignore=(), timeout=None):
-        ran.append("parity check" if paths == [bench.PARITY_TESTS] else "CUDA tests")
-        clock[0] += 10
+    def __init__(self, monkeypatch):
+        self.clock = 0.0
+        self.seconds = {"tests": 10, "training": 20, "generation": 5}
+        self.ran = []
+        monkeypatch.setattr(bench.Budget, "clock", staticmethod(lambda: self.clock))
+        monkeypatch.setattr(bench, "run_cuda_tests", self.run_tests)
+        monkeypatch.setattr(bench, "measure_training", self.measure_function("training"))
+        monkeypatch.setattr(bench, "measure_generation", self.measure_function("generation"))
+        monkeypatch.setattr(bench, "profile", lambda *args: self.ran.append("profile"))
+
+    def run_tests(self, paths, ignore=(), timeout=None):
+        self.ran.append("parity check" if paths == [bench.PARITY_TESTS] else "CUDA tests")
+        self.clock += self.seconds["tests"]
         counts = {"passed": 1, "failed": 0, "skipped": 0, "error": 0}
         return {**counts, "returncode": 0, "summary": "1 passed", "failed_tests": {}, "output": "", "seconds": 10}
 
-    def stand_in(kind, seconds):
-        def measure_function(config, batch, settings, args, device, deadline=None):
-            ran.append((kind, config["size"], config["position"], bench.describe(settings)))
-            clock[0] += seconds
+    def measure_function(self, kind):
+        def measure(config, batch, settings, args, device, deadline=None):
+            seconds = self.seconds[kind]
+            self.ran.append((kind, config["size"], config["position"], bench.describe(settings)))
+            self.clock += seconds
             figures = {"model": config, "batch": batch, "settings": bench.describe(settings)}
             figures.update(seconds=seconds, setup_s=seconds / 2, shortest_s=seconds)
             if kind == "generation":
@@ -288,12 +289,21 @@ def test_a_budget_runs_the_steps_in_order_of_value_and_the_same_command_continue
                 **{"tflops": 1.0, "mfu": 0.01, "iters": 32, "iters_asked": 32},
             }
 
-        return measure_function
+        return measure
 
-    monkeypatch.setattr(bench, "run_cuda_tests", run_tests)
-    monkeypatch.setattr(bench, "measure_training", stand_in("training", 20))
-    monkeypatch.setattr(bench, "measure_generation", stand_in("generation", 5))
-    monkeypatch.setattr(bench, "profile", lambda *args: ran.append("profile"))
+
+def test_a_budget_runs_the_steps_in_order_of_value_and_the_same_command_continues(tmp_path, monkeypatch):
+    """--budget_s with stand-ins that advance a clock: the units run in order of value (CUDA tests,
+    parity check, candidates, the trial's size, larger workloads, generation, profile), each one
+    only if its estimate fits the time left, the report ends before its budget saying what it
+    left out, and the same command continues with exactly that."""
+    loads = [
+        (model_config({"size": size, "position": position, "channel_max": 32}), 4)
+        for size in (32, 64)
+        for position in ("none", "mspe")
+    ]
+    monkeypatch.setattr(bench, "tiny_workloads", lambda args: loads)
+    ran = StandIns(monkeypatch).ran
     out = tmp_path / "report"
     original, plain = "fp32, grouped modconv, custom ops", "fp32, plain modconv, custom ops"
     fast = f"{plain}, channels-last"
@@ -337,6 +347,25 @@ def test_a_budget_runs_the_steps_in_order_of_value_and_the_same_command_continue
     assert len([unit for unit in ran if unit[0] == "generation"]) == 7
     assert resumed["finished"] and [call["budget_s"] for call in resumed["calls"]] == [100, 1000]
     assert "not measured" not in (out / "report.md").read_text()
+
+
+def test_a_first_measurement_starts_only_with_the_finishing_allowance_left(tmp_path, monkeypatch):
+    """Before anything is timed, a measurement's start (building the model, its first iteration)
+    cannot stop at the deadline: it begins only with the finishing allowance (a tenth of a 40 s
+    budget) left before the deadline, so that a start of up to twice that still ends in time."""
+    stand_ins = StandIns(monkeypatch)
+    stand_ins.seconds.update(tests=17, training=7)  # the pytest calls leave 2 s before the deadline
+    args = ["--device", "cpu", "--fast", "fp32,plain", "--budget_s", "40"]
+    report = bench.gpu_report(bench.parse_args(["--report", str(tmp_path / "short"), *args]), torch.device("cpu"))
+    assert stand_ins.ran == ["CUDA tests", "parity check"]
+    (call,) = report["calls"]
+    assert call["spent_s"] <= 40 and call["left_out"][0]["unit"].startswith("training: mspe, 32")
+
+    stand_ins.ran.clear()
+    stand_ins.seconds.update(tests=15)  # 6 s before the deadline: the first measurement runs, and ends in time
+    report = bench.gpu_report(bench.parse_args(["--report", str(tmp_path / "long"), *args]), torch.device("cpu"))
+    assert stand_ins.ran[2] == ("training", 32, "mspe", "fp32, plain modconv, custom ops")
+    assert report["calls"][0]["spent_s"] <= 40
 
 
 def test_a_measurement_stops_timing_at_its_deadline_or_is_left_out(one_torch_thread):
