@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+# pytest's worker processes for `make test`, one a core (each runs one thread, tests/conftest.py);
+# TEST_JOBS=0 runs the tests in this process, one after another
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: demo test lint
 
@@ -15,7 +18,7 @@ $(INSTALLED): requirements.txt
 	touch $@
 
 test: $(INSTALLED)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) tests
 
 # ruff's linter and formatter, configured in pyproject.toml (lines of 120 characters)
 lint: $(INSTALLED)

@@ -12,6 +12,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+# `make test` runs a pytest-xdist worker a core: each takes one thread, and so do the scripts it
+# starts, or the workers' threads would outnumber the cores and every test would crawl.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     """Skip the tests marked `cuda` (pyproject.toml) where there is no GPU: one place decides,
