@@ -48,7 +48,6 @@ from evaluation.common import (
 )
 from evaluation.equivariance import rotation_equivariance, translation_equivariance
 from evaluation.fid import cached_real_statistics, generator_fid, real_statistics, save_statistics
-from evaluation.inception import load_inception
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import perceptual_path_length
 from evaluation.spatial_bias import SHIFT_DIRECTIONS, spatial_bias_report, write_spatial_bias_report
@@ -171,9 +170,17 @@ def run_swd(args, device):
     write_json(os.path.join(output_folder(args), "swd.json"), "swd", args, results)
 
 
+def inception_network(path, device):
+    """The FID Inception (evaluation/inception.py), imported here: it imports torchvision, whose
+    seconds the other metrics need not pay."""
+    from evaluation.inception import load_inception
+
+    return load_inception(path, device)
+
+
 def run_inception(args, device):
     real_images = open_real_images(args.path, args.size, args.n, args.seed)
-    inception = load_inception(args.inception, device)
+    inception = inception_network(args.inception, device)
     mean, cov, info = real_statistics(inception, real_images, args.batch, args.seed)
     lmdb_name = os.path.basename(os.path.normpath(args.path))
     out = args.real_stats or os.path.join("metrics", f"inception_{lmdb_name}_{args.size}.npz")
@@ -186,7 +193,7 @@ def run_fid(args, device):
         raise SystemExit(
             "fid compares with real images: give --path LMDB or --real_stats FILE (from `metrics.py inception`)"
         )
-    inception = load_inception(args.inception, device)
+    inception = inception_network(args.inception, device)
     results = []
     for path, label, generator, config in generators(args, device):
         if args.real_stats:
@@ -251,7 +258,7 @@ def run_report(args, device):
         max_shift=args.max_shift,
         sticking_n=args.sticking_n,
         spread=args.spread,
-        inception=load_inception(args.inception, device) if args.inception else None,
+        inception=inception_network(args.inception, device) if args.inception else None,
         sampler=SamplerSettings.from_args(args),
     )
     out = output_folder(args, default_name="report")

@@ -395,6 +395,17 @@ def test_images_load_augment_and_tile_bit_for_bit_as_torchvision_did():
     assert torch.equal(make_grid(batch[:1]), batch[0])
 
 
+def test_the_commands_start_without_importing_torchvision():
+    """Its import takes seconds of every start: only the Inception and LPIPS networks need it,
+    and they import it when they are built."""
+    scripts = "train, generate, projector, prepare_data, metrics, evidence, convert_weight, demo, ppl"
+    scripts += ", closed_form_factorization, apply_factor"
+    check = f"import sys\nimport {scripts}\nprint('torchvision' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
 def test_synthetic_faces_are_deterministic_and_varied():
     faces = [np.asarray(render_face(index, 64), dtype=int) for index in range(16)]
 
