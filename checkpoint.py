@@ -37,7 +37,7 @@ from model import POSITIONS, Discriminator, Generator, canonical_position
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from stylegan3 import AliasFreeGenerator
 from utils.device import choose_device
-from utils.flags import add_device_argument
+from utils.flags import SAMPLER_FLAGS, add_device_argument
 
 ARCHITECTURES = ("stylegan2", "swagan", *STYLEGAN3_ARCHS, DIFFUSION_ARCH)
 
@@ -487,8 +487,8 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
 
     `args`/`explicit`: a command line's Namespace and the flags it gives explicitly, merged with
     the checkpoint's configuration by `merge_model_config` (checkpoints without `args` use
-    `args`). A diffusion model samples as args' --sampler flags say (diffusion.apply_sampler_args).
-    Returns (generator, args).
+    `args`). A diffusion model samples as args' --sampler flags say (diffusion.apply_sampler_args);
+    a GAN refuses them when `explicit` gives them. Returns (generator, args).
     """
     checkpoint = load_checkpoint(path)
     args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
@@ -501,6 +501,13 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     load_model_state(generator, checkpoint.get(key, checkpoint.get("g")), path, args)
     if checkpoint.get("w_avg") is not None:
         generator.truncation_centre = checkpoint["w_avg"].to(device)
+    unread = sorted(SAMPLER_FLAGS & set(explicit))
+    if unread and args.arch != DIFFUSION_ARCH:
+        names = ", ".join(f"--{flag}" for flag in unread)
+        raise SystemExit(
+            f"{path} holds a {args.arch} generator, which does not read {names} (--arch ddpm's sampling flags); "
+            "leave them out"
+        )
     try:
         apply_sampler_args(generator, args)
     except ValueError as error:

@@ -34,19 +34,27 @@ or starts afresh when there is none, so the same command line can be requeued fo
 import argparse
 import os
 import sys
+from dataclasses import fields
 
-from checkpoint import add_model_arguments, explicit_flags
-from diffusion import DIFFUSION_ARCH
+from checkpoint import MODEL_DEFAULTS, add_model_arguments, explicit_flags
+from diffusion import DIFFUSION_ARCH, DIFFUSION_DEFAULTS
 from model import check_size
 from training import distributed
 from training.diffusion import add_diffusion_training_arguments, apply_diffusion_recipe, build_diffusion_step
 from training.gan import StepSettings, apply_recipe, build_gan_step, r1_heuristic
 from training.loop import Trainer, make_loader, resume_point
 from utils.device import default_precision, setup_precision
-from utils.flags import add_device_argument, add_speed_arguments
+from utils.flags import SAMPLER_FLAGS, add_device_argument, add_speed_arguments
 
 # the one owner of the step's hyperparameter defaults
 DEFAULTS = StepSettings()
+# The flags that only one kind of model reads (the rest, from --lr and --ema_decay to the outputs',
+# every kind reads). Given for the other kind they would change nothing, so they are refused.
+GAN_ONLY_FLAGS = {field.name for field in fields(StepSettings)} - {"lr", "ema_decay", "blur_fade_iterations"}
+GAN_ONLY_FLAGS |= set(MODEL_DEFAULTS) - {"arch", "size", "position"}
+GAN_ONLY_FLAGS |= {"blur_fade_kimg", "freeze_d", "modconv", "augment", "augment_p"}
+GAN_ONLY_FLAGS |= {"ada_target", "ada_length", "ada_every"}
+DIFFUSION_ONLY_FLAGS = set(DIFFUSION_DEFAULTS) | SAMPLER_FLAGS | {"grad_clip", "warmup"}
 
 
 def build_parser():
@@ -177,8 +185,6 @@ def check_args(args):
         check_size(args.size)
     except ValueError as error:
         raise SystemExit(f"--size: {error}") from None
-    if args.arch == DIFFUSION_ARCH and args.augment:
-        raise SystemExit("--augment is the GAN discriminator's augmentation; a diffusion model (--arch ddpm) has none")
     if args.arch != DIFFUSION_ARCH and args.batch > 4 and args.batch % 4:
         raise SystemExit(
             f"--batch {args.batch}: the discriminator's minibatch-stddev groups need a batch of at most 4 "
@@ -198,6 +204,20 @@ def check_args(args):
     for flag in ["d_reg_every", "g_reg_every", "keep", "workers", "freeze_d"]:
         if getattr(args, flag) < 0:
             raise SystemExit(f"--{flag} must be 0 or more, not {getattr(args, flag)}")
+
+
+def check_kind_flags(args, explicit):
+    """Refuse the flags of `explicit` that the kind of model of --arch (a GAN, or a diffusion
+    model) does not read, naming them."""
+    if args.arch == DIFFUSION_ARCH:
+        unread, kind, other = GAN_ONLY_FLAGS & explicit, "a diffusion model", "a GAN's"
+    else:
+        unread, kind, other = DIFFUSION_ONLY_FLAGS & explicit, "a GAN", "--arch ddpm's"
+    if unread:
+        names = ", ".join(f"--{flag}" for flag in sorted(unread))
+        raise SystemExit(
+            f"--arch {args.arch} trains {kind}, which does not read {names} ({other} flags); leave them out"
+        )
 
 
 def parse_args(argv=None):
@@ -236,6 +256,7 @@ def run(args, explicit, device):
         return None
     if start.checkpoint is not None:
         check_args(args)  # the model configuration now comes from the checkpoint
+    check_kind_flags(args, explicit)
     args.start_iter = start.iteration
     args.distributed = distributed.get_world_size() > 1
     autocast = configure_precision(args, device)

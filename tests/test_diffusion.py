@@ -282,6 +282,14 @@ def grid_step(*flags):
     return build_diffusion_step(args, torch.device("cpu"))
 
 
+def test_a_diffusion_run_refuses_the_gans_flags(tmp_path, lmdb16, monkeypatch):
+    """--r1 or --augment would change nothing in a diffusion run: it stops before training."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="trains a diffusion model, which does not read --augment, --mixing, --r1"):
+        train.main(["--name", NAME, "--path", lmdb16, *TINY, "--iter", "2", "--r1", "5", "--mixing", "0", "--augment"])
+    assert not os.path.exists(tmp_path / "checkpoint")
+
+
 def test_sample_grids_draw_with_the_chosen_sampler_alike_at_every_grid_and_batching():
     ddpm, ddim = grid_step("--sampler", "ddpm", "--steps", "4"), grid_step("--steps", "4")
     perturb(ddpm.ema), perturb(ddim.ema)  # an untrained UNet predicts zeros: every sampler agrees

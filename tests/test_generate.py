@@ -112,6 +112,12 @@ def test_explicit_flag_contradicting_the_checkpoint_is_an_error(workdir):
     assert "Traceback" not in result.stderr
 
 
+def test_a_gan_checkpoint_refuses_the_diffusion_sampler_flags(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    with pytest.raises(SystemExit, match="holds a stylegan2 generator, which does not read --eta, --steps"):
+        generate.main(["--name", "tiny", "--ckpt", "000100.pt", "--steps", "10", "--eta", "1"])
+
+
 def test_missing_checkpoint_is_an_error(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     with pytest.raises(SystemExit, match="not found"):

@@ -145,6 +145,15 @@ def test_mismatched_checkpoint_is_refused(trained, tmp_path, synthetic_lmdb, mon
     assert checkpoints(cwd) == ["000002.pt"]
 
 
+def test_a_gan_run_refuses_the_diffusion_models_flags(trained, tmp_path, synthetic_lmdb, monkeypatch):
+    """--steps or --grad_clip would change nothing in a GAN run, resumed ones included, whose
+    --arch comes from the checkpoint."""
+    cwd = copy_run(trained, tmp_path)
+    message = refusal(monkeypatch, cwd, synthetic_lmdb, *"--ckpt latest --iter 4 --steps 10 --grad_clip 0".split())
+    assert "--arch stylegan2 trains a GAN, which does not read --grad_clip, --steps" in message
+    assert checkpoints(cwd) == ["000002.pt"]
+
+
 class RunsCode:
     def __init__(self, marker):
         self.marker = marker

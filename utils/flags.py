@@ -1,6 +1,8 @@
 """The command-line flags that several scripts share, each defined once here. (The model
 configuration's flags are checkpoint.py's `add_model_arguments`, beside the configuration.)"""
 
+from dataclasses import fields
+
 from diffusion import SAMPLERS, VARIANCES, SamplerSettings
 from evaluation.sticking import DEFAULT_SPREAD
 from model import MODCONVS, TRUNCATION_MEAN
@@ -87,9 +89,14 @@ def add_inception_weights_argument(parser, *names, help=INCEPTION_WEIGHTS_HELP):
     parser.add_argument(*names, dest=names[0].lstrip("-"), type=str, default=None, help=help)
 
 
+# add_sampler_arguments' flags, named like the SamplerSettings fields they set
+SAMPLER_FLAGS = frozenset(field.name for field in fields(SamplerSettings))
+
+
 def add_sampler_arguments(parser, title="diffusion sampling (checkpoints of --arch ddpm)"):
     """--sampler, --steps, --eta, --variance: how a diffusion model (--arch ddpm) samples
-    (diffusion.py's SamplerSettings), in an argument group named `title`; GANs ignore them."""
+    (diffusion.py's SamplerSettings), in an argument group named `title`. A GAN does not read
+    them: a command of one GAN checkpoint refuses them (checkpoint.load_generator)."""
     defaults = SamplerSettings()
     add = parser.add_argument_group(title).add_argument
     add("--sampler", type=str, default=defaults.sampler, choices=SAMPLERS, help="DDIM or DDPM ancestral sampling")
