@@ -8,8 +8,8 @@
 # 2. runs the GPU report, bench.py --report WORK_DIR/bench_report --budget_s REPORT_BUDGET_S,
 #    which stops before its budget (a report.json already there is continued);
 # 3. with what is left of TOTAL_BUDGET_S (at least EVIDENCE_MIN_S), runs evidence.py --preset gpu
-#    --models none,mspe --seeds 0 in WORK_DIR under `timeout` (a later call in the same WORK_DIR
-#    resumes its training);
+#    --models none,mspe --seeds 0 --parallel 2 in WORK_DIR under `timeout` (a later call in the
+#    same WORK_DIR resumes its training);
 # 4. packs into OUT_DIR at most 8 files of at most 15 MiB, the device's limits on what comes back:
 #      gpu_run.log          this script's log: each stage's time, what it brought back
 #      bench_report.tar.gz  bench_report/: report.json, report.md, profile.txt, bench.log
@@ -56,7 +56,9 @@ WORK_DIR=${WORK_DIR:-$ROOT/gpu_run}
 SITE_DIR=${SITE_DIR:-/tmp/site}
 read -r -a bench_extra <<< "${BENCH_ARGS:-}"
 read -r -a evidence_extra <<< "${EVIDENCE_ARGS:-}"
-evidence_flags=(--preset gpu --models none,mspe --seeds 0 --device "$DEVICE" --out evidence/gpu
+# the two 64 px runs train side by side: each is bound by Python and kernel launches, far from
+# filling the GPU, and a comparison needs both runs, not one finished and one cut
+evidence_flags=(--preset gpu --models none,mspe --seeds 0 --parallel 2 --device "$DEVICE" --out evidence/gpu
     ${evidence_extra[@]+"${evidence_extra[@]}"})
 MIB=$((1024 * 1024))
 
