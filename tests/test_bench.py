@@ -1,5 +1,5 @@
-"""benchmarks/bench.py: its workloads, FLOP counting, a tiny end-to-end run and the GPU report
-(figures are printed, never asserted on speed)."""
+"""benchmarks/bench.py, measure.py and gpu_report.py: the workloads, FLOP counting, a tiny
+end-to-end run and the GPU report (figures are printed, never asserted on speed)."""
 
 import contextlib
 import json
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from benchmarks import bench
+from benchmarks import bench, gpu_report, measure
 from checkpoint import model_config
 from model import Generator
 
@@ -23,46 +23,46 @@ def test_flop_counter_counts_convolutions_and_their_gradients():
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     weight = torch.randn(5, 3, 3, 3, requires_grad=True)
     forward = 2 * 2 * 5 * 8 * 8 * 3 * 3 * 3  # 2 FLOPs per multiply-add
-    with bench.FlopCounter() as counter:
+    with measure.FlopCounter() as counter:
         out = F.conv2d(x, weight, padding=1)
     assert counter.total == forward
-    with bench.FlopCounter() as counter:
+    with measure.FlopCounter() as counter:
         out.sum().backward()
     assert counter.total == 2 * forward  # input and weight gradients
 
 
 def test_the_command_line_chooses_the_reference_workloads_or_a_single_one():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")  # no tensor is made: no GPU needed
-    reference = [(config, batch) for config, batch, _ in bench.REFERENCE]
-    assert [bench.workload_label(*workload) for workload in reference] == [
+    reference = [(config, batch) for config, batch, _ in measure.REFERENCE]
+    assert [measure.workload_label(*workload) for workload in reference] == [
         "none, 256, batch 16",
         "mspe, 256, batch 16",
         "none, 1024, batch 4",
         "mspe, 1024, batch 4",
     ]
-    assert bench.workloads(bench.parse_args([]), cuda) == reference
+    assert measure.workloads(bench.parse_args([]), cuda) == reference
     # the other model flags apply to the reference workloads, whose figures then no longer compare
-    narrow = bench.workloads(bench.parse_args(["--channel_max", "256"]), cuda)
+    narrow = measure.workloads(bench.parse_args(["--channel_max", "256"]), cuda)
     assert narrow == [({**config, "channel_max": 256}, batch) for config, batch in reference]
-    assert bench.reference_figures(*reference[1]) == bench.REFERENCE[1][2]
-    assert bench.reference_figures(*narrow[1]) is None
+    assert measure.reference_figures(*reference[1]) == measure.REFERENCE[1][2]
+    assert measure.reference_figures(*narrow[1]) is None
     # --size, --batch or --position (in any spelling): one workload of every model flag, MS-PE unless --position
-    (single,) = bench.workloads(bench.parse_args(["--batch", "8", "--arch", "swagan", "--latent", "64"]), cuda)
+    (single,) = measure.workloads(bench.parse_args(["--batch", "8", "--arch", "swagan", "--latent", "64"]), cuda)
     assert single == (model_config({"arch": "swagan", "latent": 64, "position": "mspe"}), 8)
-    assert bench.workload_label(*single) == "swagan mspe, 256, batch 8"
-    assert bench.workloads(bench.parse_args(["--pos=none"]), cuda) == [(model_config({"position": "none"}), 16)]
+    assert measure.workload_label(*single) == "swagan mspe, 256, batch 8"
+    assert measure.workloads(bench.parse_args(["--pos=none"]), cuda) == [(model_config({"position": "none"}), 16)]
     # the alias-free generators have their own input: no MS-PE unless asked for (then refused)
-    (alias_free,) = bench.workloads(bench.parse_args(["--arch", "stylegan3-t", "--size", "32"]), cuda)
+    (alias_free,) = measure.workloads(bench.parse_args(["--arch", "stylegan3-t", "--size", "32"]), cuda)
     assert alias_free == (model_config({"arch": "stylegan3-t", "size": 32}), 16)
     # no GPU: a tiny stand-in, with the model flags given
-    (tiny,) = bench.workloads(bench.parse_args(["--device", "cpu", "--channel_max", "16"]), cpu)
+    (tiny,) = measure.workloads(bench.parse_args(["--device", "cpu", "--channel_max", "16"]), cpu)
     assert tiny == (model_config({"size": 32, "position": "mspe", "channel_max": 16}), 4)
 
 
 def test_a_model_that_cannot_be_built_says_which_and_how_to_fix_it():
     config = model_config({"arch": "stylegan3-t", "position": "mspe", "size": 32})
     with pytest.raises(SystemExit, match="arch stylegan3-t.*--position none"):
-        bench.training_step(config, torch.device("cpu"), bench.ORIGINAL)
+        measure.training_step(config, torch.device("cpu"), measure.ORIGINAL)
 
 
 def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
@@ -158,11 +158,11 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
         "failed_tests": {},
     }
     monkeypatch.setattr(
-        bench,
+        gpu_report,
         "run_cuda_tests",
-        lambda paths, ignore=(), timeout=None: failed_tests if paths == [bench.PARITY_TESTS] else passed_tests,
+        lambda paths, ignore=(), timeout=None: failed_tests if paths == [gpu_report.PARITY_TESTS] else passed_tests,
     )
-    monkeypatch.setattr(bench, "profile", lambda *args: None)
+    monkeypatch.setattr(gpu_report, "profile", lambda *args: None)
     out_of_memory = [True]
     ops_forced_ref = []
 
@@ -174,7 +174,7 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
         return {
             "model": config,
             "batch": batch,
-            "settings": bench.describe(settings),
+            "settings": measure.describe(settings),
             "train_img_s": speed,
             "s_per_kimg": 1000 / speed,
             "peak_gib": 1.0,
@@ -184,11 +184,11 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
             "generate_img_s": 50.0,
         }
 
-    monkeypatch.setattr(bench, "measure_training", fake_measure)
-    monkeypatch.setattr(bench, "measure_generation", fake_measure)
+    monkeypatch.setattr(gpu_report, "measure_training", fake_measure)
+    monkeypatch.setattr(gpu_report, "measure_generation", fake_measure)
     out = tmp_path / "report"
     args = ["--report", str(out), "--device", "cpu", "--fast", "fp32,plain,channels_last", "--fast", "fp32,plain"]
-    report = bench.gpu_report(bench.parse_args(args), torch.device("cpu"))
+    report = gpu_report.run(bench.parse_args(args), torch.device("cpu"))
 
     # the labels say what ran: the references, once the CUDA tests have failed
     failing, plain = "fp32, plain modconv, reference ops, channels-last", "fp32, plain modconv, reference ops"
@@ -208,7 +208,7 @@ def test_report_goes_on_past_a_failing_setting_and_times_references_when_the_cud
     # an interrupted report measures its failed settings again
     (out / "report.json").write_text(json.dumps({**report, "finished": False}))
     out_of_memory[0] = False
-    resumed = bench.gpu_report(bench.parse_args(args), torch.device("cpu"))
+    resumed = gpu_report.run(bench.parse_args(args), torch.device("cpu"))
     assert resumed["fastest"] == failing
     assert not any("error" in r for r in resumed["measurements"])
 
@@ -220,7 +220,7 @@ def test_the_cuda_tests_are_every_test_marked_cuda_and_their_failures_are_record
         "@pytest.mark.cuda\ndef test_drifts():\n    assert 1.0 < 0.5, 'the GPU drifts by 1.00e+00'\n\n"
         "def test_not_a_cuda_test():\n    pass\n"
     )
-    tests = bench.run_cuda_tests([str(tmp_path)])
+    tests = gpu_report.run_cuda_tests([str(tmp_path)])
     assert (tests["passed"], tests["failed"], tests["skipped"], tests["error"]) == (1, 1, 0, 0)
     assert tests["returncode"] == 1 and tests["summary"].startswith("1 failed, 1 passed, 1 deselected")
     ((test_id, message),) = tests["failed_tests"].items()  # the id is relative to pytest's rootdir
@@ -247,7 +247,7 @@ def test_compiled_settings_compile_generation_and_every_workload_anew(monkeypatc
     for position in ("none", "mspe"):
         config = model_config({"size": 32, "position": position, "channel_max": 16})
         with dynamo_config.patch(recompile_limit=4, fail_on_recompile_limit_hit=True):
-            figures = bench.measure(config, 2, bench.fast_settings("fp32,plain,compile"), args, torch.device("cpu"))
+            figures = measure.measure(config, 2, bench.fast_settings("fp32,plain,compile"), args, torch.device("cpu"))
         assert figures["settings"] == "fp32, plain modconv, custom ops, compiled" and figures["generate_img_s"] > 0
     assert [module.training for module in compiled if isinstance(module, Generator)] == [True, False] * 2
 
@@ -261,24 +261,24 @@ class StandIns:
         self.clock = 0.0
         self.seconds = {"tests": 10, "training": 20, "generation": 5}
         self.ran = []
-        monkeypatch.setattr(bench.Budget, "clock", staticmethod(lambda: self.clock))
-        monkeypatch.setattr(bench, "run_cuda_tests", self.run_tests)
-        monkeypatch.setattr(bench, "measure_training", self.measure_function("training"))
-        monkeypatch.setattr(bench, "measure_generation", self.measure_function("generation"))
-        monkeypatch.setattr(bench, "profile", lambda *args: self.ran.append("profile"))
+        monkeypatch.setattr(gpu_report.Budget, "clock", staticmethod(lambda: self.clock))
+        monkeypatch.setattr(gpu_report, "run_cuda_tests", self.run_tests)
+        monkeypatch.setattr(gpu_report, "measure_training", self.measure_function("training"))
+        monkeypatch.setattr(gpu_report, "measure_generation", self.measure_function("generation"))
+        monkeypatch.setattr(gpu_report, "profile", lambda *args: self.ran.append("profile"))
 
     def run_tests(self, paths, ignore=(), timeout=None):
-        self.ran.append("parity check" if paths == [bench.PARITY_TESTS] else "CUDA tests")
+        self.ran.append("parity check" if paths == [gpu_report.PARITY_TESTS] else "CUDA tests")
         self.clock += self.seconds["tests"]
         counts = {"passed": 1, "failed": 0, "skipped": 0, "error": 0}
         return {**counts, "returncode": 0, "summary": "1 passed", "failed_tests": {}, "output": "", "seconds": 10}
 
     def measure_function(self, kind):
-        def measure(config, batch, settings, args, device, deadline=None):
+        def stand_in(config, batch, settings, args, device, deadline=None):
             seconds = self.seconds[kind]
-            self.ran.append((kind, config["size"], config["position"], bench.describe(settings)))
+            self.ran.append((kind, config["size"], config["position"], measure.describe(settings)))
             self.clock += seconds
-            figures = {"model": config, "batch": batch, "settings": bench.describe(settings)}
+            figures = {"model": config, "batch": batch, "settings": measure.describe(settings)}
             figures.update(seconds=seconds, setup_s=seconds / 2, shortest_s=seconds)
             if kind == "generation":
                 return {**figures, "generate_img_s": 50.0, "gen_iters": 2, "gen_iters_asked": 2}
@@ -289,7 +289,7 @@ class StandIns:
                 **{"tflops": 1.0, "mfu": 0.01, "iters": 32, "iters_asked": 32},
             }
 
-        return measure
+        return stand_in
 
 
 def test_a_budget_runs_the_steps_in_order_of_value_and_the_same_command_continues(tmp_path, monkeypatch):
@@ -302,14 +302,14 @@ def test_a_budget_runs_the_steps_in_order_of_value_and_the_same_command_continue
         for size in (32, 64)
         for position in ("none", "mspe")
     ]
-    monkeypatch.setattr(bench, "tiny_workloads", lambda args: loads)
+    monkeypatch.setattr(gpu_report, "tiny_workloads", lambda args: loads)
     ran = StandIns(monkeypatch).ran
     out = tmp_path / "report"
     original, plain = "fp32, grouped modconv, custom ops", "fp32, plain modconv, custom ops"
     fast = f"{plain}, channels-last"
     args = ["--report", str(out), "--device", "cpu", "--fast", "fp32,plain", "--fast", "fp32,plain,channels_last"]
 
-    report = bench.gpu_report(bench.parse_args([*args, "--budget_s", "100"]), torch.device("cpu"))
+    report = gpu_report.run(bench.parse_args([*args, "--budget_s", "100"]), torch.device("cpu"))
     # tests, parity check, the two candidates and mspe 32 with the original settings fit; none 32
     # (20 s each) did not, nor any 64 px workload; a generation estimated shorter still ran
     assert ran == [
@@ -333,7 +333,7 @@ def test_a_budget_runs_the_steps_in_order_of_value_and_the_same_command_continue
 
     # the same command continues: nothing measured twice, what was left out in order of value
     ran.clear()
-    resumed = bench.gpu_report(bench.parse_args([*args, "--budget_s", "1000"]), torch.device("cpu"))
+    resumed = gpu_report.run(bench.parse_args([*args, "--budget_s", "1000"]), torch.device("cpu"))
     training = [unit for unit in ran if unit[0] == "training"]
     assert training == [
         ("training", 32, "none", original),
@@ -356,14 +356,14 @@ def test_a_first_measurement_starts_only_with_the_finishing_allowance_left(tmp_p
     stand_ins = StandIns(monkeypatch)
     stand_ins.seconds.update(tests=17, training=7)  # the pytest calls leave 2 s before the deadline
     args = ["--device", "cpu", "--fast", "fp32,plain", "--budget_s", "40"]
-    report = bench.gpu_report(bench.parse_args(["--report", str(tmp_path / "short"), *args]), torch.device("cpu"))
+    report = gpu_report.run(bench.parse_args(["--report", str(tmp_path / "short"), *args]), torch.device("cpu"))
     assert stand_ins.ran == ["CUDA tests", "parity check"]
     (call,) = report["calls"]
     assert call["spent_s"] <= 40 and call["left_out"][0]["unit"].startswith("training: mspe, 32")
 
     stand_ins.ran.clear()
     stand_ins.seconds.update(tests=15)  # 6 s before the deadline: the first measurement runs, and ends in time
-    report = bench.gpu_report(bench.parse_args(["--report", str(tmp_path / "long"), *args]), torch.device("cpu"))
+    report = gpu_report.run(bench.parse_args(["--report", str(tmp_path / "long"), *args]), torch.device("cpu"))
     assert stand_ins.ran[2] == ("training", 32, "mspe", "fp32, plain modconv, custom ops")
     assert report["calls"][0]["spent_s"] <= 40
 
@@ -372,8 +372,8 @@ def test_a_measurement_stops_timing_at_its_deadline_or_is_left_out(one_torch_thr
     args = bench.parse_args(["--device", "cpu", "--warmup", "2", "--iters", "100000", "--gen_iters", "100000"])
     config, cpu = model_config({"size": 32, "position": "mspe", "channel_max": 16}), torch.device("cpu")
     settings = bench.fast_settings("fp32,plain")
-    bench.count_flops(config, 2)  # counted once, before the clock starts
-    figures = bench.measure_training(config, 2, settings, args, cpu, deadline=time.perf_counter() + 12)
+    measure.count_flops(config, 2)  # counted once, before the clock starts
+    figures = measure.measure_training(config, 2, settings, args, cpu, deadline=time.perf_counter() + 12)
     # whole R1 periods, at least one, and fewer than asked
     assert figures["iters"] % 16 == 0 and 16 <= figures["iters"] < figures["iters_asked"] == 100000
     assert figures["train_img_s"] > 0 and figures["setup_s"] < figures["seconds"]
@@ -381,13 +381,13 @@ def test_a_measurement_stops_timing_at_its_deadline_or_is_left_out(one_torch_thr
     # that would pass the deadline is not started (here a period takes about 2.4 s)
     args.warmup = 1
     deadline = time.perf_counter() + 1.5
-    with contextlib.suppress(bench.OutOfBudget):
-        bench.measure_training(config, 2, settings, args, cpu, deadline=deadline)
+    with contextlib.suppress(measure.OutOfBudget):
+        measure.measure_training(config, 2, settings, args, cpu, deadline=deadline)
     assert time.perf_counter() < deadline + 0.5
-    generation = bench.measure_generation(config, 2, settings, args, cpu, deadline=time.perf_counter() + 2)
+    generation = measure.measure_generation(config, 2, settings, args, cpu, deadline=time.perf_counter() + 2)
     assert 1 <= generation["gen_iters"] < generation["gen_iters_asked"]
-    for measure_function in (bench.measure_training, bench.measure_generation):
-        with pytest.raises(bench.OutOfBudget, match="warm-up passed the deadline"):
+    for measure_function in (measure.measure_training, measure.measure_generation):
+        with pytest.raises(measure.OutOfBudget, match="warm-up passed the deadline"):
             measure_function(config, 2, settings, args, cpu, deadline=time.perf_counter())
 
 
@@ -395,7 +395,7 @@ def test_a_pytest_call_past_the_budget_is_stopped_and_recorded(tmp_path):
     (tmp_path / "test_slow.py").write_text(
         "import time\n\nimport pytest\n\n@pytest.mark.cuda\ndef test_sleeps():\n    time.sleep(60)\n"
     )
-    tests = bench.run_cuda_tests([str(tmp_path)], timeout=3)
+    tests = gpu_report.run_cuda_tests([str(tmp_path)], timeout=3)
     assert tests["cut_by_budget"] and tests["returncode"] is None
     assert tests["summary"].startswith("stopped by the budget after") and tests["seconds"] < 30
 

@@ -373,12 +373,12 @@ def test_metrics_on_a_diffusion_checkpoint(tiny_checkpoint, lmdb16, monkeypatch,
 
 
 def test_bench_measures_diffusion_training_and_sampling(capsys):
-    from benchmarks import bench
+    from benchmarks import bench, measure
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")  # no tensor is made: no GPU needed
-    sizes = [(config["size"], batch) for config, batch in bench.diffusion_workloads(bench.parse_args([]), cuda)]
+    sizes = [(config["size"], batch) for config, batch in measure.diffusion_workloads(bench.parse_args([]), cuda)]
     assert sizes == [(32, 128), (64, 64), (256, 16)]
-    (single,) = bench.diffusion_workloads(bench.parse_args(["--size", "16", "--channels", "8"]), cpu)
+    (single,) = measure.diffusion_workloads(bench.parse_args(["--size", "16", "--channels", "8"]), cpu)
     assert single[0]["arch"] == "ddpm" and single[0]["channels"] == 8 and single[0]["position"] == "mspe"
     tiny = "--diffusion --device cpu --size 16 --batch 2 --channels 8 --channel_mult 1,2 --attention_resolutions 8"
     bench.main([*tiny.split(), *"--warmup 1 --iters 1 --gen_iters 1 --ddim_steps 2".split()])
