@@ -85,9 +85,18 @@ def checkpoint_path(name, iteration, root=""):
 
 
 def resolve_checkpoint(ckpt, name):
-    """`--ckpt 550000.pt` means checkpoint/<name>/550000.pt unless it is a path that exists."""
+    """`--ckpt 550000.pt` means checkpoint/<name>/550000.pt unless it is a path that exists;
+    `--ckpt latest`, the newest numbered checkpoint there (train.py resumes from the newest one
+    that loads: training/loop.py's resume_point)."""
     if os.path.exists(ckpt):
         return ckpt
+    if ckpt == LATEST:
+        if not name:
+            raise SystemExit("--ckpt latest is the newest checkpoint of an experiment: give its --name too")
+        newest = numbered_checkpoints(experiment_dir(name))
+        if not newest:
+            raise SystemExit(f"--ckpt latest: {experiment_dir(name)} holds no numbered checkpoint (like 010000.pt)")
+        return newest[0]
     candidate = os.path.join(experiment_dir(name or ""), ckpt)
     if os.path.exists(candidate):
         return candidate
@@ -374,7 +383,10 @@ def add_diffusion_arguments(parser):
 def add_checkpoint_arguments(parser):
     """--ckpt, --name, --device and the model flags: what scripts that load a generator take."""
     parser.add_argument(
-        "--ckpt", type=str, default="550000.pt", help="checkpoint file, or its name inside checkpoint/<name>/"
+        "--ckpt",
+        type=str,
+        default="550000.pt",
+        help="checkpoint file, its name inside checkpoint/<name>/, or 'latest' (the newest there)",
     )
     parser.add_argument("--name", type=str, default="test", help="experiment name")
     add_device_argument(parser)

@@ -292,7 +292,7 @@ def build_parser():
         "--ckpt",
         nargs="+",
         required=True,
-        help="checkpoints; a bare name like 550000.pt means checkpoint/<name>/550000.pt",
+        help="checkpoints; a bare name like 550000.pt means checkpoint/<name>/550000.pt, 'latest' the newest there",
     )
     models.add_argument("--name", default=None, help="experiment name: where bare --ckpt names and outputs live")
     models.add_argument("--out", default=None, help="output folder (default metrics/<name>)")

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import generate
-from checkpoint import load_checkpoint
+from checkpoint import load_checkpoint, resolve_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "generate.py")
@@ -116,6 +116,22 @@ def test_a_gan_checkpoint_refuses_the_diffusion_sampler_flags(workdir, monkeypat
     monkeypatch.chdir(workdir)
     with pytest.raises(SystemExit, match="holds a stylegan2 generator, which does not read --eta, --steps"):
         generate.main(["--name", "tiny", "--ckpt", "000100.pt", "--steps", "10", "--eta", "1"])
+
+
+def test_latest_is_the_experiments_newest_checkpoint(workdir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("checkpoint/run")
+    for name in ("000900.pt", "001000.pt", "000950.pt", "notes.pt"):
+        open(os.path.join("checkpoint", "run", name), "w").close()
+    assert resolve_checkpoint("latest", "run") == os.path.join("checkpoint", "run", "001000.pt")
+    os.makedirs("checkpoint/empty")
+    with pytest.raises(SystemExit, match="checkpoint/empty holds no numbered checkpoint"):
+        generate.main(["--name", "empty", "--ckpt", "latest"])
+    with pytest.raises(SystemExit, match="give its --name too"):
+        resolve_checkpoint("latest", None)  # metrics.py has no default --name
+    monkeypatch.chdir(workdir)
+    generate.main(["--name", "tiny", "--ckpt", "latest", "--mode", "grid", "--n_sample", "2"])
+    assert os.path.exists(workdir / "generate" / "tiny" / "grid" / "grid.png")
 
 
 def test_missing_checkpoint_is_an_error(workdir, monkeypatch):
