@@ -237,8 +237,10 @@ def prepare(
         with lmdb.open(built, map_size=INITIAL_MAP_SIZE, readahead=False, meminit=False) as env:
             batch, pending_bytes = [], 0
             with worker_map(work, items, n_worker) as results:
-                for item, (encoded, warning) in zip(
-                    items, tqdm(results, total=len(items), unit="img", desc="prepare", disable=not verbose)
+                # The bar wraps the zip, not `results`: zip stops at the end of `items` without
+                # resuming the bar, which then never counts the last image.
+                for item, (encoded, warning) in tqdm(
+                    zip(items, results), total=len(items), unit="img", desc="prepare", disable=not verbose
                 ):
                     if encoded is None:
                         tqdm.write(f"warning: {warning}", file=sys.stderr)

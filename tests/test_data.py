@@ -178,6 +178,13 @@ def test_skipped_files_leave_no_holes(tmp_path):
     assert b"8-00003" not in data
 
 
+def test_the_progress_bar_ends_at_every_image(tmp_path, capsys):
+    prepare(str(tmp_path / "lmdb"), [8], n_synthetic=30, image_format="png", verbose=True)
+
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert "30/30" in bar, bar
+
+
 def test_map_grows_and_batches_commit(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_data, "INITIAL_MAP_SIZE", 64 * 1024)
 
