@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+import zipfile
 
 import torch
 
@@ -86,17 +87,20 @@ def checkpoint_path(name, iteration, root=""):
 
 def resolve_checkpoint(ckpt, name):
     """`--ckpt 550000.pt` means checkpoint/<name>/550000.pt unless it is a path that exists;
-    `--ckpt latest`, the newest numbered checkpoint there (train.py resumes from the newest one
-    that loads: training/loop.py's resume_point)."""
+    `--ckpt latest`, the newest numbered checkpoint there that is not visibly truncated (train.py
+    resumes from the newest one that loads in full: training/loop.py's resume_point)."""
     if os.path.exists(ckpt):
         return ckpt
     if ckpt == LATEST:
         if not name:
             raise SystemExit("--ckpt latest is the newest checkpoint of an experiment: give its --name too")
-        newest = numbered_checkpoints(experiment_dir(name))
-        if not newest:
-            raise SystemExit(f"--ckpt latest: {experiment_dir(name)} holds no numbered checkpoint (like 010000.pt)")
-        return newest[0]
+        numbered = numbered_checkpoints(experiment_dir(name))
+        for path in numbered:
+            if not looks_truncated(path):
+                return path
+            print(f"warning: skipping {path}: it is truncated (an interrupted copy or save)", file=sys.stderr)
+        complete = "complete " if numbered else ""
+        raise SystemExit(f"--ckpt latest: {experiment_dir(name)} holds no {complete}numbered checkpoint (like 010000.pt)")
     candidate = os.path.join(experiment_dir(name or ""), ckpt)
     if os.path.exists(candidate):
         return candidate
@@ -104,6 +108,15 @@ def resolve_checkpoint(ckpt, name):
     present = sorted(f for f in os.listdir(folder) if f.endswith(".pt")) if os.path.isdir(folder) else []
     hint = f"; {folder} holds {', '.join(present)}" if present else ""
     raise SystemExit(f"checkpoint {ckpt!r} not found (looked at {ckpt} and {candidate}{hint})")
+
+
+def looks_truncated(path):
+    """Whether the file `path` is visibly cut short, from its first bytes and its end record alone
+    (no full read): empty, or a zip archive, as torch.save writes, that lacks its closing directory.
+    Files in torch's legacy format are not zips and pass."""
+    with open(path, "rb") as file:
+        start = file.read(4)
+    return not start or (start == b"PK\x03\x04" and not zipfile.is_zipfile(path))
 
 
 def checkpoint_iteration(path):

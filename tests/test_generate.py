@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 import generate
@@ -118,14 +119,22 @@ def test_a_gan_checkpoint_refuses_the_diffusion_sampler_flags(workdir, monkeypat
         generate.main(["--name", "tiny", "--ckpt", "000100.pt", "--steps", "10", "--eta", "1"])
 
 
-def test_latest_is_the_experiments_newest_checkpoint(workdir, tmp_path, monkeypatch):
+def test_latest_is_the_experiments_newest_complete_checkpoint(workdir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     os.makedirs("checkpoint/run")
     for name in ("000900.pt", "001000.pt", "000950.pt", "notes.pt"):
-        open(os.path.join("checkpoint", "run", name), "w").close()
+        torch.save({}, os.path.join("checkpoint", "run", name))
     assert resolve_checkpoint("latest", "run") == os.path.join("checkpoint", "run", "001000.pt")
+    whole = open(os.path.join("checkpoint", "run", "001000.pt"), "rb").read()
+    with open(os.path.join("checkpoint", "run", "001100.pt"), "wb") as file:
+        file.write(whole[: len(whole) // 2])  # a copy still under way
+    assert resolve_checkpoint("latest", "run") == os.path.join("checkpoint", "run", "001000.pt")
+    assert "skipping checkpoint/run/001100.pt: it is truncated" in capsys.readouterr().err
     os.makedirs("checkpoint/empty")
     with pytest.raises(SystemExit, match="checkpoint/empty holds no numbered checkpoint"):
+        generate.main(["--name", "empty", "--ckpt", "latest"])
+    open(os.path.join("checkpoint", "empty", "000100.pt"), "w").close()
+    with pytest.raises(SystemExit, match="checkpoint/empty holds no complete numbered checkpoint"):
         generate.main(["--name", "empty", "--ckpt", "latest"])
     with pytest.raises(SystemExit, match="give its --name too"):
         resolve_checkpoint("latest", None)  # metrics.py has no default --name
