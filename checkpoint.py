@@ -100,7 +100,8 @@ def resolve_checkpoint(ckpt, name):
                 return path
             print(f"warning: skipping {path}: it is truncated (an interrupted copy or save)", file=sys.stderr)
         complete = "complete " if numbered else ""
-        raise SystemExit(f"--ckpt latest: {experiment_dir(name)} holds no {complete}numbered checkpoint (like 010000.pt)")
+        folder = experiment_dir(name)
+        raise SystemExit(f"--ckpt latest: {folder} holds no {complete}numbered checkpoint (like 010000.pt)")
     candidate = os.path.join(experiment_dir(name or ""), ckpt)
     if os.path.exists(candidate):
         return candidate
