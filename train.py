@@ -243,7 +243,12 @@ def main(argv=None):
     args, explicit = parse_args(argv)
     device = distributed.setup(args.device, args.local_rank)
     try:
-        return run(args, explicit, device)
+        trainer = run(args, explicit, device)
+        # Rank 0 may still be writing the last checkpoint and samples; a rank that tore down its
+        # process group before then aborted that run (SIGABRT). Only on success, so that an error
+        # on one rank cannot leave the others waiting.
+        distributed.wait_for_all_ranks()
+        return trainer
     finally:
         distributed.cleanup()
 

@@ -222,17 +222,27 @@ def test_sigterm_saves_a_loadable_checkpoint_and_exits_cleanly(tmp_path, synthet
     assert build_generator(checkpoint["args"]).load_state_dict(checkpoint["g"])
 
 
-def test_two_ranks_with_gloo_keep_identical_generators(tmp_path, synthetic_lmdb):
+def test_two_ranks_with_gloo_keep_identical_generators_and_leave_together(tmp_path, synthetic_lmdb):
     # Each rank saves the generator it ends with, to compare them (only rank 0 writes outputs).
+    # Rank 0 writes the last checkpoint slowly, as a large one on a slow disk would: a rank that
+    # left before it was written would tear down its process group while rank 0 still ran, which
+    # aborted about one finished torchrun in eight (SIGABRT).
     driver = tmp_path / "driver.py"
     driver.write_text(
         textwrap.dedent(f"""
-        import os, sys
+        import os, sys, time
         import torch
         sys.path.insert(0, {ROOT!r})
         import train
+        import training.loop
         from training.distributed import unwrap
+        save_checkpoint = training.loop.save_checkpoint
+        def slow_save_checkpoint(*args):
+            time.sleep(1)
+            save_checkpoint(*args)
+        training.loop.save_checkpoint = slow_save_checkpoint
         trainer = train.main(sys.argv[1:])
+        assert os.path.exists("checkpoint/{NAME}/000003.pt"), "a rank left before the last checkpoint was written"
         torch.save(unwrap(trainer.step.generator).state_dict(), f"rank{{os.environ['RANK']}}.pt")
     """)
     )

@@ -58,6 +58,12 @@ def setup(device_name="auto", local_rank=0):
     return device
 
 
+def wait_for_all_ranks():
+    """Return once every rank has called this (nothing without a process group)."""
+    if is_distributed():
+        dist.barrier(group=_control_group)
+
+
 def cleanup():
     """Leave the process group (every rank, at the end of training)."""
     global _control_group
