@@ -6,6 +6,8 @@ torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; `setup` joins the process group (
 gloo on CPU). Every helper works unchanged without a process group, so train.py has one code path.
 """
 
+import functools
+import inspect
 import os
 
 import torch
@@ -104,10 +106,37 @@ def all_gather_object(value):
     return gathered
 
 
+# Newer PyTorch renamed broadcast_buffers to forward_sync_buffers and warns on the old name;
+# older releases lack the new one.
+if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters:
+    _NO_BUFFER_SYNC = {"forward_sync_buffers": False}
+else:
+    _NO_BUFFER_SYNC = {"broadcast_buffers": False}
+
+
 def wrap_ddp(model, device):
-    """DistributedDataParallel; buffers (noise maps, PE tables) are constants, never broadcast."""
+    """DistributedDataParallel. Buffers (noise maps, PE tables) are equal on every rank, as the
+    models are built from one seed or loaded from one checkpoint, and are never broadcast during
+    training; newer PyTorch copies them from rank 0 once, at the wrap."""
+    for parameter in model.parameters():
+        if parameter.requires_grad and 1 in parameter.shape:
+            parameter.register_hook(functools.partial(_strides_of, parameter))
     device_ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, **_NO_BUFFER_SYNC)
+
+
+def _strides_of(parameter, grad):
+    """`grad`, given the strides of `parameter` where the two differ only on dimensions of size 1,
+    which address nothing (a free view). DDP compares strides literally, and R1's summed gradient
+    of the discriminator's [1, C] output weight comes back with strides (1, 1) instead of (C, 1),
+    which made every torchrun print "Grad strides do not match bucket view strides"."""
+    same_layout = all(
+        size == 1 or grad_stride == parameter_stride
+        for size, grad_stride, parameter_stride in zip(grad.shape, grad.stride(), parameter.stride())
+    )
+    if grad.stride() == parameter.stride() or not same_layout:
+        return grad
+    return grad.as_strided(grad.shape, parameter.stride())
 
 
 def unwrap(model):
