@@ -126,6 +126,7 @@ def test_resume_continues_iterations_and_optimiser_state(trained, tmp_path, synt
 
     result = run_train(cwd, synthetic_lmdb, *"--ckpt 000002.pt --iter 4 --save_every 2 --log_every 1 --augment".split())
     assert result.returncode == 0, result.stderr
+    assert "resuming from checkpoint/tiny/000002.pt at iteration 2" in result.stderr
     assert checkpoints(cwd) == ["000002.pt", "000004.pt"]
     assert [record["iter"] for record in read_log(cwd)] == [1, 2, 3, 4]
     resumed = load_checkpoint(os.path.join(cwd, "checkpoint", NAME, "000004.pt"))

@@ -102,6 +102,8 @@ def resume_point(args, explicit):
                 print(f"{path} is at --iter {args.iter}: training is complete", file=sys.stderr)
             return None
         raise SystemExit(f"{path} is at iteration {iteration}, already at --iter {args.iter}; raise --iter to train on")
+    if not fine_tune and rank == 0:  # fine-tuning says what it loaded itself (training/finetune.py)
+        print(f"resuming from {path} at iteration {iteration}", file=sys.stderr)
     return ResumePoint(path, checkpoint, iteration)
 
 
