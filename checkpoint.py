@@ -94,13 +94,13 @@ def resolve_checkpoint(ckpt, name):
     if ckpt == LATEST:
         if not name:
             raise SystemExit("--ckpt latest is the newest checkpoint of an experiment: give its --name too")
-        numbered = numbered_checkpoints(experiment_dir(name))
+        folder = experiment_dir(name)
+        numbered = numbered_checkpoints(folder)
         for path in numbered:
             if not looks_truncated(path):
                 return path
             print(f"warning: skipping {path}: it is truncated (an interrupted copy or save)", file=sys.stderr)
         complete = "complete " if numbered else ""
-        folder = experiment_dir(name)
         raise SystemExit(f"--ckpt latest: {folder} holds no {complete}numbered checkpoint (like 010000.pt)")
     candidate = os.path.join(experiment_dir(name or ""), ckpt)
     if os.path.exists(candidate):
