@@ -224,15 +224,17 @@ def numbered_checkpoints(folder):
     return [os.path.join(folder, name) for _, name in sorted(numbered, reverse=True)]
 
 
-def load_latest_checkpoint(folder):
+def load_latest_checkpoint(folder, report=True):
     """(path, checkpoint) of the newest numbered checkpoint of `folder` that loads completely, or
     (None, None) when there is none: what `--ckpt latest` resumes from. A file that does not load
-    (truncated by a crash of a writer without fsync, say) is reported and passed over."""
+    (truncated by a crash of a writer without fsync, say) is passed over, and reported when
+    `report` (one rank of several says it)."""
     for path in numbered_checkpoints(folder):
         try:
             return path, load_checkpoint(path)
         except SystemExit as refusal:
-            print(f"warning: skipping {path}: {refusal}", file=sys.stderr)
+            if report:
+                print(f"warning: skipping {path}: {refusal}", file=sys.stderr)
     return None, None
 
 

@@ -134,6 +134,8 @@ def test_latest_skips_half_written_and_truncated_files(tmp_path, capsys):
     assert path == str(tmp_path / "000010.pt") and checkpoint["n"] == 10
     warning = capsys.readouterr().err
     assert "skipping" in warning and "000030.pt" in warning and "truncated" in warning
+    assert load_latest_checkpoint(str(tmp_path), report=False)[0] == path  # the other ranks under torchrun
+    assert capsys.readouterr().err == ""
     assert load_latest_checkpoint(str(tmp_path / "empty")) == (None, None)
 
 

@@ -76,7 +76,7 @@ def resume_point(args, explicit):
     None when --ckpt latest finds the run complete, so that a requeued job ends quietly."""
     rank = distributed.get_rank()
     if args.ckpt == LATEST:
-        path, checkpoint = load_latest_checkpoint(experiment_dir(args.name))
+        path, checkpoint = load_latest_checkpoint(experiment_dir(args.name), report=rank == 0)
         if checkpoint is None:
             if rank == 0:
                 print(
