@@ -130,13 +130,13 @@ def _strides_of(parameter, grad):
     which address nothing (a free view). DDP compares strides literally, and R1's summed gradient
     of the discriminator's [1, C] output weight comes back with strides (1, 1) instead of (C, 1),
     which made every torchrun print "Grad strides do not match bucket view strides"."""
+    if grad.stride() == parameter.stride():  # nearly every call: return before comparing dimensions
+        return grad
     same_layout = all(
         size == 1 or grad_stride == parameter_stride
         for size, grad_stride, parameter_stride in zip(grad.shape, grad.stride(), parameter.stride())
     )
-    if grad.stride() == parameter.stride() or not same_layout:
-        return grad
-    return grad.as_strided(grad.shape, parameter.stride())
+    return grad.as_strided(grad.shape, parameter.stride()) if same_layout else grad
 
 
 def unwrap(model):
