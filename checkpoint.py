@@ -38,7 +38,7 @@ from model import POSITIONS, Discriminator, Generator, canonical_position
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from stylegan3 import AliasFreeGenerator
 from utils.device import choose_device
-from utils.flags import SAMPLER_FLAGS, add_device_argument
+from utils.flags import SAMPLER_FLAGS, add_device_argument, flag_list
 
 ARCHITECTURES = ("stylegan2", "swagan", *STYLEGAN3_ARCHS, DIFFUSION_ARCH)
 
@@ -529,11 +529,11 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     load_model_state(generator, checkpoint.get(key, checkpoint.get("g")), path, args)
     if checkpoint.get("w_avg") is not None:
         generator.truncation_centre = checkpoint["w_avg"].to(device)
-    unread = sorted(SAMPLER_FLAGS & set(explicit))
+    unread = SAMPLER_FLAGS & set(explicit)
     if unread and args.arch != DIFFUSION_ARCH:
-        names = ", ".join(f"--{flag}" for flag in unread)
         raise SystemExit(
-            f"{path} holds a {args.arch} generator, which does not read {names} (--arch ddpm's sampling flags); "
+            f"{path} holds a {args.arch} generator, which does not read {flag_list(unread)} "
+            "(--arch ddpm's sampling flags); "
             "leave them out"
         )
     try:

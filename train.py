@@ -44,7 +44,7 @@ from training.diffusion import add_diffusion_training_arguments, apply_diffusion
 from training.gan import StepSettings, apply_recipe, build_gan_step, r1_heuristic
 from training.loop import Trainer, make_loader, resume_point
 from utils.device import default_precision, setup_precision
-from utils.flags import SAMPLER_FLAGS, add_device_argument, add_speed_arguments
+from utils.flags import SAMPLER_FLAGS, add_device_argument, add_speed_arguments, flag_list
 
 # the one owner of the step's hyperparameter defaults
 DEFAULTS = StepSettings()
@@ -214,9 +214,8 @@ def check_kind_flags(args, explicit):
     else:
         unread, kind, other = DIFFUSION_ONLY_FLAGS & explicit, "a GAN", "--arch ddpm's"
     if unread:
-        names = ", ".join(f"--{flag}" for flag in sorted(unread))
         raise SystemExit(
-            f"--arch {args.arch} trains {kind}, which does not read {names} ({other} flags); leave them out"
+            f"--arch {args.arch} trains {kind}, which does not read {flag_list(unread)} ({other} flags); leave them out"
         )
 
 

@@ -10,6 +10,11 @@ from utils.device import PRECISIONS
 from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
 
 
+def flag_list(names):
+    """Flags named in an error message: {"iter", "batch"} -> "--batch, --iter"."""
+    return ", ".join(f"--{name}" for name in sorted(names))
+
+
 def add_device_argument(parser):
     """--device: where the models run."""
     parser.add_argument("--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
