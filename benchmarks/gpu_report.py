@@ -14,6 +14,7 @@ import time
 import torch
 
 import op
+from benchmarks import ROOT
 from benchmarks.measure import (
     ORIGINAL,
     REFERENCE_DEVICE,
@@ -33,7 +34,6 @@ from benchmarks.measure import (
 )
 from utils.device import default_precision
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The CPU parity check, the report's step 2; step 1 runs the other CUDA tests.
 PARITY_TESTS = "tests/test_cuda_parity.py"
 # Seconds before --budget_s (a tenth of it at most) at which work stops: what saving the report

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import ROOT  # noqa: E402
 from checkpoint import checkpoint_iteration, experiment_dir, load_generator, numbered_checkpoints  # noqa: E402
 from evaluation.common import generated_batches, open_real_images  # noqa: E402
 from evaluation.equivariance import translation_equivariance  # noqa: E402
@@ -32,7 +33,6 @@ from evaluation.spatial_bias import quality_at_shift  # noqa: E402
 from prepare_data import prepare  # noqa: E402
 from utils.images import labelled_rows, make_grid, to_pil  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = "--position mspe --translate 1.0 --size 32 --workers 0".split()
 # name -> train.py flags on top of BASE; "demo" is what `make demo` trained before this study
 CONFIGS = {
