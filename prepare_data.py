@@ -29,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dataset import image_key, summary_records
+from model import check_size
 from utils.images import load_rgb, resize_and_crop
 from utils.synthetic import render_face
 
@@ -61,8 +62,12 @@ def parse_sizes(text):
             f"--size takes comma-separated integers such as 128,256, not {text!r}"
         ) from None
 
-    if sizes[0] < 1:
-        raise argparse.ArgumentTypeError(f"--size values must be positive, not {text!r}")
+    for size in sizes:
+        # refused here, not after hours of writing: train.py could not read the LMDB at that size
+        try:
+            check_size(size)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{size} is not a size the models train at ({error})") from None
 
     return sizes
 

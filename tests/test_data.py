@@ -212,12 +212,14 @@ def test_cli_errors_exit_non_zero_and_write_nothing(tmp_path):
     missing = run_cli("--out", tmp_path / "out", "--size", 16, tmp_path / "nowhere")
     too_small = run_cli("--out", tmp_path / "out", "--size", "16,32", "--no_upscale", tmp_path / "small")
     bad_size = run_cli("--out", tmp_path / "out", "--size", "16,big", tmp_path / "small")
+    untrainable_size = run_cli("--out", tmp_path / "out", "--size", "16,30", tmp_path / "small")
     no_input = run_cli("--out", tmp_path / "out", "--size", 16)
 
     assert empty.returncode == 1 and "found no images" in empty.stderr
     assert missing.returncode == 1 and "nowhere" in missing.stderr
     assert too_small.returncode == 1 and "tiny.png is 20x20" in too_small.stderr and "--no_upscale" in too_small.stderr
     assert bad_size.returncode == 2 and "--size" in bad_size.stderr
+    assert untrainable_size.returncode == 2 and "power of two from 8 to 1024, not 30" in untrainable_size.stderr
     assert no_input.returncode == 2 and "DATASET_PATH" in no_input.stderr
     assert sorted(os.listdir(tmp_path)) == ["empty", "small"]
 
