@@ -272,7 +272,9 @@ def convert(networks):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description="Convert a NVIDIA StyleGAN2-ADA / StyleGAN3 .pkl, without running it.")
+    parser = argparse.ArgumentParser(
+        description="Convert an NVIDIA StyleGAN2-ADA / StyleGAN3 .pkl, without running it."
+    )
     parser.add_argument("network", help="NVIDIA's network pickle or training snapshot (.pkl)")
     parser.add_argument("--out", help="checkpoint to write (default: the pickle's name with .pt)")
     return parser

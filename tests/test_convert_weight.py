@@ -129,7 +129,7 @@ def network(stored):
 
 
 def converted(tmp_path, reference, family, keys=("G_ema",)):
-    """Write `family`'s networks as a NVIDIA pickle, convert it, return the checkpoint's path."""
+    """Write `family`'s networks as an NVIDIA pickle, convert it, return the checkpoint's path."""
     stored = reference[family]
     content = {key: network(stored["D" if key == "D" else "G"]) for key in keys}
     content["training_set_kwargs"] = EasyDictStandIn(resolution=32, use_labels=False)

@@ -29,7 +29,7 @@ EASYDICT = ("dnnlib.util", "EasyDict")
 
 
 class NvidiaPickleError(Exception):
-    """A file that is not a NVIDIA network pickle this reader can take, or that it refuses."""
+    """A file that is not an NVIDIA network pickle this reader can take, or that it refuses."""
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -156,7 +156,7 @@ def plain(value):
 
 
 def load_network_pickle(path):
-    """{'G' | 'D' | 'G_ema': NetworkRecord} of the networks a NVIDIA pickle at `path` holds.
+    """{'G' | 'D' | 'G_ema': NetworkRecord} of the networks an NVIDIA pickle at `path` holds.
 
     Raises NvidiaPickleError naming the reason: a refused global (with its name; nothing from the
     file has run), a truncated or unreadable file, or a pickle without such networks.
@@ -166,7 +166,7 @@ def load_network_pickle(path):
         file.seek(0)
         if head.startswith(b"PK"):
             raise NvidiaPickleError(
-                f"{path} is a zip file (a torch.save checkpoint), not a NVIDIA network pickle: "
+                f"{path} is a zip file (a torch.save checkpoint), not an NVIDIA network pickle: "
                 "pass it to the scripts' --ckpt directly"
             )
         try:
@@ -174,7 +174,7 @@ def load_network_pickle(path):
         except RefusedGlobal as refused:
             hint = " (a TensorFlow pickle: only the PyTorch ones are read)" if "tflib" in str(refused) else ""
             raise NvidiaPickleError(
-                f"{path} refused: it needs the global {refused}{hint}, which a NVIDIA network pickle does not use "
+                f"{path} refused: it needs the global {refused}{hint}, which an NVIDIA network pickle does not use "
                 "and which could run code. Nothing from the file was executed."
             ) from None
         except (
@@ -187,12 +187,12 @@ def load_network_pickle(path):
             RuntimeError,
         ) as error:
             raise NvidiaPickleError(
-                f"{path} cannot be read as a NVIDIA network pickle: it is truncated (an interrupted download?) "
+                f"{path} cannot be read as an NVIDIA network pickle: it is truncated (an interrupted download?) "
                 f"or not a pickle ({type(error).__name__}: {error})"
             ) from None
     networks = {key: content[key] for key in ("G", "D", "G_ema") if isinstance(content, dict) and key in content}
     if not networks or not all(isinstance(record, NetworkRecord) for record in networks.values()):
         raise NvidiaPickleError(
-            f"{path} is a pickle but not a NVIDIA network pickle: it holds no G, D or G_ema network"
+            f"{path} is a pickle but not an NVIDIA network pickle: it holds no G, D or G_ema network"
         )
     return networks
