@@ -72,9 +72,12 @@ def parse_seeds(text):
     for part in text.split(","):
         first, _, last = part.strip().partition("-")
         try:
-            seeds.extend(range(int(first), int(last or first) + 1))
+            first, last = int(first), int(last or first)
         except ValueError:
             raise SystemExit(f"cannot read {text!r} as seeds or layers: use a list like 0-3,7") from None
+        if last < first:
+            raise SystemExit(f"{part.strip()!r} in {text!r} counts down and lists nothing: write {last}-{first}")
+        seeds.extend(range(first, last + 1))
     return seeds
 
 

@@ -166,3 +166,9 @@ def test_canvas_that_does_not_fit_the_input_grid_is_an_error(workdir, monkeypatc
 
 def test_sample_is_an_alias_of_n_sample():
     assert generate.build_parser().parse_args(["--sample", "3"]).n_sample == 3
+
+
+def test_seed_lists_read_ranges_and_refuse_one_counting_down():
+    assert generate.parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    with pytest.raises(SystemExit, match="'3-1' in '0,3-1' counts down and lists nothing: write 1-3"):
+        generate.parse_seeds("0,3-1")
