@@ -276,6 +276,10 @@ def fractions(text):
         raise argparse.ArgumentTypeError(f"takes comma-separated numbers such as 0,0.125,0.25, not {text!r}") from None
 
 
+# the commands' counts that have no meaning at 0 (report's --eqt_n 0 skips EQ-T, so it is not one)
+COUNT_FLAGS = ("n", "batch", "patches", "directions", "repeats")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -409,6 +413,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    for flag in COUNT_FLAGS:
+        if getattr(args, flag, 1) < 1:
+            raise SystemExit(f"--{flag} must be at least 1, not {getattr(args, flag)}")
     if args.command in ("inception", "swd", "report") and not args.path:
         raise SystemExit(f"{args.command} compares with real images: give --path LMDB")
     if hasattr(args, "ckpt"):

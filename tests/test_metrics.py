@@ -289,6 +289,12 @@ def test_report_needs_real_images(tmp_path, make_tiny_checkpoint):
         metrics.main(["report", "--ckpt", checkpoint, "--device", "cpu"])
 
 
+@pytest.mark.parametrize("command, flag", [("eqt", "--n"), ("swd", "--batch"), ("report", "--patches")])
+def test_a_count_of_zero_is_refused_by_name(command, flag):
+    with pytest.raises(SystemExit, match=f"^{flag} must be at least 1, not 0$"):
+        metrics.main([command, "--ckpt", "any.pt", flag, "0"])
+
+
 def test_the_border_band_sees_a_band_along_a_border_and_not_the_wrap_seam():
     """Evenly textured images score about 1; a noisy band along the bottom border scores well above it; a
     textured ramp whose top and bottom rows differ (it does not wrap around) still scores about 1."""
