@@ -190,20 +190,33 @@ def check_args(args):
             f"--batch {args.batch}: the discriminator's minibatch-stddev groups need a batch of at most 4 "
             "or a multiple of 4"
         )
-    if not 0 <= args.translate <= 1:
-        raise SystemExit(f"--translate is a fraction of the image size from 0 to 1, not {args.translate}")
-    if not 0 <= args.max_bad_records <= 1:
-        raise SystemExit(f"--max_bad_records is a share of the records from 0 to 1, not {args.max_bad_records}")
-    if not 0 <= args.augment_p <= 1:
-        raise SystemExit(f"--augment_p is a probability from 0 to 1, not {args.augment_p}")
+    shares = {
+        "translate": "a fraction of the image size",
+        "max_bad_records": "a share of the records",
+        "augment_p": "a probability",
+        "mixing": "a probability",
+        "ada_target": "the target of r_t = mean(sign(D(real images))),",
+        "ema_decay": "the share of the average kept at each step,",
+    }
+    for flag, meaning in shares.items():
+        value = getattr(args, flag)
+        if value is not None and not 0 <= value <= 1:
+            raise SystemExit(f"--{flag} is {meaning} from 0 to 1, not {value}")
+    # None: the flag's default comes from the --arch recipe
+    for flag in ["lr", "d_lr"]:
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+            raise SystemExit(f"--{flag} must be positive, not {getattr(args, flag)}")
     positive = ["latent", "n_mlp", "channel_max", "iter", "batch", "n_sample", "save_every", "sample_every"]
     positive += ["log_every", "path_batch_shrink", "ada_every", "ada_length"]
     for flag in positive:
         if getattr(args, flag) < 1:
             raise SystemExit(f"--{flag} must be at least 1, not {getattr(args, flag)}")
-    for flag in ["d_reg_every", "g_reg_every", "keep", "workers", "freeze_d"]:
-        if getattr(args, flag) < 0:
-            raise SystemExit(f"--{flag} must be 0 or more, not {getattr(args, flag)}")
+    not_negative = ["d_reg_every", "g_reg_every", "keep", "workers", "freeze_d", "warmup"]
+    not_negative += ["r1", "path_regularize", "blur_sigma", "blur_fade_kimg", "grad_clip"]
+    for flag in not_negative:
+        value = getattr(args, flag)
+        if value is not None and value != "auto" and value < 0:
+            raise SystemExit(f"--{flag} must be 0 or more, not {value}")
 
 
 def check_kind_flags(args, explicit):

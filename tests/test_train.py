@@ -155,6 +155,23 @@ def test_a_gan_run_refuses_the_diffusion_models_flags(trained, tmp_path, synthet
     assert checkpoints(cwd) == ["000002.pt"]
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ("--lr -1", "--lr must be positive, not -1.0"),
+        ("--d_lr 0", "--d_lr must be positive, not 0.0"),
+        ("--mixing 2", "--mixing is a probability from 0 to 1, not 2.0"),
+        ("--r1 -1", "--r1 must be 0 or more, not -1.0"),
+        ("--translate 1.5", "--translate is a fraction of the image size from 0 to 1, not 1.5"),
+        ("--batch 0", "--batch must be at least 1, not 0"),
+    ],
+)
+def test_a_setting_out_of_range_is_refused_by_name_before_training(flags, message):
+    with pytest.raises(SystemExit) as refused:
+        train.parse_args(["--name", "unused", "--path", "unused", *flags.split()])
+    assert str(refused.value) == message
+
+
 class RunsCode:
     def __init__(self, marker):
         self.marker = marker
