@@ -303,14 +303,22 @@ def train(args, model, seed, data, device, threads=None, log_path=None):
     )
     environment = None if threads is None else dict(os.environ, OMP_NUM_THREADS=str(threads))
     if log_path is None:
-        subprocess.run(command, check=True, env=environment)
-        return
-    with open(log_path, "a") as log:
-        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+        finished = subprocess.run(command, env=environment)
+        where = "its output is above"
+    else:
+        with open(log_path, "a") as log:
+            finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
+        where = f"it ended with: {last_line(log_path)}\n(its output is in {log_path})"
     if finished.returncode != 0:
-        raise RuntimeError(
-            f"train.py for {model} seed {seed} failed (exit {finished.returncode}); its output is in {log_path}"
-        )
+        raise SystemExit(f"train.py for {model} seed {seed} failed (exit {finished.returncode}); {where}")
+
+
+def last_line(path):
+    """The last line a program wrote to the log at `path`, the last of its progress bar's
+    redrawings, which is where train.py's error message or a traceback's exception is."""
+    with open(path, errors="replace") as file:
+        lines = [line for line in file.read().replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no output)"
 
 
 def train_side_by_side(args, runs, data, device, progress, timesheet):

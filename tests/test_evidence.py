@@ -5,6 +5,7 @@ generator-only checkpoints trained on another machine."""
 import csv
 import os
 
+import pytest
 import torch
 from PIL import Image
 
@@ -74,3 +75,12 @@ def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     text = (report / "report.md").read_text()
     assert "(train + measure + gif on NVIDIA H100 80GB HBM3: " in text
     assert f"; measure + gif on a {os.cpu_count()}-core CPU: " in text
+
+
+def test_a_run_that_train_py_refuses_stops_with_train_py_s_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    failing = [*TINY, "--lr", "0"]
+    with pytest.raises(SystemExit) as stopped:
+        evidence.main(failing)
+    assert "failed (exit 1); it ended with: --lr must be positive, not 0.0" in str(stopped.value)
+    assert "(its output is in report/runs/" in str(stopped.value)
