@@ -164,6 +164,11 @@ def parse_args(argv=None):
         parser.error("--budget_s is --report's time limit: give --report OUT_DIR too")
     if args.budget_s is not None and args.budget_s <= 0:
         parser.error(f"--budget_s takes a positive number of seconds, not {args.budget_s:g}")
+    for flag in ("batch", "iters", "gen_iters", "ddim_steps"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, not {getattr(args, flag)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be 0 or more, not {args.warmup}")
     args.fast = args.fast or [fast_settings(text) for text in FAST_CANDIDATES]
     args.explicit = sorted(explicit_flags(parser, argv))
     return args

@@ -59,6 +59,16 @@ def test_the_command_line_chooses_the_reference_workloads_or_a_single_one():
     assert tiny == (model_config({"size": 32, "position": "mspe", "channel_max": 16}), 4)
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [("--iters 0", "--iters must be at least 1, not 0"), ("--warmup -1", "--warmup must be 0 or more, not -1")],
+)
+def test_a_count_out_of_range_is_refused_by_name(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(flags.split())
+    assert message in capsys.readouterr().err
+
+
 def test_a_model_that_cannot_be_built_says_which_and_how_to_fix_it():
     config = model_config({"arch": "stylegan3-t", "position": "mspe", "size": 32})
     with pytest.raises(SystemExit, match="arch stylegan3-t.*--position none"):
