@@ -350,6 +350,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.step < 1 or args.pics < 0:
         raise SystemExit("--step must be at least 1 and --pics at least 0")
+    if args.lr <= 0:
+        raise SystemExit(f"--lr must be positive, not {args.lr}")
+    if args.n_mean_latent < 2:
+        raise SystemExit(f"--n_mean_latent must be at least 2 (the spread of W takes two), not {args.n_mean_latent}")
     stems = [os.path.splitext(os.path.basename(path))[0] for path in args.files]
     if len(set(stems)) < len(stems):
         raise SystemExit("the targets' file names must differ: outputs are named after them")

@@ -111,6 +111,15 @@ def test_a_target_that_is_not_an_image_is_an_error(workdir):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [("--lr 0", "--lr must be positive, not 0.0"), ("--n_mean_latent 1", "--n_mean_latent must be at least 2")],
+)
+def test_a_setting_out_of_range_is_refused_by_name_before_loading(flags, message):
+    with pytest.raises(SystemExit, match=message):
+        projector.main(["--ckpt", "unread.pt", *flags.split(), FACE])
+
+
 def test_checkpoint_of_the_wrong_kind_is_an_error(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     with pytest.raises(SystemExit, match="position"):
