@@ -50,6 +50,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.path is None:
         raise SystemExit("give the LMDB of real images: python calc_inception.py [--size 256 ...] LMDB_PATH")
+    if args.n_sample < 2 or args.batch < 1:
+        raise SystemExit(
+            f"--n_sample must be at least 2 (for a covariance) and --batch at least 1, "
+            f"not {args.n_sample} and {args.batch}"
+        )
     try:
         real_images = open_real_images(args.path, args.size, args.n_sample, args.seed)
         inception = load_inception(args.inception_weights, choose_device(args.device))

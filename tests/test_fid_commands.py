@@ -159,3 +159,8 @@ def test_without_network_the_inception_download_says_how_to_proceed(tmp_path, mo
     with pytest.raises(FileNotFoundError, match="--inception_weights") as error:
         inception.load_inception(None)
     assert "pt_inception-2015-12-05-6726825d.pth" in str(error.value)
+
+
+def test_calc_inception_refuses_too_few_images_before_loading_anything():
+    with pytest.raises(SystemExit, match="--n_sample must be at least 2 .* not 1 and 64"):
+        calc_inception.main(["--n_sample", "1", "no_such_lmdb"])
