@@ -39,7 +39,7 @@ def build_parser():
     parser.add_argument("--out", default=None, help="output file (default inception_<lmdb name>.pkl)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --flip coin")
     add_device_argument(parser)
-    parser.add_argument("path", metavar="PATH", nargs="?", help="path to datset lmdb file")
+    parser.add_argument("path", metavar="PATH", nargs="?", help="the LMDB of real images (prepare_data.py)")
     return parser
 
 

@@ -320,12 +320,12 @@ def build_parser():
     add("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
     add("--noise", type=float, default=DEFAULTS.noise, help="strength of the noise level")
     add("--noise_ramp", type=float, default=DEFAULTS.noise_ramp, help="duration of the noise level decay")
-    add("--step", type=int, default=DEFAULTS.step, help="optimize iterations")
+    add("--step", type=int, default=DEFAULTS.step, help="optimisation steps")
     add("--noise_regularize", type=float, default=DEFAULTS.noise_regularize, help="weight of the noise regularization")
     add("--mse", type=float, default=DEFAULTS.mse, help="weight of the mse loss (added to LPIPS)")
     add("--loss", type=str, default=DEFAULTS.loss, choices=LOSSES, help="lpips (VGG), or pixel mse only")
     add_lpips_weights_argument(parser)
-    add("--w_plus", action="store_true", help="allow to use distinct latent codes to each layers")
+    add("--w_plus", action="store_true", help="optimise a latent per layer (W+), not one for all (W)")
     add("--n_mean_latent", type=int, default=DEFAULTS.n_mean_latent, help="samples for the mean and spread of W")
     parser.add_argument(
         "--shift_h", type=int, default=0, help="roll the target down by this many pixels and shift the generator alike"
