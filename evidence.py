@@ -58,7 +58,7 @@ from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
 from prepare_data import prepare
 from training.gan import r1_heuristic
 from utils.device import choose_device
-from utils.flags import add_device_argument
+from utils.flags import HelpFormatter, add_device_argument
 from utils.images import labelled_rows, save_grid, save_grid_gif
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -184,9 +184,7 @@ TRAINING_FLAGS = ("size", "batch", "channel_max", "latent", "n_mlp", "lr", "mixi
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--preset", choices=list(PRESETS), default="cpu", help="budget; the flags below scale it")
     for flag, (kind, text) in SCALING.items():
         parser.add_argument(f"--{flag}", type=kind, help=f"{text} (default: the preset's)")

@@ -51,7 +51,13 @@ from evaluation.equivariance import input_transform, rotate_transform
 from evaluation.sticking import neighbour_seeds, sticking_pictures
 from model import require_positional
 from projector import load_projection
-from utils.flags import add_noise_shift_argument, add_sampler_arguments, add_spread_argument, add_truncation_arguments
+from utils.flags import (
+    HelpFormatter,
+    add_noise_shift_argument,
+    add_sampler_arguments,
+    add_spread_argument,
+    add_truncation_arguments,
+)
 from utils.images import save_gif, save_grid, save_grid_gif, save_video, to_pil
 from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, move_noise
 
@@ -525,9 +531,7 @@ MODES = {
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        description="Generate samples from the generator",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        allow_abbrev=False,
+        description="Generate samples from the generator", formatter_class=HelpFormatter, allow_abbrev=False
     )
     add_checkpoint_arguments(parser)
     parser.add_argument(

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args, model_label
 from evaluation.perceptual import build_lpips, perceptual_input
-from utils.flags import add_lpips_weights_argument, add_noise_shift_argument
+from utils.flags import HelpFormatter, add_lpips_weights_argument, add_noise_shift_argument
 from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
 from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, integer_translate, move_noise
 
@@ -309,9 +309,7 @@ DEFAULTS = ProjectionSettings()
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        description="Image projector to the generator latent spaces",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        allow_abbrev=False,
+        description="Image projector to the generator latent spaces", formatter_class=HelpFormatter, allow_abbrev=False
     )
     add_checkpoint_arguments(parser)
     add = parser.add_argument

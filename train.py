@@ -44,7 +44,7 @@ from training.diffusion import add_diffusion_training_arguments, apply_diffusion
 from training.gan import StepSettings, apply_recipe, build_gan_step, r1_heuristic
 from training.loop import Trainer, make_loader, resume_point
 from utils.device import default_precision, setup_precision
-from utils.flags import SAMPLER_FLAGS, add_device_argument, add_speed_arguments, flag_list
+from utils.flags import SAMPLER_FLAGS, HelpFormatter, add_device_argument, add_speed_arguments, flag_list
 
 # the one owner of the step's hyperparameter defaults
 DEFAULTS = StepSettings()
@@ -60,7 +60,7 @@ DIFFUSION_ONLY_FLAGS = set(DIFFUSION_DEFAULTS) | SAMPLER_FLAGS | {"grad_clip", "
 def build_parser():
     parser = argparse.ArgumentParser(
         description="Train a spatially unbiased StyleGAN2 (StyleGAN2 with positional encoding).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add = parser.add_argument
     add("--name", type=str, required=True, help="experiment name: outputs go to checkpoint/<name>, sample/<name>")

@@ -90,7 +90,7 @@ from benchmarks.measure import (  # noqa: E402
 from checkpoint import add_model_arguments, explicit_flags  # noqa: E402
 from model import MODCONVS  # noqa: E402
 from utils.device import PRECISIONS, choose_device, default_precision  # noqa: E402
-from utils.flags import add_device_argument, add_speed_arguments  # noqa: E402
+from utils.flags import HelpFormatter, add_device_argument, add_speed_arguments  # noqa: E402
 
 # What --report tries for speed, on mspe 256: precision, the modulated convolution, the memory
 # format, custom CUDA ops against PyTorch's (cuDNN's depthwise convolutions handle channels-last),
@@ -109,9 +109,7 @@ FAST_CANDIDATES = (
 def build_parser():
     """bench.py's command line: the workload (the model flags, --batch), the speed settings, the
     timing and the GPU report."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     add_model_arguments(parser, "model of the workloads (--size, --batch or --position: a single one)")
     # the paper's model: a single workload measures MS-PE unless --position says otherwise
     parser.set_defaults(position="mspe")

@@ -26,14 +26,12 @@ from checkpoint import load_generator  # noqa: E402
 from diffusion import DiffusionGenerator  # noqa: E402
 from evaluation.common import module_device, open_real_images, real_image_batches  # noqa: E402
 from utils.device import choose_device  # noqa: E402
-from utils.flags import add_device_argument  # noqa: E402
+from utils.flags import HelpFormatter, add_device_argument  # noqa: E402
 from utils.shift import roll_each  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter)
     parser.add_argument("--ckpt", required=True, help="checkpoint of train.py --arch ddpm")
     parser.add_argument("--path", required=True, help="LMDB of real images (prepare_data.py)")
     parser.add_argument("--n", type=int, default=128, help="real images")

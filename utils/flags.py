@@ -1,6 +1,7 @@
 """The command-line flags that several scripts share, each defined once here. (The model
 configuration's flags are checkpoint.py's `add_model_arguments`, beside the configuration.)"""
 
+import argparse
 from dataclasses import fields
 
 from diffusion import SAMPLERS, VARIANCES, SamplerSettings
@@ -8,6 +9,16 @@ from evaluation.sticking import DEFAULT_SPREAD
 from model import MODCONVS, TRUNCATION_MEAN
 from utils.device import PRECISIONS
 from utils.shift import DEFAULT_NOISE_SHIFT, NOISE_SHIFTS
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's "(default: X)" after every flag's help, except where X is None or a switch's
+    False: such a flag's help says in its own words what happens without it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or (action.default is False and action.nargs == 0):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def flag_list(names):
