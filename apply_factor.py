@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
 from generate import Renderer, inputs_of_projections, seed_inputs
-from utils.flags import add_noise_shift_argument, add_truncation_arguments
+from utils.flags import add_duration_argument, add_noise_shift_argument, add_truncation_arguments
 from utils.images import make_grid, save_gif, save_grid
 from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
 
@@ -81,7 +81,7 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
     parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
     parser.add_argument("--pics", type=int, default=0, help="also write a GIF of this many frames from -d to +d")
-    parser.add_argument("--duration", type=int, default=80, help="milliseconds per GIF frame")
+    add_duration_argument(parser, 80)
     parser.add_argument("--shift_h", type=float, default=0, help="render shifted down by this many pixels")
     parser.add_argument("--shift_w", type=float, default=0, help="render shifted right by this many pixels")
     add_noise_shift_argument(parser)

@@ -38,7 +38,7 @@ from model import POSITIONS, Discriminator, Generator, canonical_position
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from stylegan3 import AliasFreeGenerator
 from utils.device import choose_device
-from utils.flags import SAMPLER_FLAGS, add_device_argument, flag_list
+from utils.flags import SAMPLER_FLAGS, add_device_argument, flag_list, positive_int
 
 ARCHITECTURES = ("stylegan2", "swagan", *STYLEGAN3_ARCHS, DIFFUSION_ARCH)
 
@@ -330,17 +330,17 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
         help="generator and discriminator architecture",
     )
     add("--size", type=int, default=MODEL_DEFAULTS["size"], help="image resolution")
-    add("--latent", type=int, default=MODEL_DEFAULTS["latent"], help="dimension of z and w")
-    add("--n_mlp", type=int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
+    add("--latent", type=positive_int, default=MODEL_DEFAULTS["latent"], help="dimension of z and w")
+    add("--n_mlp", type=positive_int, default=MODEL_DEFAULTS["n_mlp"], help="layers of the mapping network")
     add(
         "--channel_multiplier",
-        type=int,
+        type=positive_int,
         default=MODEL_DEFAULTS["channel_multiplier"],
         help="channel multiplier (2 = config-f)",
     )
     add(
         "--channel_max",
-        type=int,
+        type=positive_int,
         default=MODEL_DEFAULTS["channel_max"],
         help="cap on every layer's channels (small values make tiny models)",
     )
@@ -353,7 +353,7 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
     )
     add(
         "--kernel_size",
-        type=int,
+        type=positive_int,
         default=MODEL_DEFAULTS["kernel_size"],
         help="kernel size of the generator's styled convolutions",
     )
@@ -370,14 +370,18 @@ def add_diffusion_arguments(parser):
     keys), stored in checkpoints like the other model flags."""
     add = parser.add_argument_group("diffusion model (--arch ddpm; stored in checkpoints)").add_argument
     defaults = DIFFUSION_DEFAULTS
-    add("--channels", type=int, default=defaults["channels"], help="the UNet's base channels (a multiple of 4)")
+    add(
+        "--channels", type=positive_int, default=defaults["channels"], help="the UNet's base channels (a multiple of 4)"
+    )
     add(
         "--channel_mult",
         type=str,
         default=defaults["channel_mult"],
         help="channels of each UNet level as multiples of --channels; level i works at size / 2^i",
     )
-    add("--num_res_blocks", type=int, default=defaults["num_res_blocks"], help="residual blocks per UNet level")
+    add(
+        "--num_res_blocks", type=positive_int, default=defaults["num_res_blocks"], help="residual blocks per UNet level"
+    )
     add(
         "--attention_resolutions",
         type=str,
@@ -385,7 +389,7 @@ def add_diffusion_arguments(parser):
         help="comma-separated feature-map sizes with self-attention ('' = only the middle block)",
     )
     add("--dropout", type=float, default=defaults["dropout"], help="dropout in every residual block")
-    add("--diffusion_steps", type=int, default=defaults["diffusion_steps"], help="T, the steps of the process")
+    add("--diffusion_steps", type=positive_int, default=defaults["diffusion_steps"], help="T, the steps of the process")
     add("--schedule", type=str, default=defaults["schedule"], choices=SCHEDULES, help="the beta schedule")
     add(
         "--padding",

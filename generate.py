@@ -53,10 +53,12 @@ from model import require_positional
 from projector import load_projection
 from utils.flags import (
     HelpFormatter,
+    add_duration_argument,
     add_noise_shift_argument,
     add_sampler_arguments,
     add_spread_argument,
     add_truncation_arguments,
+    positive_int,
 )
 from utils.images import save_gif, save_grid, save_grid_gif, save_video, to_pil
 from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, move_noise
@@ -540,7 +542,7 @@ def build_parser():
     parser.add_argument(
         "--n_sample",
         "--sample",
-        type=int,
+        type=positive_int,
         default=16,
         help="number of samples (seeds) to render; sticking: renders averaged around each centre",
     )
@@ -557,19 +559,20 @@ def build_parser():
         metavar="FILE.pt",
         help=f"render the latents of projector.py's files instead of seeds (modes {', '.join(PROJECTION_MODES)})",
     )
-    parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
+    parser.add_argument("--batch", type=positive_int, default=8, help="images rendered at once")
     add_truncation_arguments(parser)
     add_sampler_arguments(parser)
     parser.add_argument(
         "--save", type=str, default="both", choices=SAVE_CHOICES, help="write the grid, single images, or both"
     )
     parser.add_argument(
-        "--pics", type=int, default=20, help="shift, rotate: frames of the circle or turn; sticking: rows of the strip"
+        "--pics",
+        type=positive_int,
+        default=20,
+        help="shift, rotate: frames of the circle or turn; sticking: rows of the strip",
     )
     parser.add_argument("--radius", type=float, default=32, help="shift: radius of the circle in pixels")
-    parser.add_argument(
-        "--duration", type=int, default=FRAME_MS, help="shift, rotate, interpolate: milliseconds per frame"
-    )
+    add_duration_argument(parser, FRAME_MS, "shift, rotate, interpolate: ")
     parser.add_argument(
         "--plane",
         action="store_true",
@@ -580,8 +583,8 @@ def build_parser():
     parser.add_argument(
         "--scales", type=str, default="0.5,1,2", help="scale: comma-separated scales of the positional grid"
     )
-    parser.add_argument("--height", type=int, default=None, help="canvas: height in pixels (default: --size)")
-    parser.add_argument("--width", type=int, default=None, help="canvas: width in pixels (default: --size)")
+    parser.add_argument("--height", type=positive_int, help="canvas: height in pixels (default: --size)")
+    parser.add_argument("--width", type=positive_int, help="canvas: width in pixels (default: --size)")
     parser.add_argument("--row_seeds", type=str, default=None, help="mix: seeds of the rows (default: seed..seed+3)")
     parser.add_argument(
         "--col_seeds", type=str, default=None, help="mix: seeds of the columns (default: seed+4..seed+7)"
@@ -593,7 +596,7 @@ def build_parser():
         help="mix: layers whose latent comes from the column (default: 0-6, fewer for small generators)",
     )
     parser.add_argument(
-        "--frames_per_step", type=int, default=16, help="interpolate: frames from one latent to the next"
+        "--frames_per_step", type=positive_int, default=16, help="interpolate: frames from one latent to the next"
     )
     add_spread_argument(parser)
     parser.add_argument(
@@ -606,8 +609,6 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.n_sample < 1 or args.batch < 1 or args.pics < 1 or args.frames_per_step < 1:
-        raise SystemExit("--n_sample, --batch, --pics and --frames_per_step must be at least 1")
     if args.projection and args.mode not in PROJECTION_MODES:
         raise SystemExit(f"--projection works with --mode {', '.join(PROJECTION_MODES)}, not {args.mode}")
     listed = parse_seeds(args.seeds) if args.seeds else None

@@ -63,6 +63,7 @@ from utils.flags import (
     add_sampler_arguments,
     add_spread_argument,
     add_truncation_arguments,
+    positive_int,
 )
 
 
@@ -276,10 +277,6 @@ def fractions(text):
         raise argparse.ArgumentTypeError(f"takes comma-separated numbers such as 0,0.125,0.25, not {text!r}") from None
 
 
-# the commands' counts that have no meaning at 0 (report's --eqt_n 0 skips EQ-T, so it is not one)
-COUNT_FLAGS = ("n", "batch", "patches", "directions", "repeats")
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -288,7 +285,7 @@ def build_parser():
 
     common = argparse.ArgumentParser(add_help=False)
     add_device_argument(common)
-    common.add_argument("--batch", type=int, default=8, help="images per generator call")
+    common.add_argument("--batch", type=positive_int, default=8, help="images per generator call")
     common.add_argument("--seed", type=int, default=0, help="seed of latents, noise, shifts and patches")
 
     models = argparse.ArgumentParser(add_help=False, parents=[common])
@@ -322,12 +319,12 @@ def build_parser():
     add_truncation_arguments(truncation)
 
     sliced = argparse.ArgumentParser(add_help=False)
-    sliced.add_argument("--patches", type=int, default=128, help="7x7 patches per image and pyramid level")
-    sliced.add_argument("--directions", type=int, default=128, help="random projections per repeat")
-    sliced.add_argument("--repeats", type=int, default=4, help="repeats of the random projections")
+    sliced.add_argument("--patches", type=positive_int, default=128, help="7x7 patches per image and pyramid level")
+    sliced.add_argument("--directions", type=positive_int, default=128, help="random projections per repeat")
+    sliced.add_argument("--repeats", type=positive_int, default=4, help="repeats of the random projections")
 
     eqt = commands.add_parser("eqt", parents=[models, noise, shifting], help="translation equivariance, EQ-T (dB)")
-    eqt.add_argument("--n", type=int, default=1000, help="number of latents")
+    eqt.add_argument("--n", type=positive_int, default=1000, help="number of latents")
     eqt.add_argument("--max_shift", type=float, default=0.125, help="largest translation, fraction of the size")
     eqt.add_argument(
         "--no_circular",
@@ -338,14 +335,14 @@ def build_parser():
     eqt.set_defaults(handler=run_eqt)
 
     eqr = commands.add_parser("eqr", parents=[models, noise], help="rotation equivariance, EQ-R (dB)")
-    eqr.add_argument("--n", type=int, default=1000, help="number of latents")
+    eqr.add_argument("--n", type=positive_int, default=1000, help="number of latents")
     eqr.add_argument("--max_rotation", type=float, default=180.0, help="largest rotation in degrees")
     eqr.set_defaults(handler=run_eqr)
 
     sticking = commands.add_parser(
         "sticking", parents=[models, truncation], help="texture sticking (dB; higher is more sticking)"
     )
-    sticking.add_argument("--n", type=int, default=64, help="renders averaged around each centre")
+    sticking.add_argument("--n", type=positive_int, default=64, help="renders averaged around each centre")
     sticking.add_argument(
         "--centres", type=int, default=DEFAULT_CENTRES, help="central latents (seeds --seed, --seed + 1, ...)"
     )
@@ -364,11 +361,11 @@ def build_parser():
     swd_parser = commands.add_parser(
         "swd", parents=[models, real, truncation, sliced], help="sliced Wasserstein distance (x 1e3)"
     )
-    swd_parser.add_argument("--n", type=int, default=1000, help="images per set")
+    swd_parser.add_argument("--n", type=positive_int, default=1000, help="images per set")
     swd_parser.set_defaults(handler=run_swd)
 
     fid = commands.add_parser("fid", parents=[models, real, truncation], help="Fréchet Inception distance")
-    fid.add_argument("--n", type=int, default=50000, help="generated (and real, with --path) images")
+    fid.add_argument("--n", type=positive_int, default=50000, help="generated (and real, with --path) images")
     add_inception_weights_argument(fid)
     fid.add_argument(
         "--real_stats",
@@ -380,19 +377,19 @@ def build_parser():
     cache = commands.add_parser("inception", parents=[common, real], help="cache Inception statistics of real images")
     add_inception_weights_argument(cache)
     cache.add_argument("--size", type=int, required=True, help="resolution of the real images")
-    cache.add_argument("--n", type=int, default=50000, help="real images (all when the LMDB holds fewer)")
+    cache.add_argument("--n", type=positive_int, default=50000, help="real images (all when the LMDB holds fewer)")
     cache.add_argument("--real_stats", default=None, help="output file (default metrics/inception_<lmdb>_<size>.npz)")
     cache.set_defaults(handler=run_inception)
 
     ppl = commands.add_parser("ppl", parents=[models], help="perceptual path length (LPIPS / eps^2)")
-    ppl.add_argument("--n", "--n_sample", dest="n", type=int, default=5000, help="latent pairs")
+    ppl.add_argument("--n", "--n_sample", dest="n", type=positive_int, default=5000, help="latent pairs")
     add_ppl_arguments(ppl)
     ppl.set_defaults(handler=run_ppl)
 
     report = commands.add_parser(
         "report", parents=[models, real, noise, shifting, sliced], help="quality versus shift and EQ-T of checkpoints"
     )
-    report.add_argument("--n", type=int, default=1000, help="images per set and shift")
+    report.add_argument("--n", type=positive_int, default=1000, help="images per set and shift")
     report.add_argument(
         "--shifts",
         type=fractions,
@@ -413,9 +410,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    for flag in COUNT_FLAGS:
-        if getattr(args, flag, 1) < 1:
-            raise SystemExit(f"--{flag} must be at least 1, not {getattr(args, flag)}")
     if args.command in ("inception", "swd", "report") and not args.path:
         raise SystemExit(f"{args.command} compares with real images: give --path LMDB")
     if hasattr(args, "ckpt"):

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args, model_label
 from evaluation.perceptual import build_lpips, perceptual_input
-from utils.flags import HelpFormatter, add_lpips_weights_argument, add_noise_shift_argument
+from utils.flags import HelpFormatter, add_duration_argument, add_lpips_weights_argument, add_noise_shift_argument
 from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
 from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, integer_translate, move_noise
 
@@ -336,7 +336,7 @@ def build_parser():
     )
     parser.add_argument("--radius", type=float, default=32, help="radius of the --pics circle in pixels")
     add_noise_shift_argument(parser)
-    parser.add_argument("--duration", type=int, default=120, help="milliseconds per GIF frame")
+    add_duration_argument(parser, 120)
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise maps and the latent noise")
     parser.add_argument("files", metavar="FILES", nargs="+", help="path to image files to be projected")
     return parser

@@ -44,7 +44,7 @@ from training.diffusion import add_diffusion_training_arguments, apply_diffusion
 from training.gan import StepSettings, apply_recipe, build_gan_step, r1_heuristic
 from training.loop import Trainer, make_loader, resume_point
 from utils.device import default_precision, setup_precision
-from utils.flags import SAMPLER_FLAGS, HelpFormatter, add_device_argument, add_speed_arguments, flag_list
+from utils.flags import SAMPLER_FLAGS, HelpFormatter, add_device_argument, add_speed_arguments, flag_list, positive_int
 
 # the one owner of the step's hyperparameter defaults
 DEFAULTS = StepSettings()
@@ -65,9 +65,9 @@ def build_parser():
     add = parser.add_argument
     add("--name", type=str, required=True, help="experiment name: outputs go to checkpoint/<name>, sample/<name>")
     add("--path", type=str, required=True, help="LMDB dataset made by prepare_data.py")
-    add("--iter", type=int, default=800000, help="train until this many iterations are done")
-    add("--batch", type=int, default=16, help="batch size per GPU (per rank)")
-    add("--n_sample", type=int, default=64, help="images in each sample grid")
+    add("--iter", type=positive_int, default=800000, help="train until this many iterations are done")
+    add("--batch", type=positive_int, default=16, help="batch size per GPU (per rank)")
+    add("--n_sample", type=positive_int, default=64, help="images in each sample grid")
     add(
         "--ckpt",
         type=str,
@@ -110,7 +110,12 @@ def build_parser():
     )
     add("--d_reg_every", type=int, default=DEFAULTS.d_reg_every, help="R1 every this many iterations (0 = no R1)")
     add("--path_regularize", type=float, default=DEFAULTS.path_regularize, help="weight of the path-length penalty")
-    add("--path_batch_shrink", type=int, default=DEFAULTS.path_batch_shrink, help="path-length batch = batch / this")
+    add(
+        "--path_batch_shrink",
+        type=positive_int,
+        default=DEFAULTS.path_batch_shrink,
+        help="path-length batch = batch / this",
+    )
     add(
         "--g_reg_every",
         type=int,
@@ -145,17 +150,17 @@ def build_parser():
     add("--augment", action="store_true", help="adaptive discriminator augmentation (ADA)")
     add("--augment_p", type=float, default=0, help="fixed augmentation probability (0 = adapt it)")
     add("--ada_target", type=float, default=0.6, help="target of the ADA overfitting heuristic r_t")
-    add("--ada_length", type=int, default=500 * 1000, help="real images over which p can go from 0 to 1")
-    add("--ada_every", type=int, default=256, help="update p every this many real images")
+    add("--ada_length", type=positive_int, default=500 * 1000, help="real images over which p can go from 0 to 1")
+    add("--ada_every", type=positive_int, default=256, help="update p every this many real images")
 
     group = parser.add_argument_group("hardware, speed and outputs")
     add_device_argument(group)
     add_speed_arguments(group)
     add = group.add_argument
     add("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes per rank")
-    add("--save_every", type=int, default=10000, help="write a checkpoint every this many iterations")
-    add("--sample_every", type=int, default=1000, help="write a sample grid every this many iterations")
-    add("--log_every", type=int, default=100, help="log losses and speed every this many iterations")
+    add("--save_every", type=positive_int, default=10000, help="write a checkpoint every this many iterations")
+    add("--sample_every", type=positive_int, default=1000, help="write a sample grid every this many iterations")
+    add("--log_every", type=positive_int, default=100, help="log losses and speed every this many iterations")
     add("--keep", type=int, default=0, help="keep only the newest this many checkpoints (0 = keep all)")
     add(
         "--max_bad_records",
@@ -206,11 +211,6 @@ def check_args(args):
     for flag in ["lr", "d_lr"]:
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise SystemExit(f"--{flag} must be positive, not {getattr(args, flag)}")
-    positive = ["latent", "n_mlp", "channel_max", "iter", "batch", "n_sample", "save_every", "sample_every"]
-    positive += ["log_every", "path_batch_shrink", "ada_every", "ada_length"]
-    for flag in positive:
-        if getattr(args, flag) < 1:
-            raise SystemExit(f"--{flag} must be at least 1, not {getattr(args, flag)}")
     not_negative = ["d_reg_every", "g_reg_every", "keep", "workers", "freeze_d", "warmup"]
     not_negative += ["r1", "path_regularize", "blur_sigma", "blur_fade_kimg", "grad_clip"]
     for flag in not_negative:

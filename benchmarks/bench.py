@@ -90,7 +90,7 @@ from benchmarks.measure import (  # noqa: E402
 from checkpoint import add_model_arguments, explicit_flags  # noqa: E402
 from model import MODCONVS  # noqa: E402
 from utils.device import PRECISIONS, choose_device, default_precision  # noqa: E402
-from utils.flags import HelpFormatter, add_device_argument, add_speed_arguments  # noqa: E402
+from utils.flags import HelpFormatter, add_device_argument, add_speed_arguments, positive_int  # noqa: E402
 
 # What --report tries for speed, on mspe 256: precision, the modulated convolution, the memory
 # format, custom CUDA ops against PyTorch's (cuDNN's depthwise convolutions handle channels-last),
@@ -113,7 +113,7 @@ def build_parser():
     add_model_arguments(parser, "model of the workloads (--size, --batch or --position: a single one)")
     # the paper's model: a single workload measures MS-PE unless --position says otherwise
     parser.set_defaults(position="mspe")
-    parser.add_argument("--batch", type=int, default=16, help="batch of the single workload")
+    parser.add_argument("--batch", type=positive_int, default=16, help="batch of the single workload")
     add_device_argument(parser)
     add_speed_arguments(parser)
     parser.add_argument(
@@ -121,9 +121,9 @@ def build_parser():
     )
     parser.add_argument("--warmup", type=int, default=16, help="untimed iterations first")
     parser.add_argument(
-        "--iters", type=int, default=32, help="timed training iterations (rounded up to a multiple of 16)"
+        "--iters", type=positive_int, default=32, help="timed training iterations (rounded up to a multiple of 16)"
     )
-    parser.add_argument("--gen_iters", type=int, default=20, help="timed generation batches")
+    parser.add_argument("--gen_iters", type=positive_int, default=20, help="timed generation batches")
     parser.add_argument("--peak_tflops", type=float, default=790.0, help="the device's dense bf16 matrix rate, for MFU")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
@@ -142,7 +142,7 @@ def build_parser():
         action="store_true",
         help="measure the diffusion model (train.py --arch ddpm): training and DDIM sampling img/s",
     )
-    parser.add_argument("--ddim_steps", type=int, default=50, help="--diffusion: DDIM steps of each sample")
+    parser.add_argument("--ddim_steps", type=positive_int, default=50, help="--diffusion: DDIM steps of each sample")
     parser.add_argument(
         "--fast",
         type=fast_settings,
@@ -162,9 +162,6 @@ def parse_args(argv=None):
         parser.error("--budget_s is --report's time limit: give --report OUT_DIR too")
     if args.budget_s is not None and args.budget_s <= 0:
         parser.error(f"--budget_s takes a positive number of seconds, not {args.budget_s:g}")
-    for flag in ("batch", "iters", "gen_iters", "ddim_steps"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be at least 1, not {getattr(args, flag)}")
     if args.warmup < 0:
         parser.error(f"--warmup must be 0 or more, not {args.warmup}")
     args.fast = args.fast or [fast_settings(text) for text in FAST_CANDIDATES]

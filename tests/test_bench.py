@@ -61,7 +61,10 @@ def test_the_command_line_chooses_the_reference_workloads_or_a_single_one():
 
 @pytest.mark.parametrize(
     "flags, message",
-    [("--iters 0", "--iters must be at least 1, not 0"), ("--warmup -1", "--warmup must be 0 or more, not -1")],
+    [
+        ("--iters 0", "argument --iters: must be at least 1, not 0"),
+        ("--warmup -1", "--warmup must be 0 or more, not -1"),
+    ],
 )
 def test_a_count_out_of_range_is_refused_by_name(flags, message, capsys):
     with pytest.raises(SystemExit):

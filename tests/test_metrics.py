@@ -290,9 +290,10 @@ def test_report_needs_real_images(tmp_path, make_tiny_checkpoint):
 
 
 @pytest.mark.parametrize("command, flag", [("eqt", "--n"), ("swd", "--batch"), ("report", "--patches")])
-def test_a_count_of_zero_is_refused_by_name(command, flag):
-    with pytest.raises(SystemExit, match=f"^{flag} must be at least 1, not 0$"):
+def test_a_count_of_zero_is_refused_by_name(command, flag, capsys):
+    with pytest.raises(SystemExit):
         metrics.main([command, "--ckpt", "any.pt", flag, "0"])
+    assert f"argument {flag}: must be at least 1, not 0" in capsys.readouterr().err
 
 
 def test_the_border_band_sees_a_band_along_a_border_and_not_the_wrap_seam():

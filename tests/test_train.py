@@ -163,13 +163,14 @@ def test_a_gan_run_refuses_the_diffusion_models_flags(trained, tmp_path, synthet
         ("--mixing 2", "--mixing is a probability from 0 to 1, not 2.0"),
         ("--r1 -1", "--r1 must be 0 or more, not -1.0"),
         ("--translate 1.5", "--translate is a fraction of the image size from 0 to 1, not 1.5"),
-        ("--batch 0", "--batch must be at least 1, not 0"),
+        ("--batch 0", "argument --batch: must be at least 1, not 0"),
+        ("--channel_max 0", "argument --channel_max: must be at least 1, not 0"),
     ],
 )
-def test_a_setting_out_of_range_is_refused_by_name_before_training(flags, message):
+def test_a_setting_out_of_range_is_refused_by_name_before_training(flags, message, capsys):
     with pytest.raises(SystemExit) as refused:
         train.parse_args(["--name", "unused", "--path", "unused", *flags.split()])
-    assert str(refused.value) == message
+    assert message in f"{refused.value} {capsys.readouterr().err}"
 
 
 class RunsCode:

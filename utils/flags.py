@@ -26,6 +26,22 @@ def flag_list(names):
     return ", ".join(f"--{name}" for name in sorted(names))
 
 
+def positive_int(text):
+    """argparse type of the counts and sizes that have no meaning at 0: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_duration_argument(parser, default, modes=""):
+    """--duration: milliseconds per frame of the GIFs (and videos) a script writes."""
+    parser.add_argument("--duration", type=positive_int, default=default, help=f"{modes}milliseconds per frame")
+
+
 def add_device_argument(parser):
     """--device: where the models run."""
     parser.add_argument("--device", type=str, default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
