@@ -329,6 +329,10 @@ class UNet(nn.Module):
 # the diffusion process
 
 
+# the linear schedule's last beta, 0.02 scaled by 1000 / T, is 1 (alpha-bar 0) at this T
+LINEAR_MIN_STEPS = 20
+
+
 def beta_schedule(name, steps):
     """The T = `steps` betas (float64) of a named schedule.
 
@@ -417,9 +421,12 @@ class GaussianDiffusion:
         return x0.clamp(-1, 1) if clip else x0
 
     def timesteps(self, steps):
-        """`steps` timesteps from T-1 down to 0, evenly spaced (rounded), as a descending list."""
+        """`steps` timesteps from T-1 down to 0, evenly spaced (rounded), as a descending list; one
+        step is T-1 alone, a jump from pure noise to the data."""
         if not 1 <= steps <= self.num_timesteps:
             raise ValueError(f"steps must be from 1 to the model's {self.num_timesteps} diffusion steps, not {steps}")
+        if steps == 1:  # linspace's one point would be t = 0, which leaves the noise as it is
+            return [self.num_timesteps - 1]
         spaced = torch.linspace(0, self.num_timesteps - 1, steps, dtype=torch.float64).round().long()
         return sorted(set(spaced.tolist()), reverse=True)
 
@@ -497,6 +504,11 @@ def diffusion_config(config):
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {values['schedule']!r}")
     if values["diffusion_steps"] < 1 or values["num_res_blocks"] < 1:
         raise ValueError("diffusion_steps and num_res_blocks must be at least 1")
+    if values["schedule"] == "linear" and values["diffusion_steps"] <= LINEAR_MIN_STEPS:
+        raise ValueError(
+            f"the linear schedule needs more than {LINEAR_MIN_STEPS} diffusion_steps, not {values['diffusion_steps']}: "
+            f"its betas end at 0.02 x 1000 / T, which reaches 1 at T = {LINEAR_MIN_STEPS}; use the cosine schedule"
+        )
     if not 0 <= values["dropout"] < 1:
         raise ValueError(f"dropout must be from 0 to 1, not {values['dropout']}")
     return values

@@ -14,7 +14,7 @@ import generate
 import metrics
 import train
 from checkpoint import load_checkpoint, load_generator
-from diffusion import DiffusionGenerator, GaussianDiffusion, SamplerSettings, UNet, beta_schedule
+from diffusion import DiffusionGenerator, GaussianDiffusion, SamplerSettings, UNet, beta_schedule, diffusion_config
 from training.diffusion import build_diffusion_step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -154,6 +154,24 @@ def test_few_step_ddim_is_the_discretised_flow_in_closed_form():
     samples = process.sample(denoiser, (16, 1), "ddim", 10, x_T=x_T, clip_denoised=False, dtype=torch.float64)
     assert torch.allclose(samples, expected, rtol=0, atol=1e-12)
     assert factor < 0.9 * sigma  # ten steps are too few for the spread of the data
+
+
+def test_one_step_jumps_from_pure_noise_to_the_data():
+    """One step is t = T-1 to the data: the exact denoiser's estimate of x_0, which for Gaussian data
+    barely depends on x_T. (A step at t = 0 would return x_T almost unchanged.)"""
+    process = GaussianDiffusion(beta_schedule("linear", 1000))
+    assert process.timesteps(1) == [999]
+    x_T = torch.randn(64, 1, dtype=torch.float64)
+    denoiser = gaussian_denoiser(process, 0.3, 0.5)
+    samples = process.sample(denoiser, (64, 1), "ddim", 1, x_T=x_T, clip_denoised=False, dtype=torch.float64)
+    assert (samples - 0.3).abs().max() < 0.01
+
+
+def test_a_linear_schedule_too_short_for_its_betas_is_refused():
+    with pytest.raises(ValueError, match="linear schedule needs more than 20 diffusion_steps, not 20"):
+        diffusion_config({"schedule": "linear", "diffusion_steps": 20})
+    assert diffusion_config({"schedule": "linear", "diffusion_steps": 21})["diffusion_steps"] == 21
+    assert diffusion_config({"schedule": "cosine", "diffusion_steps": 10})["diffusion_steps"] == 10
 
 
 def test_ddim_with_eta_one_is_ddpm_with_beta_tilde():
