@@ -47,7 +47,6 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
 from diffusion import DiffusionGenerator
-from evaluation.equivariance import input_transform, rotate_transform
 from evaluation.sticking import neighbour_seeds, sticking_pictures
 from model import require_positional
 from projector import load_projection
@@ -145,22 +144,19 @@ class Renderer:
         return renderer_for(generator, args.batch, args.truncation, truncation_latent)
 
     @torch.no_grad()
-    def __call__(self, latents, noises, progress=None, per_sample=None, **options):
+    def __call__(self, latents, noises, progress=None, **options):
         """Images [N, 3, H, W] (CPU) of `latents` (z [N, latent], or w [N, latent] or per layer
         [N, n_latent, latent] with input_is_latent=True) and `noises`. `options` go to the
-        generator's forward, and so do the [N, ...] tensors of `per_sample` ({argument: tensor}),
-        batched with the latents; `progress`, a tqdm bar, advances by each batch."""
+        generator's forward; `progress`, a tqdm bar, advances by each batch."""
         device = self.generator.device
         images = []
         for start in range(0, len(latents), self.batch):
             stop = start + self.batch
-            batched = {name: tensor[start:stop] for name, tensor in (per_sample or {}).items()}
             image, _ = self.generator(
                 [latents[start:stop].to(device)],
                 noise=[noise[start:stop].to(device) for noise in noises],
                 truncation=self.truncation,
                 truncation_latent=self.truncation_latent,
-                **batched,
                 **options,
             )
             images.append(image.float().cpu())
@@ -329,20 +325,15 @@ def shift_frames(renderer, inputs, pics, radius, plane=False, noise_shift=DEFAUL
 
 
 def rotate_frames(renderer, seeds, pics):
-    """`pics` frames of every seed's image with its input rotated about the image centre through
-    a full turn (models with a positional input; StyleGAN3-R is the one built for it)."""
+    """`pics` frames of every seed's image turned about the image centre through a full turn (the
+    generator's `rotation`: models with a positional input; StyleGAN3-R is the one built for it)."""
     generator = renderer.generator
     require_positional(generator.position, "--mode rotate (a rotation of the input)")
     latents, noises = seed_inputs(generator, seeds)
-    with torch.no_grad():
-        w = generator.style(latents.to(generator.device))
-        # the input transform of the truncated latents the generator renders
-        transforms = input_transform(generator, generator.truncate(w, renderer.truncation, renderer.truncation_latent))
     frames = []
-    with tqdm(total=pics * len(w), desc="rotate", unit="img") as progress:
+    with tqdm(total=pics * len(latents), desc="rotate", unit="img") as progress:
         for frame in range(pics):
-            rotated = rotate_transform(transforms, 2 * math.pi * frame / pics, generator)
-            frames.append(renderer(w, noises, progress, per_sample={"transform": rotated}, input_is_latent=True))
+            frames.append(renderer(latents, noises, progress, rotation=2 * math.pi * frame / pics))
     return frames
 
 

@@ -38,6 +38,8 @@ POSITION_ALIASES = {"rand_mspe": "mspe"}
 MODCONVS = ("grouped", "plain")
 # The truncation centre of every script: the mean of this many mapped latents of seed 0.
 TRUNCATION_MEAN = 4096
+# (r_c, r_s, t_x, t_y) of the input PE's grid unturned and unmoved
+IDENTITY_TRANSFORM = (1.0, 0.0, 0.0, 0.0)
 
 
 def canonical_position(position):
@@ -362,6 +364,23 @@ class SinusoidalPE(nn.Module):
             return self.pe
         return self._compute(height, width, shift_h, shift_w, scale, circular, self.pe.device)
 
+    def transformed_encoding(
+        self, transform, batch, height, width, shift_h=0.0, shift_w=0.0, scale=None, circular=True
+    ):
+        """[batch, channel, height, width] PE sampled on the (shifted) grid rotated about its centre
+        by the angle whose cosine and sine are (r_c, r_s) after normalisation, then translated by
+        (t_x, t_y) grid pixels: `transform` (r_c, r_s, t_x, t_y), [4] or [batch, 4]."""
+        scale = self.scale if scale is None else scale
+        device = self.pe.device
+        transform = transform.to(device=device, dtype=torch.float32).reshape(-1, 4).expand(batch, 4)
+        transform = transform / transform[:, :2].norm(dim=1, keepdim=True)
+        r_c, r_s, t_x, t_y = transform.view(batch, 4, 1, 1).unbind(1)
+        pos_w = shifted_positions(width, shift_w, circular, device).view(1, 1, width) - (width - 1) / 2
+        pos_h = shifted_positions(height, shift_h, circular, device).view(1, height, 1) - (height - 1) / 2
+        coord_x = r_c * pos_w + r_s * pos_h + (width - 1) / 2 - t_x
+        coord_y = -r_s * pos_w + r_c * pos_h + (height - 1) / 2 - t_y
+        return sinusoidal_encoding(coord_x, coord_y, self.channel, scale)
+
 
 class PositionalInput(SinusoidalPE):
     """The input of `sspe`/`mspe`: a parameter-free PE replacing the learned constant.
@@ -375,28 +394,22 @@ class PositionalInput(SinusoidalPE):
     def forward(self, batch, height, width, shift_h=0.0, shift_w=0.0, scale=None, circular=True, transform=None):
         if transform is None:
             return self.encoding(height, width, shift_h, shift_w, scale, circular).expand(batch, -1, -1, -1)
-
-        scale = self.scale if scale is None else scale
-        device = self.pe.device
-        transform = transform.to(device=device, dtype=torch.float32).reshape(-1, 4).expand(batch, 4)
-        transform = transform / transform[:, :2].norm(dim=1, keepdim=True)
-        r_c, r_s, t_x, t_y = transform.view(batch, 4, 1, 1).unbind(1)
-        pos_w = shifted_positions(width, shift_w, circular, device).view(1, 1, width) - (width - 1) / 2
-        pos_h = shifted_positions(height, shift_h, circular, device).view(1, height, 1) - (height - 1) / 2
-        coord_x = r_c * pos_w + r_s * pos_h + (width - 1) / 2 - t_x
-        coord_y = -r_s * pos_w + r_c * pos_h + (height - 1) / 2 - t_y
-        return sinusoidal_encoding(coord_x, coord_y, self.channel, scale)
+        return self.transformed_encoding(transform, batch, height, width, shift_h, shift_w, scale, circular)
 
 
 class PositionalAdd(SinusoidalPE):
-    """MS-PE: x + gamma * PE, with one learned scalar gamma per resolution."""
+    """MS-PE: x + gamma * PE, with one learned scalar gamma per resolution. `rotation` (r_c, r_s,
+    0, 0), [4] or [N, 4], turns the PE's grid about its centre (a turn of the whole image)."""
 
     def __init__(self, channel, height, width, scale=1.0):
         super().__init__(channel, height, width, scale)
         self.gamma = nn.Parameter(torch.ones(1))
 
-    def forward(self, input, shift_h=0.0, shift_w=0.0, scale=None, circular=True):
-        pe = self.encoding(*input.shape[-2:], shift_h, shift_w, scale, circular)
+    def forward(self, input, shift_h=0.0, shift_w=0.0, scale=None, circular=True, rotation=None):
+        if rotation is None:
+            pe = self.encoding(*input.shape[-2:], shift_h, shift_w, scale, circular)
+        else:
+            pe = self.transformed_encoding(rotation, len(input), *input.shape[-2:], shift_h, shift_w, scale, circular)
         return input + (self.gamma * pe).to(input.dtype)
 
 
@@ -588,7 +601,7 @@ class Generator(MappedGenerator):
             self.affine_fourier = EqualLinear(style_dim, 4)
             with torch.no_grad():
                 self.affine_fourier.weight.zero_()
-                self.affine_fourier.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+                self.affine_fourier.bias.copy_(torch.tensor(IDENTITY_TRANSFORM))
 
         self.conv1 = StyledConv(
             self.channels[4], self.channels[4], kernel_size, style_dim, blur_kernel=blur_kernel, modconv=modconv
@@ -688,6 +701,16 @@ class Generator(MappedGenerator):
             )
         return int(grid_h), int(grid_w)
 
+    @staticmethod
+    def rotate_transform(transform, angle):
+        """[N, 4] input transforms (r_c, r_s, t_x, t_y) that render the images of `transform`
+        turned about the image centre by `angle` (radians): the input is sampled at
+        M_t (p - c) + c - t, M_t = [[r_c, r_s], [-r_s, r_c]], and the turn by M_a needs M_t M_a,
+        the rotation by the sum of both angles; t stays."""
+        cos, sin = math.cos(angle), math.sin(angle)
+        r_c, r_s, t_x, t_y = transform.unbind(1)
+        return torch.stack([r_c * cos - r_s * sin, r_c * sin + r_s * cos, t_x, t_y], 1)
+
     def forward(
         self,
         styles,
@@ -705,6 +728,7 @@ class Generator(MappedGenerator):
         canvas=None,
         circular=True,
         transform=None,
+        rotation=None,
     ):
         """Render images; returns (image [N, 3, H, W], latent or None).
 
@@ -716,6 +740,10 @@ class Generator(MappedGenerator):
             infinite plane (positional models only).
         transform: (r_c, r_s, t_x, t_y), shape [4] or [N, 4], rotating and translating the
             input PE (positional models only); by default the model's learned `affine`.
+        rotation: turn the image by this many radians about its centre (positional models
+            only): the input's transform (`transform`, the learned `affine` or the identity) is
+            composed with the turn, and MS-PE's added encodings turn with it, so that every
+            position the network reads turns, as every one moves under a shift.
         """
         if noise is None:
             if randomize_noise:
@@ -731,14 +759,20 @@ class Generator(MappedGenerator):
         if self.position == "none":
             if not circular and (shift_h or shift_w):
                 require_positional(self.position, "circular=False (an infinite-plane shift)")
-            if transform is not None:
-                require_positional(self.position, "transform (a rotation of the input)")
+            if transform is not None or rotation is not None:
+                require_positional(self.position, "transform or rotation (a rotation of the input)")
             if scale not in (None, self.scale):
                 require_positional(self.position, "scale (a finer grid of positions)")
             out = self.input(batch, grid_h, grid_w, input_shift_h, input_shift_w)
         else:
             if transform is None and self.affine:
                 transform = self.affine_fourier(latent[:, 0])
+            pe_rotation = None
+            if rotation is not None:
+                if transform is None:
+                    transform = latent.new_tensor(IDENTITY_TRANSFORM)
+                transform = self.rotate_transform(transform.reshape(-1, 4).expand(batch, 4), rotation)
+                pe_rotation = latent.new_tensor([math.cos(rotation), math.sin(rotation), 0.0, 0.0])
             out = self.input(batch, grid_h, grid_w, input_shift_h, input_shift_w, scale, circular, transform)
             out = out.to(latent.dtype)
         if self.channels_last:
@@ -762,6 +796,7 @@ class Generator(MappedGenerator):
                     shift_at(shift_w, self.size, resolution),
                     scale,
                     circular,
+                    pe_rotation,
                 )
             out = conv2(out, latent[:, i + 1], noise=noise2)
             skip = to_rgb(out, latent[:, i + 2], skip)

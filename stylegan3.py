@@ -487,6 +487,7 @@ class AliasFreeGenerator(MappedGenerator):
         canvas=None,
         circular=True,
         transform=None,
+        rotation=None,
     ):
         """Render images; returns (image [N, 3, size, size], latent [N, n_latent, style_dim] or None).
 
@@ -498,7 +499,8 @@ class AliasFreeGenerator(MappedGenerator):
         after normalising (r_c, r_s), p the pixel centres and t in image units (the image spans
         one unit), s the shift; `truncation_latent` defaults to the tracked mean of w; `canvas` (h, w):
         at least the image, in multiples of size / 16, extending the plane right and down
-        (`input_grid`); no other scale.
+        (`input_grid`); no other scale; `rotation` (radians) turns the image about its centre,
+        composed with `transform` or the learned one (`rotate_transform`).
         """
         if noise:
             raise ValueError(f"the {self.arch} generator has no noise inputs: pass noise=None")
@@ -517,6 +519,12 @@ class AliasFreeGenerator(MappedGenerator):
                     self.w_avg.copy_(styles[0].detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
         latent = self.layer_latents(styles, inject_index, truncation, truncation_latent, input_is_latent=True)
 
+        if rotation is not None:
+            if transform is None:
+                transform = self.input_transform(latent[:, 0])
+            transform = self.rotate_transform(
+                transform.to(latent.device).reshape(-1, 4).expand(len(latent), 4), rotation
+            )
         legacy = transform is None and self.legacy_transform
         if transform is None:
             transform = self.affine_fourier(latent[:, 0])

@@ -243,45 +243,16 @@ def diffusion_translation_equivariance(
     return {key: psnr(error / values) for key, (error, values) in sums.items()}
 
 
-def input_transform(generator, latent):
-    """[N, 4] input transform (r_c, r_s, t_x, t_y) a positional generator applies by default.
-
-    Models with the learned Fourier affine input use it (normalised as the model does; the
-    alias-free generator's in its own convention, AliasFreeGenerator.input_transform); others
-    the identity.
-    """
-    if hasattr(generator, "input_transform"):
-        return generator.input_transform(latent)
-    if getattr(generator, "affine", False):
-        transform = generator.affine_fourier(latent)
-        return transform / transform[:, :2].norm(dim=1, keepdim=True)
-    return latent.new_tensor([1.0, 0.0, 0.0, 0.0]).expand(len(latent), 4)
-
-
-def rotate_transform(transform, angle, generator=None):
-    """Compose [N, 4] normalised transforms with a rotation of the rendered image by `angle`.
-
-    model.Generator samples its input at M_t (p - c) + c - t with M_t = [[r_c, r_s], [-r_s, r_c]];
-    rotating the image by M_a needs M_t M_a, the rotation by the sum of both angles; t stays.
-    A `generator` with a convention of its own (the alias-free one's, where t turns with the
-    frame) composes the rotation itself.
-    """
-    if hasattr(generator, "rotate_transform"):
-        return generator.rotate_transform(transform, angle)
-    cos, sin = math.cos(angle), math.sin(angle)
-    r_c, r_s, t_x, t_y = transform.unbind(1)
-    return torch.stack([r_c * cos - r_s * sin, r_c * sin + r_s * cos, t_x, t_y], 1)
-
-
 @torch.no_grad()
 def rotation_equivariance(
     generator, n_sample=1000, batch=8, max_rotation=180.0, noise_mode="const", seed=0, progress=False
 ):
     """EQ-R of a positional generator, in dB (StyleGAN3's definition).
 
-    Per batch: a reference render and a render whose input PE is rotated about the image centre
-    by a random angle uniform in [-max_rotation, max_rotation] degrees (composed with the learned
-    affine transform of `affine` models). The reference is rotated with StyleGAN3's band-limited
+    Per batch: a reference render and a render turned about the image centre by a random angle
+    uniform in [-max_rotation, max_rotation] degrees (the generator's `rotation`: its input PE's
+    grid turns, composed with the learned affine transform of `affine` models, and so do MS-PE's
+    added encodings, as a shift moves them all). The reference is rotated with StyleGAN3's band-limited
     resampling, the rotated render filtered to the same band limit (pseudo-rotation), and both
     compared inside the rotated frame. Both renders get the same noise maps (`noise_mode`):
     a rotation cannot move them.
@@ -296,10 +267,8 @@ def rotation_equivariance(
         latent = generator.style(torch.randn(count, generator.style_dim, generator=rng).to(device))
         noises = noise_inputs(generator, count, noise_mode, rng)
         angle = (torch.rand([], generator=rng, dtype=torch.float64).item() * 2 - 1) * math.radians(max_rotation)
-        transform = input_transform(generator, latent)
-        reference = render(generator, latent, noises, input_is_latent=True, transform=transform)
-        rotated = rotate_transform(transform, angle, generator)
-        image = render(generator, latent, noises, input_is_latent=True, transform=rotated)
+        reference = render(generator, latent, noises, input_is_latent=True)
+        image = render(generator, latent, noises, input_is_latent=True, rotation=angle)
         expected, expected_mask = rotate_images(reference, angle)
         filtered, filtered_mask = pseudo_rotate_images(image, angle)
         error, masked_values = masked_error(filtered, expected, expected_mask * filtered_mask)

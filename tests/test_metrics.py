@@ -28,18 +28,17 @@ class PeriodicToyGenerator(nn.Module):
     Each colour channel is a sum of plane waves cos / sin(2 pi (k_x x + k_y y) / size) with
     integer frequencies of at most `max_frequency` cycles per image, weighted by a fixed linear
     map of the latent. Evaluated at (x - shift_w, y - shift_h) it is exactly shift-equivariant;
-    with `transform` its coordinates are rotated about the centre as the model's input PE is.
-    `follow_shift=False` / `follow_transform=False` make it ignore shifts / transforms.
+    with `rotation` (radians) its coordinates turn about the centre as the model's PEs do.
+    `follow_shift=False` / `follow_rotation=False` make it ignore shifts / rotations.
     """
 
-    def __init__(self, size=32, style_dim=8, max_frequency=2, follow_shift=True, follow_transform=True):
+    def __init__(self, size=32, style_dim=8, max_frequency=2, follow_shift=True, follow_rotation=True):
         super().__init__()
         self.size = size
         self.style_dim = style_dim
         self.position = "sspe"
-        self.affine = False
         self.follow_shift = follow_shift
-        self.follow_transform = follow_transform
+        self.follow_rotation = follow_rotation
         frequencies = [
             (k_x, k_y)
             for k_x in range(-max_frequency, max_frequency + 1)
@@ -55,15 +54,15 @@ class PeriodicToyGenerator(nn.Module):
             self.coefficients.weight.copy_(weights * 0.5 / math.sqrt(style_dim * len(frequencies)))
             self.coefficients.bias.zero_()
 
-    def forward(self, styles, input_is_latent=False, shift_h=0, shift_w=0, circular=True, transform=None, **noise):
+    def forward(self, styles, input_is_latent=False, shift_h=0, shift_w=0, circular=True, rotation=None, **noise):
         latent = styles[0]
         batch, centre = len(latent), (self.size - 1) / 2
         axis = torch.arange(self.size, dtype=torch.float32)
         y, x = (grid.expand(batch, -1, -1) for grid in torch.meshgrid(axis, axis, indexing="ij"))
         if self.follow_shift:
             x, y = x - shift_w, y - shift_h
-        if transform is not None and self.follow_transform:
-            r_c, r_s = (value.view(-1, 1, 1) for value in transform[:, :2].unbind(1))
+        if rotation is not None and self.follow_rotation:
+            r_c, r_s = math.cos(rotation), math.sin(rotation)
             x, y = r_c * (x - centre) + r_s * (y - centre) + centre, -r_s * (x - centre) + r_c * (y - centre) + centre
         k_x, k_y = (k.view(1, -1, 1, 1) for k in self.frequencies.unbind(1))
         phase = 2 * math.pi * (x[:, None] * k_x + y[:, None] * k_y) / self.size  # [N, K, H, W]
@@ -107,7 +106,7 @@ def test_eqt_is_high_for_an_equivariant_generator_and_low_when_shifts_are_ignore
 
 def test_eqr_is_high_for_a_rotation_equivariant_generator_and_low_when_rotations_are_ignored():
     assert equivariance.rotation_equivariance(PeriodicToyGenerator(), n_sample=8, batch=4) > 50
-    assert equivariance.rotation_equivariance(PeriodicToyGenerator(follow_transform=False), n_sample=8, batch=4) < 20
+    assert equivariance.rotation_equivariance(PeriodicToyGenerator(follow_rotation=False), n_sample=8, batch=4) < 20
 
 
 def test_eqt_of_a_real_generator_sees_the_noise_that_does_not_move_with_the_content():

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from model import MODCONVS, Discriminator, Generator, PositionalInput, sinusoidal_encoding
+from model import MODCONVS, Discriminator, Generator, PositionalAdd, PositionalInput, sinusoidal_encoding
 
 LATENT = 32
 
@@ -187,6 +187,28 @@ def test_rotated_input_samples_every_channel_on_the_rotated_grid():
     assert torch.allclose(quarter_turn[half:], upright[:half].flip(-1), atol=1e-5)
     translated = pe_input(1, 4, 4, transform=torch.tensor([1.0, 0.0, 1.0, 0.0]))[0]
     assert torch.allclose(translated, pe_input.encoding(4, 4, 0.0, 1.0, circular=False), atol=1e-6)
+
+
+def test_an_added_encoding_turns_on_the_grid_the_input_turns_on():
+    """MS-PE's gamma * PE at a resolution, turned by (r_c, r_s), is the input PE turned alike: a
+    rotation turns every position the network reads, as a shift moves them all."""
+    added = PositionalAdd(16, 8, 8)
+    turn = torch.tensor([math.cos(0.7), math.sin(0.7), 0.0, 0.0])
+    turned = added(torch.zeros(1, 16, 8, 8), rotation=turn)
+    assert torch.allclose(turned, PositionalInput(16, 8, 8)(1, 8, 8, transform=turn), atol=1e-6)
+    assert not torch.allclose(turned, added(torch.zeros(1, 16, 8, 8)), atol=1e-2)
+
+
+def test_rotation_turns_the_input_and_every_added_encoding():
+    mspe = tiny_generator("mspe")
+    assert torch.allclose(render(mspe, rotation=0.0), render(mspe), atol=1e-5)
+    input_only = mspe.rotate_transform(torch.tensor([[1.0, 0.0, 0.0, 0.0]]), 0.7)
+    assert not torch.allclose(render(mspe, rotation=0.7), render(mspe, transform=input_only), atol=1e-3)
+    # sspe has no added encodings: its rotation is the input's
+    sspe = tiny_generator("sspe")
+    assert torch.allclose(render(sspe, rotation=0.7), render(sspe, transform=input_only), atol=1e-6)
+    with pytest.raises(ValueError, match="rotation"):
+        render(tiny_generator("none"), rotation=0.7)
 
 
 def rosinality_keys(size, n_mlp):
