@@ -99,9 +99,11 @@ def run_eqt(args, device):
             )
         except ValueError as error:
             raise SystemExit(f"{path}: {error}") from None
+        # the variant, since only plane shifts compare as StyleGAN3 compares
+        shifts = "circular shifts" if args.circular else "plane shifts, compared as StyleGAN3"
         print(
             f"{label} ({model_label(config)}): EQ-T int {format_value(scores['eqt_int'])} dB, "
-            f"EQ-T frac {format_value(scores['eqt_frac'])} dB"
+            f"EQ-T frac {format_value(scores['eqt_frac'])} dB ({shifts}, noise maps {args.noise_shift})"
         )
         results.append({"checkpoint": path, "position": model_label(config), **scores})
     write_json(os.path.join(output_folder(args), "eqt.json"), "eqt", args, results)
