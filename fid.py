@@ -49,7 +49,7 @@ def main(argv=None):
     try:
         device = choose_device(args.device)
         generator, args = load_generator(args.ckpt, device, args, explicit_flags(parser, argv))
-        real_mean, real_cov = cached_real_statistics(args.inception, generator.size, args.ckpt)
+        real_mean, real_cov, real_weights = cached_real_statistics(args.inception, generator.size, args.ckpt)
         inception = load_inception(args.inception_weights, device)
         score = generator_fid(
             generator,
@@ -61,6 +61,7 @@ def main(argv=None):
             args.seed,
             args.truncation,
             args.truncation_mean,
+            real_weights=real_weights,
         )
         print(f"extracted {args.n_sample} features")
         print(f"fid: {score}")

@@ -200,10 +200,11 @@ def run_fid(args, device):
     results = []
     for path, label, generator, config in generators(args, device):
         if args.real_stats:
-            real_mean, real_cov = cached_real_statistics(args.real_stats, generator.size, path)
+            real_mean, real_cov, real_weights = cached_real_statistics(args.real_stats, generator.size, path)
         else:
             real_images = open_real_images(args.path, generator.size, args.n, args.seed)
             real_mean, real_cov, _ = real_statistics(inception, real_images, args.batch, args.seed)
+            real_weights = None
         score = generator_fid(
             generator,
             inception,
@@ -214,6 +215,7 @@ def run_fid(args, device):
             args.seed,
             args.truncation,
             args.truncation_mean,
+            real_weights=real_weights,
         )
         print(f"{label} ({model_label(config)}): FID {score:.3f} ({args.n} generated images)")
         results.append({"checkpoint": path, "position": model_label(config), "fid": score})

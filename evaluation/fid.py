@@ -175,15 +175,16 @@ def real_statistics(inception, real_images, batch, seed=0, flip=False, progress=
 
 
 def cached_real_statistics(path, size, renderer):
-    """(mean, cov) of the statistics file `path`, refused unless they are of `size` px images, the
-    size `renderer` (a checkpoint, for the message) renders."""
+    """(mean, cov, the Inception weights' name or None) of the statistics file `path`, refused
+    unless they are of `size` px images, the size `renderer` (a checkpoint, for the message)
+    renders."""
     mean, cov, info = load_statistics(path)
     if "size" in info and int(info["size"]) != size:
         raise ValueError(
             f"{path} holds statistics of {info['size']} px images; {renderer} renders {size} px: "
             f"{statistics_advice(size)}"
         )
-    return mean, cov
+    return mean, cov, info.get("inception")
 
 
 def generator_fid(
@@ -197,10 +198,19 @@ def generator_fid(
     truncation=1.0,
     truncation_mean=TRUNCATION_MEAN,
     progress=True,
+    real_weights=None,
 ):
     """FID of `n_sample` renders of seeded latents and noise (common.generated_batches) against
-    the real statistics (real_mean, real_cov)."""
+    the real statistics (real_mean, real_cov), made with the Inception weights named
+    `real_weights` (None: with `inception`'s)."""
     warn_few_fid_images(n_sample)
+    if real_weights is not None and str(real_weights) != inception.weights:
+        # names, not contents: one file under two names is one network, hence a note, not an error
+        print(
+            f"note: the real statistics come from the Inception weights {real_weights}, the generated "
+            f"images' features from {inception.weights}: unless both name one network, this FID "
+            "compares two networks' features and means nothing"
+        )
     truncation_latent = generator.truncation_latent(truncation, truncation_mean)
     fakes = generated_batches(generator, n_sample, batch, seed, truncation, truncation_latent)
     total = len(batch_sizes(n_sample, batch))

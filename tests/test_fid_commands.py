@@ -6,6 +6,7 @@ Inception download failing clearly offline."""
 import io
 import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -117,7 +118,7 @@ def test_the_original_command_lines(
 
 
 def test_every_command_makes_and_uses_the_same_real_statistics(
-    synthetic_lmdb, tmp_path, monkeypatch, fid_inception_weights, make_tiny_checkpoint
+    synthetic_lmdb, tmp_path, monkeypatch, capsys, fid_inception_weights, make_tiny_checkpoint
 ):
     """calc_inception.py (.pkl) and `metrics.py inception` (.npz) write the same statistics, and
     `metrics.py fid` against them equals `metrics.py fid --path`, which computes them afresh."""
@@ -148,6 +149,15 @@ def test_every_command_makes_and_uses_the_same_real_statistics(
         json.loads((tmp_path / out / "fid.json").read_text())["results"][0]["fid"] for out in ("cached", "fresh")
     )
     assert cached == fresh == pytest.approx(float(npz_mean.sum()))
+    assert "compares two networks" not in capsys.readouterr().out
+
+    # the same statistics against features of weights of another name: said, not silent
+    other = tmp_path / "torchvision_inception.pth"
+    shutil.copyfile(fid_inception_weights, other)
+    metrics.main([*fid_flags[:-1], str(other), "--real_stats", npz, "--out", "other"])
+    assert "from the Inception weights pt_inception_random.pth, the generated images' features from " in (
+        capsys.readouterr().out
+    )
 
 
 def test_without_network_the_inception_download_says_how_to_proceed(tmp_path, monkeypatch):
