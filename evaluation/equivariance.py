@@ -8,9 +8,11 @@ asked, instead of redrawing it, scores high.
 
 Shifts follow utils/shift.py (+shift moves the content down/right, circular by default), so the
 reference translation is circular too: a roll for whole pixels, an exact Fourier phase shift
-for fractions, the whole image compared. `circular=False` shifts an infinite plane (positional
-models) and compares with StyleGAN3's zero-filled and Lanczos-3 translations over the region
-valid in both. Rotations use StyleGAN3's band-limited resampling.
+for fractions, the whole image compared. The phase shift is exact for a render periodic on its
+canvas; one whose opposite borders do not meet smoothly rings about that seam when shifted so,
+which caps its EQ-T frac however equivariant the network. `circular=False` shifts an infinite
+plane (positional models) and compares with StyleGAN3's zero-filled and Lanczos-3 translations
+over the region valid in both. Rotations use StyleGAN3's band-limited resampling.
 
 A diffusion model (diffusion.py's DiffusionGenerator) is measured on the same footing: EQ-T is
 the PSNR between its deterministic DDIM sample (eta 0) from x_T, translated by s afterwards, and
