@@ -382,8 +382,14 @@ def test_lazy_regularisation_corrects_adam():
     assert settings["d"][0] == pytest.approx(0.002 * 16 / 17)
     assert settings["d"][1] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     assert settings["g"][0] == pytest.approx(0.002 * 4 / 5)
-    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB"])  # path length off: no correction
-    assert gan.adam_settings(gan.StepSettings.from_args(args))["g"] == (0.002, (0.0, 0.99))
+    # path length off, as in the original, whose G Adam is still built for its interval of 4
+    args, _ = train.parse_args(["--name", "EXP", "--path", "LMDB"])
+    lr, betas = gan.adam_settings(gan.StepSettings.from_args(args))["g"]
+    assert lr == pytest.approx(0.0016) and betas == pytest.approx((0.0, 0.99**0.8))
+    # StyleGAN3's recipe, as NVIDIA's: no G regularisation interval, no correction
+    args, explicit = train.parse_args(["--name", "EXP", "--path", "LMDB", "--arch", "stylegan3-t"])
+    gan.apply_recipe(args, explicit, resumed=False, world_size=1)
+    assert gan.adam_settings(gan.StepSettings.from_args(args))["g"] == (0.0025, (0.0, 0.99))
 
 
 def tiny_step(*flags, device="cpu", **step_options):

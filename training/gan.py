@@ -31,6 +31,9 @@ from training.finetune import freeze_discriminator, load_weights
 
 # The generator EMA of the original: a half-life of 10k images at 32 images per step.
 EMA_DECAY = 0.5 ** (32 / (10 * 1000))
+# The original never runs the path-length penalty, yet builds the generator's Adam for its default
+# interval of 4 (lr x 4/5, beta2 0.99^(4/5)); with the penalty off, G keeps that correction.
+ORIGINAL_G_REG_EVERY = 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +138,8 @@ class StepSettings:
     lr: Adam's learning rate, corrected for the lazy regularisers (`adam_settings`); d_lr: the
     discriminator's (None = lr). blur_sigma: blur of the discriminator's images at the start,
     fading linearly to none over blur_fade_iterations (the alias-free GAN's StyleGAN3-R recipe).
+    g_adam_every: the path-length interval the generator's Adam is corrected for while the
+    penalty is off (the original's 4; StyleGAN3's recipe: 0, none).
     """
 
     lr: float = 0.002
@@ -149,6 +154,7 @@ class StepSettings:
     d_lr: float = None
     blur_sigma: float = 0.0
     blur_fade_iterations: int = 0
+    g_adam_every: int = ORIGINAL_G_REG_EVERY
 
     @classmethod
     def from_args(cls, args):
@@ -164,8 +170,11 @@ class StepSettings:
             return 0.0
         return max(1 - iteration / self.blur_fade_iterations, 0.0) * self.blur_sigma
 
+    def path_length_on(self):
+        return self.path_regularize > 0 and self.g_reg_every > 0
+
     def path_length_now(self, iteration):
-        return self.path_regularize > 0 and self.g_reg_every > 0 and iteration % self.g_reg_every == 0
+        return self.path_length_on() and iteration % self.g_reg_every == 0
 
 
 def r1_heuristic(size, batch):
@@ -178,7 +187,8 @@ def apply_recipe(args, explicit, resumed, world_size):
     """The training recipe of the architecture, for every flag not given explicitly.
 
     stylegan2, swagan: the flags' defaults. stylegan3-t/-r, as NVIDIA's configs: G lr
-    0.0025 and D lr 0.002, no style mixing, no path length (already off), a 2-layer mapping
+    0.0025 and D lr 0.002 (G's uncorrected: NVIDIA has no G regularisation interval), no style
+    mixing, no path length (already off), a 2-layer mapping
     network for new models, R1 weight 2 * (size / 256)^2 (NVIDIA's recommended gamma at batch
     32 grows with the square of the resolution: 0.5 at 128 px, 2 at 256, 8 at 512, 32 at 1024)
     and, for -r, the discriminator's images blurred with sigma 10 at the start, fading out over
@@ -186,7 +196,7 @@ def apply_recipe(args, explicit, resumed, world_size):
     """
     alias_free = args.arch in STYLEGAN3_ARCHS
     if alias_free:
-        recipe = {"lr": 0.0025, "d_lr": 0.002, "mixing": 0.0, "r1": 2 * (args.size / 256) ** 2}
+        recipe = {"lr": 0.0025, "d_lr": 0.002, "mixing": 0.0, "r1": 2 * (args.size / 256) ** 2, "g_adam_every": 0}
         if not resumed:
             recipe["n_mlp"] = 2
         for key, value in recipe.items():
@@ -213,7 +223,7 @@ def lazy_ratio(reg_every, enabled):
 def adam_settings(settings):
     """{'g': (lr, betas), 'd': (lr, betas)} of StepSettings, with StyleGAN2's lazy-regularisation
     correction."""
-    g_ratio = lazy_ratio(settings.g_reg_every, settings.path_regularize > 0)
+    g_ratio = lazy_ratio(settings.g_reg_every if settings.path_length_on() else settings.g_adam_every, True)
     d_ratio = lazy_ratio(settings.d_reg_every, settings.r1 > 0)
     return {
         "g": (settings.lr * g_ratio, (0**g_ratio, 0.99**g_ratio)),
