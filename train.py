@@ -41,7 +41,7 @@ from diffusion import DIFFUSION_ARCH, DIFFUSION_DEFAULTS
 from model import check_size
 from training import distributed
 from training.diffusion import add_diffusion_training_arguments, apply_diffusion_recipe, build_diffusion_step
-from training.gan import StepSettings, apply_recipe, build_gan_step, r1_heuristic
+from training.gan import StepSettings, apply_recipe, build_gan_step
 from training.loop import Trainer, make_loader, resume_point
 from utils.device import default_precision, setup_precision
 from utils.flags import SAMPLER_FLAGS, HelpFormatter, add_device_argument, add_speed_arguments, flag_list, positive_int
@@ -104,7 +104,7 @@ def build_parser():
         "--r1",
         type=r1_weight,
         default=DEFAULTS.r1,
-        help="weight of the R1 penalty, or 'auto': 0.0002 x size^2 / batch, the heuristic of StyleGAN2-ADA "
+        help="weight of the R1 penalty, or 'auto': 0.0002 x size^2 / batch (of all GPUs), StyleGAN2-ADA's heuristic "
         "(10 suits 1024 px at batch 4 as config-f; small images and batches need far less). stylegan3-t/-r "
         "without --r1: 2 x (size / 256)^2, NVIDIA's recommended gamma (0.5 at 128, 2 at 256, 8 at 512, 32 at 1024 px)",
     )
@@ -238,8 +238,6 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_args(args)
-    if args.r1 == "auto":
-        args.r1 = r1_heuristic(args.size, args.batch)
     return args, explicit_flags(parser, argv)
 
 

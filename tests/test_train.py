@@ -571,11 +571,15 @@ def test_compiled_unmixed_batches_render_as_uncompiled_ones():
     assert next_draws[0] == next_draws[1]
 
 
-def test_r1_auto_scales_with_resolution_and_batch():
-    def r1_of(*flags):
-        return train.parse_args(["--name", "EXP", "--path", "LMDB", *flags])[0].r1
+def test_r1_auto_scales_with_resolution_and_the_batch_of_all_ranks():
+    def r1_of(*flags, world_size=1):
+        args, explicit = train.parse_args(["--name", "EXP", "--path", "LMDB", *flags])
+        gan.apply_recipe(args, explicit, resumed=False, world_size=world_size)
+        return args.r1
 
     assert r1_of("--size", "32", "--batch", "8", "--r1", "auto") == pytest.approx(0.0256)
     assert r1_of("--size", "1024", "--batch", "32", "--r1", "auto") == pytest.approx(6.5536)
+    # StyleGAN2-ADA's rule divides by the total batch: 4 GPUs of 8 are a batch of 32
+    assert r1_of("--size", "1024", "--batch", "8", "--r1", "auto", world_size=4) == pytest.approx(6.5536)
     with pytest.raises(SystemExit):
         r1_of("--r1", "strong")

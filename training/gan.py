@@ -192,9 +192,12 @@ def apply_recipe(args, explicit, resumed, world_size):
     network for new models, R1 weight 2 * (size / 256)^2 (NVIDIA's recommended gamma at batch
     32 grows with the square of the resolution: 0.5 at 128 px, 2 at 256, 8 at 512, 32 at 1024)
     and, for -r, the discriminator's images blurred with sigma 10 at the start, fading out over
-    200 x total batch / 32 thousand images. Sets args.blur_fade_iterations.
+    200 x total batch / 32 thousand images. Sets args.blur_fade_iterations, and resolves
+    --r1 auto with the batch of all `world_size` ranks, as StyleGAN2-ADA's rule counts it.
     """
     alias_free = args.arch in STYLEGAN3_ARCHS
+    if args.r1 == "auto":
+        args.r1 = r1_heuristic(args.size, args.batch * world_size)
     if alias_free:
         recipe = {"lr": 0.0025, "d_lr": 0.002, "mixing": 0.0, "r1": 2 * (args.size / 256) ** 2, "g_adam_every": 0}
         if not resumed:
