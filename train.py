@@ -24,8 +24,9 @@ sample/<name>/<iter:06d>.png (the EMA generator on a fixed latent batch),
 checkpoint/<name>/config.json (the resolved configuration) and checkpoint/<name>/log.jsonl
 (losses, R1, path length, augmentation p and images/s every --log_every iterations).
 SIGINT or SIGTERM saves a checkpoint at the current iteration and exits cleanly. A checkpoint
-holds every RNG state, the data order's position and the sample latents, so that a resumed run
-is the run it continues (bit for bit on the CPU); `--ckpt latest` resumes from the newest one,
+holds every RNG state, the data order's position, the sample latents and the run's flags (the
+training flags not given again are taken from it), so that a resumed run is the run it
+continues (bit for bit on the CPU); `--ckpt latest` resumes from the newest one,
 or starts afresh when there is none, so the same command line can be requeued forever. A
 --ckpt with weights only (convert_weight.py's, rosinality's) starts a fine-tuning run at iteration
 0 with fresh optimisers, from StyleGAN2 to PE if --position says so (training/finetune.py).
@@ -40,7 +41,12 @@ from checkpoint import MODEL_DEFAULTS, add_model_arguments, explicit_flags
 from diffusion import DIFFUSION_ARCH, DIFFUSION_DEFAULTS
 from model import check_size
 from training import distributed
-from training.diffusion import add_diffusion_training_arguments, apply_diffusion_recipe, build_diffusion_step
+from training.diffusion import (
+    DiffusionSettings,
+    add_diffusion_training_arguments,
+    apply_diffusion_recipe,
+    build_diffusion_step,
+)
 from training.gan import StepSettings, apply_recipe, build_gan_step
 from training.loop import Trainer, make_loader, resume_point
 from utils.device import default_precision, setup_precision
@@ -55,6 +61,13 @@ GAN_ONLY_FLAGS |= set(MODEL_DEFAULTS) - {"arch", "size", "position"}
 GAN_ONLY_FLAGS |= {"blur_fade_kimg", "freeze_d", "modconv", "augment", "augment_p"}
 GAN_ONLY_FLAGS |= {"ada_target", "ada_length", "ada_every"}
 DIFFUSION_ONLY_FLAGS = set(DIFFUSION_DEFAULTS) | SAMPLER_FLAGS | {"grad_clip", "warmup"}
+# What a run trains with beyond its model (which merge_model_config restores): a resumed train.py
+# run takes them from its checkpoint unless the command line gives them, so that it goes on as it
+# trained. The rest (--name, --path, --iter, the outputs, hardware and speed) is each invocation's.
+TRAINING_FLAGS = {field.name for field in fields(StepSettings) + fields(DiffusionSettings)}
+TRAINING_FLAGS |= {"seed", "batch", "translate", "augment", "augment_p", "ada_target", "ada_length", "ada_every"}
+TRAINING_FLAGS |= {"blur_fade_kimg", "freeze_d"}
+TRAINING_FLAGS -= {"latent", "blur_fade_iterations", "g_adam_every"}  # a model flag; two the recipe derives
 
 
 def build_parser():
@@ -241,6 +254,28 @@ def parse_args(argv=None):
     return args, explicit_flags(parser, argv)
 
 
+def restore_training_flags(start, args, explicit):
+    """Set the TRAINING_FLAGS the command line leaves out to those of the run that `start` (a
+    ResumePoint) continues, when train.py wrote its checkpoint (rosinality's and the original's,
+    like their train.py, train with the command line's); rank 0 names those that change. Returns
+    the flags restored."""
+    checkpoint = start.checkpoint or {}
+    # only train.py's own training checkpoints record the data order
+    if "data" not in checkpoint or "args" not in checkpoint:
+        return set()
+    stored = checkpoint["args"]
+    stored = vars(stored) if isinstance(stored, argparse.Namespace) else dict(stored)
+    restored = {flag for flag in TRAINING_FLAGS - set(explicit) if flag in stored}
+    # a flag left at None takes its value from the recipe, which the stored one stands for
+    changed = sorted(flag for flag in restored if getattr(args, flag, None) not in (None, stored[flag]))
+    for flag in restored:
+        setattr(args, flag, stored[flag])
+    if changed and distributed.get_rank() == 0:
+        settings = ", ".join(f"--{flag} {stored[flag]}" for flag in changed)
+        print(f"resuming as the run trained: {settings} (from {start.path}; give a flag to change it)", file=sys.stderr)
+    return restored
+
+
 def configure_precision(args, device):
     """Resolve --precision (tf32 on CUDA, fp32 on CPU by default) into args.precision and
     return the autocast factory for the forward passes."""
@@ -269,19 +304,20 @@ def run(args, explicit, device):
     start = resume_point(args, explicit)
     if start is None:
         return None
+    restored = restore_training_flags(start, args, explicit)
     if start.checkpoint is not None:
         check_args(args)  # the model configuration now comes from the checkpoint
     check_kind_flags(args, explicit)
+    # what the checkpoint restored counts as given: the --arch recipes fill in only the rest
+    given = set(explicit) | restored
     args.start_iter = start.iteration
     args.distributed = distributed.get_world_size() > 1
     autocast = configure_precision(args, device)
     if args.arch == DIFFUSION_ARCH:
-        apply_diffusion_recipe(args, explicit)
+        apply_diffusion_recipe(args, given)
         step = build_diffusion_step(args, device, autocast)
     else:
-        apply_recipe(
-            args, explicit, resumed="args" in (start.checkpoint or {}), world_size=distributed.get_world_size()
-        )
+        apply_recipe(args, given, resumed="args" in (start.checkpoint or {}), world_size=distributed.get_world_size())
         step = build_gan_step(args, device, autocast)
     loader = make_loader(args, device)
     trainer = Trainer(args, step, device)

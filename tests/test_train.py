@@ -136,6 +136,19 @@ def test_resume_continues_iterations_and_optimiser_state(trained, tmp_path, synt
     assert {float(state["step"]) for state in resumed["d_optim"]["state"].values()} == {5.0}
 
 
+def test_a_resumed_run_trains_as_it_did_unless_told_otherwise(trained, tmp_path, synthetic_lmdb):
+    """A shorter command line resumes the run it continues: --translate, --augment and ADA's
+    settings come from the checkpoint, and a flag given wins."""
+    cwd = copy_run(trained, tmp_path)
+    result = run_train(cwd, synthetic_lmdb, *"--ckpt latest --iter 3 --save_every 3 --ada_every 8".split())
+    assert result.returncode == 0, result.stderr
+    assert "resuming as the run trained: --ada_length 100, --augment True, --translate 1.0" in result.stderr
+    with open(os.path.join(cwd, "checkpoint", NAME, "config.json")) as config_file:
+        config = json.load(config_file)
+    assert (config["translate"], config["augment"], config["ada_length"]) == (1.0, True, 100)
+    assert config["ada_every"] == 8
+
+
 def test_mismatched_checkpoint_is_refused(trained, tmp_path, synthetic_lmdb, monkeypatch):
     cwd = copy_run(trained, tmp_path)
     message = refusal(
