@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 import prepare_data
 from dataset import MultiResolutionDataset, TrainTransform, circular_translate
 from prepare_data import PrepareError, prepare
-from utils.images import make_grid, to_tensor
+from utils.images import make_grid, resize_and_crop, to_tensor
 from utils.synthetic import render_face
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -159,6 +159,19 @@ def test_order_is_sorted_relative_path_and_crop_is_centred(tmp_path):
     assert grays == [40, 80, 0, 120]  # a.png, a/c/y.png, b/x.png, c.png; .hidden is left out
     crop = decode(data[b"16-00004"]).reshape(-1, 3).mean(0)
     assert crop[1] > 200 and crop[0] < 30 and crop[2] < 30
+
+
+def test_photos_are_resized_and_cropped_pixel_for_pixel_as_rosinalitys_prepare_data():
+    """torchvision's resize (long side int(size * long / short)) and center_crop (offsets
+    int(round(excess / 2))), which rosinality's prepare_data.py runs, for shapes whose rounding
+    differs from the obvious arithmetic."""
+    from torchvision.transforms import functional
+
+    rng = np.random.default_rng(0)
+    for width, height, size in [(640, 427, 64), (301, 200, 128), (255, 171, 64), (171, 255, 64), (97, 64, 32)]:
+        photo = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        expected = functional.center_crop(functional.resize(photo, size, functional.InterpolationMode.LANCZOS), size)
+        assert np.array_equal(np.array(resize_and_crop(photo, size)), np.array(expected)), (width, height, size)
 
 
 def test_skipped_files_leave_no_holes(tmp_path):

@@ -40,12 +40,16 @@ def load_rgb(path, background=(255, 255, 255)):
 
 
 def resize_and_crop(image, size, resample=Image.LANCZOS):
-    """Resize the short side of a PIL image to `size`, then crop the centre `size` x `size` square."""
+    """Resize the short side of a PIL image to `size`, then crop the centre `size` x `size` square.
+
+    As torchvision's resize and center_crop, which rosinality's prepare_data.py runs, pixel for
+    pixel: the long side becomes int(size * long / short), truncated, and the crop starts at
+    int(round(excess / 2)), Python's rounding of halves to even."""
     width, height = image.size
-    scale = size / min(width, height)
-    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+    new_long = int(size * max(width, height) / min(width, height))
+    new_width, new_height = (size, new_long) if width <= height else (new_long, size)
     image = image.resize((new_width, new_height), resample)
-    left, top = (new_width - size) // 2, (new_height - size) // 2
+    left, top = int(round((new_width - size) / 2.0)), int(round((new_height - size) / 2.0))
     return image.crop((left, top, left + size, top + size))
 
 
