@@ -33,7 +33,8 @@ from model import check_size
 from utils.images import load_rgb, resize_and_crop
 from utils.synthetic import render_face
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# torchvision ImageFolder's, which rosinality's prepare_data.py reads with
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 RESAMPLE = {"lanczos": Image.LANCZOS, "bilinear": Image.BILINEAR}
 BACKGROUND = {"white": (255, 255, 255), "black": (0, 0, 0)}
 
@@ -76,14 +77,22 @@ def find_images(root):
     """Image files under `root` at any depth, sorted by their path relative to `root`.
 
     Names starting with "." (hidden files and folders such as .ipynb_checkpoints) are left out.
-    Also returns the sorted extensions of the other files, which are ignored.
+    Linked folders are followed, as torchvision's ImageFolder (rosinality's reader) follows them,
+    but not one that leads to a folder already walked (a link back up the tree). Also returns the
+    sorted extensions of the other files, which are ignored.
     """
     if not os.path.isdir(root):
         raise PrepareError(f"DATASET_PATH {root} is not a folder; give the folder that holds your images")
 
-    found, other_extensions = [], set()
-    for folder, subfolders, names in os.walk(root):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+    found, other_extensions, visited = [], set(), set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        visited.add(os.path.realpath(folder))
+        # a link back up the tree would be walked forever
+        subfolders[:] = [
+            name
+            for name in subfolders
+            if not name.startswith(".") and os.path.realpath(os.path.join(folder, name)) not in visited
+        ]
         for name in names:
             if name.startswith("."):
                 continue

@@ -174,6 +174,20 @@ def test_photos_are_resized_and_cropped_pixel_for_pixel_as_rosinalitys_prepare_d
         assert np.array_equal(np.array(resize_and_crop(photo, size)), np.array(expected)), (width, height, size)
 
 
+def test_linked_folders_and_every_imagefolder_extension_are_found(tmp_path):
+    save(Image.new("RGB", (20, 20)), str(tmp_path / "images" / "real" / "a.png"))
+    save(Image.new("RGB", (20, 20)), str(tmp_path / "elsewhere" / "b.ppm"))
+    save(Image.new("L", (20, 20)), str(tmp_path / "elsewhere" / "c.pgm"))
+    os.symlink(tmp_path / "elsewhere", tmp_path / "images" / "linked")
+    os.symlink(tmp_path / "images", tmp_path / "images" / "real" / "loop")  # back up the tree
+    found, _ = prepare_data.find_images(str(tmp_path / "images"))
+    assert [os.path.relpath(path, tmp_path / "images") for path in found] == [
+        "linked/b.ppm",
+        "linked/c.pgm",
+        "real/a.png",
+    ]
+
+
 def test_skipped_files_leave_no_holes(tmp_path):
     for index in range(3):
         save(Image.new("RGB", (20, 20), (80 * index, 0, 0)), str(tmp_path / "images" / f"{index}_good.png"))
