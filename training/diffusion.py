@@ -62,8 +62,8 @@ def add_diffusion_training_arguments(parser):
         "--ema_decay",
         type=float,
         default=None,
-        help=f"EMA decay of the weights (default: ddpm {DEFAULTS.ema_decay} after its warm-up; the GANs' "
-        "half-life of 10k images)",
+        help=f"EMA decay of the weights per step (default: ddpm {DEFAULTS.ema_decay} after its warm-up; the GANs' "
+        "0.5^(32 / 10000), the original's: a half-life of 10k images at batch 32)",
     )
     add("--grad_clip", type=float, default=DEFAULTS.grad_clip, help="clip the gradient's norm at this (0 = off)")
     add("--warmup", type=int, default=DEFAULTS.warmup, help="iterations of linear learning-rate warm-up")
