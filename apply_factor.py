@@ -76,7 +76,11 @@ def build_parser():
         "-d", "--degree", type=float, default=5, help="scalar factors for moving latent vectors along eigenvector"
     )
     parser.add_argument("-n", "--n_sample", type=int, default=7, help="number of samples created")
-    add_truncation_arguments(parser, default=0.7)
+    add_truncation_arguments(
+        parser,
+        default=None,
+        help="truncation ratio (1 = none; default 0.7, and 1 for --projection: its latent as found)",
+    )
     parser.add_argument("--out_prefix", type=str, default="factor", help="filename prefix to result samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
     parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
@@ -103,6 +107,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.n_sample < 1 or args.batch < 1 or args.pics < 0 or args.pics == 1:
         raise SystemExit("-n and --batch must be at least 1, and --pics 0 (no GIF) or at least 2")
+    if args.truncation is None:
+        args.truncation = 1.0 if args.projection else 0.7
     generator, args, device = load_generator_from_args(parser, args, argv)
     eigvec = load_directions(args.factor, generator.style_dim)
     if not 0 <= args.index < eigvec.shape[1]:

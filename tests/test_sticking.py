@@ -203,7 +203,7 @@ def test_a_projection_can_be_shifted_walked_and_edited(kinds, projected, monkeyp
 
     factorize_main(["checkpoint/mspe/000100.pt", "--out", "factor.pt"])
     ckpt = "checkpoint/mspe/000100.pt"
-    apply_factor.main(["-d", "3", "--truncation", "1", "--ckpt", ckpt, "--projection", projection, "factor.pt"])
+    apply_factor.main(["-d", "3", "--ckpt", ckpt, "--projection", projection, "factor.pt"])  # untruncated
     # rows +3, 0, -3 of one column, 2 px of padding: the middle row is the projection's image
     grid = to_tensor(Image.open(kinds / "factor_index-0_degree-3.0.png"))
     unedited = grid[:, 2 + 34 : 2 + 34 + 32, 2 : 2 + 32]
