@@ -171,12 +171,13 @@ class Renderer:
         return self.generator.style(z.to(self.generator.device)).cpu(), noises
 
     def blend(self, start, end, t):
-        """start + t (end - start) in W, for t a number or a [N] tensor (one latent each);
-        a latent of W ([N, latent]) meets one of W+ ([N, n_latent, latent]) on every layer."""
+        """start + t (end - start) in W, for t a number or a [N] tensor (one latent each), exactly
+        `start` at t = 0 and `end` at t = 1 (torch.lerp); a latent of W ([N, latent]) meets one of
+        W+ ([N, n_latent, latent]) on every layer."""
         if start.ndim != end.ndim:
             start, end = (as_w_plus(w, self.generator.n_latent) for w in (start, end))
         t = torch.as_tensor(t, dtype=start.dtype)
-        return start + t.reshape(-1, *[1] * (start.ndim - 1)) * (end - start)
+        return torch.lerp(start, end, t.reshape(-1, *[1] * (start.ndim - 1)))
 
     def render_latents(self, latents, noises, progress=None, **options):
         """Images [N, 3, H, W] (CPU) of latents of W or W+ (see __call__)."""
