@@ -98,8 +98,12 @@ def to_target(image, size):
     return to_tensor(resize_and_crop(image, size))
 
 
-def reconstruction_loss(generated, target, percept, settings):
-    """Per-image reconstruction loss [N]: LPIPS (or MSE with loss 'mse') plus settings.mse times MSE."""
+def reconstruction_loss(generated, target, percept, settings, mask=None):
+    """Per-image reconstruction loss [N]: LPIPS (or MSE with loss 'mse') plus settings.mse times MSE.
+    `mask` [1, 1, H, W] (0 where the target has no content, which it holds as 0) leaves those
+    pixels out: the generated image is 0 there too."""
+    if mask is not None:
+        generated = generated * mask
     mse = (generated - target).pow(2).mean(dim=(1, 2, 3))
     if settings.loss == "mse":
         return mse
@@ -147,9 +151,10 @@ def latent_statistics(generator, n_mean_latent, seed):
     return latent_mean, latent_std.item()
 
 
-def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_std, settings, desc):
+def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_std, settings, desc, mask=None):
     """Optimise latents and noises for `targets` rendered at (shift_h, shift_w), starting from
-    noise maps drawn from the global RNG and moved with the shift (settings.noise_shift).
+    noise maps drawn from the global RNG and moved with the shift (settings.noise_shift), compared
+    where `mask` is 1 (None: everywhere; see reconstruction_loss).
 
     Returns (latent, noises, reconstruction, loss at the start [N], loss at the end [N]).
     """
@@ -176,7 +181,7 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
         return image
 
     with torch.no_grad():
-        loss_start = reconstruction_loss(render(latent_in), targets, percept, settings)
+        loss_start = reconstruction_loss(render(latent_in), targets, percept, settings, mask)
 
     progress = tqdm(range(settings.step), desc=desc)
     for i in progress:
@@ -186,7 +191,7 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
         noise_strength = latent_std * settings.noise * max(0, 1 - t / settings.noise_ramp) ** 2
 
         generated = render(latent_noise(latent_in, noise_strength))
-        r_loss = reconstruction_loss(generated, targets, percept, settings).sum()
+        r_loss = reconstruction_loss(generated, targets, percept, settings, mask).sum()
         n_loss = noise_regularize(noises)
         loss = r_loss + settings.noise_regularize * n_loss
 
@@ -201,7 +206,7 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
 
     with torch.no_grad():
         reconstruction = render(latent_in)
-        loss_end = reconstruction_loss(reconstruction, targets, percept, settings)
+        loss_end = reconstruction_loss(reconstruction, targets, percept, settings, mask)
     return latent_in.detach(), [noise.detach() for noise in noises], reconstruction, loss_start, loss_end
 
 
@@ -225,7 +230,10 @@ def project_shifted(generator, targets, shifts, settings=ProjectionSettings(), p
     latent_mean, latent_std = latent_statistics(generator, settings.n_mean_latent, seed)
     for shift_h, shift_w in shifts:
         torch.manual_seed(seed)  # every shift starts from the same initial noise
-        shifted, _ = integer_translate(targets, shift_h, shift_w)
+        # a generator whose shifts move an infinite plane (the alias-free one) has no wrapped-in
+        # content to match: its targets move with zero fill, compared where they hold an image
+        shifted, mask = integer_translate(targets, shift_h, shift_w, generator.circular_shifts)
+        mask = None if generator.circular_shifts else mask
         latent, noises, reconstruction, loss_start, loss_end = project(
             generator,
             shifted,
@@ -236,12 +244,18 @@ def project_shifted(generator, targets, shifts, settings=ProjectionSettings(), p
             latent_std,
             settings,
             desc=f"shift ({shift_h}, {shift_w})",
+            mask=mask,
         )
         with torch.no_grad():
-            scores = psnr((reconstruction.clamp(-1, 1) - shifted).pow(2).mean(dim=(1, 2, 3)))
+            compared = reconstruction if mask is None else reconstruction * mask
+            error = (compared.clamp(-1, 1) - shifted).pow(2)
+            if mask is None:
+                scores = psnr(error.mean(dim=(1, 2, 3)))
+            else:
+                scores = psnr(error.sum(dim=(1, 2, 3)) / (mask.sum() * error.shape[1]))
             distances = None
             if percept is not None:
-                distances = percept(perceptual_input(reconstruction), perceptual_input(shifted)).flatten()
+                distances = percept(perceptual_input(compared), perceptual_input(shifted)).flatten()
         yield {
             "shift_h": shift_h,
             "shift_w": shift_w,

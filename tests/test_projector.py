@@ -72,6 +72,20 @@ def test_shifted_w_plus_projection_with_lpips(workdir):
     assert metrics["psnr"] > 0 and metrics["lpips"] is not None
 
 
+def test_an_alias_free_generator_inverts_a_target_moved_on_the_plane(workdir, monkeypatch, make_tiny_checkpoint):
+    """Its shifts move an infinite plane: the target moves with zero fill (nothing wraps in, which
+    it could not render) and only the part holding the image is compared."""
+    monkeypatch.chdir(workdir)
+    checkpoint = make_tiny_checkpoint(workdir / "sg3.pt", position="none", arch="stylegan3-t")
+    projector.main(["--name", "sg3", "--ckpt", checkpoint, "--loss", "mse", "--step", "2", "--shift_w", "5", FACE])
+    with Image.open(FACE) as face:
+        unshifted = np.asarray(to_pil(projector.to_target(face.convert("RGB"), 32)))
+    with Image.open(workdir / "inverse" / "sg3" / "00006-target.png") as target:
+        moved = np.asarray(target)
+    assert np.array_equal(moved[:, 5:], unshifted[:, :-5])
+    assert np.all(np.abs(moved[:, :5].astype(int) - 128) <= 1)  # zero fill: mid-grey, not the wrapped right edge
+
+
 def test_projection_around_a_circle_with_mse_writes_gifs(workdir):
     result = run(
         workdir,
