@@ -31,7 +31,8 @@ Its walks (interpolate) and sticking pictures blend x_T and sample it with deter
 (DiffusionRenderer).
 
 Every image depends only on its seed (latent and noise are drawn per seed on the CPU), so a
-seed gives the same picture in any batch size and on any device. `--projection FILE.pt ...`
+seed gives the same picture in any batch size and on any device, to float rounding (another
+batch size or device rounds the arithmetic differently). `--projection FILE.pt ...`
 renders the latents and noise maps that projector.py optimised, at their shift, instead of
 seeds (modes grid, shift, interpolate and sticking, whose centres they then are).
 """
