@@ -67,7 +67,7 @@ DIFFUSION_ONLY_FLAGS = set(DIFFUSION_DEFAULTS) | SAMPLER_FLAGS | {"grad_clip", "
 TRAINING_FLAGS = {field.name for field in fields(StepSettings) + fields(DiffusionSettings)}
 TRAINING_FLAGS |= {"seed", "batch", "translate", "augment", "augment_p", "ada_target", "ada_length", "ada_every"}
 TRAINING_FLAGS |= {"blur_fade_kimg", "freeze_d"}
-TRAINING_FLAGS -= {"latent", "blur_fade_iterations", "g_adam_every"}  # a model flag; two the recipe derives
+TRAINING_FLAGS -= {"latent", "blur_fade_iterations", "g_adam_every", "ema_rampup"}  # a model flag; the recipe's
 
 
 def build_parser():

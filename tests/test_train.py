@@ -584,6 +584,21 @@ def test_compiled_unmixed_batches_render_as_uncompiled_ones():
     assert next_draws[0] == next_draws[1]
 
 
+def test_the_stylegan3_recipe_ramps_the_ema_up_as_nvidia_does():
+    """NVIDIA's beta = 0.5 ** (batch / min(ema_nimg, cur_nimg * 0.05)) with ema_nimg = batch x 10k / 32:
+    per step, a half-life of min(312.5, 0.05 x iteration) steps, whatever the batch."""
+    args, explicit = train.parse_args(["--name", "EXP", "--path", "LMDB", "--arch", "stylegan3-t"])
+    gan.apply_recipe(args, explicit, resumed=False, world_size=1)
+    settings = gan.StepSettings.from_args(args)
+    for iteration in (0, 1, 100, 6000, 7000):
+        batch = 32
+        nvidia = 0.5 ** (batch / max(min(batch * 10 / 32 * 1000, iteration * batch * 0.05), 1e-8))
+        assert settings.ema_decay_at(iteration) == pytest.approx(nvidia, rel=1e-12, abs=1e-300)
+    # StyleGAN2 keeps the original's constant decay
+    args, explicit = train.parse_args(["--name", "EXP", "--path", "LMDB"])
+    assert gan.StepSettings.from_args(args).ema_decay_at(0) == gan.EMA_DECAY
+
+
 def test_r1_auto_scales_with_resolution_and_the_batch_of_all_ranks():
     def r1_of(*flags, world_size=1):
         args, explicit = train.parse_args(["--name", "EXP", "--path", "LMDB", *flags])

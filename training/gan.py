@@ -139,7 +139,9 @@ class StepSettings:
     discriminator's (None = lr). blur_sigma: blur of the discriminator's images at the start,
     fading linearly to none over blur_fade_iterations (the alias-free GAN's StyleGAN3-R recipe).
     g_adam_every: the path-length interval the generator's Adam is corrected for while the
-    penalty is off (the original's 4; StyleGAN3's recipe: 0, none).
+    penalty is off (the original's 4; StyleGAN3's recipe: 0, none). ema_rampup: the EMA's
+    half-life is at most this times the iterations done (NVIDIA's ramp-up, 0.05 in StyleGAN3's
+    recipe; 0 = none, the original's), so that the random initial weights fade fast.
     """
 
     lr: float = 0.002
@@ -155,12 +157,22 @@ class StepSettings:
     blur_sigma: float = 0.0
     blur_fade_iterations: int = 0
     g_adam_every: int = ORIGINAL_G_REG_EVERY
+    ema_rampup: float = 0.0
 
     @classmethod
     def from_args(cls, args):
         """The settings named like args' attributes; None (a flag the recipe has not resolved) keeps
         the default."""
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
+
+    def ema_decay_at(self, iteration):
+        """The EMA's decay per step at `iteration`: ema_decay, whose half-life of h steps is
+        shortened to ema_rampup x iteration while that is less (NVIDIA's min(ema_nimg, cur_nimg x
+        ema_rampup), in steps; at iteration 0 the EMA takes the weights as they are)."""
+        if self.ema_rampup <= 0 or not 0 < self.ema_decay < 1:
+            return self.ema_decay
+        half_life = min(math.log(0.5) / math.log(self.ema_decay), self.ema_rampup * iteration)
+        return 0.5 ** (1 / half_life) if half_life > 0 else 0.0
 
     def r1_now(self, iteration):
         return self.r1 > 0 and self.d_reg_every > 0 and iteration % self.d_reg_every == 0
@@ -187,10 +199,11 @@ def apply_recipe(args, explicit, resumed, world_size):
     """The training recipe of the architecture, for every flag not given explicitly.
 
     stylegan2, swagan: the flags' defaults. stylegan3-t/-r, as NVIDIA's configs: G lr
-    0.0025 and D lr 0.002 (G's uncorrected: NVIDIA has no G regularisation interval), no style
-    mixing, no path length (already off), a 2-layer mapping
-    network for new models, R1 weight 2 * (size / 256)^2 (NVIDIA's recommended gamma at batch
-    32 grows with the square of the resolution: 0.5 at 128 px, 2 at 256, 8 at 512, 32 at 1024)
+    0.0025 and D lr 0.002 (G's uncorrected: NVIDIA has no G regularisation interval), the EMA
+    ramped up over the first iterations (ema_rampup 0.05), no style mixing, no path length
+    (already off), a 2-layer mapping network for new models, R1 weight 2 * (size / 256)^2
+    (NVIDIA's recommended gamma at batch 32 grows with the square of the resolution: 0.5 at
+    128 px, 2 at 256, 8 at 512, 32 at 1024)
     and, for -r, the discriminator's images blurred with sigma 10 at the start, fading out over
     200 x total batch / 32 thousand images. Sets args.blur_fade_iterations, and resolves
     --r1 auto with the batch of all `world_size` ranks, as StyleGAN2-ADA's rule counts it.
@@ -199,7 +212,8 @@ def apply_recipe(args, explicit, resumed, world_size):
     if args.r1 == "auto":
         args.r1 = r1_heuristic(args.size, args.batch * world_size)
     if alias_free:
-        recipe = {"lr": 0.0025, "d_lr": 0.002, "mixing": 0.0, "r1": 2 * (args.size / 256) ** 2, "g_adam_every": 0}
+        recipe = {"lr": 0.0025, "d_lr": 0.002, "mixing": 0.0, "r1": 2 * (args.size / 256) ** 2}
+        recipe.update(g_adam_every=0, ema_rampup=0.05)
         if not resumed:
             recipe["n_mlp"] = 2
         for key, value in recipe.items():
@@ -214,7 +228,7 @@ def apply_recipe(args, explicit, resumed, world_size):
         print(
             f"{args.arch} recipe: lr {args.lr:g}, d_lr {args.d_lr:g}, r1 {args.r1:g}, mixing {args.mixing:g}, "
             f"n_mlp {args.n_mlp}, path length every {args.g_reg_every} (0 = off), D image blur sigma "
-            f"{args.blur_sigma:g} fading over {args.blur_fade_iterations} iterations"
+            f"{args.blur_sigma:g} fading over {args.blur_fade_iterations} iterations, EMA ramp-up {args.ema_rampup:g}"
         )
 
 
@@ -311,7 +325,7 @@ class GANStep:
         if self.settings.path_length_now(iteration):
             self.path_length_phase(real_img.shape[0], losses)
 
-        accumulate(self.g_ema, unwrap(self.generator), self.settings.ema_decay)
+        accumulate(self.g_ema, unwrap(self.generator), self.settings.ema_decay_at(iteration))
         return losses
 
     def fake_images(self, batch):
