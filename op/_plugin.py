@@ -3,7 +3,8 @@
 Nothing is compiled at import time. The first CUDA tensor that reaches an op asks for its
 extension; `torch.utils.cpp_extension.load` builds it (once per machine, cached by torch).
 If the build is impossible (no nvcc, no compiler, a mismatched toolkit) one warning is printed
-and the op keeps using its PyTorch reference implementation.
+and the op keeps using its PyTorch reference implementation, except where impl='cuda' asks for
+the kernel by name, which then fails (`unbuilt`).
 """
 
 import os
@@ -66,6 +67,14 @@ def failure_reason(error):
     if compiler_errors:
         return compiler_errors[0]
     return lines[-1] if lines else type(error).__name__
+
+
+def unbuilt(name):
+    """The error of impl='cuda' when extension `name` is not there: a kernel asked for by name must
+    run, not the reference in its place (a test of the kernel would compare the reference with
+    itself and pass)."""
+    reason = build_errors.get(name, "STYLEGAN_OP_IMPL=ref" if FORCE_REF else "not built")
+    return RuntimeError(f"impl='cuda': the CUDA extension op/{name} is not available ({reason})")
 
 
 def use_cuda_kernel(tensor, impl):

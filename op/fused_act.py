@@ -13,7 +13,7 @@ from torch import nn
 from torch.autograd import Function
 from torch.nn import functional as F
 
-from ._plugin import get_plugin, use_cuda_kernel
+from ._plugin import get_plugin, unbuilt, use_cuda_kernel
 
 EXTENSION = "stylegan_fused_bias_act"  # the compiled module's name, and torch's build-cache folder
 _SOURCES = ["fused_bias_act.cpp", "fused_bias_act_kernel.cu"]
@@ -111,8 +111,11 @@ def fused_leaky_relu(input, bias=None, negative_slope=0.2, scale=2**0.5, impl="a
     Returns:
         tensor shaped like `input`; differentiable twice.
     """
-    if use_cuda_kernel(input, impl) and _plugin() is not None:
-        return FusedLeakyReLUFunction.apply(input, bias, negative_slope, scale)
+    if use_cuda_kernel(input, impl):
+        if _plugin() is not None:
+            return FusedLeakyReLUFunction.apply(input, bias, negative_slope, scale)
+        if impl == "cuda":
+            raise unbuilt(EXTENSION)
     return fused_leaky_relu_ref(input, bias, negative_slope, scale)
 
 

@@ -15,10 +15,14 @@ torch::Tensor fused_bias_act(const torch::Tensor& input, const torch::Tensor& bi
   if (bias.numel()) {
     CHECK_CUDA(bias);
     TORCH_CHECK(bias.scalar_type() == input.scalar_type(), "bias dtype must match input");
+    TORCH_CHECK(bias.device() == input.device(), "bias must be on the input's device");
+    TORCH_CHECK(input.dim() >= 2 && bias.dim() == 1 && bias.size(0) == input.size(1),
+                "bias must be [C] for an input of C channels");
   }
   if (refer.numel()) {
     CHECK_CUDA(refer);
     TORCH_CHECK(refer.numel() == input.numel(), "refer must be shaped like input");
+    TORCH_CHECK(refer.device() == input.device(), "refer must be on the input's device");
   }
   return fused_bias_act_op(input, bias, refer, grad, negative_slope, scale);
 }

@@ -14,6 +14,7 @@ torch::Tensor upfirdn2d(const torch::Tensor& input, const torch::Tensor& kernel,
   CHECK_CUDA(kernel);
   TORCH_CHECK(input.dim() == 4, "input must be [N, C, H, W]");
   TORCH_CHECK(kernel.dim() == 2 && kernel.scalar_type() == at::kFloat, "kernel must be 2-D float32");
+  TORCH_CHECK(kernel.device() == input.device(), "kernel must be on the input's device");
   TORCH_CHECK(up_x >= 1 && up_y >= 1 && down_x >= 1 && down_y >= 1, "up and down must be >= 1");
   return upfirdn2d_op(input, kernel, up_x, up_y, down_x, down_y, pad_x0, pad_x1, pad_y0, pad_y1);
 }

@@ -15,7 +15,7 @@ import torch
 from torch.autograd import Function
 from torch.nn import functional as F
 
-from ._plugin import get_plugin, use_cuda_kernel
+from ._plugin import get_plugin, unbuilt, use_cuda_kernel
 
 EXTENSION = "stylegan_upfirdn2d"  # the compiled module's name, and torch's build-cache folder
 _SOURCES = ["upfirdn2d.cpp", "upfirdn2d_kernel.cu"]
@@ -135,6 +135,9 @@ def upfirdn2d(input, kernel, up=1, down=1, pad=(0, 0), impl="auto"):
         [N, C, out_h, out_w] tensor, out = (in * up + pad0 + pad1 - kernel + down) // down.
     """
     up, down, pad = _parse(up, down, pad)
-    if use_cuda_kernel(input, impl) and _plugin() is not None:
-        return UpFirDn2dFunction.apply(input, kernel, up, down, pad)
+    if use_cuda_kernel(input, impl):
+        if _plugin() is not None:
+            return UpFirDn2dFunction.apply(input, kernel, up, down, pad)
+        if impl == "cuda":
+            raise unbuilt(EXTENSION)
     return upfirdn2d_ref(input, kernel, up, down, pad)

@@ -191,6 +191,18 @@ def test_a_failed_build_falls_back_to_the_reference_and_says_why(monkeypatch):
     )
     assert found["fused_leaky_relu"].startswith("PyTorch reference (the CUDA extension did not build: nvcc fatal")
 
+    # asked for by name, the kernel is not replaced by the reference: the CUDA tests would pass on it
+    for module in (op._upfirdn2d, op.fused_act):
+        monkeypatch.setattr(module, "use_cuda_kernel", lambda tensor, impl: True)
+    x = torch.randn(1, 2, 4, 4)
+    with pytest.raises(RuntimeError, match="impl='cuda': the CUDA extension op/stylegan_upfirdn2d is not available"):
+        upfirdn2d(x, torch.ones(2, 2) / 4, impl="cuda")
+    with pytest.raises(RuntimeError, match="op/stylegan_fused_bias_act is not available .nvcc fatal"):
+        fused_leaky_relu(x, torch.zeros(2), impl="cuda")
+    assert torch.equal(
+        fused_leaky_relu(x, torch.zeros(2)), fused_leaky_relu_ref(x, torch.zeros(2))
+    )  # auto: the fallback
+
 
 MEMORY_FORMATS = [torch.contiguous_format, torch.channels_last]
 
@@ -214,12 +226,17 @@ def test_upfirdn2d_keeps_its_input_dtype_under_bf16_autocast(dtype, device):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("kernel_kind", ["blur", "asymmetric"])
 @pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("up,down,pad", UPFIRDN_CASES)
-def test_upfirdn2d_cuda_matches_reference(up, down, pad, memory_format):
-    # the reference runs in float64, where no TF32 convolution can blur the comparison
+def test_upfirdn2d_cuda_matches_reference(up, down, pad, memory_format, kernel_kind):
+    # the reference runs in float64, where no TF32 convolution can blur the comparison; a kernel
+    # with no symmetry shows a missing flip or swapped kernel axes, which the blur would hide
     x = torch.randn(4, 8, 16, 12, device="cuda").contiguous(memory_format=memory_format).requires_grad_()
-    kernel = blur_kernel(torch.float32).cuda()
+    if kernel_kind == "blur":
+        kernel = blur_kernel(torch.float32).cuda()
+    else:
+        kernel = torch.rand(3, 4, generator=torch.Generator().manual_seed(0)).cuda()
     out = upfirdn2d(x, kernel, up, down, pad, impl="cuda")
     expected = upfirdn2d_ref(x.double(), kernel.double(), up, down, pad)
     assert out.is_contiguous(memory_format=memory_format)  # the layout comes back as it went in
@@ -231,6 +248,31 @@ def test_upfirdn2d_cuda_matches_reference(up, down, pad, memory_format):
     (grad2,) = torch.autograd.grad(grad.square().sum(), grad_out)
     (expected_grad2,) = torch.autograd.grad(expected_grad.square().sum(), grad_out)
     assert torch.allclose(grad2, expected_grad2, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
+def test_upfirdn2d_cuda_matches_reference_on_a_tensor_of_1024_px_training_size(memory_format):
+    # more elements than the kernels' grid covers at once (their loop over the rest runs)
+    x = torch.randn(2, 32, 512, 512, device="cuda").contiguous(memory_format=memory_format)
+    kernel = blur_kernel(torch.float32).cuda()
+    out = upfirdn2d(x, kernel, 2, 1, (2, 1), impl="cuda")
+    expected = upfirdn2d_ref(x.double(), kernel.double(), 2, 1, (2, 1))
+    assert out.shape == (2, 32, 1024, 1024) and torch.allclose(out.double(), expected, atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fused_leaky_relu_cuda_matches_reference_on_linear_layer_outputs(with_bias):
+    # [N, C]: the mapping network's and the discriminator's last layers
+    x = torch.randn(64, 512, device="cuda", requires_grad=True)
+    bias = torch.randn(512, device="cuda", requires_grad=True) if with_bias else None
+    out = fused_leaky_relu(x, bias, impl="cuda")
+    expected = fused_leaky_relu_ref(x.double(), None if bias is None else bias.double())
+    assert torch.allclose(out.double(), expected, rtol=1e-5, atol=1e-5)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
+    assert torch.allclose(grad.double(), expected_grad, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.cuda
