@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 import generate
 import projector
-from checkpoint import checkpoint_path, load_generator
+from checkpoint import checkpoint_path, load_checkpoint, load_generator
 from diffusion import SAMPLERS, DiffusionGenerator, SamplerSettings, use_sampler
 from evaluation.common import generated_batches, open_real_images
 from evaluation.equivariance import translation_equivariance
@@ -388,21 +388,36 @@ class Timesheet:
         )
 
 
+def weights_digest(path):
+    """sha1 of the g_ema weights of the checkpoint at `path`: what a cached measurement was made of.
+    A run trained again under its name (after a change to train.py) has other weights; a g_ema-only
+    copy of the same run, brought back from another machine, has the same."""
+    state = load_checkpoint(path)["g_ema"]
+    digest = hashlib.sha1()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def measure(args, model, seed, data, device):
-    """Every figure of one run (cached in --out/runs/<model>-s<seed>.json) and its samples."""
+    """Every figure of one run (cached in --out/runs/<model>-s<seed>.json, for these weights and
+    settings) and its samples."""
     cache = os.path.join(args.out, "runs", f"{model}-s{seed}.json")
     checkpoint = final_checkpoint(args, model, seed)
+    weights = weights_digest(checkpoint)
     n, sampler = measuring_settings(args, model)
     kind, steps = (None, None) if sampler is None else (sampler.sampler, sampler.steps)
     if os.path.exists(cache):
         with open(cache) as file:
             figures = json.load(file)
-        same = figures["checkpoint"] == checkpoint and figures["n"] == n and figures["step"] == args.step
+        same = figures["checkpoint"] == checkpoint and figures.get("weights") == weights
+        same = same and figures["n"] == n and figures["step"] == args.step
         if same and figures.get("sampler") == kind and figures.get("sampler_steps") == steps:
             return figures
     generator = load_run(args, model, seed, device)
     diffusion = isinstance(generator, DiffusionGenerator)
-    figures = {"model": model, "seed": seed, "checkpoint": checkpoint, "n": n, "step": args.step}
+    figures = {"model": model, "seed": seed, "checkpoint": checkpoint, "weights": weights, "n": n, "step": args.step}
     figures.update(sampler=kind, sampler_steps=steps)
 
     # circular shifts where the generator wraps around, an infinite plane where it has a
@@ -491,8 +506,12 @@ def real_border_reference(rows):
     return (float(np.mean(values)), float(np.std(values))) if values else None
 
 
-def cell(value):
-    return "-" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+def cell(value, spread=True):
+    """A (mean, standard deviation) as a table cell; the mean alone when there is no spread to
+    give (one seed)."""
+    if value is None:
+        return "-"
+    return f"{value[0]:.2f} ± {value[1]:.2f}" if spread else f"{value[0]:.2f}"
 
 
 def write_evidence_report(args, argv, rows, summary, timesheet):
@@ -530,17 +549,23 @@ def write_evidence_report(args, argv, rows, summary, timesheet):
             f"on {n} samples each of {sampler.describe()} (EQ-T: deterministic DDIM of as many steps); the border "
             f"band's reference, real images rolled at random, is {cell(real_border_reference(rows))}."
         )
+    # one seed has no spread to show: "x ± 0.00" would claim one
+    several_seeds = len(args.seeds) > 1
+    spread_words = "Mean ± standard deviation over seeds." if several_seeds else "One seed: no spread is measured."
     lines = [
         f"# Evidence: {args.preset} preset",
         "",
         f"`{shlex.join(['python', 'evidence.py', *argv])}`: {args.size} px synthetic faces ({args.images} images), "
-        f"random circular translation. {' '.join(setting)} Seeds {', '.join(map(str, args.seeds))}. Mean ± standard "
-        f"deviation over seeds. {timesheet.wall() / 60:.1f} minutes of wall time in all {timesheet.where()}, training "
+        f"random circular translation. {' '.join(setting)} Seeds {', '.join(map(str, args.seeds))}. {spread_words} "
+        f"{timesheet.wall() / 60:.1f} minutes of wall time in all {timesheet.where()}, training "
         f"up to {args.parallel} runs at once.",
         "",
         "| model | " + " | ".join(FIGURES.values()) + " |",
         "|---" * (len(FIGURES) + 1) + "|",
-        *[f"| {model} | " + " | ".join(cell(summary[model][key]) for key in FIGURES) + " |" for model in args.models],
+        *[
+            f"| {model} | " + " | ".join(cell(summary[model][key], several_seeds) for key in FIGURES) + " |"
+            for model in args.models
+        ],
         "",
         "Lower SWD is better; higher EQ-T and PSNR are better. SWD at shift s compares renders shifted by s "
         "(a fraction of the size) with real images translated by s; swd_vs_shift.png shows every s.",

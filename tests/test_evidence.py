@@ -76,6 +76,19 @@ def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     assert "(train + measure + gif on NVIDIA H100 80GB HBM3: " in text
     assert f"; measure + gif on a {os.cpu_count()}-core CPU: " in text
 
+    # a run trained again under its name (train.py changed, say) has other weights: its cached
+    # figures are not the new run's, and it alone is measured again
+    final = next(path for path in checkpoints if path.name == "000002.pt")  # --iter 2
+    retrained = load_checkpoint(final)
+    retrained["g_ema"] = {key: value + 1e-3 for key, value in retrained["g_ema"].items()}
+    torch.save(retrained, final)
+    caches = {path.name: os.path.getmtime(path) for path in report.glob("runs/*-s*.json")}
+    evidence.main(TINY)
+    measured_again = [
+        path.name for path in report.glob("runs/*-s*.json") if os.path.getmtime(path) != caches[path.name]
+    ]
+    assert len(measured_again) == 1
+
 
 def test_a_run_that_train_py_refuses_stops_with_train_py_s_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
