@@ -35,10 +35,11 @@ original code, whose figures come from an H100 80GB) into OUT_DIR:
    in each layout the speed settings use); each pytest call is recorded with its counts and the
    failed tests' messages, and if either does not pass, everything after runs the PyTorch
    references, and report.md says so;
-3. tries each --fast candidate on mspe 256 and keeps the fastest (default: FAST_CANDIDATES
-   below; `--fast`, repeated, replaces them, e.g. `--fast bf16,plain,channels_last,compile`),
-   then measures the training of mspe 256 and none 256 with the original settings (tf32, grouped
-   modulated convolution, CUDA ops) and with the fastest candidate;
+3. measures the training of mspe 256 with the original settings (tf32, grouped modulated
+   convolution, CUDA ops), tries each --fast candidate on it and keeps the fastest (default:
+   FAST_CANDIDATES below; `--fast`, repeated, replaces them, e.g. `--fast
+   bf16,plain,channels_last,compile`), then measures none 256 with the original settings and
+   the fastest candidate, and mspe 256 with the fastest;
 4. the same for the 1024 px workloads;
 5. measures generation for every workload and both settings;
 6. profiles a few iterations of mspe 256 with the fastest candidate (torch.profiler: the top
