@@ -17,6 +17,7 @@ import collections
 import copyreg
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -225,6 +226,58 @@ def test_a_pickle_that_would_run_code_is_refused_without_running(tmp_path, refer
         write_pickle(tmp_path / "payload.pkl", Call(function, command))
         pickle.loads((tmp_path / "payload.pkl").read_bytes())
         assert marker.exists()
+
+
+class Reduced:
+    """Pickles as `function(*arguments)`."""
+
+    def __init__(self, function, *arguments):
+        self.function, self.arguments = function, arguments
+
+    def __reduce__(self):
+        return self.function, self.arguments
+
+
+def forged_object_pointers():
+    """numpy bytes read as object pointers: a dtype of two object fields whose state says it holds
+    no objects (a numpy scalar of it, unpickled by numpy, dereferences 0x41414140)."""
+    crafted = np.dtype([("a", "O"), ("b", "O")])
+    constructor, arguments, state = crafted.__reduce__()
+    crafted = np.dtype(*arguments)
+    crafted.__setstate__((*state[:-1], 0))
+    return np.frombuffer(b"\x40\x41\x41\x41\x00\x00\x00\x00" * 2, dtype=crafted)[0]
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (lambda: forged_object_pointers(), "a numpy dtype"),
+        (
+            lambda: Reduced(torch._utils._rebuild_tensor_v2, torch.zeros(4).storage(), 0, (10**6,), (1,), False, {}),
+            "past its storage",
+        ),
+        (
+            lambda: Reduced(torch._utils._rebuild_tensor_v2, torch.zeros(4).storage(), 0, (4,), (-1,), False, {}),
+            "stride (-1,)",
+        ),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")  # the storages NVIDIA's files hold
+def test_crafted_numpy_values_and_tensors_past_their_storage_are_refused(tmp_path, payload, message):
+    path = tmp_path / "crafted.pkl"
+    path.write_bytes(pickle.dumps({"G": collections.OrderedDict(value=payload())}, protocol=4))
+    with pytest.raises(NvidiaPickleError, match=re.escape(message)):
+        load_network_pickle(path)
+
+
+def test_a_pickle_cannot_set_state_on_what_the_reader_allows(tmp_path):
+    """BUILD on an allowed class or function would change every later load: refused."""
+    path = tmp_path / "mutating.pkl"
+    data = pickle.dumps(collections.OrderedDict, protocol=4)[:-1]  # the class, then BUILD {"poison": 1}
+    path.write_bytes(data + pickle.dumps({"poison": 1}, protocol=4)[2:-1] + pickle.BUILD + pickle.STOP)
+    with pytest.raises(NvidiaPickleError, match="BUILD on a type"):
+        load_network_pickle(path)
+    assert not hasattr(collections.OrderedDict, "poison")
 
 
 def test_a_truncated_file_and_other_files_get_clear_errors(tmp_path, reference):

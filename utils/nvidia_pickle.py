@@ -8,11 +8,15 @@ module_src: the source text of the defining module, class_name, state: the insta
 NVIDIA's loader executes `module_src`. This reader never does: a restricted unpickler resolves only
 the globals of ALLOWED_GLOBALS, each to a function of this module or a plain constructor, and a
 persistent object becomes an inert `NetworkRecord` (its source kept as text). Any other global is
-refused by name before anything runs.
+refused by name before anything runs. numpy values are rebuilt from their bytes as numbers, and
+BUILD (setting an object's state) runs only for them and NVIDIA's EasyDicts: numpy's own
+reconstruction takes dtypes that read bytes as pointers, and state set on an allowed class
+would change every later load.
 
 Tensors inside are what torch's Tensor.__reduce_ex__ writes: `torch._utils._rebuild_tensor_v2`
 (or `_rebuild_parameter` around it) of a storage written by `torch.storage._load_from_bytes`, a
-legacy torch.save of that one storage, read back here with torch.load(weights_only=True).
+legacy torch.save of that one storage, read back here with torch.load(weights_only=True); a view
+that would reach past its storage is refused.
 """
 
 import collections
@@ -98,7 +102,15 @@ def load_storage(data):
 
 
 def rebuild_tensor(storage, offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
-    """`torch._utils._rebuild_tensor_v2`: a view of `storage`; gradients and hooks dropped."""
+    """`torch._utils._rebuild_tensor_v2`: a view of `storage`, refused unless it lies inside it
+    (torch would grow a short storage with uninitialised memory); gradients and hooks dropped."""
+    size, stride = tuple(size), tuple(stride)
+    whole = all(isinstance(value, int) for value in (offset, *size, *stride))
+    if not whole or offset < 0 or len(size) != len(stride) or min((*size, *stride), default=0) < 0:
+        raise pickle.UnpicklingError(f"a tensor of size {size}, stride {stride} and offset {offset}")
+    elements = storage._size()  # TypedStorage's count, without its public methods' deprecation warning
+    if all(size) and offset + sum((length - 1) * step for length, step in zip(size, stride)) >= elements:
+        raise pickle.UnpicklingError(f"a tensor of size {size} and stride {stride} past its storage's {elements}")
     return torch._utils._rebuild_tensor(storage, offset, size, stride)
 
 
@@ -107,12 +119,66 @@ def rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None
     return data
 
 
+# numpy values are rebuilt here from their bytes, never by numpy's own __setstate__, which takes
+# any dtype state (fields of objects whose flags say they hold none: raw bytes read as pointers)
+NUMERIC_KINDS = "biufc"
+
+
+class DtypeRecord:
+    """Stands in for numpy.dtype while the pickle is read: a numeric dtype code, and the byte
+    order its state gives (`build`); `dtype` is the numpy dtype."""
+
+    def __init__(self, code, align=False, copy=False):
+        dtype = np.dtype(str(code))
+        if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            raise pickle.UnpicklingError(f"a numpy dtype {code!r}: only numbers are read")
+        self.dtype = dtype
+
+    def build(self, state):
+        """numpy's dtype state (version, byte order, subarray, names, fields, ...): a plain one only."""
+        if not isinstance(state, tuple) or len(state) < 5 or any(item is not None for item in state[2:5]):
+            raise pickle.UnpicklingError("a numpy dtype state with fields or a subarray: only numbers are read")
+        if state[1] in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(state[1])
+        return self
+
+
+class ArrayRecord:
+    """Stands in for numpy's `_reconstruct(ndarray, shape, typecode)`: `build` makes the array
+    from the state's raw bytes."""
+
+    def build(self, state):
+        """ndarray state (version, shape, DtypeRecord, Fortran order, raw bytes) -> the array."""
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise pickle.UnpicklingError("a numpy array state that is not (version, shape, dtype, order, bytes)")
+        _, shape, dtype, fortran, data = state
+        if not isinstance(dtype, DtypeRecord) or not isinstance(data, (bytes, bytearray)):
+            raise pickle.UnpicklingError("a numpy array of objects: only numbers are read")
+        array = np.frombuffer(bytes(data), dtype=dtype.dtype)
+        try:
+            return array.reshape(tuple(shape), order="F" if fortran else "C").copy()
+        except ValueError as error:
+            raise pickle.UnpicklingError(f"a numpy array whose bytes do not fill its shape ({error})") from None
+
+
+def reconstruct_array(cls, shape, typecode):
+    return ArrayRecord()
+
+
+def numpy_scalar(dtype, data=None):
+    """numpy's `scalar(dtype, bytes)`: the number the bytes hold."""
+    if not isinstance(dtype, DtypeRecord) or not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError("a numpy scalar that is not a number's bytes")
+    if len(data) != dtype.dtype.itemsize:
+        raise pickle.UnpicklingError(f"a numpy scalar of {len(data)} bytes for a {dtype.dtype}")
+    return np.frombuffer(bytes(data), dtype=dtype.dtype)[0]
+
+
 def numpy_globals():
-    """numpy's array, dtype and scalar reconstruction under both spellings of its core module."""
-    reconstruct = np.zeros(1).__reduce__()[0]
-    scalar = np.float64(0).__reduce__()[0]
-    names = {"_reconstruct": reconstruct, "scalar": scalar, "ndarray": np.ndarray, "dtype": np.dtype}
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    """numpy's array, dtype and scalar reconstruction under both spellings of its core module,
+    as the stand-ins above."""
+    names = {"_reconstruct": reconstruct_array, "scalar": numpy_scalar, "ndarray": np.ndarray, "dtype": DtypeRecord}
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): DtypeRecord}
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed.update({(module, name): value for name, value in names.items()})
     return allowed
@@ -133,8 +199,11 @@ ALLOWED_GLOBALS = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """pickle.Unpickler that resolves ALLOWED_GLOBALS only and refuses persistent ids."""
+class RestrictedUnpickler(pickle._Unpickler):
+    """An unpickler that resolves ALLOWED_GLOBALS only, refuses persistent ids, and runs BUILD
+    (an object's __setstate__ or __dict__ update) only for the numpy stand-ins: on anything
+    else, an allowed class or function included, it could change what later loads do. (The
+    Python implementation of pickle, whose opcodes can be overridden, unlike the C one's.)"""
 
     def find_class(self, module, name):
         try:
@@ -144,6 +213,21 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         raise pickle.UnpicklingError(f"a persistent id ({pid!r}): torch.save files are not network pickles")
+
+    def load_build(self):
+        state = self.stack.pop()
+        target = self.stack[-1]
+        if isinstance(target, (DtypeRecord, ArrayRecord)):
+            self.stack[-1] = target.build(state)
+        elif type(target) is EasyDict and isinstance(state, dict) and all(isinstance(key, str) for key in state):
+            # older Pythons pickle an EasyDict's (empty) instance __dict__ after its items
+            target.__dict__.update(state)
+        else:
+            raise pickle.UnpicklingError(
+                f"BUILD on a {type(target).__name__}: NVIDIA's pickles set state on numpy values only"
+            )
+
+    dispatch = {**pickle._Unpickler.dispatch, pickle.BUILD[0]: load_build}
 
 
 def plain(value):
