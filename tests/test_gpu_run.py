@@ -91,8 +91,9 @@ def test_gpu_run_brings_back_the_report_and_the_evidence_within_its_budget_and_t
     joined.write_bytes(b"".join((out / name).read_bytes() for name in parts))
     unpack(joined, back)
 
-    # the report ended within its budget, holding what it measured (the first candidate, timed to its
-    # deadline, unless the pytest calls took the budget on a loaded machine) and what the budget left out
+    # the report ended within its budget, holding what it measured (mspe with the original settings,
+    # timed to its deadline, unless the pytest calls took the budget on a loaded machine) and what the
+    # budget left out
     report = json.loads((back / "bench_report" / "report.json").read_text())
     assert not report["finished"]
     (call,) = report["calls"]
@@ -101,7 +102,7 @@ def test_gpu_run_brings_back_the_report_and_the_evidence_within_its_budget_and_t
     for key, unit in (("parity_test", "the CPU parity check"), ("cuda_tests", "the CUDA tests")):
         assert report[key]["returncode"] == 0 or unit in left_out
     for measured in report["measurements"]:
-        assert measured["settings"].startswith("fp32, plain modconv") and measured["iters"] < measured["iters_asked"]
+        assert measured["settings"].startswith("fp32, grouped modconv") and measured["iters"] < measured["iters_asked"]
     assert "profile" in left_out
     markdown = (back / "bench_report" / "report.md").read_text()
     assert "not measured (budget)" in markdown and "Not measured (budget); the same command continues" in markdown
