@@ -245,7 +245,9 @@ def loaded(module, converted, what):
 
 
 def convert(networks):
-    """(checkpoint dict, config, what it found in words) of the records {'G', 'D', 'G_ema'}."""
+    """(checkpoint dict, config, why D was left out or None) of the records {'G', 'D', 'G_ema'}.
+    A discriminator this project cannot build is left out, not the conversion: the generators
+    render and are measured without it, and train.py fine-tunes with a fresh one."""
     generators = {key: record for key, record in networks.items() if key != "D"}
     require(generators, "the file holds a discriminator only; a generator (G or G_ema) is needed")
     config = generator_config(next(iter(generators.values())))
@@ -263,12 +265,15 @@ def convert(networks):
         checkpoint[ENTRIES[key]] = loaded(generator, converted, key).state_dict()
     if "g_ema" not in checkpoint:  # a network pickle's G alone: it is the generator to render with
         checkpoint["g_ema"] = checkpoint["g"]
+    d_left_out = None
     if "D" in networks:
-        checkpoint["d"] = loaded(
-            build_discriminator(config), discriminator_state(networks["D"], config), "D"
-        ).state_dict()
+        try:
+            discriminator = loaded(build_discriminator(config), discriminator_state(networks["D"], config), "D")
+            checkpoint["d"] = discriminator.state_dict()
+        except (Refused, KeyError) as error:
+            d_left_out = f"a tensor or argument {error} is missing" if isinstance(error, KeyError) else str(error)
     checkpoint["args"] = argparse.Namespace(**config)
-    return checkpoint, config
+    return checkpoint, config, d_left_out
 
 
 def build_parser():
@@ -287,7 +292,7 @@ def main(argv=None):
         raise SystemExit(f"{args.network} is not a file: pass the path of an NVIDIA network pickle (.pkl)")
     try:
         networks = load_network_pickle(args.network)
-        checkpoint, config = convert(networks)
+        checkpoint, config, d_left_out = convert(networks)
     except NvidiaPickleError as error:
         raise SystemExit(str(error)) from None
     except (Refused, KeyError) as error:
@@ -302,6 +307,11 @@ def main(argv=None):
     save_checkpoint(checkpoint, out)
     written = [key for key in ("g_ema", "g", "d", "w_avg", "args") if key in checkpoint]
     print(f"wrote {out} ({', '.join(written)})")
+    if d_left_out:
+        print(
+            f"left out D: {d_left_out}. The generators render and are measured as they are; train.py fine-tunes "
+            "from them with a discriminator trained from scratch"
+        )
 
 
 if __name__ == "__main__":

@@ -161,6 +161,17 @@ def test_stylegan2_renders_nvidias_images_and_scores(tmp_path, reference, capsys
     assert (scores - stored["scores"]).abs().max() <= 1e-4
 
 
+def test_a_discriminator_that_cannot_be_built_is_left_out_not_the_generators(tmp_path, reference, capsys):
+    """NVIDIA's FFHQ-U StyleGAN3 configs group the minibatch stddev by 8: the generators convert."""
+    content = {key: network(reference["stylegan2"]["D" if key == "D" else "G"]) for key in ("G", "D", "G_ema")}
+    content["D"].state["_init_kwargs"]["epilogue_kwargs"] = {"mbstd_group_size": 8, "mbstd_num_channels": 1}
+    write_pickle(tmp_path / "grouped.pkl", content)
+    convert_weight.main([str(tmp_path / "grouped.pkl"), "--out", str(tmp_path / "grouped.pt")])
+    assert "left out D: a minibatch stddev other than 4 x 1" in capsys.readouterr().out
+    checkpoint = load_checkpoint(str(tmp_path / "grouped.pt"))
+    assert {"g", "g_ema", "w_avg", "args"} <= set(checkpoint) and "d" not in checkpoint
+
+
 @pytest.mark.parametrize("arch", ["stylegan3-t", "stylegan3-r"])
 def test_stylegan3_renders_nvidias_images(tmp_path, reference, arch, capsys):
     out = converted(tmp_path, reference, arch)
