@@ -141,12 +141,23 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # torch's own line naming what it refused, not its paragraph about weights_only
+        reason = next((line for line in lines if "GLOBAL" in line), lines[0] if lines else type(error).__name__)
         if "unsupported global" not in str(error).lower():  # not a refusal to run code: unreadable
+            with open(path, "rb") as file:
+                head = file.read(4)
+            # a pickle, but neither torch's zip format nor its legacy one (which opens with its magic number)
+            plain_pickle = head[:1] == b"\x80" and head[2:4] != b"\x8a\n" and not zipfile.is_zipfile(path)
+            hint = (
+                " It is a plain pickle; an NVIDIA network .pkl is converted first: python convert_weight.py FILE.pkl."
+                if plain_pickle
+                else ""
+            )
             raise SystemExit(
                 f"{path} cannot be read as a checkpoint: it is truncated (an interrupted copy or save) or not a "
-                f"PyTorch checkpoint at all ({type(error).__name__}: {reason.split('. ')[0]}). Use another checkpoint; "
-                "--ckpt latest picks the newest complete one."
+                f"PyTorch checkpoint at all ({type(error).__name__}: {reason.split('. ')[0]}).{hint} Use another "
+                "checkpoint; --ckpt latest picks the newest complete one."
             ) from None
         raise SystemExit(
             f"{path} is not a checkpoint this project can load safely ({reason}). Checkpoints hold "

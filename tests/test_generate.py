@@ -1,6 +1,7 @@
 """generate.py end to end: every mode on a tiny checkpoint, and clear errors for bad inputs."""
 
 import os
+import pickle
 import subprocess
 import sys
 
@@ -156,6 +157,10 @@ def test_a_file_that_is_not_a_checkpoint_is_an_error(workdir, monkeypatch):
         generate.main(["--ckpt", "notes.pt"])
     with pytest.raises(SystemExit, match="'gone.pt' not found: no such file"):  # not 'truncated'
         load_checkpoint("gone.pt")
+    # an NVIDIA network pickle is a plain pickle, which convert_weight.py reads
+    (workdir / "network.pkl").write_bytes(pickle.dumps({"G_ema": {"weights": [1.0]}}, protocol=4))
+    with pytest.raises(SystemExit, match="a plain pickle; an NVIDIA network .pkl is converted first"):
+        load_checkpoint(str(workdir / "network.pkl"))
 
 
 def test_canvas_that_does_not_fit_the_input_grid_is_an_error(workdir, monkeypatch):
