@@ -129,8 +129,8 @@ def build_parser():
         "--peak_tflops",
         type=float,
         default=790.0,
-        help="the rate MFU divides by, for every precision: 790, the bf16 matrix products measured on the H100 and "
-        "H200 lent here (their datasheets' dense bf16: 989)",
+        help="the rate MFU divides by, for every precision: 790, what bf16 matrix products reached on an H100 and "
+        "an H200 (their datasheets' dense bf16: 989)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
