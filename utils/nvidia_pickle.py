@@ -162,6 +162,7 @@ class ArrayRecord:
 
 
 def reconstruct_array(cls, shape, typecode):
+    """numpy's `_reconstruct`: an empty ArrayRecord, which the BUILD after it fills."""
     return ArrayRecord()
 
 
