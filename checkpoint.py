@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 import zipfile
 
 import torch
@@ -139,7 +140,10 @@ def load_checkpoint(path, map_location="cpu"):
     if not os.path.isfile(path):
         raise SystemExit(f"checkpoint {path!r} not found: no such file")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch's note on a plain pickle's protocol comes before the refusal that says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         # torch's own line naming what it refused, not its paragraph about weights_only
