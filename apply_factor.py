@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
 from generate import Renderer, inputs_of_projections, seed_inputs
-from utils.flags import add_duration_argument, add_noise_shift_argument, add_truncation_arguments
+from utils.flags import add_duration_argument, add_noise_shift_argument, add_truncation_arguments, positive_int
 from utils.images import make_grid, save_gif, save_grid
 from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
 
@@ -75,7 +75,7 @@ def build_parser():
     parser.add_argument(
         "-d", "--degree", type=float, default=5, help="scalar factors for moving latent vectors along eigenvector"
     )
-    parser.add_argument("-n", "--n_sample", type=int, default=7, help="number of samples created")
+    parser.add_argument("-n", "--n_sample", type=positive_int, default=7, help="number of samples created")
     add_truncation_arguments(
         parser,
         default=None,
@@ -83,7 +83,7 @@ def build_parser():
     )
     parser.add_argument("--out_prefix", type=str, default="factor", help="filename prefix to result samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")
-    parser.add_argument("--batch", type=int, default=8, help="images rendered at once")
+    parser.add_argument("--batch", type=positive_int, default=8, help="images rendered at once")
     parser.add_argument("--pics", type=int, default=0, help="also write a GIF of this many frames from -d to +d")
     add_duration_argument(parser, 80)
     parser.add_argument("--shift_h", type=float, default=0, help="render shifted down by this many pixels")
@@ -105,8 +105,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.n_sample < 1 or args.batch < 1 or args.pics < 0 or args.pics == 1:
-        raise SystemExit("-n and --batch must be at least 1, and --pics 0 (no GIF) or at least 2")
+    if args.pics < 0 or args.pics == 1:
+        raise SystemExit(f"--pics is 0 (no GIF) or at least 2, not {args.pics}")
     if args.truncation is None:
         args.truncation = 1.0 if args.projection else 0.7
     generator, args, device = load_generator_from_args(parser, args, argv)

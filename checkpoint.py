@@ -552,8 +552,7 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     if unread and args.arch != DIFFUSION_ARCH:
         raise SystemExit(
             f"{path} holds a {args.arch} generator, which does not read {flag_list(unread)} "
-            "(--arch ddpm's sampling flags); "
-            "leave them out"
+            "(--arch ddpm's sampling flags); leave them out"
         )
     try:
         apply_sampler_args(generator, args)

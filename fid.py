@@ -16,13 +16,13 @@ from checkpoint import add_model_arguments, explicit_flags, load_generator
 from evaluation.fid import cached_real_statistics, generator_fid
 from evaluation.inception import load_inception
 from utils.device import choose_device
-from utils.flags import add_device_argument, add_inception_weights_argument, add_truncation_arguments
+from utils.flags import add_device_argument, add_inception_weights_argument, add_truncation_arguments, positive_int
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description="Calculate FID scores", allow_abbrev=False)
     add_truncation_arguments(parser)
-    parser.add_argument("--batch", type=int, default=64, help="batch size for the generator")
+    parser.add_argument("--batch", type=positive_int, default=64, help="batch size for the generator")
     parser.add_argument("--n_sample", type=int, default=50000, help="number of the samples for calculating FID")
     parser.add_argument(
         "--inception",
@@ -42,8 +42,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.n_sample < 2 or args.batch < 1:
-        raise SystemExit("--n_sample must be at least 2 and --batch at least 1")
+    if args.n_sample < 2:
+        raise SystemExit(f"--n_sample must be at least 2 (for a covariance), not {args.n_sample}")
     if not os.path.isfile(args.ckpt):
         raise SystemExit(f"checkpoint {args.ckpt!r} not found")
     try:

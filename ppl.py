@@ -16,7 +16,7 @@ from evaluation.common import write_json
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import SAMPLINGS, SPACES, perceptual_path_length
 from utils.device import choose_device
-from utils.flags import add_device_argument, add_lpips_weights_argument
+from utils.flags import add_device_argument, add_lpips_weights_argument, positive_int
 
 
 def add_ppl_arguments(parser):
@@ -31,8 +31,8 @@ def add_ppl_arguments(parser):
 def build_parser():
     parser = argparse.ArgumentParser(description="Perceptual Path Length calculator", allow_abbrev=False)
     add_ppl_arguments(parser)
-    parser.add_argument("--batch", type=int, default=64, help="batch size for the models")
-    parser.add_argument("--n_sample", type=int, default=5000, help="number of the samples for calculating PPL")
+    parser.add_argument("--batch", type=positive_int, default=64, help="batch size for the models")
+    parser.add_argument("--n_sample", type=positive_int, default=5000, help="number of the samples for calculating PPL")
     parser.add_argument("--seed", type=int, default=0, help="seed of latents, t and noise")
     add_device_argument(parser)
     parser.add_argument("--out", default=None, help="output folder (default metrics/<checkpoint folder>)")
@@ -45,8 +45,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.n_sample < 1 or args.batch < 1 or args.eps <= 0:
-        raise SystemExit("--n_sample and --batch must be at least 1 and --eps positive")
+    if args.eps <= 0:
+        raise SystemExit(f"--eps must be positive, not {args.eps}")
     if not os.path.isfile(args.ckpt):
         raise SystemExit(f"checkpoint {args.ckpt!r} not found")
     device = choose_device(args.device)

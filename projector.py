@@ -30,7 +30,13 @@ from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args, model_label
 from evaluation.perceptual import build_lpips, perceptual_input
-from utils.flags import HelpFormatter, add_duration_argument, add_lpips_weights_argument, add_noise_shift_argument
+from utils.flags import (
+    HelpFormatter,
+    add_duration_argument,
+    add_lpips_weights_argument,
+    add_noise_shift_argument,
+    positive_int,
+)
 from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
 from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, integer_translate, move_noise
 
@@ -332,7 +338,7 @@ def build_parser():
     add("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
     add("--noise", type=float, default=DEFAULTS.noise, help="strength of the noise level")
     add("--noise_ramp", type=float, default=DEFAULTS.noise_ramp, help="duration of the noise level decay")
-    add("--step", type=int, default=DEFAULTS.step, help="optimisation steps")
+    add("--step", type=positive_int, default=DEFAULTS.step, help="optimisation steps")
     add("--noise_regularize", type=float, default=DEFAULTS.noise_regularize, help="weight of the noise regularization")
     add("--mse", type=float, default=DEFAULTS.mse, help="weight of the mse loss (added to LPIPS)")
     add("--loss", type=str, default=DEFAULTS.loss, choices=LOSSES, help="lpips (VGG), or pixel mse only")
@@ -360,8 +366,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.step < 1 or args.pics < 0:
-        raise SystemExit("--step must be at least 1 and --pics at least 0")
+    if args.pics < 0:
+        raise SystemExit(f"--pics must be 0 or more, not {args.pics}")
     if args.lr <= 0:
         raise SystemExit(f"--lr must be positive, not {args.lr}")
     if args.n_mean_latent < 2:
