@@ -611,3 +611,37 @@ def test_r1_auto_scales_with_resolution_and_the_batch_of_all_ranks():
     assert r1_of("--size", "1024", "--batch", "8", "--r1", "auto", world_size=4) == pytest.approx(6.5536)
     with pytest.raises(SystemExit):
         r1_of("--r1", "strong")
+
+
+def test_path_length_penalty_keeps_the_gradient_through_the_batch_mean():
+    """rosinality's and NVIDIA's target a = a_prev + 0.01 (mean |J^T y| - a_prev) is not detached:
+    d penalty / d l_i = 2/N (l_i - a) - 2 decay/N^2 sum_j (l_j - a). Only the returned running
+    mean is."""
+    torch.manual_seed(0)
+    latents = torch.randn(4, 3, 8, requires_grad=True)
+    image = torch.einsum("bld,cd->bc", latents.pow(2), torch.randn(16, 8)).reshape(4, 1, 4, 4)
+    previous_mean, decay = torch.tensor(0.3), 0.01
+    torch.manual_seed(1)
+    penalty, running_mean, lengths = gan.g_path_regularize(image, latents, previous_mean, decay)
+    (grad_lengths,) = torch.autograd.grad(penalty, lengths)
+    target = previous_mean + decay * (lengths.detach().mean() - previous_mean)
+    deviation = lengths.detach() - target
+    expected = 2 / 4 * deviation - 2 * decay / 16 * deviation.sum()
+    torch.testing.assert_close(grad_lengths, expected)
+    torch.testing.assert_close(running_mean, target)
+    assert not running_mean.requires_grad
+
+
+def test_r1_and_the_generator_augment_with_p_as_ada_just_tuned_it(monkeypatch):
+    """rosinality's loop tunes ada_aug_p after the discriminator's step, and its R1 and generator
+    steps augment with the new value."""
+    ada = AdaptiveAugment(p=0.5, update_every=4, length=8)  # the first batch of 4 moves p by 0.5
+    step = tiny_step(ada=ada)
+    seen = []
+    discriminator_input = step.discriminator_input
+    monkeypatch.setattr(step, "discriminator_input", lambda images, p: seen.append(p) or discriminator_input(images, p))
+    torch.manual_seed(0)
+    step(0, torch.rand(4, 3, 32, 32) * 2 - 1)  # iteration 0 runs R1
+    tuned = ada.p
+    assert tuned != 0.5
+    assert seen == [0.5, 0.5, tuned, tuned]  # fakes and reals for D, then R1's reals, G's fakes

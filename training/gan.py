@@ -94,7 +94,9 @@ def g_path_regularize(fake_img, latents, mean_path_length, decay=0.01):
     # fold the latents into their weights, so these gradients flow through the weights.
     (grad,) = autograd.grad(outputs=(fake_img * noise).sum(), inputs=latents, create_graph=True)
     path_lengths = torch.sqrt(grad.float().pow(2).sum(2).mean(1))
-    path_mean = mean_path_length + decay * (path_lengths.detach().mean() - mean_path_length)
+    # The penalty's target keeps its gradient through this batch's mean, as in rosinality's and
+    # NVIDIA's code; only the running mean carried to the next step is detached.
+    path_mean = mean_path_length + decay * (path_lengths.mean() - mean_path_length)
     path_penalty = (path_lengths - path_mean).pow(2).mean()
     return path_penalty, path_mean.detach(), path_lengths
 
@@ -301,13 +303,15 @@ class GANStep:
         self.mean_path_length = torch.zeros((), device=unwrap(generator).device)
         self.blur_sigma = 0.0
 
+    def augment_p(self):
+        return self.ada.p if self.ada is not None else 0.0
+
     def discriminator_input(self, images, p):
         """What the discriminator sees of `images`: blurred (early alias-free training), augmented."""
         return augment(blur_images(images, self.blur_sigma), p)
 
     def __call__(self, iteration, real_img):
         """Iteration `iteration` on the batch `real_img`; returns {loss name: scalar tensor}."""
-        p = self.ada.p if self.ada is not None else 0.0
         self.blur_sigma = self.settings.blur_sigma_at(iteration)
         losses = {}
         # The generator is never frozen: the discriminator phase runs it without autograd. A
@@ -316,12 +320,14 @@ class GANStep:
         # which PyTorch 2.11 does not (pytorch/pytorch#139476): it reused the frozen generator's
         # graph in the generator phase, which then had no gradient.
         requires_grad(self.discriminator, True)
-        self.discriminator_phase(real_img, p, losses)
+        self.discriminator_phase(real_img, self.augment_p(), losses)
+        # ADA tunes p after the discriminator's step; as in rosinality's loop, R1 and the
+        # generator already augment with the tuned p
         if self.settings.r1_now(iteration):
-            self.r1_phase(real_img, p, losses)
+            self.r1_phase(real_img, self.augment_p(), losses)
 
         requires_grad(self.discriminator, False)
-        self.generator_phase(real_img.shape[0], p, losses)
+        self.generator_phase(real_img.shape[0], self.augment_p(), losses)
         if self.settings.path_length_now(iteration):
             self.path_length_phase(real_img.shape[0], losses)
 
@@ -407,7 +413,7 @@ class GANStep:
             "g_optim": self.g_optim.state_dict(),
             "d_optim": self.d_optim.state_dict(),
             "mean_path_length": float(self.mean_path_length),
-            "ada_aug_p": self.ada.p if self.ada is not None else 0.0,
+            "ada_aug_p": self.augment_p(),
         }
 
     def load_state_dict(self, checkpoint, source, config):
