@@ -54,6 +54,11 @@ TEMPORARY_SUFFIX = ".tmp"
 
 # Model configuration as stored in a checkpoint's `args`, with the values the original code used
 # for keys its checkpoints lack.
+# NVIDIA's --cbase per unit of --channel_multiplier: StyleGAN2's channels at resolution r are
+# min(16384 x channel_multiplier / r, --channel_max) (config-f's 2 is NVIDIA's default 32768), and
+# the alias-free generator takes its channel base from the same flag.
+CHANNEL_BASE_PER_MULTIPLIER = 16384
+
 MODEL_DEFAULTS = {
     "arch": "stylegan2",
     "size": 256,
@@ -351,7 +356,7 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
         "--channel_multiplier",
         type=positive_int,
         default=MODEL_DEFAULTS["channel_multiplier"],
-        help="channel multiplier (2 = config-f)",
+        help="channel multiplier (2 = config-f); NVIDIA's --cbase is 16384 x this, for StyleGAN3 too",
     )
     add(
         "--channel_max",
@@ -480,7 +485,8 @@ def build_generator(config, device="cpu", modconv="grouped"):
     if config["arch"] == DIFFUSION_ARCH:
         return build_diffusion_generator(config).to(device)
     if config["arch"] in STYLEGAN3_ARCHS:
-        # --channel_max is NVIDIA's --cmax: StyleGAN3-R doubles it (and the channel base)
+        # --channel_max is NVIDIA's --cmax and CHANNEL_BASE_PER_MULTIPLIER x --channel_multiplier
+        # its --cbase: StyleGAN3-R doubles both, as NVIDIA's train.py does
         doubled = 2 if config["arch"] == "stylegan3-r" else 1
         if config["position"] != "none" or config["affine"] or config["kernel_size"] != 3:
             raise ValueError(
@@ -491,6 +497,7 @@ def build_generator(config, device="cpu", modconv="grouped"):
             config["latent"],
             config["n_mlp"],
             arch=config["arch"],
+            channel_base=CHANNEL_BASE_PER_MULTIPLIER * config["channel_multiplier"] * doubled,
             channel_max=config["channel_max"] * doubled,
         ).to(device)
     generator_class = swagan.Generator if config["arch"] == "swagan" else Generator

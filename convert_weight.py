@@ -27,7 +27,7 @@ import sys
 
 import torch
 
-from checkpoint import MODEL_DEFAULTS, build_discriminator, build_generator, save_checkpoint
+from checkpoint import CHANNEL_BASE_PER_MULTIPLIER, MODEL_DEFAULTS, build_discriminator, build_generator, save_checkpoint
 from model import channel_counts
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from utils.nvidia_pickle import NvidiaPickleError, load_network_pickle
@@ -93,18 +93,17 @@ def generator_config(record):
         kwargs.get("conv_kernel", 3) == STYLEGAN3_ARCHS[config["arch"]]["conv_kernel"],
         "a kernel size unlike T's and R's",
     )
-    base = STYLEGAN3_ARCHS[config["arch"]]["channel_base"]
-    require(
-        kwargs.get("channel_base", 32768) == base,
-        f"channel_base {kwargs.get('channel_base')} ({config['arch']}: {base})",
-    )
+    doubled = 2 if radial else 1  # NVIDIA's -R doubles --cbase and --cmax for G
+    base, unit = kwargs.get("channel_base", 32768), CHANNEL_BASE_PER_MULTIPLIER * doubled
+    require(base % unit == 0, f"channel_base {base} (a multiple of {unit}, NVIDIA's --cbase 16384 x k, is needed)")
+    config["channel_multiplier"] = base // unit
     schedule = {"num_layers": 14, "num_critical": 2, "first_cutoff": 2, "first_stopband": 2**2.1}
     schedule.update(last_stopband_rel=2**0.3, margin_size=10, output_scale=0.25, filter_size=6, lrelu_upsampling=2)
     for key, default in schedule.items():
         require(
             kwargs.get(key, default) == default, f"{key} {kwargs.get(key)} (only the paper's {default} is supported)"
         )
-    config["channel_max"] = kwargs.get("channel_max", 512) // (2 if radial else 1)  # --channel_max is NVIDIA's --cmax
+    config["channel_max"] = kwargs.get("channel_max", 512) // doubled  # --channel_max is NVIDIA's --cmax
     return config
 
 
@@ -301,7 +300,8 @@ def main(argv=None):
     generator = networks.get("G_ema") or networks["G"]
     print(
         f"{args.network}: {config['arch']} ({generator_family(generator)} networks), {config['size']} px, "
-        f"latent {config['latent']}, {config['n_mlp']} mapping layers, channel max {config['channel_max']}; "
+        f"latent {config['latent']}, {config['n_mlp']} mapping layers, channel multiplier {config['channel_multiplier']} "
+        f"(--cbase {CHANNEL_BASE_PER_MULTIPLIER * config['channel_multiplier']}), channel max {config['channel_max']}; "
         f"holds {', '.join(key for key in ('G', 'D', 'G_ema') if key in networks)}"
     )
     save_checkpoint(checkpoint, out)

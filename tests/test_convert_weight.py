@@ -187,6 +187,48 @@ def test_stylegan3_renders_nvidias_images(tmp_path, reference, arch, capsys):
     assert (truncated - stored["truncated"]).abs().max() <= 1e-4
 
 
+def with_random_parameters(layout, seed):
+    """A stored layout (names, shapes, NVIDIA's buffers) with random parameters, as network() takes it."""
+    generator = torch.Generator().manual_seed(seed)
+    values = [
+        layout["buffers"][name] if name in layout["buffers"] else torch.randn(shape, generator=generator) * 0.2
+        for name, shape in zip(layout["names"], layout["shapes"])
+    ]
+    return dict(layout, values=torch.cat([value.flatten() for value in values]))
+
+
+@pytest.mark.parametrize("arch", ["stylegan3-t", "stylegan3-r"])
+def test_nvidias_ffhqu_256_configs_with_cbase_16384_convert_generator_and_discriminator(tmp_path, arch, capsys):
+    """NVIDIA's FFHQ-U 256 px StyleGAN3 models are trained with --cbase 16384 (their configs.md).
+    tests/data/nvidia_ffhqu256_layouts.pt was made once, outside the repository, by building
+    NVlabs/stylegan3's Generator (256 px, latent 16, 2 mapping layers, --cbase 16384 and --cmax
+    128, doubled for -R as their train.py does) and their resnet Discriminator (--cbase 16384,
+    --cmax 128): module trees, parameter names and shapes, and their buffers (filters, Fourier
+    features); the parameters here are random. --cmax 128 keeps it small and still lets the base
+    decide the last layers' channels (T: 91 and 64 where --cbase 32768 gives 128)."""
+    layouts = torch.load(os.path.join(os.path.dirname(DATA), "nvidia_ffhqu256_layouts.pt"), weights_only=True)
+    content = {"G_ema": network(with_random_parameters(layouts[arch]["G"], 0))}
+    content["D"] = network(with_random_parameters(layouts["D"], 1))
+    write_pickle(tmp_path / "ffhqu.pkl", content)
+    convert_weight.main([str(tmp_path / "ffhqu.pkl"), "--out", str(tmp_path / "ffhqu.pt")])
+    assert "left out D" not in capsys.readouterr().out
+    checkpoint = load_checkpoint(str(tmp_path / "ffhqu.pt"))
+    assert (checkpoint["args"].channel_multiplier, checkpoint["args"].channel_max) == (1, 128)
+    generator, config = load_generator(str(tmp_path / "ffhqu.pt"))
+    channels = [layer.weight.shape[0] for layer in generator.layers]
+    assert channels[11:] == ([91, 64, 64, 3] if arch == "stylegan3-t" else [181, 128, 128, 3])
+    discriminator = build_discriminator(config)
+    discriminator.load_state_dict(checkpoint["d"])
+
+
+def test_a_channel_base_off_the_multipliers_is_refused(tmp_path, reference):
+    g = network(reference["stylegan3-t"]["G"])
+    g.state["_init_kwargs"]["channel_base"] = 24576
+    write_pickle(tmp_path / "other.pkl", {"G_ema": g})
+    with pytest.raises(SystemExit, match="channel_base 24576 .a multiple of 16384"):
+        convert_weight.main([str(tmp_path / "other.pkl")])
+
+
 @pytest.mark.parametrize(
     "module, buffer, message",
     [("input", "transform", "non-identity user transform"), ("L3_36_8", "down_filter", "L3_36_8.down_filter differs")],
