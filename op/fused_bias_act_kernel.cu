@@ -1,10 +1,12 @@
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/types.h>
 
 #include <algorithm>
 
+// Computed in float for half, bfloat16 and float, in double for double (at::opmath_type).
 template <typename scalar_t>
 __global__ void fused_bias_act_kernel(scalar_t* __restrict__ out, const scalar_t* __restrict__ x,
                                       const scalar_t* __restrict__ bias,
@@ -13,15 +15,17 @@ __global__ void fused_bias_act_kernel(scalar_t* __restrict__ out, const scalar_t
                                       int64_t bias_step, int64_t bias_len) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count;
        i += (int64_t)blockDim.x * gridDim.x) {
-    float value = static_cast<float>(x[i]);
+    using acc_t = at::opmath_type<scalar_t>;
+    acc_t value = static_cast<acc_t>(x[i]);
     bool positive;
     if (grad == 0) {
-      if (bias != nullptr) value += static_cast<float>(bias[(i / bias_step) % bias_len]);
-      positive = value > 0.f;
+      if (bias != nullptr) value += static_cast<acc_t>(bias[(i / bias_step) % bias_len]);
+      positive = value > 0;
     } else {
-      positive = static_cast<float>(refer[i]) > 0.f;
+      positive = static_cast<acc_t>(refer[i]) > 0;
     }
-    out[i] = static_cast<scalar_t>((positive ? value : value * negative_slope) * scale);
+    const acc_t slope = positive ? acc_t(1) : static_cast<acc_t>(negative_slope);
+    out[i] = static_cast<scalar_t>(value * slope * static_cast<acc_t>(scale));
   }
 }
 
@@ -29,7 +33,7 @@ torch::Tensor fused_bias_act_op(const torch::Tensor& input, const torch::Tensor&
                                 const torch::Tensor& refer, int grad, float negative_slope,
                                 float scale) {
   const at::cuda::OptionalCUDAGuard device_guard(device_of(input));
-  // channels-last input stays channels-last (refer follows it element for element); element i
+  // channels-last input (2-D or 3-D) stays so (refer follows it element for element); element i
   // then belongs to channel i % C, where in NCHW order it belongs to (i / (H W)) % C
   const auto format = input.suggest_memory_format();
   auto x = input.contiguous(format);
@@ -40,7 +44,9 @@ torch::Tensor fused_bias_act_op(const torch::Tensor& input, const torch::Tensor&
   if (count == 0) return out;
 
   int64_t bias_step = 1;
-  if (format != at::MemoryFormat::ChannelsLast) {
+  const bool channel_fastest =
+      format == at::MemoryFormat::ChannelsLast || format == at::MemoryFormat::ChannelsLast3d;
+  if (!channel_fastest) {
     for (int64_t d = 2; d < x.dim(); ++d) bias_step *= x.size(d);
   }
   const int64_t bias_len = x.dim() > 1 ? x.size(1) : 1;

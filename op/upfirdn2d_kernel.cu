@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <ATen/OpMathType.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/types.h>
@@ -9,7 +10,8 @@
 // channel fastest, so that neighbouring threads read neighbouring input elements there too).
 // Output pixel (oy, ox) reads the zero-inserted, padded input at rows oy * down_y + ky - pad_y0
 // (in upsampled coordinates) against the flipped kernel; only rows that are multiples of up_y
-// hold input pixels.
+// hold input pixels. Sums run in float for half, bfloat16 and float, in double for double
+// (at::opmath_type), as the float64 reference does.
 template <typename scalar_t, bool channels_last>
 __global__ void upfirdn2d_kernel(scalar_t* __restrict__ out, const scalar_t* __restrict__ x,
                                  const float* __restrict__ kernel, int64_t batch, int channel,
@@ -38,7 +40,8 @@ __global__ void upfirdn2d_kernel(scalar_t* __restrict__ out, const scalar_t* __r
       src = x + plane * in_h * in_w;
       pixel_stride = 1;
     }
-    float acc = 0.f;
+    using acc_t = at::opmath_type<scalar_t>;
+    acc_t acc = 0;
     for (int ky = 0; ky < kernel_h; ++ky) {
       const int uy = oy * down_y + ky - pad_y0;
       if (uy < 0 || uy >= up_h || uy % up_y != 0) continue;
@@ -46,8 +49,8 @@ __global__ void upfirdn2d_kernel(scalar_t* __restrict__ out, const scalar_t* __r
       for (int kx = 0; kx < kernel_w; ++kx) {
         const int ux = ox * down_x + kx - pad_x0;
         if (ux < 0 || ux >= up_w || ux % up_x != 0) continue;
-        const float tap = kernel[(kernel_h - 1 - ky) * kernel_w + (kernel_w - 1 - kx)];
-        acc += static_cast<float>(src[((int64_t)iy * in_w + ux / up_x) * pixel_stride]) * tap;
+        const acc_t tap = kernel[(kernel_h - 1 - ky) * kernel_w + (kernel_w - 1 - kx)];
+        acc += static_cast<acc_t>(src[((int64_t)iy * in_w + ux / up_x) * pixel_stride]) * tap;
       }
     }
     out[i] = static_cast<scalar_t>(acc);

@@ -276,6 +276,26 @@ def test_fused_leaky_relu_cuda_matches_reference_on_linear_layer_outputs(with_bi
 
 
 @pytest.mark.cuda
+def test_fused_leaky_relu_cuda_adds_each_channels_bias_to_channels_last_3d_input():
+    x = torch.randn(2, 4, 3, 5, 6, device="cuda").contiguous(memory_format=torch.channels_last_3d)
+    bias = torch.randn(4, device="cuda")
+    out = fused_leaky_relu(x, bias, impl="cuda")
+    assert torch.allclose(out, fused_leaky_relu_ref(x, bias), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.cuda
+def test_the_cuda_kernels_compute_float64_in_float64():
+    # a float32 sum would be off by about 1e-7; taps of the blur kernel are exact in float32
+    x = torch.randn(2, 4, 16, 12, device="cuda", dtype=torch.float64)
+    kernel = blur_kernel(torch.float32).cuda()
+    filtered = upfirdn2d(x, kernel, 2, 1, (2, 1), impl="cuda")
+    assert torch.allclose(filtered, upfirdn2d_ref(x, kernel.double(), 2, 1, (2, 1)), rtol=0, atol=1e-12)
+    bias = torch.randn(4, device="cuda", dtype=torch.float64)
+    activated = fused_leaky_relu(x, bias, impl="cuda")
+    assert torch.allclose(activated, fused_leaky_relu_ref(x, bias), rtol=0, atol=1e-12)
+
+
+@pytest.mark.cuda
 @pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_leaky_relu_cuda_matches_reference(dtype, memory_format):
