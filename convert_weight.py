@@ -15,6 +15,11 @@ its parameters and persistent buffers:
 - StyleGAN3-T / -R -> stylegan3.AliasFreeGenerator (its filters rebuilt and compared with the
   pickle's), with the discriminator when there is one.
 
+NVIDIA's --cbase becomes --channel_multiplier, cbase / 16384, for both families. NVIDIA's
+StyleGAN2 layers clamp their activations at +-256 (`conv_clamp`); rosinality's, which these
+become, do not, so renders agree wherever no activation reaches the clamp (all of the tests'
+networks); StyleGAN3's layers clamp as NVIDIA's do.
+
 Conditional networks, other architectures and settings, and a non-identity user `transform`
 buffer are refused with a message. The checkpoint holds `g_ema`, `g` and `d` (those present;
 `g_ema` is G's when the file has no G_ema) and `args`, the model configuration: generate.py,
