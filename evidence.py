@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 import generate
 import projector
-from checkpoint import checkpoint_path, load_checkpoint, load_generator
+from checkpoint import checkpoint_path, experiment_dir, load_checkpoint, load_generator, numbered_checkpoints
 from diffusion import SAMPLERS, DiffusionGenerator, SamplerSettings, use_sampler
 from evaluation.common import generated_batches, open_real_images
 from evaluation.equivariance import translation_equivariance
@@ -350,13 +350,14 @@ class Timesheet:
     """Seconds spent on each job, per machine and kind of job, and in all (wall time), summed over
     every call of evidence.py and saved after every job to --out/runs/seconds.json, so an
     interrupted run reports its full cost, and runs trained on one machine (a GPU lent for a
-    short while) and measured on another say so."""
+    short while) and measured on another say so. With resume=False the saved file is not read:
+    this call starts the count."""
 
-    def __init__(self, out, machine):
+    def __init__(self, out, machine, resume=True):
         self.path = os.path.join(out, "runs", "seconds.json")
         self.machine = machine
         self.jobs, self.machines, self.wall_before = {}, {}, 0.0
-        if os.path.exists(self.path):
+        if resume and os.path.exists(self.path):
             with open(self.path) as file:
                 saved = json.load(file)
             self.jobs, self.wall_before = saved["jobs"], saved["wall"]
@@ -656,7 +657,10 @@ def main(argv=None):
     data = dataset_path(args)
     runs = [(model, seed) for model in args.models for seed in args.seeds]
     jobs = [("measure", run) for run in runs] + [("gif", (model, None)) for model in args.models]
-    timesheet = Timesheet(args.out, machine(device))
+    # the saved timesheet belongs to the runs it trained: when none of them has a checkpoint left
+    # (a fresh clone beside the committed report, or runs to train again), it starts anew
+    resumed = any(numbered_checkpoints(experiment_dir(run_name(args, *run))) for run in runs)
+    timesheet = Timesheet(args.out, machine(device), resume=resumed)
     rows = []
     with tqdm(total=len(runs) + len(jobs), desc="evidence: training", unit="job", file=sys.stdout) as progress:
         train_side_by_side(args, runs, data, device, progress, timesheet)

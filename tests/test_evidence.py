@@ -89,6 +89,14 @@ def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     ]
     assert len(measured_again) == 1
 
+    # a fresh clone beside the committed report has none of its checkpoints: every run trains
+    # anew, and the report counts this call's time only, not the committed runs' too
+    for path in checkpoints:
+        path.unlink()
+    evidence.main(TINY)
+    assert "NVIDIA H100" not in (report / "report.md").read_text()
+    assert f"wall time in all on a {os.cpu_count()}-core CPU" in (report / "report.md").read_text()
+
 
 def test_a_run_that_train_py_refuses_stops_with_train_py_s_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
