@@ -32,7 +32,13 @@ import sys
 
 import torch
 
-from checkpoint import CHANNEL_BASE_PER_MULTIPLIER, MODEL_DEFAULTS, build_discriminator, build_generator, save_checkpoint
+from checkpoint import (
+    CHANNEL_BASE_PER_MULTIPLIER,
+    MODEL_DEFAULTS,
+    build_discriminator,
+    build_generator,
+    save_checkpoint,
+)
 from model import channel_counts
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
 from utils.nvidia_pickle import NvidiaPickleError, load_network_pickle
@@ -303,10 +309,12 @@ def main(argv=None):
         reason = f"a tensor or argument {error} is missing" if isinstance(error, KeyError) else str(error)
         raise SystemExit(f"{args.network} cannot be converted: {reason}. Nothing was written.") from None
     generator = networks.get("G_ema") or networks["G"]
+    multiplier = config["channel_multiplier"]
     print(
         f"{args.network}: {config['arch']} ({generator_family(generator)} networks), {config['size']} px, "
-        f"latent {config['latent']}, {config['n_mlp']} mapping layers, channel multiplier {config['channel_multiplier']} "
-        f"(--cbase {CHANNEL_BASE_PER_MULTIPLIER * config['channel_multiplier']}), channel max {config['channel_max']}; "
+        f"latent {config['latent']}, {config['n_mlp']} mapping layers, "
+        f"channel multiplier {multiplier} (--cbase {CHANNEL_BASE_PER_MULTIPLIER * multiplier}), "
+        f"channel max {config['channel_max']}; "
         f"holds {', '.join(key for key in ('G', 'D', 'G_ema') if key in networks)}"
     )
     save_checkpoint(checkpoint, out)
