@@ -52,13 +52,13 @@ LATEST = "latest"
 # ends the name of every file written before it is complete (renamed or removed afterwards)
 TEMPORARY_SUFFIX = ".tmp"
 
-# Model configuration as stored in a checkpoint's `args`, with the values the original code used
-# for keys its checkpoints lack.
 # NVIDIA's --cbase per unit of --channel_multiplier: StyleGAN2's channels at resolution r are
 # min(16384 x channel_multiplier / r, --channel_max) (config-f's 2 is NVIDIA's default 32768), and
 # the alias-free generator takes its channel base from the same flag.
 CHANNEL_BASE_PER_MULTIPLIER = 16384
 
+# Model configuration as stored in a checkpoint's `args`, with the values the original code used
+# for keys its checkpoints lack.
 MODEL_DEFAULTS = {
     "arch": "stylegan2",
     "size": 256,
