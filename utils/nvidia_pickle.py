@@ -202,9 +202,10 @@ ALLOWED_GLOBALS = {
 
 class RestrictedUnpickler(pickle._Unpickler):
     """An unpickler that resolves ALLOWED_GLOBALS only, refuses persistent ids, and runs BUILD
-    (an object's __setstate__ or __dict__ update) only for the numpy stand-ins: on anything
-    else, an allowed class or function included, it could change what later loads do. (The
-    Python implementation of pickle, whose opcodes can be overridden, unlike the C one's.)"""
+    (an object's __setstate__ or __dict__ update) only for the numpy stand-ins and for EasyDicts
+    given a dict: on anything else, an allowed class or function included, it could change what
+    later loads do. (The Python implementation of pickle, whose opcodes can be overridden,
+    unlike the C one's.)"""
 
     def find_class(self, module, name):
         try:
