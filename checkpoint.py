@@ -69,6 +69,7 @@ MODEL_DEFAULTS = {
     "kernel_size": 3,
     "channel_max": 512,
     "affine": False,
+    "mbstd_group": 4,
 }
 
 
@@ -382,6 +383,12 @@ def add_model_arguments(parser, title="model (stored in checkpoints; taken from 
         action="store_true",
         help="learned rotation/translation of the input PE (alias-free GAN's Fourier features)",
     )
+    add(
+        "--mbstd_group",
+        type=positive_int,
+        default=MODEL_DEFAULTS["mbstd_group"],
+        help="samples per minibatch-stddev group of the discriminator (NVIDIA's --mbstd-group)",
+    )
     add_diffusion_arguments(parser)
 
 
@@ -521,7 +528,10 @@ def build_discriminator(config, device="cpu"):
         raise ValueError(f"a diffusion model (--arch {DIFFUSION_ARCH}) has no discriminator")
     discriminator_class = swagan.Discriminator if config["arch"] == "swagan" else Discriminator
     return discriminator_class(
-        config["size"], channel_multiplier=config["channel_multiplier"], channel_max=config["channel_max"]
+        config["size"],
+        channel_multiplier=config["channel_multiplier"],
+        channel_max=config["channel_max"],
+        mbstd_group=config["mbstd_group"],
     ).to(device)
 
 

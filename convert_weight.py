@@ -15,7 +15,8 @@ its parameters and persistent buffers:
 - StyleGAN3-T / -R -> stylegan3.AliasFreeGenerator (its filters rebuilt and compared with the
   pickle's), with the discriminator when there is one.
 
-NVIDIA's --cbase becomes --channel_multiplier, cbase / 16384, for both families. NVIDIA's
+NVIDIA's --cbase becomes --channel_multiplier, cbase / 16384, for both families, and the
+discriminator's --mbstd-group becomes --mbstd_group. NVIDIA's
 StyleGAN2 layers clamp their activations at +-256 (`conv_clamp`); rosinality's, which these
 become, do not, so renders agree wherever no activation reaches the clamp (all of the tests'
 networks); StyleGAN3's layers clamp as NVIDIA's do.
@@ -202,17 +203,24 @@ def check_filters(generator, record):
             )
 
 
+def discriminator_group(record):
+    """The minibatch-stddev group of a D record (--mbstd_group; NVIDIA's default is 4, their FFHQ-U
+    256 and paper256 StyleGAN2 configs take 8), or Refused."""
+    epilogue = record.init_kwargs.get("epilogue_kwargs", {})
+    channels, group = epilogue.get("mbstd_num_channels", 1), epilogue.get("mbstd_group_size", 4)
+    require(channels == 1, f"a minibatch stddev of {channels} channels (ours has 1)")
+    require(
+        isinstance(group, int) and group >= 1, f"a minibatch-stddev group of {group!r} (--mbstd_group takes a count)"
+    )
+    return group
+
+
 def discriminator_state(record, config):
     """Rosinality-named state dict of a residual StyleGAN2 D record."""
     kwargs = record.init_kwargs
-    epilogue = kwargs.get("epilogue_kwargs", {})
     require(kwargs.get("c_dim", 0) == 0, f"a conditional discriminator (c_dim {kwargs.get('c_dim')})")
     require(
         kwargs.get("architecture", "resnet") == "resnet", f"discriminator architecture {kwargs.get('architecture')!r}"
-    )
-    require(
-        epilogue.get("mbstd_group_size", 4) == 4 and epilogue.get("mbstd_num_channels", 1) == 1,
-        "a minibatch stddev other than 4 x 1",
     )
     channels = stylegan2_channels(kwargs, config["size"])
     expected = channel_counts(config["channel_multiplier"], config["channel_max"])
@@ -278,8 +286,10 @@ def convert(networks):
     d_left_out = None
     if "D" in networks:
         try:
-            discriminator = loaded(build_discriminator(config), discriminator_state(networks["D"], config), "D")
-            checkpoint["d"] = discriminator.state_dict()
+            with_group = dict(config, mbstd_group=discriminator_group(networks["D"]))
+            state = discriminator_state(networks["D"], with_group)
+            checkpoint["d"] = loaded(build_discriminator(with_group), state, "D").state_dict()
+            config = with_group
         except (Refused, KeyError) as error:
             d_left_out = f"a tensor or argument {error} is missing" if isinstance(error, KeyError) else str(error)
     checkpoint["args"] = argparse.Namespace(**config)
@@ -316,6 +326,7 @@ def main(argv=None):
         f"channel multiplier {multiplier} (--cbase {CHANNEL_BASE_PER_MULTIPLIER * multiplier}), "
         f"channel max {config['channel_max']}; "
         f"holds {', '.join(key for key in ('G', 'D', 'G_ema') if key in networks)}"
+        + (f"; D's minibatch-stddev group {config['mbstd_group']}" if "d" in checkpoint else "")
     )
     save_checkpoint(checkpoint, out)
     written = [key for key in ("g_ema", "g", "d", "w_avg", "args") if key in checkpoint]

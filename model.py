@@ -863,12 +863,14 @@ def minibatch_stddev(out, group_size=4, features=1):
 
 class DiscriminatorEpilogue(nn.Module):
     """What StyleGAN2's discriminators share after their last 4x4 block (NVIDIA's "epilogue"):
-    minibatch standard deviation over groups of 4, a 3x3 convolution and two fully connected
-    layers, under rosinality's names `final_conv` and `final_linear`."""
+    minibatch standard deviation (over groups of 4 in StyleGAN2, of 8 in NVIDIA's FFHQ-U 256 and
+    paper256 configs), a 3x3 convolution and two fully connected layers, under rosinality's names
+    `final_conv` and `final_linear`."""
 
-    def build_epilogue(self, in_channel, channel):
-        """The epilogue's layers for `in_channel` input channels, `channel` wide."""
-        self.stddev_group = 4
+    def build_epilogue(self, in_channel, channel, mbstd_group=4):
+        """The epilogue's layers for `in_channel` input channels, `channel` wide; the stddev is
+        taken over groups of min(batch, mbstd_group) samples."""
+        self.stddev_group = mbstd_group
         self.stddev_feat = 1
         self.final_conv = ConvLayer(in_channel + 1, channel, 3)
         self.final_linear = nn.Sequential(
@@ -884,9 +886,10 @@ class DiscriminatorEpilogue(nn.Module):
 
 
 class Discriminator(DiscriminatorEpilogue):
-    """StyleGAN2 residual discriminator with minibatch standard deviation."""
+    """StyleGAN2 residual discriminator with minibatch standard deviation over groups of
+    `mbstd_group` samples."""
 
-    def __init__(self, size, channel_multiplier=2, blur_kernel=[1, 3, 3, 1], *, channel_max=512):
+    def __init__(self, size, channel_multiplier=2, blur_kernel=[1, 3, 3, 1], *, channel_max=512, mbstd_group=4):
         super().__init__()
         log_size = check_size(size)
         channels = channel_counts(channel_multiplier, channel_max)
@@ -898,7 +901,7 @@ class Discriminator(DiscriminatorEpilogue):
             convs.append(ResBlock(in_channel, out_channel, blur_kernel))
             in_channel = out_channel
         self.convs = nn.Sequential(*convs)
-        self.build_epilogue(in_channel, channels[4])
+        self.build_epilogue(in_channel, channels[4], mbstd_group)
 
     def forward(self, input):
         return self.epilogue(self.convs(input))

@@ -174,9 +174,10 @@ class FromRGB(nn.Module):
 
 
 class Discriminator(DiscriminatorEpilogue):
-    """SWAGAN discriminator (rosinality's layout and names; `channel_max` caps the channels)."""
+    """SWAGAN discriminator (rosinality's layout and names; `channel_max` caps the channels,
+    `mbstd_group` is the minibatch-stddev group as in StyleGAN2's)."""
 
-    def __init__(self, size, channel_multiplier=2, blur_kernel=[1, 3, 3, 1], *, channel_max=512):
+    def __init__(self, size, channel_multiplier=2, blur_kernel=[1, 3, 3, 1], *, channel_max=512, mbstd_group=4):
         super().__init__()
         log_size = check_wavelet_size(size) - 1
         channels = channel_counts(channel_multiplier, channel_max)
@@ -193,7 +194,7 @@ class Discriminator(DiscriminatorEpilogue):
             self.convs.append(ConvBlock(in_channel, out_channel, blur_kernel))
             in_channel = out_channel
         self.from_rgbs.append(FromRGB(channels[4], blur_kernel=blur_kernel))
-        self.build_epilogue(in_channel, channels[4])
+        self.build_epilogue(in_channel, channels[4], mbstd_group)
 
     def forward(self, input):
         input = self.dwt(input)

@@ -203,10 +203,11 @@ def check_args(args):
         check_size(args.size)
     except ValueError as error:
         raise SystemExit(f"--size: {error}") from None
-    if args.arch != DIFFUSION_ARCH and args.batch > 4 and args.batch % 4:
+    group = args.mbstd_group
+    if args.arch != DIFFUSION_ARCH and args.batch > group and args.batch % group:
         raise SystemExit(
-            f"--batch {args.batch}: the discriminator's minibatch-stddev groups need a batch of at most 4 "
-            "or a multiple of 4"
+            f"--batch {args.batch}: the discriminator's minibatch-stddev groups (--mbstd_group {group}) need a "
+            f"batch of at most {group} or a multiple of {group}"
         )
     shares = {
         "translate": "a fraction of the image size",

@@ -10,7 +10,8 @@ network it holds the state dict (names, shapes, one flat float32 tensor), the mo
 names, constructor kwargs, parameter and buffer names), the images rendered for its 2 latents z
 (StyleGAN2 with noise_mode='const'), one image at truncation 0.5, and for StyleGAN2 the
 discriminator's scores of the images and their mirror images. No NVIDIA code is in the repository:
-the tests write pickles in NVIDIA's format themselves (NvidiaPickler).
+the tests write pickles in NVIDIA's format themselves (NvidiaPickler). The other files in
+tests/data named nvidia_* were made the same way; the tests that read them say how.
 """
 
 import collections
@@ -162,14 +163,36 @@ def test_stylegan2_renders_nvidias_images_and_scores(tmp_path, reference, capsys
 
 
 def test_a_discriminator_that_cannot_be_built_is_left_out_not_the_generators(tmp_path, reference, capsys):
-    """NVIDIA's FFHQ-U StyleGAN3 configs group the minibatch stddev by 8: the generators convert."""
+    """A D with two minibatch-stddev channels has no counterpart here: the generators convert."""
     content = {key: network(reference["stylegan2"]["D" if key == "D" else "G"]) for key in ("G", "D", "G_ema")}
-    content["D"].state["_init_kwargs"]["epilogue_kwargs"] = {"mbstd_group_size": 8, "mbstd_num_channels": 1}
+    content["D"].state["_init_kwargs"]["epilogue_kwargs"] = {"mbstd_group_size": 4, "mbstd_num_channels": 2}
+    write_pickle(tmp_path / "two.pkl", content)
+    convert_weight.main([str(tmp_path / "two.pkl"), "--out", str(tmp_path / "two.pt")])
+    assert "left out D: a minibatch stddev of 2 channels (ours has 1)" in capsys.readouterr().out
+    checkpoint = load_checkpoint(str(tmp_path / "two.pt"))
+    assert {"g", "g_ema", "w_avg", "args"} <= set(checkpoint) and "d" not in checkpoint
+
+
+def test_a_discriminator_grouping_the_stddev_by_8_scores_as_nvidias(tmp_path, reference, capsys):
+    """NVIDIA's StyleGAN2 FFHQ-U 256 and paper256 configs take --mbstd-group 8. The converted D
+    keeps the group (--mbstd_group) and gives NVIDIA's scores on a batch of 8:
+    tests/data/nvidia_mbstd8.pt holds the images and the scores NVlabs/stylegan3's own
+    Discriminator gave them, with this test data's StyleGAN2 D weights, at groups of 8 and of 4."""
+    stored = torch.load(os.path.join(os.path.dirname(DATA), "nvidia_mbstd8.pt"), weights_only=True)
+    content = {key: network(reference["stylegan2"]["D" if key == "D" else "G"]) for key in ("G_ema", "D")}
+    content["D"].state["_init_kwargs"]["epilogue_kwargs"] = {"mbstd_group_size": 8}
     write_pickle(tmp_path / "grouped.pkl", content)
     convert_weight.main([str(tmp_path / "grouped.pkl"), "--out", str(tmp_path / "grouped.pt")])
-    assert "left out D: a minibatch stddev other than 4 x 1" in capsys.readouterr().out
+    assert "D's minibatch-stddev group 8" in capsys.readouterr().out
     checkpoint = load_checkpoint(str(tmp_path / "grouped.pt"))
-    assert {"g", "g_ema", "w_avg", "args"} <= set(checkpoint) and "d" not in checkpoint
+    _, config = load_generator(str(tmp_path / "grouped.pt"))
+    assert config.mbstd_group == 8
+    discriminator = build_discriminator(config)
+    discriminator.load_state_dict(checkpoint["d"])
+    with torch.no_grad():
+        scores = discriminator.eval()(stored["images"])
+    assert (stored["scores_group8"] - stored["scores_group4"]).abs().max() > 0.05  # the group matters
+    assert (scores - stored["scores_group8"]).abs().max() <= 1e-4
 
 
 @pytest.mark.parametrize("arch", ["stylegan3-t", "stylegan3-r"])

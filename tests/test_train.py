@@ -358,8 +358,11 @@ def test_every_spec_flag_is_accepted():
     assert all(getattr(args, switch[2:]) for switch in switches)
     assert {"size", "position", "channel_max"} <= explicit
 
-    with pytest.raises(SystemExit, match="minibatch-stddev"):
+    with pytest.raises(SystemExit, match="--batch 6: .* batch of at most 4 or a multiple of 4"):
         train.parse_args(["--name", "EXP", "--path", "LMDB", "--batch", "6"])
+    with pytest.raises(SystemExit, match="--batch 12: .*--mbstd_group 8.* a multiple of 8"):
+        train.parse_args(["--name", "EXP", "--path", "LMDB", "--batch", "12", "--mbstd_group", "8"])
+    assert train.parse_args(["--name", "EXP", "--path", "LMDB", "--batch", "6", "--mbstd_group", "2"])[0].batch == 6
 
 
 def test_the_step_owns_the_hyperparameter_defaults():
