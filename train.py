@@ -286,7 +286,8 @@ def configure_precision(args, device):
 
 def main(argv=None):
     """Train as the command line `argv` says; returns the Trainer (models, optimisers) at the end."""
-    args, explicit = parse_args(argv)
+    with distributed.first_rank_reports():  # the same command line, the same mistakes on every rank
+        args, explicit = parse_args(argv)
     device = distributed.setup(args.device, args.local_rank)
     try:
         trainer = run(args, explicit, device)

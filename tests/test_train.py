@@ -186,6 +186,19 @@ def test_a_setting_out_of_range_is_refused_by_name_before_training(flags, messag
     assert message in f"{refused.value} {capsys.readouterr().err}"
 
 
+@pytest.mark.parametrize("flags, code", [("--lr -1", 1), ("--batch 0", 2)])  # train.py's check, argparse's
+def test_under_torchrun_a_mistake_on_the_command_line_is_reported_by_rank_0_alone(flags, code, capsys, monkeypatch):
+    argv = ["--name", "unused", "--path", "unused", *flags.split()]
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(SystemExit) as first:
+        train.main(argv)
+    assert flags.split()[0] in f"{first.value} {capsys.readouterr().err}"
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(SystemExit) as other:
+        train.main(argv)
+    assert other.value.code == code and capsys.readouterr() == ("", "")
+
+
 class RunsCode:
     def __init__(self, marker):
         self.marker = marker

@@ -6,6 +6,7 @@ torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; `setup` joins the process group (
 gloo on CPU). Every helper works unchanged without a process group, so train.py has one code path.
 """
 
+import contextlib
 import functools
 import inspect
 import os
@@ -58,6 +59,22 @@ def setup(device_name="auto", local_rank=0):
         dist.init_process_group("gloo", init_method="env://")
         _control_group = dist.group.WORLD
     return device
+
+
+@contextlib.contextmanager
+def first_rank_reports():
+    """Silence the block's output and error message on every rank but rank 0, keeping its exit:
+    for work whose outcome is the same on every rank (checking the command line), so that a
+    mistake is reported once, not once per process. The rank comes from torchrun's RANK, as the
+    block may run before the process group exists."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+            yield
+    except SystemExit as error:  # a message as the code would be printed at exit: exit 1 instead
+        raise SystemExit(error.code if isinstance(error.code, int) or error.code is None else 1) from None
 
 
 def wait_for_all_ranks():
