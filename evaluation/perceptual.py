@@ -48,7 +48,13 @@ def build_lpips(weights_path, device, alternative=None):
     them (once, into the torch hub cache). `alternative`: a flag that avoids LPIPS, named in
     the message when the weights cannot be fetched.
     """
-    import lpips
+    try:
+        import lpips
+    except ImportError:
+        raise SystemExit(
+            "LPIPS needs the lpips package, which is not installed: pip install lpips (it is in requirements.txt)"
+            + (f", or use {alternative}" if alternative else "")
+        ) from None
 
     with warnings.catch_warnings():
         # lpips passes torchvision the deprecated `pretrained` argument

@@ -16,6 +16,7 @@ import torchvision
 from PIL import Image
 
 import projector
+from evaluation.perceptual import build_lpips
 from utils.images import to_pil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,6 +116,12 @@ def test_without_network_lpips_says_how_to_proceed(workdir, tmp_path):
     assert result.returncode != 0
     assert "--lpips_weights" in result.stderr and "--loss mse" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_without_the_lpips_package_lpips_says_how_to_proceed(monkeypatch):
+    monkeypatch.setitem(sys.modules, "lpips", None)  # what `import lpips` meets where it is not installed
+    with pytest.raises(SystemExit, match=r"pip install lpips .*, or use --loss mse"):
+        build_lpips(None, "cpu", alternative="--loss mse")
 
 
 def test_a_target_that_is_not_an_image_is_an_error(workdir):
