@@ -46,7 +46,7 @@ def build_lpips(weights_path, device, alternative=None):
 
     The trunk's ImageNet weights come from `weights_path` when given, else torchvision fetches
     them (once, into the torch hub cache). `alternative`: a flag that avoids LPIPS, named in
-    the message when the weights cannot be fetched.
+    the message when the lpips package is missing or the weights cannot be fetched.
     """
     try:
         import lpips
