@@ -48,12 +48,13 @@ def build_lpips(weights_path, device, alternative=None):
     them (once, into the torch hub cache). `alternative`: a flag that avoids LPIPS, named in
     the message when the lpips package is missing or the weights cannot be fetched.
     """
+    or_alternative = f", or use {alternative}" if alternative else ""
     try:
         import lpips
     except ImportError:
         raise SystemExit(
             "LPIPS needs the lpips package, which is not installed: pip install lpips (it is in requirements.txt)"
-            + (f", or use {alternative}" if alternative else "")
+            + or_alternative
         ) from None
 
     with warnings.catch_warnings():
@@ -71,7 +72,7 @@ def build_lpips(weights_path, device, alternative=None):
                     f"({error}). torchvision downloads them once into "
                     f"{os.path.join(torch.hub.get_dir(), 'checkpoints')}; without a network, copy "
                     "vgg16-397923af.pth there, or pass --lpips_weights PATH (a torchvision vgg16 state "
-                    "dict file)" + (f", or use {alternative}" if alternative else "")
+                    "dict file)" + or_alternative
                 ) from None
     return model.to(device).eval().requires_grad_(False)
 
