@@ -241,6 +241,10 @@ def prepare(
         work = partial(encode_synthetic, seed=seed, **options)
 
     check_output(out, overwrite)
+    if verbose:
+        # rosinality's banner, printed once the source and --out are known to be usable
+        source = path if path is not None else f"{n_synthetic} synthetic faces (seed {seed})"
+        print(f"Make dataset of image sizes: {', '.join(str(size) for size in sizes)} from {source}")
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     built = tempfile.mkdtemp(prefix=os.path.basename(os.path.abspath(out)) + ".partial-", dir=parent)
@@ -337,9 +341,6 @@ def main(argv=None):
         parser.error(f"--quality must be between 1 and 100, not {args.quality}")
     if args.n_worker < 1:
         parser.error(f"--n_worker must be at least 1, not {args.n_worker}")
-
-    source = args.path if args.path is not None else f"{args.synthetic} synthetic faces (seed {args.seed})"
-    print(f"Make dataset of image sizes: {', '.join(str(size) for size in args.size)} from {source}")
 
     try:
         summary = prepare(

@@ -99,6 +99,7 @@ def test_cli_writes_the_original_format_from_a_nested_folder(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2
     assert any("broken.png" in line for line in warnings) and any("cut.jpg" in line for line in warnings)
+    assert f"Make dataset of image sizes: 16, 32 from {tmp_path / 'images'}" in result.stdout
     assert f"Wrote {len(expected)} images" in result.stdout
     assert "skipped 2 files" in result.stdout
 
@@ -244,6 +245,7 @@ def test_cli_errors_exit_non_zero_and_write_nothing(tmp_path):
 
     assert empty.returncode == 1 and "found no images" in empty.stderr
     assert missing.returncode == 1 and "nowhere" in missing.stderr
+    assert missing.stdout == ""  # the error is the only thing said, with no banner before it
     assert too_small.returncode == 1 and "tiny.png is 20x20" in too_small.stderr and "--no_upscale" in too_small.stderr
     assert bad_size.returncode == 2 and "--size" in bad_size.stderr
     assert untrainable_size.returncode == 2 and "power of two from 8 to 1024, not 30" in untrainable_size.stderr
