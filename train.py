@@ -27,7 +27,8 @@ SIGINT or SIGTERM saves a checkpoint at the current iteration and exits cleanly.
 holds every RNG state, the data order's position, the sample latents and the run's flags (the
 training flags not given again are taken from it), so that a resumed run is the run it
 continues (bit for bit on the CPU); `--ckpt latest` resumes from the newest one,
-or starts afresh when there is none, so the same command line can be requeued forever. A
+or starts afresh when there is none, so the same command line can be requeued forever; a fresh
+start, or a resume from an older file, into a folder holding later checkpoints is refused. A
 --ckpt with weights only (convert_weight.py's, rosinality's) starts a fine-tuning run at iteration
 0 with fresh optimisers, from StyleGAN2 to PE if --position says so (training/finetune.py).
 """
@@ -58,15 +59,16 @@ DEFAULTS = StepSettings()
 # every kind reads). Given for the other kind they would change nothing, so they are refused.
 GAN_ONLY_FLAGS = {field.name for field in fields(StepSettings)} - {"lr", "ema_decay", "blur_fade_iterations"}
 GAN_ONLY_FLAGS |= set(MODEL_DEFAULTS) - {"arch", "size", "position"}
-GAN_ONLY_FLAGS |= {"blur_fade_kimg", "freeze_d", "modconv", "augment", "augment_p"}
-GAN_ONLY_FLAGS |= {"ada_target", "ada_length", "ada_every"}
+GAN_ONLY_FLAGS |= {"blur_fade_kimg", "freeze_d", "modconv", "augment"}
+ADA_FLAGS = {"augment_p", "ada_target", "ada_length", "ada_every"}
+GAN_ONLY_FLAGS |= ADA_FLAGS
 DIFFUSION_ONLY_FLAGS = set(DIFFUSION_DEFAULTS) | SAMPLER_FLAGS | {"grad_clip", "warmup"}
 # What a run trains with beyond its model (which merge_model_config restores): a resumed train.py
 # run takes them from its checkpoint unless the command line gives them, so that it goes on as it
 # trained. The rest (--name, --path, --iter, the outputs, hardware and speed) is each invocation's.
 TRAINING_FLAGS = {field.name for field in fields(StepSettings) + fields(DiffusionSettings)}
-TRAINING_FLAGS |= {"seed", "batch", "translate", "augment", "augment_p", "ada_target", "ada_length", "ada_every"}
-TRAINING_FLAGS |= {"blur_fade_kimg", "freeze_d"}
+TRAINING_FLAGS |= {"seed", "batch", "translate", "augment", "blur_fade_kimg", "freeze_d"} | ADA_FLAGS
+TRAINING_FLAGS |= SAMPLER_FLAGS  # a diffusion run's sample grids
 TRAINING_FLAGS -= {"latent", "blur_fade_iterations", "g_adam_every", "ema_rampup"}  # a model flag; the recipe's
 
 
@@ -160,7 +162,12 @@ def build_parser():
         help="random circular translation of the real images, as a fraction of their size "
         "(0 = off, 1.0 = any offset: the paper's recipe)",
     )
-    add("--augment", action="store_true", help="adaptive discriminator augmentation (ADA)")
+    add(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="adaptive discriminator augmentation (ADA); --no-augment turns it off when resuming a run that had it",
+    )
     add("--augment_p", type=float, default=0, help="fixed augmentation probability (0 = adapt it)")
     add("--ada_target", type=float, default=0.6, help="target of the ADA overfitting heuristic r_t")
     add("--ada_length", type=positive_int, default=500 * 1000, help="real images over which p can go from 0 to 1")
@@ -197,14 +204,15 @@ def r1_weight(text):
         raise argparse.ArgumentTypeError(f"--r1 takes a number or 'auto', not {text!r}") from None
 
 
-def check_args(args):
-    """Refuse settings that would fail later, naming the flag and what it accepts."""
+def check_args(args, model_known=True):
+    """Refuse settings that would fail later, naming the flag and what it accepts. Before a
+    --ckpt is read (`model_known` False), its model flags are unknown: their checks wait."""
     try:
         check_size(args.size)
     except ValueError as error:
         raise SystemExit(f"--size: {error}") from None
     group = args.mbstd_group
-    if args.arch != DIFFUSION_ARCH and args.batch > group and args.batch % group:
+    if model_known and args.arch != DIFFUSION_ARCH and args.batch > group and args.batch % group:
         raise SystemExit(
             f"--batch {args.batch}: the discriminator's minibatch-stddev groups (--mbstd_group {group}) need a "
             f"batch of at most {group} or a multiple of {group}"
@@ -235,7 +243,7 @@ def check_args(args):
 
 def check_kind_flags(args, explicit):
     """Refuse the flags of `explicit` that the kind of model of --arch (a GAN, or a diffusion
-    model) does not read, naming them."""
+    model) does not read, naming them; warn of ADA's without --augment."""
     if args.arch == DIFFUSION_ARCH:
         unread, kind, other = GAN_ONLY_FLAGS & explicit, "a diffusion model", "a GAN's"
     else:
@@ -244,6 +252,9 @@ def check_kind_flags(args, explicit):
         raise SystemExit(
             f"--arch {args.arch} trains {kind}, which does not read {flag_list(unread)} ({other} flags); leave them out"
         )
+    # a warning, not a refusal: rosinality's train.py takes them without --augment, as no-ops
+    if not args.augment and ADA_FLAGS & explicit and distributed.get_rank() == 0:
+        print(f"warning: ADA is off without --augment; it ignores {flag_list(ADA_FLAGS & explicit)}", file=sys.stderr)
 
 
 def parse_args(argv=None):
@@ -251,7 +262,7 @@ def parse_args(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_args(args)
+    check_args(args, model_known=args.ckpt is None)
     return args, explicit_flags(parser, argv)
 
 
@@ -307,8 +318,8 @@ def run(args, explicit, device):
     if start is None:
         return None
     restored = restore_training_flags(start, args, explicit)
-    if start.checkpoint is not None:
-        check_args(args)  # the model configuration now comes from the checkpoint
+    if args.ckpt is not None:
+        check_args(args)  # the model configuration is now the checkpoint's (or, with none found, the flags')
     check_kind_flags(args, explicit)
     # what the checkpoint restored counts as given: the --arch recipes fill in only the rest
     given = set(explicit) | restored

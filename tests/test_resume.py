@@ -233,6 +233,7 @@ def test_truncated_foreign_or_mismatched_checkpoints_are_refused(tmp_path, lmdb1
     other = gan.build_models(argparse_namespace(size=32), torch.device("cpu"))[0]
     bigger["g"] = bigger["g_ema"] = other.state_dict()
     torch.save(bigger, tmp_path / "other.pt")
+    os.remove(os.path.join(folder(tmp_path), "000002.pt"))  # a start at iteration 0 would be refused behind it
     message = refusal(tmp_path, lmdb16, "--iter", "4", "--ckpt", str(tmp_path / "other.pt"))
     assert "does not fit" in message and "size 16" in message
 

@@ -1,6 +1,7 @@
 """train.py, training/gan.py, training/loop.py and training/distributed.py on a CPU with a tiny
 model (32 px, 32 channels)."""
 
+import argparse
 import contextlib
 import dataclasses
 import functools
@@ -24,7 +25,7 @@ from checkpoint import build_generator, load_checkpoint, merge_model_config
 from model import StyledConv
 from training import gan
 from training.augment import AdaptiveAugment
-from training.loop import prune_checkpoints
+from training.loop import ResumePoint, prune_checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
@@ -166,6 +167,52 @@ def test_a_gan_run_refuses_the_diffusion_models_flags(trained, tmp_path, synthet
     message = refusal(monkeypatch, cwd, synthetic_lmdb, *"--ckpt latest --iter 4 --steps 10 --grad_clip 0".split())
     assert "--arch stylegan2 trains a GAN, which does not read --grad_clip, --steps" in message
     assert checkpoints(cwd) == ["000002.pt"]
+
+
+def test_a_run_never_starts_behind_checkpoints_already_in_its_folder(trained, tmp_path, synthetic_lmdb, monkeypatch):
+    """A fresh start, or a resume from an earlier checkpoint, into a folder holding later
+    checkpoints is refused before it writes anything: --ckpt latest would later resume those."""
+    cwd = copy_run(trained, tmp_path)
+    log = read_log(cwd)
+    message = refusal(monkeypatch, cwd, synthetic_lmdb, *"--iter 4 --position mspe".split())
+    assert "checkpoint/tiny already holds the checkpoints 000002.pt of a run" in message
+    assert "resume that run with --ckpt latest, or start this one under another --name" in message
+
+    folder = os.path.join(cwd, "checkpoint", NAME)
+    shutil.copy(os.path.join(folder, "000002.pt"), os.path.join(folder, "000001.pt"))
+    message = refusal(monkeypatch, cwd, synthetic_lmdb, *"--ckpt 000001.pt --iter 4".split())
+    assert "holds 000002.pt, past iteration 1 where checkpoint/tiny/000001.pt resumes" in message
+    assert "move them out of checkpoint/tiny" in message
+    assert checkpoints(cwd) == ["000001.pt", "000002.pt"] and read_log(cwd) == log
+
+
+def test_a_resume_can_turn_ada_off_and_keeps_the_sample_grids_sampler():
+    """--no-augment wins over the checkpoint's --augment; a diffusion run's grid sampler flags
+    (--steps) come back from its checkpoint like every training flag."""
+    args, explicit = train.parse_args(["--name", "unused", "--path", "unused", "--ckpt", "latest", "--no-augment"])
+    stored = argparse.Namespace(**{**vars(args), "augment": True, "steps": 2})
+    start = ResumePoint("checkpoint/unused/000002.pt", {"data": {}, "args": stored}, 2)
+    train.restore_training_flags(start, args, explicit)
+    assert (args.augment, args.steps) == (False, 2)
+
+
+def test_the_batch_is_checked_against_the_resumed_runs_minibatch_groups():
+    """Before --ckpt is read, --batch 6 cannot be judged: the run may have --mbstd_group 2, or be
+    a diffusion model (no minibatch-stddev)."""
+    args, _ = train.parse_args(["--name", "unused", "--path", "unused", "--ckpt", "latest", "--batch", "6"])
+    args.mbstd_group = 2  # the checkpoint's
+    train.check_args(args)
+    with pytest.raises(SystemExit, match="--batch 6: .*--mbstd_group 4"):
+        train.parse_args(["--name", "unused", "--path", "unused", "--batch", "6"])
+
+
+def test_ada_settings_without_augment_are_warned_of(capsys):
+    args, explicit = train.parse_args(["--name", "unused", "--path", "unused", "--augment_p", "0.5"])
+    train.check_kind_flags(args, explicit)
+    assert "warning: ADA is off without --augment; it ignores --augment_p" in capsys.readouterr().err
+    args, explicit = train.parse_args(["--name", "unused", "--path", "unused", "--augment_p", "0.5", "--augment"])
+    train.check_kind_flags(args, explicit)
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,8 @@ def resume_point(args, explicit):
     latest (the newest checkpoint there that loads, or a fresh start when there is none), or a
     fresh start. The checkpoint's model configuration fills every model flag not given
     (`explicit`: the flags given). A checkpoint with weights only (no optimiser states) starts a
-    fine-tuning run at iteration 0, whose --position may differ (training/finetune.py). Returns
+    fine-tuning run at iteration 0, whose --position may differ (training/finetune.py). A run
+    never starts behind checkpoints already in checkpoint/<name>/ (refuse_later_checkpoints). Returns
     None when --ckpt latest finds the run complete, so that a requeued job ends quietly."""
     rank = distributed.get_rank()
     if args.ckpt == LATEST:
@@ -87,6 +88,7 @@ def resume_point(args, explicit):
         path = resolve_checkpoint(args.ckpt, args.name)
         checkpoint = load_checkpoint(path)
     else:
+        refuse_later_checkpoints(args, 0)
         return ResumePoint()
     fine_tune = is_weights_only(checkpoint)
     if "args" in checkpoint:
@@ -96,6 +98,8 @@ def resume_point(args, explicit):
         if new_position:
             args.position = new_position
     iteration = 0 if fine_tune else checkpoint_iteration(path)
+    if args.ckpt != LATEST:  # latest starts after every checkpoint that loads
+        refuse_later_checkpoints(args, iteration, path)
     if iteration >= args.iter:
         if args.ckpt == LATEST:
             if rank == 0:
@@ -105,6 +109,29 @@ def resume_point(args, explicit):
     if not fine_tune and rank == 0:  # fine-tuning says what it loaded itself (training/finetune.py)
         print(f"resuming from {path} at iteration {iteration}", file=sys.stderr)
     return ResumePoint(path, checkpoint, iteration)
+
+
+def refuse_later_checkpoints(args, iteration, path=None):
+    """Refuse a run starting at `iteration` (from `path`; None: a fresh start) when its folder
+    already holds checkpoints numbered past it. They belong to another run, or to the rest of
+    the one resumed: `--ckpt latest` would later resume them instead of this run, and --keep
+    would delete this run's checkpoints first."""
+    folder = experiment_dir(args.name)
+    later = [name for name in numbered_checkpoints(folder) if checkpoint_iteration(name) > iteration]
+    if not later:
+        return
+    names = ", ".join(os.path.basename(name) for name in reversed(later))
+    if path is None or iteration == 0:
+        start = "a fresh start" if path is None else f"a start at iteration 0 from {path}"
+        raise SystemExit(
+            f"{folder} already holds the checkpoints {names} of a run, which {start} would mix with its own: "
+            "resume that run with --ckpt latest, or start this one under another --name"
+        )
+    raise SystemExit(
+        f"{folder} holds {names}, past iteration {iteration} where {path} resumes, which this run would be mixed "
+        f"with (--ckpt latest would resume {os.path.basename(later[0])}). To go on from iteration {iteration}, move "
+        f"them out of {folder}; to go on from the newest, use --ckpt latest"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
