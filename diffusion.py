@@ -237,6 +237,9 @@ class UNet(nn.Module):
                 f"({len(channel_mult)} levels): use fewer channel_mult entries or another size"
             )
         self.size, self.channels, self.position, self.in_channels = size, channels, position, in_channels
+        self.level_sizes = [size // 2**index for index in range(len(channel_mult))]
+        # sizes of attention_resolutions that no level works at: they add no attention
+        self.unused_attention = sorted(attention_resolutions - set(self.level_sizes))
         embed_dim = 4 * channels
         self.time_embed = nn.Sequential(nn.Linear(channels, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
 

@@ -152,7 +152,7 @@ def test_few_step_ddim_is_the_discretised_flow_in_closed_form():
     expected = mu + factor * (x_T - math.sqrt(abar[0]) * mu)
     denoiser = gaussian_denoiser(process, mu, sigma)
     samples = process.sample(denoiser, (16, 1), "ddim", 10, x_T=x_T, clip_denoised=False, dtype=torch.float64)
-    assert torch.allclose(samples, expected, rtol=0, atol=1e-12)
+    assert torch.allclose(samples, expected, rtol=0, atol=1e-10)  # float64 rounding over ten steps reaches 2e-12
     assert factor < 0.9 * sigma  # ten steps are too few for the spread of the data
 
 
@@ -487,3 +487,15 @@ def test_evidence_measures_the_diffusion_models_with_the_recipes_sampler_and_aga
     with pytest.raises(SystemExit):
         evidence.parse_args(["--sampler", "euler"])
     assert "--sampler takes one of ddim, ddpm, not 'euler'" in capsys.readouterr().err
+
+
+def test_attention_at_a_size_no_level_works_at_is_warned_of(capsys):
+    """--attention_resolutions names feature-map sizes: one the UNet has no level at would add
+    nothing, silently."""
+    args, _ = train.parse_args(["--name", NAME, "--path", "unused", *TINY, "--attention_resolutions", "32,8"])
+    build_diffusion_step(args, torch.device("cpu"))
+    message = capsys.readouterr().err
+    assert "--attention_resolutions 32: the UNet has no level at that size (its levels work at 16, 8 px)" in message
+    args, _ = train.parse_args(["--name", NAME, "--path", "unused", *TINY])
+    build_diffusion_step(args, torch.device("cpu"))
+    assert "attention" not in capsys.readouterr().err

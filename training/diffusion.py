@@ -12,6 +12,7 @@ rather than the initial ones.
 
 import contextlib
 import copy
+import sys
 import zlib
 from dataclasses import dataclass, fields
 
@@ -190,6 +191,13 @@ def build_diffusion_step(args, device, autocast=contextlib.nullcontext):
         generator = build_generator(args, device)
     except ValueError as error:
         raise SystemExit(f"cannot build the model: {error}") from None
+    unet = generator.unet
+    if unet.unused_attention and distributed.get_rank() == 0:
+        print(
+            f"warning: --attention_resolutions {','.join(map(str, unet.unused_attention))}: the UNet has no level "
+            f"at that size (its levels work at {', '.join(map(str, unet.level_sizes))} px), so no attention there",
+            file=sys.stderr,
+        )
     if getattr(args, "channels_last", False):
         to_channels_last(generator)
     ema = copy.deepcopy(generator).eval()
