@@ -35,6 +35,7 @@ from utils.flags import (
     add_duration_argument,
     add_lpips_weights_argument,
     add_noise_shift_argument,
+    distinct_stems,
     positive_int,
 )
 from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
@@ -372,9 +373,7 @@ def main(argv=None):
         raise SystemExit(f"--lr must be positive, not {args.lr}")
     if args.n_mean_latent < 2:
         raise SystemExit(f"--n_mean_latent must be at least 2 (the spread of W takes two), not {args.n_mean_latent}")
-    stems = [os.path.splitext(os.path.basename(path))[0] for path in args.files]
-    if len(set(stems)) < len(stems):
-        raise SystemExit("the targets' file names must differ: outputs are named after them")
+    stems = distinct_stems(args.files, "targets")
     images = open_images(args.files)
 
     generator, args, device = load_generator_from_args(parser, args, argv)

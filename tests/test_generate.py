@@ -177,3 +177,13 @@ def test_seed_lists_read_ranges_and_refuse_one_counting_down():
     assert generate.parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
     with pytest.raises(SystemExit, match="'3-1' in '0,3-1' counts down and lists nothing: write 1-3"):
         generate.parse_seeds("0,3-1")
+
+
+def test_projections_of_one_file_name_are_refused_where_they_name_the_outputs():
+    # their single images, shift GIFs and sticking pictures would overwrite each other's
+    files = ["inverse/p/00006.pt", "inverse/pw/00006.pt"]
+    with pytest.raises(SystemExit, match="inverse/p/00006.pt and inverse/pw/00006.pt are both '00006'"):
+        generate.main(["--ckpt", "unread.pt", "--mode", "shift", "--projection", *files])
+    # a walk names no output after them, and may come back to where it started
+    with pytest.raises(SystemExit, match="'unread.pt' not found"):
+        generate.main(["--ckpt", "unread.pt", "--mode", "interpolate", "--projection", *files, files[0]])

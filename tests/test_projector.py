@@ -141,6 +141,11 @@ def test_a_setting_out_of_range_is_refused_by_name_before_loading(flags, message
         projector.main(["--ckpt", "unread.pt", *flags.split(), FACE])
 
 
+def test_targets_of_one_file_name_are_refused_naming_both():
+    with pytest.raises(SystemExit, match="outputs are named after them [(]faces/00006.png and crops/00006.jpg are"):
+        projector.main(["--ckpt", "unread.pt", "faces/00006.png", "crops/00006.jpg"])
+
+
 def test_checkpoint_of_the_wrong_kind_is_an_error(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     with pytest.raises(SystemExit, match="position"):

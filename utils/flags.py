@@ -2,6 +2,7 @@
 configuration's flags are checkpoint.py's `add_model_arguments`, beside the configuration.)"""
 
 import argparse
+import os
 from dataclasses import fields
 
 from diffusion import SAMPLERS, VARIANCES, SamplerSettings
@@ -35,6 +36,22 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def distinct_stems(paths, what):
+    """The file stems of `paths` (`inverse/p/00006.pt` -> `00006`), which name the outputs a script
+    makes of them; two files of one stem, whose outputs would overwrite each other's, are refused
+    (`what`: the files, plural, as the message names them)."""
+    stems = {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in stems:
+            raise SystemExit(
+                f"the {what}' file names must differ: outputs are named after them "
+                f"({stems[stem]} and {path} are both {stem!r})"
+            )
+        stems[stem] = path
+    return list(stems)
 
 
 def add_duration_argument(parser, default, modes=""):
