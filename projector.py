@@ -72,10 +72,13 @@ def noise_normalize_(noises):
 
 
 def get_lr(t, initial_lr, rampdown=0.25, rampup=0.05):
-    """Learning rate at progress t in [0, 1]: linear warm-up, cosine ramp-down."""
-    lr_ramp = min(1, (1 - t) / rampdown)
-    lr_ramp = 0.5 - 0.5 * math.cos(lr_ramp * math.pi)
-    lr_ramp = lr_ramp * min(1, t / rampup)
+    """Learning rate at progress t in [0, 1]: linear warm-up over the first `rampup` of it, cosine
+    ramp-down over the last `rampdown` (a ramp of 0: none)."""
+    lr_ramp = 1.0
+    if rampdown:
+        lr_ramp = 0.5 - 0.5 * math.cos(min(1, (1 - t) / rampdown) * math.pi)
+    if rampup:
+        lr_ramp = lr_ramp * min(1, t / rampup)
     return initial_lr * lr_ramp
 
 
@@ -128,8 +131,9 @@ class ProjectionSettings:
     the same names take them from here.
 
     step: Adam steps at learning rate lr, warmed up over the first lr_rampup and ramped down
-    (cosine) over the last lr_rampdown of them. noise: strength of the noise added to the latent
-    (times W's spread), decaying to none over the first noise_ramp. noise_regularize: weight of
+    (cosine) over the last lr_rampdown of them (a ramp of 0: none). noise: strength of the noise
+    added to the latent (times W's spread), decaying to none over the first noise_ramp of the
+    steps (0: no latent noise at all). noise_regularize: weight of
     the noise maps' autocorrelation penalty. loss: 'lpips' (plus mse times the pixel MSE) or
     'mse'. w_plus: one latent per layer (W+) instead of one for all (W). noise_shift: what a shift
     does to the initial noise maps. n_mean_latent: mapped samples for W's mean and spread.
@@ -195,7 +199,8 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
         t = i / settings.step
         lr = get_lr(t, settings.lr, settings.lr_rampdown, settings.lr_rampup)
         optimizer.param_groups[0]["lr"] = lr
-        noise_strength = latent_std * settings.noise * max(0, 1 - t / settings.noise_ramp) ** 2
+        decay = max(0, 1 - t / settings.noise_ramp) ** 2 if settings.noise_ramp else 0
+        noise_strength = latent_std * settings.noise * decay
 
         generated = render(latent_noise(latent_in, noise_strength))
         r_loss = reconstruction_loss(generated, targets, percept, settings, mask).sum()
@@ -334,11 +339,26 @@ def build_parser():
     )
     add_checkpoint_arguments(parser)
     add = parser.add_argument
-    add("--lr_rampup", type=float, default=DEFAULTS.lr_rampup, help="duration of the learning rate warmup")
-    add("--lr_rampdown", type=float, default=DEFAULTS.lr_rampdown, help="duration of the learning rate decay")
+    add(
+        "--lr_rampup",
+        type=float,
+        default=DEFAULTS.lr_rampup,
+        help="fraction of the steps the learning rate warms up over (0: full from the first step)",
+    )
+    add(
+        "--lr_rampdown",
+        type=float,
+        default=DEFAULTS.lr_rampdown,
+        help="fraction of the steps the learning rate decays over at the end (0: no decay)",
+    )
     add("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
     add("--noise", type=float, default=DEFAULTS.noise, help="strength of the noise level")
-    add("--noise_ramp", type=float, default=DEFAULTS.noise_ramp, help="duration of the noise level decay")
+    add(
+        "--noise_ramp",
+        type=float,
+        default=DEFAULTS.noise_ramp,
+        help="fraction of the steps the latent noise decays to none over (0: no latent noise)",
+    )
     add("--step", type=positive_int, default=DEFAULTS.step, help="optimisation steps")
     add("--noise_regularize", type=float, default=DEFAULTS.noise_regularize, help="weight of the noise regularization")
     add("--mse", type=float, default=DEFAULTS.mse, help="weight of the mse loss (added to LPIPS)")
@@ -371,6 +391,9 @@ def main(argv=None):
         raise SystemExit(f"--pics must be 0 or more, not {args.pics}")
     if args.lr <= 0:
         raise SystemExit(f"--lr must be positive, not {args.lr}")
+    for flag, zero in (("lr_rampup", "no warm-up"), ("lr_rampdown", "no decay"), ("noise_ramp", "no latent noise")):
+        if getattr(args, flag) < 0:
+            raise SystemExit(f"--{flag} must be 0 ({zero}) or more, not {getattr(args, flag)}")
     if args.n_mean_latent < 2:
         raise SystemExit(f"--n_mean_latent must be at least 2 (the spread of W takes two), not {args.n_mean_latent}")
     stems = distinct_stems(args.files, "targets")
