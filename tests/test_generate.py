@@ -187,3 +187,11 @@ def test_projections_of_one_file_name_are_refused_where_they_name_the_outputs():
     # a walk names no output after them, and may come back to where it started
     with pytest.raises(SystemExit, match="'unread.pt' not found"):
         generate.main(["--ckpt", "unread.pt", "--mode", "interpolate", "--projection", *files, files[0]])
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_truncation_mean_of_no_latents_is_refused(value, capsys):
+    # 0 averaged nothing (a NaN centre: black images), fewer crashed
+    with pytest.raises(SystemExit):
+        generate.build_parser().parse_args(["--truncation", "0.7", "--truncation_mean", value])
+    assert f"--truncation_mean: must be at least 1, not {value}" in capsys.readouterr().err

@@ -86,7 +86,7 @@ def add_truncation_arguments(parser, default=1.0, help="truncation ratio (1 = no
     parser.add_argument("--truncation", type=float, default=default, help=help)
     parser.add_argument(
         "--truncation_mean",
-        type=int,
+        type=positive_int,
         default=TRUNCATION_MEAN,
         help="mapped latents averaged for the truncation centre (unless the checkpoint brings its own: "
         "NVIDIA's tracked mean of w, StyleGAN3's)",
