@@ -79,7 +79,8 @@ def build_parser():
     add_truncation_arguments(
         parser,
         default=None,
-        help="truncation ratio (1 = none; default 0.7, and 1 for --projection: its latent as found)",
+        help="truncation ratio (1 = none; below 1 towards the mean, above 1 away from it; default 0.7, and 1 for "
+        "--projection: its latent as found)",
     )
     parser.add_argument("--out_prefix", type=str, default="factor", help="filename prefix to result samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")

@@ -81,7 +81,9 @@ def add_speed_arguments(parser):
     add("--compile", action="store_true", help="torch.compile the generator and discriminator forward passes")
 
 
-def add_truncation_arguments(parser, default=1.0, help="truncation ratio (1 = none)"):
+def add_truncation_arguments(
+    parser, default=1.0, help="truncation ratio (1 = none; below 1 towards the mean, above 1 away from it)"
+):
     """--truncation and --truncation_mean."""
     parser.add_argument("--truncation", type=float, default=default, help=help)
     parser.add_argument(
