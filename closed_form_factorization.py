@@ -17,6 +17,7 @@ layers, and so is the alias-free input's transform `affine_fourier`, which is no
 """
 
 import argparse
+import os
 import re
 import sys
 
@@ -82,6 +83,8 @@ def main(argv=None):
         eigvec = factorize(checkpoint.get("g_ema", checkpoint.get("g")))
     except ValueError as error:
         raise SystemExit(f"{args.ckpt}: {error}") from None
+    if os.path.dirname(args.out):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
     torch.save({"ckpt": args.ckpt, "eigvec": eigvec}, args.out)
     print(f"wrote {args.out} ({eigvec.shape[1]} directions of a {eigvec.shape[0]}-d latent)")
 

@@ -97,3 +97,10 @@ def test_an_alias_free_generator_is_factorized_without_its_to_rgb_layer(tmp_path
 def test_a_generator_without_styled_layers_is_refused_naming_the_architectures():
     with pytest.raises(ValueError, match="SeFa factorizes stylegan2, swagan and stylegan3-t/-r generators"):
         factorize({"layers.0.weight": torch.zeros(3, 3)})
+
+
+def test_out_in_a_folder_that_does_not_exist_yet_is_made(factored):
+    folder, ckpt, _ = factored
+    out = folder / "factors" / "tiny" / "factor.pt"
+    factorize_main([ckpt, "--out", str(out)])
+    assert torch.load(out, weights_only=True)["eigvec"].shape == (32, 32)
