@@ -373,7 +373,10 @@ def build_parser():
         "--shift_w", type=int, default=0, help="roll the target right by this many pixels and shift the generator alike"
     )
     parser.add_argument(
-        "--pics", type=int, default=0, help="project at this many shifts on a circle around the shift and write GIFs"
+        "--pics",
+        type=int,
+        default=0,
+        help="project at this many shifts (at least 2) on a circle around the shift and write GIFs",
     )
     parser.add_argument("--radius", type=float, default=32, help="radius of the --pics circle in pixels")
     add_noise_shift_argument(parser)
@@ -387,8 +390,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.pics < 0:
-        raise SystemExit(f"--pics must be 0 or more, not {args.pics}")
+    if args.pics < 0 or args.pics == 1:
+        raise SystemExit(f"--pics is 0 (one projection, no GIFs) or at least 2, not {args.pics}")
     if args.lr <= 0:
         raise SystemExit(f"--lr must be positive, not {args.lr}")
     for flag, zero in (("lr_rampup", "no warm-up"), ("lr_rampdown", "no decay"), ("noise_ramp", "no latent noise")):

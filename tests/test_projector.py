@@ -141,6 +141,8 @@ def test_a_target_that_is_not_an_image_is_an_error(workdir):
         ("--lr_rampup -0.1", r"--lr_rampup must be 0 \(no warm-up\) or more, not -0.1"),
         ("--lr_rampdown -1", r"--lr_rampdown must be 0 \(no decay\) or more, not -1.0"),
         ("--noise_ramp -0.5", r"--noise_ramp must be 0 \(no latent noise\) or more, not -0.5"),
+        ("--pics 1", r"--pics is 0 \(one projection, no GIFs\) or at least 2, not 1"),
+        ("--pics -2", r"--pics is 0 \(one projection, no GIFs\) or at least 2, not -2"),
     ],
 )
 def test_a_setting_out_of_range_is_refused_by_name_before_loading(flags, message):
