@@ -10,8 +10,9 @@ sample share its noise maps, so only the direction changes the image.
 Beyond the original: --pics N also writes a GIF of N frames sweeping the degree from -DEGREE to
 +DEGREE; --shift_h/--shift_w render everything shifted (the noise maps move with the content,
 --noise_shift), so an edit can be seen to move with the content of a PE model.
---projection FILE.pt ... edits the latents projector.py found for images instead of seeds'
-(with their noise maps, at their shift).
+--projection A.pt --projection B.pt (the flag once per file: the factor file, positional,
+follows) edits the latents projector.py found for images instead of seeds' (with their noise
+maps, at their shift).
 """
 
 import argparse
