@@ -10,8 +10,9 @@ sample share its noise maps, so only the direction changes the image.
 Beyond the original: --pics N also writes a GIF of N frames sweeping the degree from -DEGREE to
 +DEGREE; --shift_h/--shift_w render everything shifted (the noise maps move with the content,
 --noise_shift), so an edit can be seen to move with the content of a PE model.
---projection FILE.pt ... edits the latents projector.py found for images instead of seeds'
-(with their noise maps, at their shift).
+--projection A.pt --projection B.pt (the flag once per file: the factor file, positional,
+follows) edits the latents projector.py found for images instead of seeds' (with their noise
+maps, at their shift).
 """
 
 import argparse
@@ -79,7 +80,8 @@ def build_parser():
     add_truncation_arguments(
         parser,
         default=None,
-        help="truncation ratio (1 = none; default 0.7, and 1 for --projection: its latent as found)",
+        help="truncation ratio (1 = none; below 1 towards the mean, above 1 away from it; default 0.7, and 1 for "
+        "--projection: its latent as found)",
     )
     parser.add_argument("--out_prefix", type=str, default="factor", help="filename prefix to result samples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first sample; sample i uses seed + i")

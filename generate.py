@@ -58,6 +58,7 @@ from utils.flags import (
     add_sampler_arguments,
     add_spread_argument,
     add_truncation_arguments,
+    distinct_stems,
     positive_int,
 )
 from utils.images import save_gif, save_grid, save_grid_gif, save_video, to_pil
@@ -604,6 +605,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.projection and args.mode not in PROJECTION_MODES:
         raise SystemExit(f"--projection works with --mode {', '.join(PROJECTION_MODES)}, not {args.mode}")
+    if args.projection and args.mode != "interpolate":  # a walk names no output after them
+        distinct_stems(args.projection, "projections")
     listed = parse_seeds(args.seeds) if args.seeds else None
     args.seeds = listed or list(range(args.seed, args.seed + args.n_sample))
     # sticking's centres: --seeds, or --seed; the neighbours of projection i are those of seed --seed + i

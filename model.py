@@ -493,10 +493,10 @@ class MappedGenerator(nn.Module):
 
     @torch.no_grad()
     def truncation_latent(self, truncation, n_sample=TRUNCATION_MEAN):
-        """What the scripts pass as `truncation_latent`: None when `truncation` >= 1 (no
+        """What the scripts pass as `truncation_latent`: None when `truncation` is 1 (no
         truncation), else `truncation_centre` when the weights came with one, or the mean of
         `n_sample` latents of seed 0, the same in every script."""
-        if truncation >= 1:
+        if truncation == 1:
             return None
         if self.truncation_centre is not None:
             return self.truncation_centre.to(self.device).view(1, -1)
@@ -504,9 +504,10 @@ class MappedGenerator(nn.Module):
 
     @staticmethod
     def truncate(w, truncation, truncation_latent):
-        """StyleGAN's truncation trick: w moved towards the centre `truncation_latent` by the factor
-        `truncation` (w itself when `truncation` >= 1)."""
-        if truncation >= 1:
+        """StyleGAN's truncation trick: w's offset from the centre `truncation_latent` scaled by
+        `truncation`, towards the centre below 1 and away from it above (NVIDIA's psi); w itself,
+        exactly, at 1."""
+        if truncation == 1:
             return w
         return truncation_latent + truncation * (w - truncation_latent)
 

@@ -35,6 +35,7 @@ from utils.flags import (
     add_duration_argument,
     add_lpips_weights_argument,
     add_noise_shift_argument,
+    distinct_stems,
     positive_int,
 )
 from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
@@ -71,10 +72,13 @@ def noise_normalize_(noises):
 
 
 def get_lr(t, initial_lr, rampdown=0.25, rampup=0.05):
-    """Learning rate at progress t in [0, 1]: linear warm-up, cosine ramp-down."""
-    lr_ramp = min(1, (1 - t) / rampdown)
-    lr_ramp = 0.5 - 0.5 * math.cos(lr_ramp * math.pi)
-    lr_ramp = lr_ramp * min(1, t / rampup)
+    """Learning rate at progress t in [0, 1]: linear warm-up over the first `rampup` of it, cosine
+    ramp-down over the last `rampdown` (a ramp of 0: none)."""
+    lr_ramp = 1.0
+    if rampdown:
+        lr_ramp = 0.5 - 0.5 * math.cos(min(1, (1 - t) / rampdown) * math.pi)
+    if rampup:
+        lr_ramp = lr_ramp * min(1, t / rampup)
     return initial_lr * lr_ramp
 
 
@@ -127,8 +131,9 @@ class ProjectionSettings:
     the same names take them from here.
 
     step: Adam steps at learning rate lr, warmed up over the first lr_rampup and ramped down
-    (cosine) over the last lr_rampdown of them. noise: strength of the noise added to the latent
-    (times W's spread), decaying to none over the first noise_ramp. noise_regularize: weight of
+    (cosine) over the last lr_rampdown of them (a ramp of 0: none). noise: strength of the noise
+    added to the latent (times W's spread), decaying to none over the first noise_ramp of the
+    steps (0: no latent noise at all). noise_regularize: weight of
     the noise maps' autocorrelation penalty. loss: 'lpips' (plus mse times the pixel MSE) or
     'mse'. w_plus: one latent per layer (W+) instead of one for all (W). noise_shift: what a shift
     does to the initial noise maps. n_mean_latent: mapped samples for W's mean and spread.
@@ -194,7 +199,8 @@ def project(generator, targets, shift_h, shift_w, percept, latent_mean, latent_s
         t = i / settings.step
         lr = get_lr(t, settings.lr, settings.lr_rampdown, settings.lr_rampup)
         optimizer.param_groups[0]["lr"] = lr
-        noise_strength = latent_std * settings.noise * max(0, 1 - t / settings.noise_ramp) ** 2
+        decay = max(0, 1 - t / settings.noise_ramp) ** 2 if settings.noise_ramp else 0
+        noise_strength = latent_std * settings.noise * decay
 
         generated = render(latent_noise(latent_in, noise_strength))
         r_loss = reconstruction_loss(generated, targets, percept, settings, mask).sum()
@@ -333,11 +339,26 @@ def build_parser():
     )
     add_checkpoint_arguments(parser)
     add = parser.add_argument
-    add("--lr_rampup", type=float, default=DEFAULTS.lr_rampup, help="duration of the learning rate warmup")
-    add("--lr_rampdown", type=float, default=DEFAULTS.lr_rampdown, help="duration of the learning rate decay")
+    add(
+        "--lr_rampup",
+        type=float,
+        default=DEFAULTS.lr_rampup,
+        help="fraction of the steps the learning rate warms up over (0: full from the first step)",
+    )
+    add(
+        "--lr_rampdown",
+        type=float,
+        default=DEFAULTS.lr_rampdown,
+        help="fraction of the steps the learning rate decays over at the end (0: no decay)",
+    )
     add("--lr", type=float, default=DEFAULTS.lr, help="learning rate")
     add("--noise", type=float, default=DEFAULTS.noise, help="strength of the noise level")
-    add("--noise_ramp", type=float, default=DEFAULTS.noise_ramp, help="duration of the noise level decay")
+    add(
+        "--noise_ramp",
+        type=float,
+        default=DEFAULTS.noise_ramp,
+        help="fraction of the steps the latent noise decays to none over (0: no latent noise)",
+    )
     add("--step", type=positive_int, default=DEFAULTS.step, help="optimisation steps")
     add("--noise_regularize", type=float, default=DEFAULTS.noise_regularize, help="weight of the noise regularization")
     add("--mse", type=float, default=DEFAULTS.mse, help="weight of the mse loss (added to LPIPS)")
@@ -352,7 +373,10 @@ def build_parser():
         "--shift_w", type=int, default=0, help="roll the target right by this many pixels and shift the generator alike"
     )
     parser.add_argument(
-        "--pics", type=int, default=0, help="project at this many shifts on a circle around the shift and write GIFs"
+        "--pics",
+        type=int,
+        default=0,
+        help="project at this many shifts (at least 2) on a circle around the shift and write GIFs",
     )
     parser.add_argument("--radius", type=float, default=32, help="radius of the --pics circle in pixels")
     add_noise_shift_argument(parser)
@@ -366,15 +390,16 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.pics < 0:
-        raise SystemExit(f"--pics must be 0 or more, not {args.pics}")
+    if args.pics < 0 or args.pics == 1:
+        raise SystemExit(f"--pics is 0 (one projection, no GIFs) or at least 2, not {args.pics}")
     if args.lr <= 0:
         raise SystemExit(f"--lr must be positive, not {args.lr}")
+    for flag, zero in (("lr_rampup", "no warm-up"), ("lr_rampdown", "no decay"), ("noise_ramp", "no latent noise")):
+        if getattr(args, flag) < 0:
+            raise SystemExit(f"--{flag} must be 0 ({zero}) or more, not {getattr(args, flag)}")
     if args.n_mean_latent < 2:
         raise SystemExit(f"--n_mean_latent must be at least 2 (the spread of W takes two), not {args.n_mean_latent}")
-    stems = [os.path.splitext(os.path.basename(path))[0] for path in args.files]
-    if len(set(stems)) < len(stems):
-        raise SystemExit("the targets' file names must differ: outputs are named after them")
+    stems = distinct_stems(args.files, "targets")
     images = open_images(args.files)
 
     generator, args, device = load_generator_from_args(parser, args, argv)

@@ -17,7 +17,8 @@ The synthesis network treats every feature map as samples of a band-limited cont
   size/2), reached by the last 2 (critically sampled) layers; sampling rates the smallest
   powers of two above 2 f_t; feature maps carry a margin of 10 pixels around the image
   (appendix F); the output is scaled by 0.25;
-- no noise inputs; truncation pulls w towards a running mean of w tracked in training.
+- no noise inputs; truncation pulls w towards a running mean of w tracked in training (or
+  pushes it away, above 1).
 
 The mapping network, the equalised layers and the latent handling are model.py's; the state
 dict uses this project's names (README, "The alias-free generator").
@@ -466,9 +467,9 @@ class AliasFreeGenerator(MappedGenerator):
 
     @torch.no_grad()
     def truncation_latent(self, truncation, n_sample=TRUNCATION_MEAN):
-        """None when `truncation` >= 1, else the running mean of w tracked in training [1, style_dim]
+        """None when `truncation` is 1, else the running mean of w tracked in training [1, style_dim]
         (`n_sample` is not used: the mean is the model's own)."""
-        return None if truncation >= 1 else self.w_avg.unsqueeze(0)
+        return None if truncation == 1 else self.w_avg.unsqueeze(0)
 
     def forward(
         self,
@@ -510,7 +511,7 @@ class AliasFreeGenerator(MappedGenerator):
                 f"the {self.arch} generator's input is an infinite plane of Fourier features, so a shift cannot "
                 "wrap around: pass circular=False (generate.py --plane, metrics.py eqt --no_circular)"
             )
-        if truncation < 1 and truncation_latent is None:
+        if truncation != 1 and truncation_latent is None:
             truncation_latent = self.w_avg.unsqueeze(0)
         if not input_is_latent:
             styles = [self.style(s) for s in styles]

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import generate
-from checkpoint import load_checkpoint, resolve_checkpoint
+from checkpoint import load_checkpoint, load_generator, resolve_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "generate.py")
@@ -177,3 +177,42 @@ def test_seed_lists_read_ranges_and_refuse_one_counting_down():
     assert generate.parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
     with pytest.raises(SystemExit, match="'3-1' in '0,3-1' counts down and lists nothing: write 1-3"):
         generate.parse_seeds("0,3-1")
+
+
+def test_projections_of_one_file_name_are_refused_where_they_name_the_outputs():
+    # their single images, shift GIFs and sticking pictures would overwrite each other's
+    files = ["inverse/p/00006.pt", "inverse/pw/00006.pt"]
+    with pytest.raises(SystemExit, match="inverse/p/00006.pt and inverse/pw/00006.pt are both '00006'"):
+        generate.main(["--ckpt", "unread.pt", "--mode", "shift", "--projection", *files])
+    # a walk names no output after them, and may come back to where it started
+    with pytest.raises(SystemExit, match="'unread.pt' not found"):
+        generate.main(["--ckpt", "unread.pt", "--mode", "interpolate", "--projection", *files, files[0]])
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_truncation_mean_of_no_latents_is_refused(value, capsys):
+    # 0 averaged nothing (a NaN centre: black images), fewer crashed
+    with pytest.raises(SystemExit):
+        generate.build_parser().parse_args(["--truncation", "0.7", "--truncation_mean", value])
+    assert f"--truncation_mean: must be at least 1, not {value}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["stylegan2", "stylegan3-t"])
+def test_truncation_above_one_moves_away_from_the_centre(arch, tmp_path, make_tiny_checkpoint):
+    """As NVIDIA's psi: 1.5 lies as far beyond w as 0.5 lies short of it, towards the centre."""
+    position = "none" if arch == "stylegan3-t" else "mspe"
+    generator, _ = load_generator(make_tiny_checkpoint(tmp_path / "g.pt", position=position, arch=arch))
+    z, _ = generate.seed_inputs(generator, range(2))
+
+    def latents(truncation, centre):
+        with torch.no_grad():
+            return generator([z], truncation=truncation, truncation_latent=centre, return_latents=True)[1]
+
+    w = latents(1, None)
+    centres = [generator.truncation_latent(1.5, 64)]
+    if arch == "stylegan3-t":
+        centres.append(None)  # its forward's own default: the tracked mean of w
+    for centre in centres:
+        beyond, short = latents(1.5, centre), latents(0.5, generator.truncation_latent(0.5, 64))
+        assert not torch.allclose(beyond, w)
+        assert torch.allclose(beyond + short, 2 * w, atol=1e-5)

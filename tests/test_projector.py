@@ -16,6 +16,7 @@ import torchvision
 from PIL import Image
 
 import projector
+from checkpoint import load_generator
 from evaluation.perceptual import build_lpips
 from utils.images import to_pil
 
@@ -134,11 +135,42 @@ def test_a_target_that_is_not_an_image_is_an_error(workdir):
 
 @pytest.mark.parametrize(
     "flags, message",
-    [("--lr 0", "--lr must be positive, not 0.0"), ("--n_mean_latent 1", "--n_mean_latent must be at least 2")],
+    [
+        ("--lr 0", "--lr must be positive, not 0.0"),
+        ("--n_mean_latent 1", "--n_mean_latent must be at least 2"),
+        ("--lr_rampup -0.1", r"--lr_rampup must be 0 \(no warm-up\) or more, not -0.1"),
+        ("--lr_rampdown -1", r"--lr_rampdown must be 0 \(no decay\) or more, not -1.0"),
+        ("--noise_ramp -0.5", r"--noise_ramp must be 0 \(no latent noise\) or more, not -0.5"),
+        ("--pics 1", r"--pics is 0 \(one projection, no GIFs\) or at least 2, not 1"),
+        ("--pics -2", r"--pics is 0 \(one projection, no GIFs\) or at least 2, not -2"),
+    ],
 )
 def test_a_setting_out_of_range_is_refused_by_name_before_loading(flags, message):
     with pytest.raises(SystemExit, match=message):
         projector.main(["--ckpt", "unread.pt", *flags.split(), FACE])
+
+
+def test_ramps_of_zero_are_none(workdir):
+    """--lr_rampup 0: the full learning rate from the first step; --lr_rampdown 0: still full at
+    the last; --noise_ramp 0: no latent noise, as --noise 0."""
+    assert projector.get_lr(0.0, 0.1, rampup=0) == 0.1
+    assert projector.get_lr(0.999, 0.1, rampdown=0) == 0.1
+    generator, _ = load_generator(str(workdir / "checkpoint" / "tiny" / "000100.pt"))
+    with Image.open(FACE) as face:
+        targets = projector.to_target(face.convert("RGB"), 32)[None]
+
+    def latent(**settings):
+        settings = projector.ProjectionSettings(step=3, loss="mse", n_mean_latent=16, **settings)
+        return next(projector.project_shifted(generator, targets, [(0, 0)], settings))["latent"]
+
+    unramped = latent(lr_rampup=0, lr_rampdown=0, noise_ramp=0)
+    assert torch.equal(unramped, latent(lr_rampup=0, lr_rampdown=0, noise=0))
+    assert not torch.equal(unramped, latent(lr_rampup=0, lr_rampdown=0))
+
+
+def test_targets_of_one_file_name_are_refused_naming_both():
+    with pytest.raises(SystemExit, match="outputs are named after them [(]faces/00006.png and crops/00006.jpg are"):
+        projector.main(["--ckpt", "unread.pt", "faces/00006.png", "crops/00006.jpg"])
 
 
 def test_checkpoint_of_the_wrong_kind_is_an_error(workdir, monkeypatch):

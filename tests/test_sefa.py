@@ -79,3 +79,28 @@ def test_the_original_command_line_writes_the_grid_and_the_sweep(factored, monke
         assert gif.n_frames == 4 and gif.size == (2 + 3 * 34, 34 + 2)
     with pytest.raises(SystemExit, match="index must be 0..31"):
         apply_factor.main(["-i", "32", "--ckpt", ckpt, factor])
+
+
+def test_an_alias_free_generator_is_factorized_without_its_to_rgb_layer(tmp_path, make_tiny_checkpoint, monkeypatch):
+    ckpt = make_tiny_checkpoint(tmp_path / "sg3.pt", position="none", arch="stylegan3-t")
+    factorize_main([ckpt, "--out", str(tmp_path / "factor.pt")])
+    generator, _ = load_generator(ckpt)
+    styled = [layer.modulation.weight for layer in generator.layers if not layer.to_rgb]
+    assert len(styled) == len(generator.layers) - 1  # the input's affine_fourier is no style either
+    assert torch.equal(modulation_weights(generator.state_dict()), torch.cat(styled))
+    monkeypatch.chdir(tmp_path)
+    apply_factor.main(["-d", "3", "--ckpt", ckpt, "-n", "2", "factor.pt"])
+    with Image.open(tmp_path / "factor_index-0_degree-3.0.png") as grid:
+        assert grid.size == (2 + 2 * 34, 2 + 3 * 34)
+
+
+def test_a_generator_without_styled_layers_is_refused_naming_the_architectures():
+    with pytest.raises(ValueError, match="SeFa factorizes stylegan2, swagan and stylegan3-t/-r generators"):
+        factorize({"layers.0.weight": torch.zeros(3, 3)})
+
+
+def test_out_in_a_folder_that_does_not_exist_yet_is_made(factored):
+    folder, ckpt, _ = factored
+    out = folder / "factors" / "tiny" / "factor.pt"
+    factorize_main([ckpt, "--out", str(out)])
+    assert torch.load(out, weights_only=True)["eigvec"].shape == (32, 32)

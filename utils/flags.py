@@ -2,6 +2,7 @@
 configuration's flags are checkpoint.py's `add_model_arguments`, beside the configuration.)"""
 
 import argparse
+import os
 from dataclasses import fields
 
 from diffusion import SAMPLERS, VARIANCES, SamplerSettings
@@ -37,6 +38,22 @@ def positive_int(text):
     return value
 
 
+def distinct_stems(paths, what):
+    """The file stems of `paths` (`inverse/p/00006.pt` -> `00006`), which name the outputs a script
+    makes of them; two files of one stem, whose outputs would overwrite each other's, are refused
+    (`what`: the files, plural, as the message names them)."""
+    stems = {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in stems:
+            raise SystemExit(
+                f"the {what}' file names must differ: outputs are named after them "
+                f"({stems[stem]} and {path} are both {stem!r})"
+            )
+        stems[stem] = path
+    return list(stems)
+
+
 def add_duration_argument(parser, default, modes=""):
     """--duration: milliseconds per frame of the GIFs (and videos) a script writes."""
     parser.add_argument("--duration", type=positive_int, default=default, help=f"{modes}milliseconds per frame")
@@ -64,12 +81,14 @@ def add_speed_arguments(parser):
     add("--compile", action="store_true", help="torch.compile the generator and discriminator forward passes")
 
 
-def add_truncation_arguments(parser, default=1.0, help="truncation ratio (1 = none)"):
+def add_truncation_arguments(
+    parser, default=1.0, help="truncation ratio (1 = none; below 1 towards the mean, above 1 away from it)"
+):
     """--truncation and --truncation_mean."""
     parser.add_argument("--truncation", type=float, default=default, help=help)
     parser.add_argument(
         "--truncation_mean",
-        type=int,
+        type=positive_int,
         default=TRUNCATION_MEAN,
         help="mapped latents averaged for the truncation centre (unless the checkpoint brings its own: "
         "NVIDIA's tracked mean of w, StyleGAN3's)",
