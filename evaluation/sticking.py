@@ -75,15 +75,11 @@ def neighbourhood_renders(renderer, centre, noises, seeds, spread, progress=None
     return renderer.render_latents(latents, noises, progress, **options).clamp(-1, 1)
 
 
-def walk_strip(renderer, start, end, noises, pics, row=None, progress=None, **options):
-    """The interpolation strip [3, pics, W]: row `row` (default: the centre row) of each of `pics`
-    frames walking from latent `start` to `end` ([1, ...] each) with the noise maps `noises`."""
+def walk_strip(renderer, start, end, noises, pics, row, progress=None, **options):
+    """The interpolation strip [3, pics, W]: row `row` of each of `pics` frames walking from
+    latent `start` to `end` ([1, ...] each) with the noise maps `noises`."""
     latents = renderer.blend(start, end, torch.linspace(0, 1, pics))
     frames = renderer.render_latents(latents, repeat_noise(noises, pics), progress, **options).clamp(-1, 1)
-    height = frames.shape[2]
-    row = height // 2 if row is None else row
-    if not 0 <= row < height:
-        raise ValueError(f"row {row} is outside the {height}-pixel image: choose 0..{height - 1}")
     return frames[:, :, row].permute(1, 0, 2)
 
 
@@ -91,9 +87,14 @@ def sticking_pictures(renderer, centre, noises, seeds, spread, pics, row=None, p
     """{'average': [3, H, W] mean of the neighbourhood renders of `seeds`, 'central': [3, H, W]
     the centre's render, 'strip': [3, pics, W] the walk from the centre to the first seed's
     latent, 'sticking_db': the sticking number of these renders}. `centre` [1, ...] and `noises`
-    as neighbourhood_renders."""
-    renders = neighbourhood_renders(renderer, centre, noises, seeds, spread, progress, **options)
+    as neighbourhood_renders; `row`: the strip's image row (default: the centre row)."""
+    # the centre first: its height judges `row` before the many renders
     central = renderer.render_latents(centre, noises, progress, **options).clamp(-1, 1)[0]
+    height = central.shape[1]
+    row = height // 2 if row is None else row
+    if not 0 <= row < height:
+        raise ValueError(f"row {row} is outside the {height}-pixel image: choose 0..{height - 1}")
+    renders = neighbourhood_renders(renderer, centre, noises, seeds, spread, progress, **options)
     end, _ = renderer.seed_latents(seeds[:1])
     strip = walk_strip(renderer, centre, end, noises, pics, row, progress, **options)
     return {"average": renders.mean(0), "central": central, "strip": strip, "sticking_db": sticking_db(renders)}

@@ -18,6 +18,7 @@ import metrics
 import projector
 from checkpoint import load_generator
 from closed_form_factorization import main as factorize_main
+from evaluation import sticking
 from evaluation.sticking import STICKING_NOISE, high_frequency_energy, texture_sticking
 from utils.images import to_tensor
 
@@ -103,6 +104,17 @@ def test_every_generator_kind_writes_the_three_sticking_pictures(kinds, kind, mo
     sizes = {name: Image.open(folder / f"seed0000_{name}.png").size for name in ("average", "central", "strip")}
     assert sizes == {"average": (32, 32), "central": (32, 32), "strip": (32, 5)}
     assert "seed0000: texture sticking" in capsys.readouterr().out
+
+
+def test_a_strip_row_outside_the_image_is_refused_before_the_renders(kinds, monkeypatch):
+    monkeypatch.chdir(kinds)
+
+    def no_renders(*_args, **_kwargs):
+        raise AssertionError("the neighbourhood was rendered before --row was checked")
+
+    monkeypatch.setattr(sticking, "neighbourhood_renders", no_renders)
+    with pytest.raises(SystemExit, match="row 32 is outside the 32-pixel image: choose 0..31"):
+        generate.main(["--name", "mspe", "--ckpt", "000100.pt", "--mode", "sticking", "--n_sample", "6", "--row", "32"])
 
 
 def test_sticking_command_writes_mean_and_spread_of_every_checkpoint(kinds, monkeypatch):
