@@ -189,6 +189,14 @@ def test_projections_of_one_file_name_are_refused_where_they_name_the_outputs():
         generate.main(["--ckpt", "unread.pt", "--mode", "interpolate", "--projection", *files, files[0]])
 
 
+@pytest.mark.parametrize("value", ["-1", "1.5"])
+def test_a_sticking_spread_outside_zero_to_one_is_refused(value, capsys):
+    # the share of the way from the centre to independent latents
+    with pytest.raises(SystemExit):
+        generate.build_parser().parse_args(["--mode", "sticking", "--spread", value])
+    assert f"--spread: must be from 0 to 1, not {float(value)}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_a_truncation_mean_of_no_latents_is_refused(value, capsys):
     # 0 averaged nothing (a NaN centre: black images), fewer crashed

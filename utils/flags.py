@@ -38,6 +38,17 @@ def positive_int(text):
     return value
 
 
+def fraction(text):
+    """argparse type of a share of a whole: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number from 0 to 1, not {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {value}")
+    return value
+
+
 def distinct_stems(paths, what):
     """The file stems of `paths` (`inverse/p/00006.pt` -> `00006`), which name the outputs a script
     makes of them; two files of one stem, whose outputs would overwrite each other's, are refused
@@ -99,7 +110,7 @@ def add_spread_argument(parser):
     """--spread: how far texture sticking's latents lie from their centre (evaluation/sticking.py)."""
     parser.add_argument(
         "--spread",
-        type=float,
+        type=fraction,
         default=DEFAULT_SPREAD,
         help="texture sticking: latents this fraction of the way (in W) from the centre to independent ones",
     )
