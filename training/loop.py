@@ -120,7 +120,8 @@ def refuse_later_checkpoints(args, iteration, path=None):
     later = [name for name in numbered_checkpoints(folder) if checkpoint_iteration(name) > iteration]
     if not later:
         return
-    names = ", ".join(os.path.basename(name) for name in reversed(later))
+    names = [os.path.basename(name) for name in reversed(later)]
+    names = ", ".join(names) if len(names) <= 3 else f"{names[0]}, ..., {names[-1]} ({len(names)} checkpoints)"
     if path is None or iteration == 0:
         start = "a fresh start" if path is None else f"a start at iteration 0 from {path}"
         raise SystemExit(
