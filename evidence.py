@@ -2,8 +2,8 @@
 
     python evidence.py --preset cpu            # about an hour on a 2-core CPU, 32 px
     python evidence.py --preset gpu            # 64 px, the original code's recipe, for one GPU
-    python evidence.py --preset cpu --models none,mspe --seeds 0 --iter 500   # scaled down
-    python evidence.py --preset cpu --models ddpm-none,ddpm-mspe   # diffusion models, their own recipe
+    python evidence.py --preset cpu --models none,mspe --seeds 0 --iter 500 --out evidence/small   # scaled down
+    python evidence.py --preset cpu --models ddpm-none,ddpm-mspe --out evidence/cpu-ddpm   # diffusion models
 
 Trains every model of --models on the built-in aligned synthetic faces with random circular
 translation (the paper's recipe), with the same image budget and seeds for each, by running
@@ -28,7 +28,8 @@ Figures are reported per model as mean +- standard deviation over --seeds. Write
 (default evidence/<preset>/): report.md, runs.csv (one row per run), summary.csv (per model),
 eqt.png, swd_vs_shift.png, samples.png (one row per model), shift_<model>.gif and
 canvas_<model>.png. Measurements
-are cached per run in --out/runs/, so an interrupted evidence run continues where it stopped.
+are cached per run in --out/runs/, so an interrupted evidence run continues where it stopped;
+an --out whose runs.csv reports other runs (models, seeds, settings, iterations) is refused.
 """
 
 import argparse
@@ -647,15 +648,31 @@ def save_samples(args):
     labelled_rows(grids, args.models).save(os.path.join(args.out, "samples.png"))
 
 
+def refuse_other_report(args, runs):
+    """Refuse to write into an --out whose runs.csv reports other runs (other models, seeds,
+    settings or iterations): the report would be replaced, the committed ones included."""
+    path = os.path.join(args.out, "runs.csv")
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="") as file:
+        reported = [row["checkpoint"] for row in csv.DictReader(file)]
+    if set(reported) != {final_checkpoint(args, *run) for run in runs}:
+        raise SystemExit(
+            f"{args.out} holds the report of other runs ({reported[0]} and {len(reported) - 1} more), which this "
+            f"command would replace: give it another --out, or remove {args.out} to replace it"
+        )
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    runs = [(model, seed) for model in args.models for seed in args.seeds]
+    refuse_other_report(args, runs)
     os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
     device = choose_device(args.device)
     if args.parallel is None:
         args.parallel = 1 if device.type == "cuda" else os.cpu_count() or 1
     data = dataset_path(args)
-    runs = [(model, seed) for model in args.models for seed in args.seeds]
     jobs = [("measure", run) for run in runs] + [("gif", (model, None)) for model in args.models]
     # the saved timesheet belongs to the runs it trained: when none of them has a checkpoint left
     # (a fresh clone beside the committed report, or runs to train again), it starts anew

@@ -61,6 +61,12 @@ def test_evidence_report_at_tiny_budget(tmp_path, monkeypatch, capsys):
     assert [os.path.getmtime(path) for path in sorted(report.glob("runs/*-s*.json"))] == caches
     assert "| mspe |" in capsys.readouterr().out
 
+    # other runs (one seed) into the same folder would replace its report: refused, nothing written
+    reported = (report / "runs.csv").read_text()
+    with pytest.raises(SystemExit, match="report holds the report of other runs .* give it another --out"):
+        evidence.main([*TINY, "--seeds", "0"])
+    assert (report / "runs.csv").read_text() == reported
+
     # trained on a GPU, measured here from generator-only checkpoints (what a GPU lent for a short
     # while can bring back): the same figures, and the report says which machine did what
     for path in checkpoints:
