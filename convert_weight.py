@@ -310,6 +310,8 @@ def main(argv=None):
     out = args.out or os.path.splitext(args.network)[0] + ".pt"
     if not os.path.isfile(args.network):
         raise SystemExit(f"{args.network} is not a file: pass the path of an NVIDIA network pickle (.pkl)")
+    if os.path.exists(out) and os.path.samefile(out, args.network):
+        raise SystemExit(f"--out {out} is the pickle itself, which the checkpoint would replace: give another --out")
     try:
         networks = load_network_pickle(args.network)
         checkpoint, config, d_left_out = convert(networks)

@@ -371,6 +371,14 @@ def test_a_truncated_file_and_other_files_get_clear_errors(tmp_path, reference):
         convert_weight.main([str(tmp_path / "dict.pkl")])
     with pytest.raises(SystemExit, match="missing.pkl is not a file"):
         convert_weight.main([str(tmp_path / "missing.pkl")])
+    # bytes that are no pickle: pickle's reader raises KeyError on an unknown memo or opcode
+    (tmp_path / "noise.pkl").write_bytes(bytes([0x80, 0x04, 0x68, 0x20]) + bytes(range(256)) * 4)
+    with pytest.raises(SystemExit, match="noise.pkl cannot be read as an NVIDIA network pickle: .* not a pickle"):
+        convert_weight.main([str(tmp_path / "noise.pkl"), "--out", str(tmp_path / "x.pt")])
+    # an --out that is the pickle itself would replace it
+    with pytest.raises(SystemExit, match="is the pickle itself"):
+        convert_weight.main([str(path), "--out", str(path)])
+    assert path.read_bytes() == data
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ that would reach past its storage is refused.
 import collections
 import io
 import pickle
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,14 +264,18 @@ def load_network_pickle(path):
                 f"{path} refused: it needs the global {refused}{hint}, which an NVIDIA network pickle does not use "
                 "and which could run code. Nothing from the file was executed."
             ) from None
-        except (
+        except (  # what pickle's pure-Python reader raises on bytes that are no pickle
             EOFError,
             pickle.UnpicklingError,
             ValueError,
             TypeError,
             AttributeError,
             IndexError,
+            KeyError,
             RuntimeError,
+            OverflowError,
+            MemoryError,
+            struct.error,
         ) as error:
             raise NvidiaPickleError(
                 f"{path} cannot be read as an NVIDIA network pickle: it is truncated (an interrupted download?) "
