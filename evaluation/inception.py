@@ -94,8 +94,8 @@ def download_fid_weights():
         folder = os.path.join(torch.hub.get_dir(), "checkpoints")
         raise FileNotFoundError(
             f"could not download the FID Inception weights ({error}). Copy "
-            f"pt_inception-2015-12-05-6726825d.pth into {folder}, or give a local file "
-            f"(--inception_weights PATH). {INCEPTION_HELP}"
+            f"pt_inception-2015-12-05-6726825d.pth into {folder}, or give a local file (metrics.py: "
+            f"--inception PATH; fid.py and calc_inception.py: --inception_weights PATH). {INCEPTION_HELP}"
         ) from None
 
 
@@ -112,7 +112,13 @@ def load_inception(path=None, device="cpu"):
     elif not os.path.isfile(path):
         raise FileNotFoundError(f"Inception weights {path!r} not found. {INCEPTION_HELP}")
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch's own message would suggest weights_only=False, which runs code
+            raise ValueError(
+                f"{path} cannot be read as a state dict: it is truncated (a partial download?), not a torch.save "
+                f"file, or holds more than tensors ({type(error).__name__}). {INCEPTION_HELP}"
+            ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or "fc.weight" not in state:

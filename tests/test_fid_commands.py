@@ -169,6 +169,16 @@ def test_without_network_the_inception_download_says_how_to_proceed(tmp_path, mo
     with pytest.raises(FileNotFoundError, match="--inception_weights") as error:
         inception.load_inception(None)
     assert "pt_inception-2015-12-05-6726825d.pth" in str(error.value)
+    assert "metrics.py: --inception PATH" in str(error.value)  # its flag is named otherwise
+
+
+def test_a_partial_inception_download_is_named_not_unpickled(tmp_path):
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save({"fc.weight": torch.zeros(1008, 2048)}, weights)
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match="cannot be read as a state dict: it is truncated") as error:
+        inception.load_inception(str(weights))
+    assert "weights_only" not in str(error.value)  # torch's advice would run the file's code
 
 
 def test_calc_inception_refuses_too_few_images_before_loading_anything():
