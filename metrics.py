@@ -238,8 +238,8 @@ def run_ppl(args, device):
             args.seed,
             progress=True,
         )
-        print(f"{label} ({config.position}): PPL {score:.3f} ({args.space}, {args.sampling}, {args.n} samples)")
-        results.append({"checkpoint": path, "position": config.position, "space": args.space, "ppl": score})
+        print(f"{label} ({model_label(config)}): PPL {score:.3f} ({args.space}, {args.sampling}, {args.n} samples)")
+        results.append({"checkpoint": path, "position": model_label(config), "space": args.space, "ppl": score})
     write_json(os.path.join(output_folder(args), "ppl.json"), "ppl", args, results)
 
 

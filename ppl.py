@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from checkpoint import add_model_arguments, explicit_flags, load_generator
+from checkpoint import add_model_arguments, explicit_flags, load_generator, model_label
 from evaluation.common import write_json
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import SAMPLINGS, SPACES, perceptual_path_length
@@ -70,7 +70,7 @@ def main(argv=None):
         os.path.join(folder, "ppl.json"),
         "ppl",
         args,
-        [{"checkpoint": args.ckpt, "position": args.position, "space": args.space, "ppl": score}],
+        [{"checkpoint": args.ckpt, "position": model_label(args), "space": args.space, "ppl": score}],
     )
 
 

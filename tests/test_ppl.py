@@ -107,6 +107,17 @@ def test_the_original_command_line_and_the_metrics_command(
         assert json.load(file)["results"][0]["ppl"] > 0
 
 
+def test_an_alias_free_checkpoint_is_labelled_by_its_architecture(tmp_path, capsys, vgg_weights, make_tiny_checkpoint):
+    ckpt = make_tiny_checkpoint(tmp_path / "sg3.pt", position="none", arch="stylegan3-t")
+    out = tmp_path / "out"
+    metrics.main(
+        ["ppl", "--ckpt", ckpt, "--n", "2", "--lpips_weights", vgg_weights, "--device", "cpu", "--out", str(out)]
+    )
+    assert "(stylegan3-t): PPL" in capsys.readouterr().out
+    with open(out / "ppl.json") as file:
+        assert json.load(file)["results"][0]["position"] == "stylegan3-t"
+
+
 def test_without_network_lpips_says_how_to_proceed(tmp_path, monkeypatch, make_tiny_checkpoint):
     ckpt = make_tiny_checkpoint(tmp_path / "tiny.pt", position="mspe")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
