@@ -56,10 +56,11 @@ from diffusion import SAMPLERS, DiffusionGenerator, SamplerSettings, use_sampler
 from evaluation.common import generated_batches, open_real_images
 from evaluation.equivariance import translation_equivariance
 from evaluation.spatial_bias import LINE_COLOURS, quality_at_shift
+from model import check_size
 from prepare_data import prepare
 from training.gan import r1_heuristic
 from utils.device import choose_device
-from utils.flags import HelpFormatter, add_device_argument
+from utils.flags import HelpFormatter, add_device_argument, positive_int
 from utils.images import labelled_rows, save_grid, save_grid_gif
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -164,20 +165,20 @@ DIFFUSION_MEASURING = ("n", "sampler", "steps")
 SCALING = {
     "models": (str, "comma-separated, from " + ", ".join(MODELS)),
     "seeds": (str, "comma-separated training seeds"),
-    "iter": (int, "training iterations of every run"),
-    "batch": (int, "training batch"),
+    "iter": (positive_int, "training iterations of every run"),
+    "batch": (positive_int, "training batch"),
     "size": (int, "image size"),
-    "channel_max": (int, "cap on every layer's channels"),
-    "latent": (int, "dimension of z and w"),
-    "n_mlp": (int, "layers of the mapping network"),
+    "channel_max": (positive_int, "cap on every layer's channels"),
+    "latent": (positive_int, "dimension of z and w"),
+    "n_mlp": (positive_int, "layers of the mapping network"),
     "lr": (float, "learning rate"),
     "mixing": (float, "probability of style mixing"),
     "r1": (str, "R1 weight, or auto (train.py --r1)"),
-    "images": (int, "synthetic faces in the dataset"),
-    "n": (int, "latents and images per metric"),
-    "step": (int, "optimisation steps of each inversion"),
+    "images": (positive_int, "synthetic faces in the dataset"),
+    "n": (positive_int, "latents and images per metric"),
+    "step": (positive_int, "optimisation steps of each inversion"),
     "sampler": (str, "the diffusion models' sampler, ddim (deterministic) or ddpm (default: their recipe's)"),
-    "steps": (int, "sampler steps of the diffusion models' samples (default: their recipe's)"),
+    "steps": (positive_int, "sampler steps of the diffusion models' samples (default: their recipe's)"),
 }
 SHIFTS = (0.0, 0.125, 0.25, 0.375, 0.5)  # fractions of the image size, horizontal
 # training flags taken from the preset as they are
@@ -213,6 +214,14 @@ def parse_args(argv=None):
         args.seeds = [int(seed) for seed in args.seeds.split(",")]
     except ValueError:
         parser.error(f"--seeds takes comma-separated integers such as 0,1, not {args.seeds!r}")
+    # a run named twice would train twice at once in one folder and count twice in the mean
+    for flag, values in (("models", args.models), ("seeds", args.seeds)):
+        if len(set(values)) < len(values):
+            parser.error(f"--{flag} names {', '.join(map(str, values))}: each at most once")
+    try:
+        check_size(args.size)
+    except ValueError as error:
+        parser.error(f"--size: {error}")
     if args.sampler is not None and args.sampler not in SAMPLERS:
         parser.error(f"--sampler takes one of {', '.join(SAMPLERS)}, not {args.sampler!r}")
     if args.parallel is not None and args.parallel < 1:

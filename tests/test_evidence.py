@@ -111,3 +111,19 @@ def test_a_run_that_train_py_refuses_stops_with_train_py_s_message(tmp_path, mon
         evidence.main(failing)
     assert "failed (exit 1); it ended with: --lr must be positive, not 0.0" in str(stopped.value)
     assert "(its output is in report/runs/" in str(stopped.value)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ("--n 0", "argument --n: must be at least 1, not 0"),
+        ("--iter -5", "argument --iter: must be at least 1, not -5"),
+        ("--size 30", "--size: size must be a power of two"),
+        ("--models none,none", "--models names none, none: each at most once"),
+        ("--seeds 0,1,0", "--seeds names 0, 1, 0: each at most once"),
+    ],
+)
+def test_settings_that_would_fail_after_training_are_refused_first(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        evidence.parse_args(["--preset", "cpu", *flags.split()])
+    assert message in capsys.readouterr().err
