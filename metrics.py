@@ -29,6 +29,7 @@ Checkpoints carry their model configuration. Results go to metrics/<name>/ (or -
 """
 
 import argparse
+import math
 import os
 import sys
 
@@ -276,9 +277,37 @@ def run_report(args, device):
 def fractions(text):
     """'0,0.125,0.25' -> [0.0, 0.125, 0.25] (argparse type of --shifts)."""
     try:
-        return [float(value) for value in text.split(",") if value.strip()]
+        values = [float(value) for value in text.split(",") if value.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"takes comma-separated numbers such as 0,0.125,0.25, not {text!r}") from None
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"takes comma-separated numbers such as 0,0.125,0.25, not {text!r}")
+    return values
+
+
+def nyquist_cutoff(text):
+    """--cutoff: a radial frequency in units of the Nyquist frequency, inside the spectrum (the
+    corners reach sqrt 2): above it no energy would be left to measure."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number, not {text!r}") from None
+    if not 0 <= value < math.sqrt(2):
+        raise argparse.ArgumentTypeError(
+            f"must be from 0 to below sqrt(2) = 1.414 (the spectrum's corners), not {value}"
+        )
+    return value
+
+
+def sticking_renders(text):
+    """--sticking_n: 0 (skip texture sticking), or the at least 2 renders an average needs."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0 or value == 1:
+        raise argparse.ArgumentTypeError(f"is 0 (skip it) or at least 2 renders, not {text!r}")
+    return value
 
 
 def build_parser():
@@ -352,7 +381,7 @@ def build_parser():
     )
     add_spread_argument(sticking)
     sticking.add_argument(
-        "--cutoff", type=float, default=DEFAULT_CUTOFF, help="high frequencies: above this fraction of Nyquist"
+        "--cutoff", type=nyquist_cutoff, default=DEFAULT_CUTOFF, help="high frequencies: above this fraction of Nyquist"
     )
     sticking.add_argument(
         "--noise",
@@ -405,7 +434,10 @@ def build_parser():
     report.add_argument("--eqt_n", type=int, default=1000, help="latents for EQ-T (0 skips it)")
     report.add_argument("--max_shift", type=float, default=0.125, help="largest EQ-T translation, fraction of the size")
     report.add_argument(
-        "--sticking_n", type=int, default=32, help="texture sticking: renders averaged per centre (0 skips it)"
+        "--sticking_n",
+        type=sticking_renders,
+        default=32,
+        help="texture sticking: renders averaged per centre (0 skips it)",
     )
     add_spread_argument(report)
     report.set_defaults(handler=run_report)

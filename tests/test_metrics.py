@@ -295,6 +295,20 @@ def test_a_count_of_zero_is_refused_by_name(command, flag, capsys):
     assert f"argument {flag}: must be at least 1, not 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command, flags, message",
+    [
+        ("report", "--shifts ,", "argument --shifts: takes comma-separated numbers"),
+        ("report", "--sticking_n 1", "argument --sticking_n: is 0 (skip it) or at least 2 renders, not '1'"),
+        ("sticking", "--cutoff 1.5", "argument --cutoff: must be from 0 to below sqrt(2)"),  # NaN in the JSON
+    ],
+)
+def test_settings_that_would_fail_after_measuring_are_refused_first(command, flags, message, capsys):
+    with pytest.raises(SystemExit):
+        metrics.main([command, "--ckpt", "any.pt", "--path", "any", *flags.split()])
+    assert message in capsys.readouterr().err
+
+
 def test_the_border_band_sees_a_band_along_a_border_and_not_the_wrap_seam():
     """Evenly textured images score about 1; a noisy band along the bottom border scores well above it; a
     textured ramp whose top and bottom rows differ (it does not wrap around) still scores about 1."""
