@@ -9,6 +9,7 @@ Every step is a command of this repository, printed before it runs, so it can be
 A finished step is not repeated (delete data/demo_faces or checkpoint/demo to start over).
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -36,7 +37,9 @@ def run(*arguments):
     subprocess.run([sys.executable, *arguments], check=True)
 
 
-def main():
+def main(argv=None):
+    # no options: --help says what runs, and a mistyped flag stops before ten minutes of training
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     images, size, iterations, model = settings()
     if not os.path.exists(os.path.join(DATA, "data.mdb")):
         run("prepare_data.py", "--synthetic", str(images), "--out", DATA, "--size", str(size), "--n_worker", "2")

@@ -18,6 +18,8 @@ import re
 import shlex
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHELL_LANGUAGES = {"bash", "sh", "shell", "console"}
 PYTHONS = {"python", "python3"}
@@ -272,3 +274,13 @@ def test_relative_links_and_images_resolve():
             if not os.path.exists(os.path.join(os.path.dirname(path), target.split("#")[0])):
                 missing.append(f"{os.path.relpath(path, ROOT)}: {target}")
     assert not missing, "links to nothing:\n" + "\n".join(missing)
+
+
+def test_make_demo_takes_no_options_and_a_wrong_one_starts_nothing(tmp_path, monkeypatch, capsys):
+    import demo
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        demo.main(["--device", "cpu"])
+    assert stopped.value.code == 2 and "unrecognized arguments: --device cpu" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
