@@ -517,10 +517,13 @@ class MappedGenerator(nn.Module):
     def layer_latents(self, styles, inject_index=None, truncation=1, truncation_latent=None, input_is_latent=False):
         """[N, n_latent, style_dim] latents of a forward pass: `styles` (z, or w when
         `input_is_latent`; [N, style_dim] or per layer [N, n_latent, style_dim]) mapped and
-        truncated towards `truncation_latent`; two styles mix at `inject_index` (an int or a 0-d
-        tensor; random when None), as StyleGAN2's style mixing."""
+        truncated towards `truncation_latent` (None: the generator's own, `truncation_latent()`);
+        two styles mix at `inject_index` (an int or a 0-d tensor; random when None), as StyleGAN2's
+        style mixing."""
         if not input_is_latent:
             styles = [self.style(s) for s in styles]
+        if truncation != 1 and truncation_latent is None:
+            truncation_latent = self.truncation_latent(truncation)
 
         styles = [self.truncate(style, truncation, truncation_latent) for style in styles]
 
@@ -733,6 +736,8 @@ class Generator(MappedGenerator):
     ):
         """Render images; returns (image [N, 3, H, W], latent or None).
 
+        truncation: StyleGAN's psi, towards `truncation_latent` (default: `truncation_latent()`,
+            the mean of mapped latents or the centre the weights brought).
         shift_h, shift_w: move the content by this many output pixels (may be fractional).
         scale: render the same content on a grid `scale` times finer (default: the model's).
         canvas: (height, width) in output pixels, any multiple of size / 4 (default: size).

@@ -511,8 +511,6 @@ class AliasFreeGenerator(MappedGenerator):
                 f"the {self.arch} generator's input is an infinite plane of Fourier features, so a shift cannot "
                 "wrap around: pass circular=False (generate.py --plane, metrics.py eqt --no_circular)"
             )
-        if truncation != 1 and truncation_latent is None:
-            truncation_latent = self.w_avg.unsqueeze(0)
         if not input_is_latent:
             styles = [self.style(s) for s in styles]
             if self.training:  # the truncation centre follows the w of training

@@ -217,10 +217,8 @@ def test_truncation_above_one_moves_away_from_the_centre(arch, tmp_path, make_ti
             return generator([z], truncation=truncation, truncation_latent=centre, return_latents=True)[1]
 
     w = latents(1, None)
-    centres = [generator.truncation_latent(1.5, 64)]
-    if arch == "stylegan3-t":
-        centres.append(None)  # its forward's own default: the tracked mean of w
-    for centre in centres:
-        beyond, short = latents(1.5, centre), latents(0.5, generator.truncation_latent(0.5, 64))
+    # None: the forward's own centre (the mean of mapped latents; StyleGAN3's tracked mean of w)
+    for centre in [generator.truncation_latent(1.5, 64), None]:
+        beyond, short = latents(1.5, centre), latents(0.5, centre)
         assert not torch.allclose(beyond, w)
         assert torch.allclose(beyond + short, 2 * w, atol=1e-5)
