@@ -89,9 +89,10 @@ from benchmarks.measure import (  # noqa: E402
     workloads,
 )
 from checkpoint import add_model_arguments, explicit_flags  # noqa: E402
+from diffusion import DIFFUSION_ARCH  # noqa: E402
 from model import MODCONVS  # noqa: E402
 from utils.device import PRECISIONS, choose_device, default_precision  # noqa: E402
-from utils.flags import HelpFormatter, add_device_argument, add_speed_arguments, positive_int  # noqa: E402
+from utils.flags import HelpFormatter, add_device_argument, add_speed_arguments, flag_list, positive_int  # noqa: E402
 
 # What --report tries for speed, on mspe 256: precision, the modulated convolution, the memory
 # format, custom CUDA ops against PyTorch's (cuDNN's depthwise convolutions handle channels-last),
@@ -105,6 +106,10 @@ FAST_CANDIDATES = (
     "bf16,plain,channels_last,ref",
     "bf16,plain,channels_last,compile",
 )
+
+
+# what only the GAN workloads read: the UNet has no modulated convolutions or custom ops
+GAN_ONLY_SETTINGS = {"modconv", "channels_last", "compile", "impl", "fast", "report", "budget_s"}
 
 
 def build_parser():
@@ -173,6 +178,14 @@ def parse_args(argv=None):
         parser.error(f"--warmup must be 0 or more, not {args.warmup}")
     args.fast = args.fast or [fast_settings(text) for text in FAST_CANDIDATES]
     args.explicit = sorted(explicit_flags(parser, argv))
+    if args.arch == DIFFUSION_ARCH and not args.diffusion:
+        parser.error("--arch ddpm is timed by --diffusion (the UNet's training step and sampler): give --diffusion")
+    if args.diffusion:
+        if "arch" in args.explicit and args.arch != DIFFUSION_ARCH:
+            parser.error(f"--diffusion times the diffusion model, not --arch {args.arch}: leave out one of them")
+        unread = GAN_ONLY_SETTINGS & set(args.explicit)
+        if unread:
+            parser.error(f"--diffusion times the UNet, which does not read {flag_list(unread)}: leave them out")
     return args
 
 
@@ -200,7 +213,7 @@ def main(argv=None):
     args = parse_args(argv)
     device = choose_device(args.device)
     if args.diffusion:
-        # the UNet has no modulated convolutions or custom ops: precision is its one speed setting
+        # precision is the UNet's one speed setting (GAN_ONLY_SETTINGS)
         settings = {**ORIGINAL, "precision": args.precision or default_precision(device)}
         rows = [
             measure_diffusion(config, batch, settings, args, device)
@@ -209,9 +222,7 @@ def main(argv=None):
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
         print(f"\n{name}, torch {torch.__version__}, {settings['precision']}")
         print(diffusion_table(rows))
-        if args.json:
-            with open(args.json, "w") as file:
-                json.dump({"device": name, "settings": vars(args), "results": rows}, file, indent=2)
+        write_json(args, name, rows)
         return
     if args.report:
         gpu_report.run(args, device)
@@ -227,9 +238,17 @@ def main(argv=None):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\n{name}, torch {torch.__version__}, {describe(settings)}")
     print(table(results))
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump({"device": name, "settings": vars(args), "results": results}, file, indent=2)
+    write_json(args, name, results)
+
+
+def write_json(args, device_name, rows):
+    """--json: the device, the command line's settings and the rows measured."""
+    if not args.json:
+        return
+    if os.path.dirname(args.json):
+        os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as file:
+        json.dump({"device": device_name, "settings": vars(args), "results": rows}, file, indent=2)
 
 
 if __name__ == "__main__":

@@ -64,9 +64,12 @@ def test_the_command_line_chooses_the_reference_workloads_or_a_single_one():
     [
         ("--iters 0", "argument --iters: must be at least 1, not 0"),
         ("--warmup -1", "--warmup must be 0 or more, not -1"),
+        ("--arch ddpm", "--arch ddpm is timed by --diffusion"),
+        ("--diffusion --arch stylegan3-t", "--diffusion times the diffusion model, not --arch stylegan3-t"),
+        ("--diffusion --compile --report out", "which does not read --compile, --report"),
     ],
 )
-def test_a_count_out_of_range_is_refused_by_name(flags, message, capsys):
+def test_a_count_out_of_range_or_a_flag_the_workload_does_not_read_is_refused(flags, message, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(flags.split())
     assert message in capsys.readouterr().err
@@ -79,7 +82,7 @@ def test_a_model_that_cannot_be_built_says_which_and_how_to_fix_it():
 
 
 def test_bench_runs_a_tiny_workload_and_writes_json(tmp_path):
-    out = tmp_path / "bench.json"
+    out = tmp_path / "figures" / "bench.json"  # its folder is made
     command = [
         sys.executable,
         os.path.join(ROOT, "benchmarks", "bench.py"),
