@@ -692,9 +692,9 @@ class Generator(MappedGenerator):
         scale = self.scale if scale is None else scale
         height, width = canvas if canvas is not None else (self.size, self.size)
         stride = self.size // 4
-        if height % stride or width % stride:
+        if height < stride or width < stride or height % stride or width % stride:
             raise ValueError(
-                f"canvas {height}x{width} must be a multiple of {stride} pixels "
+                f"canvas {height}x{width} must be a positive multiple of {stride} pixels "
                 f"(one cell of the 4x4 input grid of a {self.size}px generator)"
             )
         grid_h, grid_w = height // stride * scale, width // stride * scale

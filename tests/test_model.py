@@ -114,6 +114,7 @@ def test_shift_zero_is_exact_and_shifts_do_not_leak(position):
     shifted = render(generator, shift_h=3.5, shift_w=-2)
     assert not torch.allclose(shifted, reference)
     assert torch.equal(render(generator), reference)  # the original kept shifts in module state
+    assert torch.equal(render(generator, shift_h=torch.tensor(3.5), shift_w=torch.tensor(-2)), shifted)
 
 
 def test_constant_input_shifts_as_an_image():
@@ -134,6 +135,8 @@ def test_arbitrary_canvas(position):
     assert generator([torch.randn(1, LATENT)], canvas=(48, 16))[0].shape == (1, 3, 48, 16)
     with pytest.raises(ValueError, match="multiple of 8"):
         render(generator, canvas=(30, 32))
+    with pytest.raises(ValueError, match="canvas 0x32 must be a positive multiple of 8"):
+        render(generator, canvas=(0, 32))
 
 
 def test_wide_canvas_of_a_constant_input_tiles_it():

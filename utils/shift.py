@@ -42,6 +42,7 @@ def shifted_positions(length, shift, circular=True, device=None):
     round(shift) - shift, so position i becomes i - shift, plus the length for the entries that
     wrapped around. Otherwise the plane is infinite and position i becomes i - shift.
     """
+    shift = float(shift)  # a 0-d tensor too, which round() does not take
     positions = torch.arange(length, dtype=torch.float32, device=device)
     if shift == 0:
         return positions
