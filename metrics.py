@@ -36,7 +36,7 @@ import sys
 from tqdm import tqdm
 
 from checkpoint import load_generator, model_label, resolve_checkpoint
-from diffusion import SamplerSettings, apply_sampler_args
+from diffusion import DiffusionGenerator, SamplerSettings, apply_sampler_args
 from evaluation.common import (
     NOISE_MODES,
     batch_sizes,
@@ -102,9 +102,13 @@ def run_eqt(args, device):
             raise SystemExit(f"{path}: {error}") from None
         # the variant, since only plane shifts compare as StyleGAN3 compares
         shifts = "circular shifts" if args.circular else "plane shifts, compared as StyleGAN3"
+        if isinstance(generator, DiffusionGenerator):  # its noise is x_T, which moves; the sampler is fixed
+            inputs = f"deterministic DDIM of {generator.sampler.steps} steps from x_T"
+        else:
+            inputs = f"noise maps {args.noise_shift}"
         print(
             f"{label} ({model_label(config)}): EQ-T int {format_value(scores['eqt_int'])} dB, "
-            f"EQ-T frac {format_value(scores['eqt_frac'])} dB ({shifts}, noise maps {args.noise_shift})"
+            f"EQ-T frac {format_value(scores['eqt_frac'])} dB ({shifts}, {inputs})"
         )
         results.append({"checkpoint": path, "position": model_label(config), **scores})
     write_json(os.path.join(output_folder(args), "eqt.json"), "eqt", args, results)

@@ -380,8 +380,10 @@ def test_metrics_on_a_diffusion_checkpoint(tiny_checkpoint, lmdb16, monkeypatch,
     folder, path = tiny_checkpoint
     monkeypatch.chdir(folder)
     fast = ["--steps", "2", "--batch", "4"]
-    metrics.main(["eqt", "--ckpt", path, "--n", "4", *fast])
-    assert "ddpm-mspe): EQ-T int" in capsys.readouterr().out
+    metrics.main(["eqt", "--ckpt", path, "--n", "4", "--sampler", "ddpm", *fast])
+    printed = capsys.readouterr().out
+    # whatever --sampler says, EQ-T samples deterministically, and says so (no noise maps to keep)
+    assert "ddpm-mspe): EQ-T int" in printed and "(circular shifts, deterministic DDIM of 2 steps from x_T)" in printed
     swd_flags = "--patches 8 --directions 8 --repeats 1 --shifts 0,0.5 --n 4 --eqt_n 4".split()
     metrics.main(["report", "--ckpt", path, "--path", lmdb16, "--out", "report", *swd_flags, *fast])
     text = (folder / "report" / "report.md").read_text()
