@@ -71,6 +71,8 @@ MODEL_DEFAULTS = {
     "affine": False,
     "mbstd_group": 4,
 }
+# the model flags only the GANs read (a diffusion model reads arch, size and position of them)
+GAN_MODEL_FLAGS = set(MODEL_DEFAULTS) - {"arch", "size", "position"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -551,11 +553,21 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
 
     `args`/`explicit`: a command line's Namespace and the flags it gives explicitly, merged with
     the checkpoint's configuration by `merge_model_config` (checkpoints without `args` use
-    `args`). A diffusion model samples as args' --sampler flags say (diffusion.apply_sampler_args);
-    a GAN refuses them when `explicit` gives them. Returns (generator, args).
+    `args`). A diffusion model samples as args' --sampler flags say (diffusion.apply_sampler_args).
+    The flags of `explicit` that the checkpoint's kind of model does not read are refused: a GAN's
+    the diffusion model's and sampler's, a diffusion model's the GANs'. Returns (generator, args).
     """
     checkpoint = load_checkpoint(path)
     args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
+    arch = model_config(checkpoint["args"] if "args" in checkpoint else args)["arch"]
+    if arch == DIFFUSION_ARCH:
+        unread, kind = GAN_MODEL_FLAGS & set(explicit), "a GAN's model"
+    else:
+        unread, kind = (SAMPLER_FLAGS | set(DIFFUSION_DEFAULTS)) & set(explicit), "--arch ddpm's"
+    if unread:
+        raise SystemExit(
+            f"{path} holds a {arch} generator, which does not read {flag_list(unread)} ({kind} flags); leave them out"
+        )
     if "args" in checkpoint:
         merge_model_config(checkpoint["args"], args, set(explicit), source=path)
     try:
@@ -565,12 +577,6 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     load_model_state(generator, checkpoint.get(key, checkpoint.get("g")), path, args)
     if checkpoint.get("w_avg") is not None:
         generator.truncation_centre = checkpoint["w_avg"].to(device)
-    unread = SAMPLER_FLAGS & set(explicit)
-    if unread and args.arch != DIFFUSION_ARCH:
-        raise SystemExit(
-            f"{path} holds a {args.arch} generator, which does not read {flag_list(unread)} "
-            "(--arch ddpm's sampling flags); leave them out"
-        )
     try:
         apply_sampler_args(generator, args)
     except ValueError as error:

@@ -38,7 +38,7 @@ import os
 import sys
 from dataclasses import fields
 
-from checkpoint import MODEL_DEFAULTS, add_model_arguments, explicit_flags
+from checkpoint import GAN_MODEL_FLAGS, add_model_arguments, explicit_flags
 from diffusion import DIFFUSION_ARCH, DIFFUSION_DEFAULTS
 from model import check_size
 from training import distributed
@@ -58,7 +58,7 @@ DEFAULTS = StepSettings()
 # The flags that only one kind of model reads (the rest, from --lr and --ema_decay to the outputs',
 # every kind reads). Given for the other kind they would change nothing, so they are refused.
 GAN_ONLY_FLAGS = {field.name for field in fields(StepSettings)} - {"lr", "ema_decay", "blur_fade_iterations"}
-GAN_ONLY_FLAGS |= set(MODEL_DEFAULTS) - {"arch", "size", "position"}
+GAN_ONLY_FLAGS |= GAN_MODEL_FLAGS
 GAN_ONLY_FLAGS |= {"blur_fade_kimg", "freeze_d", "modconv", "augment"}
 ADA_FLAGS = {"augment_p", "ada_target", "ada_length", "ada_every"}
 GAN_ONLY_FLAGS |= ADA_FLAGS

@@ -349,6 +349,9 @@ def test_checkpoint_rebuilds_the_model_and_refuses_other_flags(tiny_checkpoint, 
     monkeypatch.chdir(folder)
     with pytest.raises(SystemExit, match="channels: .* has 8, the command line 16"):
         generate.main(["--name", NAME, "--ckpt", "000002.pt", "--channels", "16"])
+    # a GAN's model flags mean nothing here (the checkpoint stores their defaults)
+    with pytest.raises(SystemExit, match="holds a ddpm generator, which does not read --latent, --n_mlp"):
+        generate.main(["--name", NAME, "--ckpt", "000002.pt", "--latent", "512", "--n_mlp", "2"])
 
 
 def test_generation_modes_on_a_diffusion_checkpoint(tiny_checkpoint, monkeypatch):

@@ -114,10 +114,12 @@ def test_explicit_flag_contradicting_the_checkpoint_is_an_error(workdir):
     assert "Traceback" not in result.stderr
 
 
-def test_a_gan_checkpoint_refuses_the_diffusion_sampler_flags(workdir, monkeypatch):
+def test_a_gan_checkpoint_refuses_the_diffusion_models_flags(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     with pytest.raises(SystemExit, match="holds a stylegan2 generator, which does not read --eta, --steps"):
         generate.main(["--name", "tiny", "--ckpt", "000100.pt", "--steps", "10", "--eta", "1"])
+    with pytest.raises(SystemExit, match="holds a stylegan2 generator, which does not read --channels, --schedule"):
+        generate.main(["--name", "tiny", "--ckpt", "000100.pt", "--channels", "16", "--schedule", "cosine"])
 
 
 def test_latest_is_the_experiments_newest_complete_checkpoint(workdir, tmp_path, monkeypatch, capsys):
