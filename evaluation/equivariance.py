@@ -259,8 +259,11 @@ def rotation_equivariance(
     compared inside the rotated frame. Both renders get the same noise maps (`noise_mode`):
     a rotation cannot move them.
 
-    Returns the PSNR in dB. Raises ValueError for position 'none', which has no input to rotate.
+    Returns the PSNR in dB. Raises ValueError for position 'none', which has no input to rotate,
+    and for a diffusion model, whose noise x_T a rotation cannot turn without resampling it.
     """
+    if isinstance(generator, DiffusionGenerator):
+        raise ValueError("EQ-R turns a GAN's input; a diffusion model's x_T cannot turn unresampled: measure eqt")
     require_positional(generator.position, "EQ-R (a rotation of the input; ideally trained with --affine)")
     device = module_device(generator)
     rng = torch.Generator().manual_seed(seed)

@@ -393,6 +393,8 @@ def test_metrics_on_a_diffusion_checkpoint(tiny_checkpoint, lmdb16, monkeypatch,
     assert "| ddpm-mspe |" in text and "border band" in text
     with pytest.raises(SystemExit, match="circularly"):
         metrics.main(["eqt", "--ckpt", path, "--n", "2", "--no_circular", *fast])
+    with pytest.raises(SystemExit, match="EQ-R turns a GAN's input; .* measure eqt"):
+        metrics.main(["eqr", "--ckpt", path, "--n", "2", *fast])
 
 
 def test_bench_measures_diffusion_training_and_sampling(capsys):
