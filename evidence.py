@@ -665,7 +665,7 @@ def refuse_other_report(args, runs):
         return
     with open(path, newline="") as file:
         reported = [row["checkpoint"] for row in csv.DictReader(file)]
-    if set(reported) != {final_checkpoint(args, *run) for run in runs}:
+    if reported and set(reported) != {final_checkpoint(args, *run) for run in runs}:
         raise SystemExit(
             f"{args.out} holds the report of other runs ({reported[0]} and {len(reported) - 1} more), which this "
             f"command would replace: give it another --out, or remove {args.out} to replace it"

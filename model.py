@@ -737,7 +737,8 @@ class Generator(MappedGenerator):
         """Render images; returns (image [N, 3, H, W], latent or None).
 
         truncation: StyleGAN's psi, towards `truncation_latent` (default: `truncation_latent()`,
-            the mean of mapped latents or the centre the weights brought).
+            the mean of mapped latents or the centre the weights brought, computed again on every
+            call: pass it when rendering many batches, as the scripts do).
         shift_h, shift_w: move the content by this many output pixels (may be fractional).
         scale: render the same content on a grid `scale` times finer (default: the model's).
         canvas: (height, width) in output pixels, any multiple of size / 4 (default: size).

@@ -127,3 +127,10 @@ def test_settings_that_would_fail_after_training_are_refused_first(flags, messag
     with pytest.raises(SystemExit):
         evidence.parse_args(["--preset", "cpu", *flags.split()])
     assert message in capsys.readouterr().err
+
+
+def test_a_report_folder_without_runs_is_written_into(tmp_path):
+    # a runs.csv of no rows (emptied by hand, say) reports no runs to replace, and names none
+    (tmp_path / "runs.csv").write_text("model,seed,checkpoint\n")
+    args = evidence.parse_args(["--preset", "cpu", "--out", str(tmp_path)])
+    evidence.refuse_other_report(args, [("none", 0)])
