@@ -46,7 +46,7 @@ import sys
 import torch
 from tqdm import tqdm
 
-from checkpoint import add_checkpoint_arguments, load_generator_from_args
+from checkpoint import add_checkpoint_arguments, explicit_flags, load_generator_from_args
 from diffusion import DiffusionGenerator
 from evaluation.sticking import neighbour_seeds, sticking_pictures
 from model import require_positional
@@ -69,10 +69,36 @@ SAVE_CHOICES = ("both", "grid", "single")
 FRAME_MS = 60
 # the modes that render --projection files instead of seeds
 PROJECTION_MODES = ("grid", "shift", "interpolate", "sticking")
+# the flags only some modes read (the `dest` of each, and those modes)
+MODE_FLAGS = {
+    "save": ("grid", "shift", "rotate", "scale", "canvas"),
+    "pics": ("shift", "rotate", "sticking"),
+    "radius": ("shift",),
+    "duration": ("shift", "rotate", "interpolate"),
+    "plane": ("shift",),
+    "noise_shift": ("shift",),
+    "scales": ("scale",),
+    "height": ("canvas",),
+    "width": ("canvas",),
+    "row_seeds": ("mix",),
+    "col_seeds": ("mix",),
+    "col_styles": ("mix",),
+    "frames_per_step": ("interpolate",),
+    "spread": ("sticking",),
+    "row": ("sticking",),
+}
 
 
 # ---------------------------------------------------------------------------------------------
 # command line
+
+
+def warn_unread_flags(mode, explicit):
+    """Warn of the flags in `explicit` (dests) that --mode `mode` does not read. A warning, not a
+    refusal: rosinality's generate.py takes --pics for the number of grids, which a grid ignores."""
+    for flag, modes in MODE_FLAGS.items():
+        if flag in explicit and mode not in modes:
+            print(f"warning: --mode {mode} ignores --{flag} (read by --mode {', '.join(modes)})", file=sys.stderr)
 
 
 def parse_seeds(text):
@@ -603,6 +629,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    warn_unread_flags(args.mode, explicit_flags(parser, argv))
     if args.projection and args.mode not in PROJECTION_MODES:
         raise SystemExit(f"--projection works with --mode {', '.join(PROJECTION_MODES)}, not {args.mode}")
     if args.projection and args.mode != "interpolate":  # a walk names no output after them

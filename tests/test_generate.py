@@ -88,7 +88,9 @@ def test_canvas_has_the_requested_aspect_ratio(workdir):
 
 
 def test_shift_writes_frames_and_gifs_of_pics_frames(workdir):
-    check_ok(run(workdir, *"--name tiny --ckpt 000100.pt --mode shift --pics 6 --radius 8 --sample 2".split()))
+    result = run(workdir, *"--name tiny --ckpt 000100.pt --mode shift --pics 6 --radius 8 --sample 2".split())
+    check_ok(result)
+    assert "warning" not in result.stderr  # shift reads --pics and --radius
     folder = workdir / "generate" / "tiny" / "shift"
     for seed in range(2):
         assert gif_frames(folder / f"seed{seed:04d}.gif") == 6
@@ -97,12 +99,12 @@ def test_shift_writes_frames_and_gifs_of_pics_frames(workdir):
     assert gif_frames(folder / "grid.gif") == 6
 
 
-def test_mix_grid_has_a_header_row_and_column(workdir):
-    check_ok(
-        run(
-            workdir, *"--name tiny --ckpt 000100.pt --mode mix --row_seeds 0-2 --col_seeds 3,4 --col_styles 0-3".split()
-        )
-    )
+def test_mix_grid_has_a_header_row_and_column_and_names_the_flags_it_ignores(workdir):
+    mix = "--name tiny --ckpt 000100.pt --mode mix --row_seeds 0-2 --col_seeds 3,4 --col_styles 0-3"
+    result = run(workdir, *mix.split(), "--save", "single", "--pics", "3")
+    check_ok(result)
+    assert "warning: --mode mix ignores --save (read by --mode grid, shift, rotate, scale, canvas)" in result.stderr
+    assert "warning: --mode mix ignores --pics (read by --mode shift, rotate, sticking)" in result.stderr
     # (1 + 2 columns) x (1 + 3 rows) cells of 32 pixels, padding 2
     assert image_size(workdir / "generate" / "tiny" / "mix" / "grid.png") == (2 + 3 * 34, 2 + 4 * 34)
 
