@@ -25,7 +25,8 @@ the noise maps' own pixel-fixed detail out. evaluation/sticking.py.
 Each metric lives in its own module of evaluation/ (equivariance.py, sticking.py, swd.py, fid.py
 with inception.py, ppl.py, spatial_bias.py) with the helpers they share in common.py; this file
 is their command line.
-Checkpoints carry their model configuration. Results go to metrics/<name>/ (or --out) as JSON.
+Checkpoints carry their model configuration. Results go to metrics/<name>/ (or --out): <metric>.json
+holds the latest run of a metric, <metric>.jsonl a line per run.
 """
 
 import argparse

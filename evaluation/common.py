@@ -7,6 +7,7 @@ seeded with `--seed`, on the CPU: the same seed gives the same figures on any de
 import json
 import math
 import os
+import time
 
 import torch
 
@@ -156,9 +157,15 @@ def format_value(value, digits=2):
 
 
 def write_json(path, command, args, results):
-    """{command, settings (the command line), results} as JSON at `path`."""
+    """{command, settings (the command line), results, time} as JSON at `path` (say fid.json,
+    the latest run's), and as one more line of the history beside it (fid.jsonl), so that a run
+    of other settings or checkpoints in the same folder does not lose the figures before it."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     settings = {key: value for key, value in vars(args).items() if key not in ("command", "handler")}
+    record = {"command": command, "settings": settings, "results": results, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     with open(path, "w") as file:
-        json.dump({"command": command, "settings": settings, "results": results}, file, indent=2)
-    print(f"wrote {path}")
+        json.dump(record, file, indent=2)
+    history = os.path.splitext(path)[0] + ".jsonl"
+    with open(history, "a") as file:
+        file.write(json.dumps(record) + "\n")
+    print(f"wrote {path} (every run: {history})")

@@ -3,6 +3,7 @@ command line metrics.py): EQ-T / EQ-R on toy generators with known equivariance,
 loader and the spatial-bias report end to end."""
 
 import csv
+import json
 import math
 import os
 import subprocess
@@ -162,6 +163,13 @@ def test_eqt_and_eqr_commands_write_their_results(tmp_path, capsys, make_tiny_ch
     printed = capsys.readouterr().out
     assert "none/000010 (none): EQ-T int" in printed and "affine/000010 (mspe): EQ-R" in printed
     assert os.path.isfile(os.path.join(out, "eqt.json")) and os.path.isfile(os.path.join(out, "eqr.json"))
+    # a second run of other settings replaces eqt.json and joins the first in eqt.jsonl
+    metrics.main(["eqt", "--ckpt", none, "--n", "3", "--batch", "2", "--device", "cpu", "--out", out])
+    with open(os.path.join(out, "eqt.json")) as file:
+        assert json.load(file)["settings"]["n"] == 3
+    with open(os.path.join(out, "eqt.jsonl")) as file:
+        runs = [json.loads(line) for line in file]
+    assert [(run["settings"]["n"], len(run["results"])) for run in runs] == [(2, 2), (3, 1)]
 
 
 # ---------------------------------------------------------------------------------------------
