@@ -412,9 +412,8 @@ def test_a_stylegan2_checkpoint_warm_starts_mspe(tmp_path, reference, synthetic_
     tuned = fine_tune(monkeypatch, tmp_path, synthetic_lmdb, "stylegan2.pt", "--position", "mspe")
     log = capsys.readouterr().err
     assert "position none to mspe" in log
-    assert (
-        "loaded 68: style (4), conv1 (5), to_rgb1 (4), convs (33), to_rgbs (15), noises (7)"
-    )  # with the blur kernels in log
+    # with the blur kernels
+    assert "loaded 68: style (4), conv1 (5), to_rgb1 (4), convs (33), to_rgbs (15), noises (7)" in log, log
     assert "new, initialised as from scratch: pes.0.gamma, pes.1.gamma, pes.2.gamma" in log
     assert "dropped: input.input" in log and "d: not in the checkpoint, trained from scratch" in log
     assert "g: warm start from stylegan2.pt ('g_ema')" in log  # the one generator starts both

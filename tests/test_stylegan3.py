@@ -70,7 +70,6 @@ def test_filtered_lrelu_equals_upsample_lrelu_downsample(up, down, padding, sepa
     expected = downsample_explicit(expected, fd2, down)
     assert out.shape == expected.shape
     assert torch.allclose(out, expected, atol=1e-12)
-    assert torch.equal(filtered_lrelu(x, fu, fd, bias, up, down, padding, gain, slope, clamp), out)
 
 
 def test_filtered_lrelu_gradcheck():
