@@ -377,12 +377,6 @@ class GaussianDiffusion:
         self.betas = betas.to(torch.float64)
         self.num_timesteps = len(betas)
         self.alphas_cumprod = torch.cumprod(1 - self.betas, 0)
-        self.alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
-        # q(x_{t-1} | x_t, x_0) = N(coef1 x_0 + coef2 x_t, beta-tilde_t)
-        one_minus = 1 - self.alphas_cumprod
-        self.posterior_variance = self.betas * (1 - self.alphas_cumprod_prev) / one_minus
-        self.posterior_mean_coef1 = self.betas * self.alphas_cumprod_prev.sqrt() / one_minus
-        self.posterior_mean_coef2 = (1 - self.alphas_cumprod_prev) * (1 - self.betas).sqrt() / one_minus
 
     @classmethod
     def from_config(cls, config):
@@ -399,12 +393,17 @@ class GaussianDiffusion:
         abar = self._gather(self.alphas_cumprod, t, x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
 
-    def q_posterior(self, x0, x_t, t):
-        """(mean, variance) of q(x_{t-1} | x_t, x_0)."""
-        mean = (
-            self._gather(self.posterior_mean_coef1, t, x_t) * x0 + self._gather(self.posterior_mean_coef2, t, x_t) * x_t
-        )
-        return mean, self._gather(self.posterior_variance, t, x_t)
+    @staticmethod
+    def q_posterior(x0, x_t, abar, abar_next):
+        """(mean, beta-tilde, beta) of q(x_t' | x_t, x_0) = N(mean, beta-tilde) for a step from the
+        alpha-bar `abar` of t to the `abar_next` of the next t' < t (floats; 1 after the last step),
+        whose beta is 1 - abar / abar_next (Ho et al.'s eq. 7, respaced as Nichol and Dhariwal):
+            mean = beta sqrt(abar_next) / (1 - abar) x_0 + (1 - abar_next) sqrt(1 - beta) / (1 - abar) x_t,
+            beta-tilde = beta (1 - abar_next) / (1 - abar)."""
+        beta = 1 - abar / abar_next
+        coef_x0 = beta * math.sqrt(abar_next) / (1 - abar)
+        coef_xt = (1 - abar_next) * math.sqrt(1 - beta) / (1 - abar)
+        return coef_x0 * x0 + coef_xt * x_t, beta * (1 - abar_next) / (1 - abar), beta
 
     def training_loss(self, denoiser, x0, t=None, noise=None):
         """The simple loss of Ho et al.: || eps - eps_theta(x_t, t) ||^2 averaged over every element,
@@ -482,11 +481,8 @@ class GaussianDiffusion:
                 sigma = eta * math.sqrt((1 - abar_next) / (1 - abar) * (1 - abar / abar_next))
                 x = math.sqrt(abar_next) * x0 + math.sqrt(max(1 - abar_next - sigma**2, 0.0)) * eps
             else:
-                beta = 1 - abar / abar_next
-                coef_x0 = beta * math.sqrt(abar_next) / (1 - abar)
-                coef_xt = (1 - abar_next) * math.sqrt(1 - beta) / (1 - abar)
-                x = coef_x0 * x0 + coef_xt * x
-                sigma = math.sqrt(beta * (1 - abar_next) / (1 - abar) if variance == "beta_tilde" else beta)
+                x, beta_tilde, beta = self.q_posterior(x0, x, abar, abar_next)
+                sigma = math.sqrt(beta_tilde if variance == "beta_tilde" else beta)
             if t_next >= 0 and sigma > 0:
                 z = step_noise(k, shape) if step_noise is not None else draw_noise(shape, generator, device, dtype)
                 x = x + sigma * z.to(device, dtype)

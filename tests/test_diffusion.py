@@ -68,17 +68,19 @@ def test_schedules_match_their_closed_forms():
     assert torch.allclose(cosine.alphas_cumprod[unclipped], closed, rtol=1e-9, atol=1e-12)
 
     # posterior q(x_{t-1} | x_t, x_0) from Bayes' rule: precision alpha_t / beta_t + 1 / (1 - abar_{t-1})
+    x0, x_t = torch.tensor([0.7, -0.2]).double(), torch.tensor([0.1, -1.5]).double()
     for process in (linear, cosine):
-        t = torch.tensor([1, 10, 500, 998])
-        beta, abar_prev = process.betas[t], process.alphas_cumprod[t - 1]
-        variance = 1 / ((1 - beta) / beta + 1 / (1 - abar_prev))
-        x0, x_t = torch.tensor([0.7, -0.2, 0.4, 1.0]).double(), torch.tensor([0.1, 0.5, -1.5, 2.0]).double()
-        mean = variance * ((1 - beta).sqrt() * x_t / beta + abar_prev.sqrt() * x0 / (1 - abar_prev))
-        got_mean, got_variance = process.q_posterior(x0, x_t, t)
-        assert torch.allclose(got_mean.flatten(), mean, rtol=1e-9)
-        assert torch.allclose(got_variance.flatten(), variance, rtol=1e-9)
+        abar_table = process.alphas_cumprod.tolist()
+        for t in (1, 10, 500, 998):
+            beta, abar_prev = process.betas[t].item(), abar_table[t - 1]
+            variance = 1 / ((1 - beta) / beta + 1 / (1 - abar_prev))
+            mean = variance * (math.sqrt(1 - beta) * x_t / beta + math.sqrt(abar_prev) * x0 / (1 - abar_prev))
+            got_mean, got_variance, got_beta = process.q_posterior(x0, x_t, abar_table[t], abar_prev)
+            assert torch.allclose(got_mean, mean, rtol=1e-9)
+            assert math.isclose(got_variance, variance, rel_tol=1e-9) and math.isclose(got_beta, beta, rel_tol=1e-9)
         # the first step's posterior is x_0 itself
-        assert process.posterior_variance[0] == 0 and math.isclose(process.posterior_mean_coef1[0], 1, rel_tol=1e-12)
+        mean, variance, _ = process.q_posterior(x0, x_t, abar_table[0], 1.0)
+        assert variance == 0 and torch.allclose(mean, x0, rtol=1e-12)
 
     # q_sample at the last step is nearly pure noise
     noise = torch.randn(4, 3, 2, 2, dtype=torch.float64)
