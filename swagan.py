@@ -45,7 +45,7 @@ def haar_filters():
 class HaarTransform(nn.Module):
     """[N, C, 2H, 2W] image -> [N, 4C, H, W]: its LL, LH, HL, HH subbands (in this channel order)."""
 
-    def __init__(self, channel):
+    def __init__(self):
         super().__init__()
         for name, kernel in zip(("ll", "lh", "hl", "hh"), haar_filters()):
             self.register_buffer(name, kernel)
@@ -57,7 +57,7 @@ class HaarTransform(nn.Module):
 class InverseHaarTransform(nn.Module):
     """[N, 4C, H, W] subbands -> [N, C, 2H, 2W]: the inverse of HaarTransform (exact)."""
 
-    def __init__(self, channel):
+    def __init__(self):
         super().__init__()
         ll, lh, hl, hh = haar_filters()
         # the synthesis filters are the analysis filters mirrored: the high-pass ones change sign
@@ -77,9 +77,9 @@ class ToRGB(nn.Module):
     def __init__(self, in_channel, style_dim, upsample=True, blur_kernel=[1, 3, 3, 1], modconv="grouped"):
         super().__init__()
         if upsample:
-            self.iwt = InverseHaarTransform(3)
+            self.iwt = InverseHaarTransform()
             self.upsample = Upsample(blur_kernel)
-            self.dwt = HaarTransform(3)
+            self.dwt = HaarTransform()
         self.conv = ModulatedConv2d(in_channel, 3 * 4, 1, style_dim, demodulate=False, modconv=modconv)
         self.bias = nn.Parameter(torch.zeros(1, 3 * 4, 1, 1))
 
@@ -128,7 +128,7 @@ class Generator(StyleGAN2Generator):
             channel_max=channel_max,
             modconv=modconv,
         )
-        self.iwt = InverseHaarTransform(3)
+        self.iwt = InverseHaarTransform()
         if device is not None:
             self.to(device)
 
@@ -145,7 +145,7 @@ class ConvBlock(nn.Module):
     def __init__(self, in_channel, out_channel, blur_kernel=[1, 3, 3, 1]):
         super().__init__()
         self.conv1 = ConvLayer(in_channel, in_channel, 3)
-        self.conv2 = ConvLayer(in_channel, out_channel, 3, downsample=True)
+        self.conv2 = ConvLayer(in_channel, out_channel, 3, downsample=True, blur_kernel=blur_kernel)
 
     def forward(self, input):
         return self.conv2(self.conv1(input))
@@ -159,9 +159,9 @@ class FromRGB(nn.Module):
         super().__init__()
         self.downsample = downsample
         if downsample:
-            self.iwt = InverseHaarTransform(3)
+            self.iwt = InverseHaarTransform()
             self.downsample = Downsample(blur_kernel)
-            self.dwt = HaarTransform(3)
+            self.dwt = HaarTransform()
         self.conv = ConvLayer(3 * 4, out_channel, 3)
 
     def forward(self, input, skip=None):
@@ -181,7 +181,7 @@ class Discriminator(DiscriminatorEpilogue):
         super().__init__()
         log_size = check_wavelet_size(size) - 1
         channels = channel_counts(channel_multiplier, channel_max)
-        self.dwt = HaarTransform(3)
+        self.dwt = HaarTransform()
         self.from_rgbs = nn.ModuleList()
         self.convs = nn.ModuleList()
 

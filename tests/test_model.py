@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+import swagan
 from model import MODCONVS, Discriminator, Generator, PositionalAdd, PositionalInput, sinusoidal_encoding
 
 LATENT = 32
@@ -378,3 +379,11 @@ def test_same_images_as_the_original_code(position):
         with torch.no_grad():
             image = generator([golden["latents"]], randomize_noise=False, shift_h=shift_h, shift_w=shift_w)[0]
         assert torch.allclose(image, expected, atol=1e-5), (shift_h, shift_w)
+
+
+@pytest.mark.parametrize("module", ["model", "swagan"])
+def test_a_discriminators_blur_kernel_reaches_every_downsampling_layer(module):
+    discriminator_class = Discriminator if module == "model" else swagan.Discriminator
+    discriminator = discriminator_class(32, blur_kernel=[1, 1], channel_max=16)
+    kernels = {name: buffer.shape for name, buffer in discriminator.named_buffers() if name.endswith("kernel")}
+    assert kernels and set(kernels.values()) == {(2, 2)}, kernels

@@ -59,10 +59,10 @@ ROSINALITY_DISCRIMINATOR_KEYS = (
 
 def test_haar_transform_is_inverted_exactly_and_splits_off_the_detail():
     image = torch.randn(2, 3, 16, 16)
-    bands = HaarTransform(3)(image)
+    bands = HaarTransform()(image)
     assert bands.shape == (2, 12, 8, 8)
-    assert torch.allclose(InverseHaarTransform(3)(bands), image, atol=1e-5)
-    flat = HaarTransform(3)(torch.full((1, 3, 16, 16), 0.5))
+    assert torch.allclose(InverseHaarTransform()(bands), image, atol=1e-5)
+    flat = HaarTransform()(torch.full((1, 3, 16, 16), 0.5))
     assert torch.allclose(flat[:, 3:], torch.zeros(1, 9, 8, 8), atol=1e-6)  # no detail in a flat image
     assert torch.allclose(flat[:, :3], torch.ones(1, 3, 8, 8))  # LL: 2x the 2x2 mean (orthonormal)
 
