@@ -9,7 +9,6 @@ once (evaluation/inception.py) unless --inception_weights names a local file.
 """
 
 import argparse
-import os
 import sys
 
 from checkpoint import add_model_arguments, explicit_flags, load_generator
@@ -44,8 +43,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.n_sample < 2:
         raise SystemExit(f"--n_sample must be at least 2 (for a covariance), not {args.n_sample}")
-    if not os.path.isfile(args.ckpt):
-        raise SystemExit(f"checkpoint {args.ckpt!r} not found")
     try:
         device = choose_device(args.device)
         generator, args = load_generator(args.ckpt, device, args, explicit_flags(parser, argv))

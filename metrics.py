@@ -46,6 +46,7 @@ from evaluation.common import (
     generated_batches,
     open_real_images,
     real_image_batches,
+    results_folder,
     write_json,
 )
 from evaluation.equivariance import rotation_equivariance, translation_equivariance
@@ -73,8 +74,9 @@ def output_folder(args, default_name=None):
     """--out, else metrics/<--name>, else metrics/<default_name or the first checkpoint's folder>."""
     if args.out:
         return args.out
-    name = args.name or default_name or os.path.basename(os.path.dirname(os.path.abspath(args.ckpt[0])))
-    return os.path.join("metrics", name)
+    if args.name or default_name:
+        return os.path.join("metrics", args.name or default_name)
+    return results_folder(args.ckpt[0])
 
 
 def generators(args, device):

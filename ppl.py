@@ -12,7 +12,7 @@ import os
 import sys
 
 from checkpoint import add_model_arguments, explicit_flags, load_generator, model_label
-from evaluation.common import write_json
+from evaluation.common import results_folder, write_json
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import SAMPLINGS, SPACES, perceptual_path_length
 from utils.device import choose_device
@@ -22,7 +22,12 @@ from utils.flags import add_device_argument, add_lpips_weights_argument, positiv
 def add_ppl_arguments(parser):
     """The options of the measurement, shared with `metrics.py ppl`."""
     parser.add_argument("--space", choices=SPACES, default="w", help="space that PPL calculated with")
-    parser.add_argument("--eps", type=float, default=1e-4, help="epsilon for numerical stability")
+    parser.add_argument(
+        "--eps",
+        type=float,
+        default=1e-4,
+        help="the step between the two latents of a pair (PPL: LPIPS distance / eps^2)",
+    )
     parser.add_argument("--crop", action="store_true", help="apply center crop to the images")
     parser.add_argument("--sampling", default="end", choices=SAMPLINGS, help="set endpoint sampling method")
     add_lpips_weights_argument(parser)
@@ -47,8 +52,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.eps <= 0:
         raise SystemExit(f"--eps must be positive, not {args.eps}")
-    if not os.path.isfile(args.ckpt):
-        raise SystemExit(f"checkpoint {args.ckpt!r} not found")
     device = choose_device(args.device)
     generator, args = load_generator(args.ckpt, device, args, explicit_flags(parser, argv))
     percept = build_lpips(args.lpips_weights, device)
@@ -65,7 +68,7 @@ def main(argv=None):
         progress=True,
     )
     print("ppl:", score)
-    folder = args.out or os.path.join("metrics", os.path.basename(os.path.dirname(os.path.abspath(args.ckpt))))
+    folder = args.out or results_folder(args.ckpt)
     write_json(
         os.path.join(folder, "ppl.json"),
         "ppl",

@@ -156,6 +156,11 @@ def format_value(value, digits=2):
     return f"{value:.{digits}f}"
 
 
+def results_folder(checkpoint_path):
+    """metrics/<the checkpoint's folder>: where a metric's results go by default."""
+    return os.path.join("metrics", os.path.basename(os.path.dirname(os.path.abspath(checkpoint_path))))
+
+
 def write_json(path, command, args, results):
     """{command, settings (the command line), results, time} as JSON at `path` (say fid.json,
     the latest run's), and as one more line of the history beside it (fid.jsonl), so that a run

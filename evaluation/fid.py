@@ -174,14 +174,14 @@ def real_statistics(inception, real_images, batch, seed=0, flip=False, progress=
     return mean, cov, {**info, "inception": inception.weights}
 
 
-def cached_real_statistics(path, size, renderer):
+def cached_real_statistics(path, size, source):
     """(mean, cov, the Inception weights' name or None) of the statistics file `path`, refused
-    unless they are of `size` px images, the size `renderer` (a checkpoint, for the message)
+    unless they are of `size` px images, the size `source` (a checkpoint, for the message)
     renders."""
     mean, cov, info = load_statistics(path)
     if "size" in info and int(info["size"]) != size:
         raise ValueError(
-            f"{path} holds statistics of {info['size']} px images; {renderer} renders {size} px: "
+            f"{path} holds statistics of {info['size']} px images; {source} renders {size} px: "
             f"{statistics_advice(size)}"
         )
     return mean, cov, info.get("inception")

@@ -54,8 +54,10 @@ def path_distances(
 
     Latents, t and noise maps are drawn on the CPU from `seed`: the same figures on any device.
     """
-    if space not in SPACES or sampling not in SAMPLINGS:
-        raise ValueError(f"space must be one of {SPACES} and sampling one of {SAMPLINGS}")
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {', '.join(SPACES)}, not {space!r}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, not {sampling!r}")
     device = module_device(generator)
     rng = torch.Generator().manual_seed(seed)
     distances = []

@@ -1,5 +1,6 @@
 """The training loop around any training step: data, logs, sample grids, checkpoints, signals,
-resuming, several ranks. train.py runs it with training/gan.py's GANStep.
+resuming, several ranks. train.py runs it with training/gan.py's GANStep, or for --arch ddpm with
+training/diffusion.py's DiffusionStep.
 
 A step is a callable `step(iteration, images) -> {loss name: scalar tensor on the device}` with:
 
