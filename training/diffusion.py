@@ -160,8 +160,8 @@ class DiffusionStep:
 
     def sample_inputs(self, count, rng):
         """The fixed initial noise x_T [count, 3, size, size] of the run's sample grids."""
-        unet = self.ema.unet
-        return torch.randn(count, unet.in_channels, unet.size, unet.size, generator=rng)
+        x_T, _ = self.ema.make_noise(count, rng=rng)
+        return x_T
 
     def sample(self, x_T):
         """The EMA model's samples from `x_T` with the grid's sampler. A stochastic sampler draws
