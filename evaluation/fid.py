@@ -10,7 +10,9 @@ code is refused.
 One pipeline serves every command: `real_statistics` makes real statistics (calc_inception.py,
 `metrics.py inception`, and `metrics.py fid --path`), `cached_real_statistics` reads them back
 checked against the generator's size, and `generator_fid` measures a generator against them
-(fid.py, `metrics.py fid`).
+(fid.py, `metrics.py fid`). `metrics.py report` (spatial_bias.py) takes the same features
+through `feature_statistics` and `frechet_distance` in the one pass over its images that also
+serves SWD.
 """
 
 import io
