@@ -180,6 +180,12 @@ def load_checkpoint(path, map_location="cpu"):
     return checkpoint
 
 
+def generator_state(checkpoint, key="g_ema"):
+    """The generator weights of a loaded checkpoint: its `key` entry, else its 'g' (a checkpoint
+    saved without an EMA copy, which load_checkpoint lets through)."""
+    return checkpoint.get(key, checkpoint.get("g"))
+
+
 # what a checkpoint holds beyond weights when train.py wrote it; without it, training fine-tunes
 TRAINING_STATE = ("g_optim", "d_optim")
 
@@ -574,7 +580,7 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
         generator = build_generator(args, device)
     except ValueError as error:  # a configuration the model cannot build, e.g. --size 48
         raise SystemExit(f"cannot build the generator for {path}: {error}") from None
-    load_model_state(generator, checkpoint.get(key, checkpoint.get("g")), path, args)
+    load_model_state(generator, generator_state(checkpoint, key), path, args)
     if checkpoint.get("w_avg") is not None:
         generator.truncation_centre = checkpoint["w_avg"].to(device)
     try:

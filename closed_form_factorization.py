@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-from checkpoint import load_checkpoint
+from checkpoint import generator_state, load_checkpoint
 
 # the modulation weight of the alias-free generator's layer N (stylegan3.py's `layers`)
 ALIAS_FREE_MODULATION = re.compile(r"layers\.(\d+)\.modulation\.weight")
@@ -80,7 +80,7 @@ def main(argv=None):
 
     checkpoint = load_checkpoint(args.ckpt)
     try:
-        eigvec = factorize(checkpoint.get("g_ema", checkpoint.get("g")))
+        eigvec = factorize(generator_state(checkpoint))
     except ValueError as error:
         raise SystemExit(f"{args.ckpt}: {error}") from None
     if os.path.dirname(args.out):

@@ -51,7 +51,14 @@ from tqdm import tqdm
 
 import generate
 import projector
-from checkpoint import checkpoint_path, experiment_dir, load_checkpoint, load_generator, numbered_checkpoints
+from checkpoint import (
+    checkpoint_path,
+    experiment_dir,
+    generator_state,
+    load_checkpoint,
+    load_generator,
+    numbered_checkpoints,
+)
 from diffusion import SAMPLERS, DiffusionGenerator, SamplerSettings, use_sampler
 from evaluation.common import generated_batches, open_real_images
 from evaluation.equivariance import translation_equivariance
@@ -403,7 +410,7 @@ def weights_digest(path):
     """sha1 of the g_ema weights of the checkpoint at `path`: what a cached measurement was made of.
     A run trained again under its name (after a change to train.py) has other weights; a g_ema-only
     copy of the same run, brought back from another machine, has the same."""
-    state = load_checkpoint(path)["g_ema"]
+    state = generator_state(load_checkpoint(path))
     digest = hashlib.sha1()
     for key in sorted(state):
         digest.update(key.encode())
