@@ -42,6 +42,11 @@ TRUNCATION_MEAN = 4096
 IDENTITY_TRANSFORM = (1.0, 0.0, 0.0, 0.0)
 
 
+def normalised_transform(transform):
+    """[N, 4] transforms (r_c, r_s, t_x, t_y) with (r_c, r_s) scaled to a unit vector: a rotation."""
+    return transform / transform[:, :2].norm(dim=1, keepdim=True)
+
+
 def canonical_position(position):
     """The position a name means: an alias (POSITION_ALIASES) becomes its position."""
     return POSITION_ALIASES.get(position, position)
@@ -167,6 +172,16 @@ class EqualLinear(nn.Module):
 
     def __repr__(self):
         return f"{self.__class__.__name__}({self.weight.shape[1]}, {self.weight.shape[0]})"
+
+
+def identity_affine(style_dim):
+    """The learned map from a latent [N, style_dim] to the input's transform (r_c, r_s, t_x, t_y),
+    started at IDENTITY_TRANSFORM for every latent (zero weight), as StyleGAN3's affine."""
+    affine = EqualLinear(style_dim, 4)
+    with torch.no_grad():
+        affine.weight.zero_()
+        affine.bias.copy_(torch.tensor(IDENTITY_TRANSFORM))
+    return affine
 
 
 class ModulatedConv2d(nn.Module):
@@ -373,7 +388,7 @@ class SinusoidalPE(nn.Module):
         scale = self.scale if scale is None else scale
         device = self.pe.device
         transform = transform.to(device=device, dtype=torch.float32).reshape(-1, 4).expand(batch, 4)
-        transform = transform / transform[:, :2].norm(dim=1, keepdim=True)
+        transform = normalised_transform(transform)
         r_c, r_s, t_x, t_y = transform.view(batch, 4, 1, 1).unbind(1)
         pos_w = shifted_positions(width, shift_w, circular, device).view(1, 1, width) - (width - 1) / 2
         pos_h = shifted_positions(height, shift_h, circular, device).view(1, height, 1) - (height - 1) / 2
@@ -602,10 +617,7 @@ class Generator(MappedGenerator):
         else:
             self.input = PositionalInput(self.channels[4], 4, 4, scale)
         if affine:
-            self.affine_fourier = EqualLinear(style_dim, 4)
-            with torch.no_grad():
-                self.affine_fourier.weight.zero_()
-                self.affine_fourier.bias.copy_(torch.tensor(IDENTITY_TRANSFORM))
+            self.affine_fourier = identity_affine(style_dim)
 
         self.conv1 = StyledConv(
             self.channels[4], self.channels[4], kernel_size, style_dim, blur_kernel=blur_kernel, modconv=modconv

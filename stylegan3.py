@@ -30,7 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from model import TRUNCATION_MEAN, EqualLinear, MappedGenerator, check_size, mapping_network
+from model import (
+    TRUNCATION_MEAN,
+    EqualLinear,
+    MappedGenerator,
+    check_size,
+    identity_affine,
+    mapping_network,
+    normalised_transform,
+)
 from op import conv2d_gradfix, filtered_lrelu
 
 # What the input transform (r_c, r_s, t_x, t_y) means, after normalising (r_c, r_s), recorded in
@@ -344,10 +352,7 @@ class AliasFreeGenerator(MappedGenerator):
         self.register_buffer("w_avg", torch.zeros(style_dim))
         self.register_buffer("input_convention", torch.tensor(NVIDIA_TRANSFORM))
         self.legacy_transform = False  # follows input_convention (_load_from_state_dict)
-        self.affine_fourier = EqualLinear(style_dim, 4)
-        with torch.no_grad():
-            self.affine_fourier.weight.zero_()
-            self.affine_fourier.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+        self.affine_fourier = identity_affine(style_dim)
 
         self.schedule = layer_schedule(
             size,
@@ -434,7 +439,7 @@ class AliasFreeGenerator(MappedGenerator):
         LEGACY_TRANSFORM's when `legacy`. shift: (x, y) in image units, the content's move.
         """
         transform = transform.float()
-        transform = transform / transform[:, :2].norm(dim=1, keepdim=True)
+        transform = normalised_transform(transform)
         r_c, r_s, t_x, t_y = transform.unbind(1)
         shift = transform.new_tensor(shift).view(1, 2, 1)
         if legacy:  # q = R^T (p - s) - t / 4, computed as it always was (bit-exact renders)
@@ -448,7 +453,7 @@ class AliasFreeGenerator(MappedGenerator):
         affine map gives the first latent [N, style_dim]: what `transform` must be to render as
         without it (a LEGACY_TRANSFORM model's converted, equal up to rounding)."""
         transform = self.affine_fourier(latent)
-        r_c, r_s, t_x, t_y = (transform / transform[:, :2].norm(dim=1, keepdim=True)).unbind(1)
+        r_c, r_s, t_x, t_y = normalised_transform(transform).unbind(1)
         if not self.legacy_transform:
             return torch.stack([r_c, r_s, t_x, t_y], 1)
         # R = [[r_c, r_s], [-r_s, r_c]] and t' = R^T t / 4 give the legacy q = R p - t / 4
