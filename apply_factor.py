@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from checkpoint import add_checkpoint_arguments, load_generator_from_args
-from generate import Renderer, inputs_of_projections, seed_inputs
+from generate import Renderer, inputs_of_projections, inputs_of_seeds, mapped
 from utils.flags import add_duration_argument, add_noise_shift_argument, add_truncation_arguments, positive_int
 from utils.images import make_grid, save_gif, save_grid
 from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
@@ -111,20 +111,19 @@ def main(argv=None):
         raise SystemExit(f"--pics is 0 (no GIF) or at least 2, not {args.pics}")
     if args.truncation is None:
         args.truncation = 1.0 if args.projection else 0.7
-    generator, args, device = load_generator_from_args(parser, args, argv)
+    generator, args, _ = load_generator_from_args(parser, args, argv)
     eigvec = load_directions(args.factor, generator.style_dim)
     if not 0 <= args.index < eigvec.shape[1]:
         raise SystemExit(f"-i/--index must be 0..{eigvec.shape[1] - 1}, not {args.index}")
-    direction = eigvec[:, args.index].to(device).unsqueeze(0)
+    direction = eigvec[:, args.index].unsqueeze(0)  # on the CPU, as the latents: the renderer moves them
 
+    renderer = Renderer.from_args(generator, args)
     if args.projection:
         inputs = inputs_of_projections(generator, args.projection)
-        w, noises, at = inputs.latents.to(device), inputs.noises, inputs.shift
-        args.n_sample = len(w)
+        args.n_sample = len(inputs.latents)
     else:
-        z, noises = seed_inputs(generator, range(args.seed, args.seed + args.n_sample))
-        w, at = generator.style(z.to(device)), (0, 0)
-    renderer = Renderer.from_args(generator, args)
+        inputs = mapped(renderer, inputs_of_seeds(generator, range(args.seed, args.seed + args.n_sample)))
+    w, noises, at = inputs.latents, inputs.noises, inputs.shift
     sweep = [args.degree * (2 * frame / (args.pics - 1) - 1) for frame in range(args.pics)]
     stem = f"{args.out_prefix}_index-{args.index}_degree-{args.degree}"
     shift = (args.shift_h, args.shift_w, args.noise_shift)

@@ -9,7 +9,7 @@ import apply_factor
 from checkpoint import load_checkpoint, load_generator
 from closed_form_factorization import factorize, modulation_weights
 from closed_form_factorization import main as factorize_main
-from generate import Renderer
+from generate import Renderer, seed_inputs
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_moving_along_a_direction_changes_the_image_and_degree_zero_does_not(fac
     _, ckpt, factor_path = factored
     generator, _ = load_generator(ckpt)
     eigvec = apply_factor.load_directions(factor_path, generator.style_dim)
-    z, noises = apply_factor.seed_inputs(generator, range(3))
+    z, noises = seed_inputs(generator, range(3))
     with torch.no_grad():
         w = generator.style(z)
         plain = generator([w], input_is_latent=True, noise=noises)[0]
@@ -56,7 +56,7 @@ def test_shift_renders_the_edit_at_the_shifted_position(factored):
     _, ckpt, factor_path = factored
     generator, _ = load_generator(ckpt)
     direction = apply_factor.load_directions(factor_path, generator.style_dim)[:, 0][None]
-    z, noises = apply_factor.seed_inputs(generator, range(2))
+    z, noises = seed_inputs(generator, range(2))
     with torch.no_grad():
         w = generator.style(z)
         edited, plain = apply_factor.moved_renders(
