@@ -527,6 +527,7 @@ class MappedGenerator(nn.Module):
         return truncation_latent + truncation * (w - truncation_latent)
 
     def get_latent(self, input):
+        """w [N, style_dim] of z [N, style_dim]: the mapping network (rosinality's name for `style`)."""
         return self.style(input)
 
     def layer_latents(self, styles, inject_index=None, truncation=1, truncation_latent=None, input_is_latent=False):

@@ -1,7 +1,7 @@
 """What the metrics share: seeded latents and noise, renders, real-image sets, labels and output.
 
 Every metric draws its latents, noise maps, shifts and image subsets from torch.Generators
-seeded with `--seed`, on the CPU: the same seed gives the same figures on any device.
+seeded with `--seed`, on the CPU: the same seed (and --batch) gives the same figures on any device.
 """
 
 import json
@@ -86,7 +86,9 @@ def generated_batches(
     """Yield [B, 3, S, S] renders of seeded latents with seeded random noise maps.
 
     The same seed gives the same latents and noise whatever the shift, so renders at different
-    shifts show the same samples. Shifts wrap around where the generator's do
+    shifts show the same samples. One generator draws them batch after batch, latents then noise,
+    so another `batch` draws other samples (of the same distribution): compare figures made with
+    the same --seed and --batch. Shifts wrap around where the generator's do
     (`generator.circular_shifts`) and move an infinite plane otherwise.
     """
     device = module_device(generator)
