@@ -554,6 +554,28 @@ def load_model_state(module, state, source, config):
         ) from None
 
 
+def load_training_state(checkpoint, source, config, modules, optimizers, writer="train.py"):
+    """Load a training checkpoint read from `source` into `modules` and `optimizers` ({checkpoint
+    key: module or optimiser}), or a SystemExit naming the missing or unfitting entry and pointing
+    to a checkpoint that `writer` wrote for this model (`config`, for messages)."""
+    missing = [key for key in (*modules, *optimizers) if key not in checkpoint]
+    if missing:
+        raise SystemExit(
+            f"{source} cannot resume training: it lacks {', '.join(missing)}. Resume from a checkpoint "
+            f"written by {writer}."
+        )
+    for key, module in modules.items():
+        load_model_state(module, checkpoint[key], f"{source} ('{key}')", config)
+    for key, optimizer in optimizers.items():
+        try:
+            optimizer.load_state_dict(checkpoint[key])
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise SystemExit(
+                f"{source} ('{key}') does not fit the optimiser: {error}. Resume from a checkpoint that "
+                f"{writer} wrote for this model."
+            ) from None
+
+
 def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     """The generator of checkpoint `path`, in eval mode, and its configuration.
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import train
-from checkpoint import build_generator, load_checkpoint, merge_model_config
+from checkpoint import build_generator, load_checkpoint, merge_model_config, save_checkpoint
 from model import StyledConv
 from training import gan
 from training.augment import AdaptiveAugment
@@ -158,6 +158,21 @@ def test_mismatched_checkpoint_is_refused(trained, tmp_path, synthetic_lmdb, mon
     assert "position: " in message and "'mspe'" in message and "'sspe'" in message
     assert "channel_multiplier" in message
     assert checkpoints(cwd) == ["000002.pt"]
+
+
+def test_a_checkpoint_missing_or_mismatching_an_optimiser_state_is_refused_by_name(
+    trained, tmp_path, synthetic_lmdb, monkeypatch
+):
+    cwd = copy_run(trained, tmp_path)
+    path = os.path.join(cwd, "checkpoint", NAME, "000002.pt")
+    checkpoint = load_checkpoint(path)
+    save_checkpoint({key: value for key, value in checkpoint.items() if key != "d_optim"}, path)
+    message = refusal(monkeypatch, cwd, synthetic_lmdb, *"--ckpt 000002.pt --iter 4".split())
+    assert "cannot resume training: it lacks d_optim" in message
+    checkpoint["g_optim"], checkpoint["d_optim"] = checkpoint["d_optim"], checkpoint["g_optim"]
+    save_checkpoint(checkpoint, path)
+    message = refusal(monkeypatch, cwd, synthetic_lmdb, *"--ckpt 000002.pt --iter 4".split())
+    assert "('g_optim') does not fit the optimiser" in message
 
 
 def test_a_gan_run_refuses_the_diffusion_models_flags(trained, tmp_path, synthetic_lmdb, monkeypatch):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import optim
 
-from checkpoint import build_generator, load_model_state
+from checkpoint import build_generator, load_training_state
 from diffusion import SamplerSettings
 from training import distributed
 from training.distributed import wrap_ddp
@@ -127,21 +127,8 @@ class DiffusionStep:
 
     def load_state_dict(self, checkpoint, source, config):
         """Restore a checkpoint read from `source` (model configuration `config`, for messages)."""
-        missing = [key for key in ("g", "g_ema", "g_optim") if key not in checkpoint]
-        if missing:
-            raise SystemExit(
-                f"{source} cannot resume training: it lacks {', '.join(missing)}. Resume from a checkpoint "
-                "written by train.py --arch ddpm."
-            )
-        load_model_state(self.generator, checkpoint["g"], f"{source} ('g')", config)
-        load_model_state(self.ema, checkpoint["g_ema"], f"{source} ('g_ema')", config)
-        try:
-            self.optimizer.load_state_dict(checkpoint["g_optim"])
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise SystemExit(
-                f"{source} ('g_optim') does not fit the optimiser: {error}. Resume from a checkpoint that "
-                "train.py wrote for this model."
-            ) from None
+        modules = {"g": self.generator, "g_ema": self.ema}
+        load_training_state(checkpoint, source, config, modules, {"g_optim": self.optimizer}, "train.py --arch ddpm")
 
     def rank_state(self):
         return {}

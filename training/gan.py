@@ -20,7 +20,7 @@ import torch
 from torch import autograd, optim
 from torch.nn import functional as F
 
-from checkpoint import MODEL_DEFAULTS, build_discriminator, build_generator, is_weights_only, load_model_state
+from checkpoint import MODEL_DEFAULTS, build_discriminator, build_generator, is_weights_only, load_training_state
 from model import Generator as StyleGAN2Generator
 from op import conv2d_gradfix, upfirdn2d
 from stylegan3 import ARCHS as STYLEGAN3_ARCHS
@@ -422,23 +422,11 @@ class GANStep:
         continues from the checkpoint's p (a fixed --augment_p stays fixed)."""
         if is_weights_only(checkpoint):  # convert_weight.py's, rosinality's: fine-tune
             return load_weights(self, checkpoint, source, config)
-        missing = [key for key in ("g", "d", "g_ema", "g_optim", "d_optim") if key not in checkpoint]
-        if missing:
-            raise SystemExit(
-                f"{source} cannot resume training: it has optimiser states but lacks {', '.join(missing)}. "
-                "Resume from a checkpoint written by train.py."
-            )
-        for key, module in (("g", self.generator), ("d", self.discriminator), ("g_ema", self.g_ema)):
-            load_model_state(unwrap(module), checkpoint[key], f"{source} ('{key}')", config)
+        modules = {"g": unwrap(self.generator), "d": unwrap(self.discriminator), "g_ema": self.g_ema}
+        optimizers = {"g_optim": self.g_optim, "d_optim": self.d_optim}
+        load_training_state(checkpoint, source, config, modules, optimizers)
         settings = adam_settings(self.settings)
-        for key, optimizer in (("g_optim", self.g_optim), ("d_optim", self.d_optim)):
-            try:
-                optimizer.load_state_dict(checkpoint[key])
-            except (ValueError, KeyError, TypeError, AttributeError) as error:
-                raise SystemExit(
-                    f"{source} ('{key}') does not fit the optimiser: {error}. Resume from a checkpoint that "
-                    "train.py wrote for this model."
-                ) from None
+        for key, optimizer in optimizers.items():
             lr, betas = settings[key[0]]
             for group in optimizer.param_groups:
                 group["lr"], group["betas"] = lr, betas
