@@ -52,6 +52,7 @@ from tqdm import tqdm
 import generate
 import projector
 from checkpoint import (
+    checkpoint_iteration,
     checkpoint_path,
     experiment_dir,
     generator_state,
@@ -264,14 +265,20 @@ def run_iterations(args, model):
 
 def run_name(args, model, seed):
     """The experiment name of a run: one per model, seed and training setting except --iter, so a
-    larger --iter continues a run and any other change starts new ones."""
+    larger --iter continues a run and any other change starts new ones. A run already trained past
+    --iter is not cut short: the shorter run is one of its own, named with -to<iter>."""
     if is_diffusion(model):
         settings = training_settings(args, model)
         setting = [args.images, *(f"{key}={value}" for key, value in settings.items() if key != "iter")]
     else:
         setting = [args.images, *(getattr(args, flag) for flag in TRAINING_FLAGS if flag != "iter")]
     digest = hashlib.sha1(repr(setting).encode()).hexdigest()[:6]
-    return f"evidence-{args.size}px-{model}-s{seed}-{digest}"
+    name = f"evidence-{args.size}px-{model}-s{seed}-{digest}"
+    trained = numbered_checkpoints(experiment_dir(name))
+    iterations = run_iterations(args, model)
+    if trained and checkpoint_iteration(trained[0]) > iterations:
+        return f"{name}-to{iterations}"
+    return name
 
 
 def measuring_settings(args, model):

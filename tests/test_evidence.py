@@ -134,3 +134,19 @@ def test_a_report_folder_without_runs_is_written_into(tmp_path):
     (tmp_path / "runs.csv").write_text("model,seed,checkpoint\n")
     args = evidence.parse_args(["--preset", "cpu", "--out", str(tmp_path)])
     evidence.refuse_other_report(args, [("none", 0)])
+
+
+def test_a_smaller_iter_trains_runs_of_its_own_and_a_larger_one_continues(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trained = evidence.parse_args(["--preset", "cpu", "--iter", "6000"])
+    folder = tmp_path / "checkpoint" / evidence.run_name(trained, "none", 0)
+    folder.mkdir(parents=True)
+    (folder / "006000.pt").touch()
+    assert evidence.final_checkpoint(trained, "none", 0) == os.path.join("checkpoint", folder.name, "006000.pt")
+    longer = evidence.parse_args(["--preset", "cpu", "--iter", "9000"])
+    assert evidence.final_checkpoint(longer, "none", 0) == os.path.join("checkpoint", folder.name, "009000.pt")
+    # the README's scaled-down command after the full preset: not the 6000-iteration run's folder,
+    # where train.py would call training complete and 000500.pt would never appear
+    shorter = evidence.parse_args(["--preset", "cpu", "--iter", "500"])
+    expected = os.path.join("checkpoint", f"{folder.name}-to500", "000500.pt")
+    assert evidence.final_checkpoint(shorter, "none", 0) == expected
