@@ -111,7 +111,7 @@ def main(argv=None):
         raise SystemExit(f"--pics is 0 (no GIF) or at least 2, not {args.pics}")
     if args.truncation is None:
         args.truncation = 1.0 if args.projection else 0.7
-    generator, args, _ = load_generator_from_args(parser, args, argv)
+    generator, args, _ = load_generator_from_args(parser, args, argv, gan_only="SeFa (directions in W)")
     eigvec = load_directions(args.factor, generator.style_dim)
     if not 0 <= args.index < eigvec.shape[1]:
         raise SystemExit(f"-i/--index must be 0..{eigvec.shape[1] - 1}, not {args.index}")

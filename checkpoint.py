@@ -576,18 +576,25 @@ def load_training_state(checkpoint, source, config, modules, optimizers, writer=
             ) from None
 
 
-def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
+def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema", gan_only=None):
     """The generator of checkpoint `path`, in eval mode, and its configuration.
 
     `args`/`explicit`: a command line's Namespace and the flags it gives explicitly, merged with
     the checkpoint's configuration by `merge_model_config` (checkpoints without `args` use
     `args`). A diffusion model samples as args' --sampler flags say (diffusion.apply_sampler_args).
     The flags of `explicit` that the checkpoint's kind of model does not read are refused: a GAN's
-    the diffusion model's and sampler's, a diffusion model's the GANs'. Returns (generator, args).
+    the diffusion model's and sampler's, a diffusion model's the GANs'. `gan_only` names what the
+    caller does in a GAN's style latent (say "PPL"): a diffusion model is then refused. Returns
+    (generator, args).
     """
     checkpoint = load_checkpoint(path)
     args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
     arch = model_config(checkpoint["args"] if "args" in checkpoint else args)["arch"]
+    if arch == DIFFUSION_ARCH and gan_only:
+        raise SystemExit(
+            f"{path} holds a diffusion model (--arch ddpm), whose latent is its noise x_T: {gan_only} works in a "
+            "GAN's style latent, so give a stylegan2, swagan or stylegan3 checkpoint"
+        )
     if arch == DIFFUSION_ARCH:
         unread, kind = GAN_MODEL_FLAGS & set(explicit), "a GAN's model"
     else:
@@ -612,11 +619,11 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema"):
     return generator.eval(), args
 
 
-def load_generator_from_args(parser, args, argv):
+def load_generator_from_args(parser, args, argv, gan_only=None):
     """(generator, merged args, device) for a command line made with add_checkpoint_arguments:
     --ckpt resolved inside checkpoint/<--name>/, --device chosen, explicit model flags checked
-    against the checkpoint's."""
+    against the checkpoint's; `gan_only` as load_generator's."""
     path = resolve_checkpoint(args.ckpt, args.name)
     device = choose_device(args.device)
-    generator, args = load_generator(path, device, args, explicit_flags(parser, argv))
+    generator, args = load_generator(path, device, args, explicit_flags(parser, argv), gan_only=gan_only)
     return generator, args, device

@@ -622,7 +622,7 @@ class DiffusionGenerator(nn.Module):
         return None
 
     def style(self, _latents):
-        raise ValueError("a diffusion model has no style latents: --mode mix and rotate need a StyleGAN generator")
+        raise ValueError("a diffusion model has no style latents (its latent is the noise x_T): this needs a GAN")
 
     def denoiser(self, shift_h=0.0, shift_w=0.0, scale=None, circular=True):
         """The callable (x_t, t) -> epsilon of the UNet with its PE placed so."""

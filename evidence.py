@@ -1,6 +1,6 @@
 """The paper's comparison in one command: is MS-PE trained on translated data spatially unbiased?
 
-    python evidence.py --preset cpu            # about an hour on a 2-core CPU, 32 px
+    python evidence.py --preset cpu            # 25-95 minutes on a 2-core CPU, 32 px
     python evidence.py --preset gpu            # 64 px, the original code's recipe, for one GPU
     python evidence.py --preset cpu --models none,mspe --seeds 0 --iter 500 --out evidence/small   # scaled down
     python evidence.py --preset cpu --models ddpm-none,ddpm-mspe --out evidence/cpu-ddpm   # diffusion models

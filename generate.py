@@ -644,9 +644,8 @@ def main(argv=None):
     args.scales = parse_scales(args.scales)
     args.row_seeds = parse_seeds(args.row_seeds) if args.row_seeds else list(range(args.seed, args.seed + 4))
     args.col_seeds = parse_seeds(args.col_seeds) if args.col_seeds else list(range(args.seed + 4, args.seed + 8))
-    generator, args, _ = load_generator_from_args(parser, args, argv)
-    if args.mode in ("mix", "rotate") and generator.style_dim == 0:
-        raise SystemExit(f"--mode {args.mode} needs a StyleGAN generator; this is a diffusion model (--arch ddpm)")
+    gan_only = f"--mode {args.mode}" if args.mode in ("mix", "rotate") else None
+    generator, args, _ = load_generator_from_args(parser, args, argv, gan_only)
     # StyleGAN2's default mixes the coarse and middle layers 0-6; keep the last layer unmixed
     # in generators too small to have them all
     default_styles = range(min(7, generator.n_latent - 1))

@@ -79,10 +79,11 @@ def output_folder(args, default_name=None):
     return results_folder(args.ckpt[0])
 
 
-def generators(args, device):
-    """(path, label, generator, configuration) of every --ckpt, loaded one at a time."""
+def generators(args, device, gan_only=None):
+    """(path, label, generator, configuration) of every --ckpt, loaded one at a time; `gan_only`
+    as load_generator's."""
     for path, label in zip(args.ckpt, checkpoint_labels(args.ckpt, args.labels)):
-        generator, config = load_generator(path, device)
+        generator, config = load_generator(path, device, gan_only=gan_only)
         yield path, label, apply_sampler_args(generator, args), config
 
 
@@ -231,9 +232,10 @@ def run_fid(args, device):
 
 
 def run_ppl(args, device):
-    percept = build_lpips(args.lpips_weights, device)
-    results = []
-    for path, label, generator, config in generators(args, device):
+    percept, results = None, []
+    for path, label, generator, config in generators(args, device, gan_only="PPL"):
+        if percept is None:  # after the first checkpoint, so that a diffusion model is refused before the download
+            percept = build_lpips(args.lpips_weights, device)
         score = perceptual_path_length(
             generator,
             percept,

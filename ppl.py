@@ -53,7 +53,7 @@ def main(argv=None):
     if args.eps <= 0:
         raise SystemExit(f"--eps must be positive, not {args.eps}")
     device = choose_device(args.device)
-    generator, args = load_generator(args.ckpt, device, args, explicit_flags(parser, argv))
+    generator, args = load_generator(args.ckpt, device, args, explicit_flags(parser, argv), gan_only="PPL")
     percept = build_lpips(args.lpips_weights, device)
     score = perceptual_path_length(
         generator,

@@ -402,7 +402,7 @@ def main(argv=None):
     stems = distinct_stems(args.files, "targets")
     images = open_images(args.files)
 
-    generator, args, device = load_generator_from_args(parser, args, argv)
+    generator, args, device = load_generator_from_args(parser, args, argv, gan_only="projection (into W or W+)")
     generator.requires_grad_(False)
     targets = torch.stack([to_target(image, args.size) for image in images]).to(device)
     percept = (

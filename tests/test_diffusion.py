@@ -5,17 +5,23 @@ and generation and metrics on a tiny diffusion checkpoint."""
 
 import math
 import os
+import re
 
 import pytest
 import torch
 from PIL import Image
 
+import apply_factor
 import generate
 import metrics
+import ppl
+import projector
 import train
 from checkpoint import load_checkpoint, load_generator
 from diffusion import DiffusionGenerator, GaussianDiffusion, SamplerSettings, UNet, beta_schedule, diffusion_config
 from training.diffusion import build_diffusion_step
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -343,6 +349,21 @@ def tiny_checkpoint(tmp_path_factory, lmdb16):
     return folder, str(folder / "checkpoint" / NAME / "000002.pt")
 
 
+def test_the_scripts_of_a_gans_style_latent_refuse_a_diffusion_model_by_name(tiny_checkpoint, monkeypatch):
+    folder, path = tiny_checkpoint
+    monkeypatch.chdir(folder)
+    face = os.path.join(ROOT, "ref_face", "00006.png")
+    commands = [
+        ("projection (into W or W+)", lambda: projector.main(["--ckpt", path, "--loss", "mse", "--step", "1", face])),
+        ("SeFa (directions in W)", lambda: apply_factor.main(["--ckpt", path, "factor.pt"])),
+        ("PPL", lambda: ppl.main(["--lpips_weights", "absent.pth", path])),
+        ("PPL", lambda: metrics.main(["ppl", "--ckpt", path, "--lpips_weights", "absent.pth"])),
+    ]
+    for what, command in commands:
+        with pytest.raises(SystemExit, match=f"holds a diffusion model .*: {re.escape(what)} works in a GAN's style"):
+            command()
+
+
 def test_checkpoint_rebuilds_the_model_and_refuses_other_flags(tiny_checkpoint, monkeypatch):
     folder, path = tiny_checkpoint
     generator, config = load_generator(path)
@@ -368,7 +389,7 @@ def test_generation_modes_on_a_diffusion_checkpoint(tiny_checkpoint, monkeypatch
     with Image.open(out / "canvas" / "grid_16x32.png") as canvas, Image.open(out / "grid" / "grid.png") as grid:
         assert canvas.width > grid.width and canvas.height == grid.height
     assert (out / "shift" / "grid.gif").is_file() and (out / "scale" / "grid_x2.png").is_file()
-    with pytest.raises(SystemExit, match="needs a StyleGAN generator"):
+    with pytest.raises(SystemExit, match="--mode mix works in a GAN's style latent"):
         generate.main([*common, "--mode", "mix"])
     with pytest.raises(SystemExit, match="circularly only"):
         generate.main([*common, "--mode", "shift", "--plane"])
@@ -413,9 +434,10 @@ def test_bench_measures_diffusion_training_and_sampling(capsys):
     assert "| ddpm-mspe, 16 px, batch 2 | 8 x 1,2, 2 blocks, attention 8 |" in table and "(2 steps) |" in table
 
 
-def test_evidence_gives_the_diffusion_models_their_own_recipe():
+def test_evidence_gives_the_diffusion_models_their_own_recipe(tmp_path, monkeypatch):
     import evidence
 
+    monkeypatch.chdir(tmp_path)  # no runs trained here: the names are the settings' alone
     args = evidence.parse_args(["--models", "none,ddpm-none,ddpm-mspe"])
     ddpm = evidence.training_settings(args, "ddpm-mspe")
     recipe = evidence.DIFFUSION_RECIPES["cpu"]
