@@ -74,7 +74,10 @@ def unbuilt(name):
     run, not the reference in its place (a test of the kernel would compare the reference with
     itself and pass)."""
     reason = build_errors.get(name, "STYLEGAN_OP_IMPL=ref" if FORCE_REF else "not built")
-    return RuntimeError(f"impl='cuda': the CUDA extension op/{name} is not available ({reason})")
+    return RuntimeError(
+        f"impl='cuda': the CUDA extension op/{name} is not available ({reason}); impl='auto' falls back to the "
+        "reference, or build it with a CUDA toolkit (nvcc) and ninja installed"
+    )
 
 
 def use_cuda_kernel(tensor, impl):

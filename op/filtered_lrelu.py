@@ -17,20 +17,12 @@ differentiable twice.
 """
 
 from .fused_act import fused_leaky_relu
-from .upfirdn2d import upfirdn2d
+from .upfirdn2d import parse_padding, upfirdn2d
 
 
 def _check_filter(f, name):
     if f is not None and f.ndim not in (1, 2):
         raise ValueError(f"filtered_lrelu: {name} must be None, 1-D (separable) or 2-D, not {f.ndim}-D")
-
-
-def _parse_padding(padding):
-    if isinstance(padding, int):
-        return (padding,) * 4
-    if len(padding) == 2:
-        return (padding[0], padding[1], padding[0], padding[1])
-    return tuple(int(p) for p in padding)
 
 
 def _filter(x, f, up, down, pad, impl):
@@ -72,7 +64,7 @@ def filtered_lrelu(
     _check_filter(fd, "fd")
     if b is not None:
         x = x + b.to(x.dtype).view(1, -1, 1, 1)
-    x = _filter(x, fu, up, 1, _parse_padding(padding), impl)
+    x = _filter(x, fu, up, 1, parse_padding(padding), impl)
     x = fused_leaky_relu(x, None, slope, gain, impl=impl)
     if clamp is not None:
         x = x.clamp(-clamp, clamp)

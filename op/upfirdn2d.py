@@ -25,12 +25,20 @@ def _plugin():
     return get_plugin(EXTENSION, _SOURCES)
 
 
+def parse_padding(pad):
+    """(pad_x0, pad_x1, pad_y0, pad_y1) of a padding given as one int, (pad0, pad1) for both axes,
+    or all four."""
+    if isinstance(pad, int):
+        return (pad,) * 4
+    if len(pad) == 2:
+        return (pad[0], pad[1], pad[0], pad[1])
+    return tuple(int(p) for p in pad)
+
+
 def _parse(up, down, pad):
     up_x, up_y = (up, up) if isinstance(up, int) else up
     down_x, down_y = (down, down) if isinstance(down, int) else down
-    if len(pad) == 2:
-        pad = (pad[0], pad[1], pad[0], pad[1])
-    return (up_x, up_y), (down_x, down_y), tuple(int(p) for p in pad)
+    return (up_x, up_y), (down_x, down_y), parse_padding(pad)
 
 
 def upsample_padding(taps, factor, margin=0):
