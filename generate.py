@@ -55,6 +55,7 @@ from utils.flags import (
     HelpFormatter,
     add_duration_argument,
     add_noise_shift_argument,
+    add_radius_argument,
     add_sampler_arguments,
     add_spread_argument,
     add_truncation_arguments,
@@ -591,7 +592,7 @@ def build_parser():
         default=20,
         help="shift, rotate: frames of the circle or turn; sticking: rows of the strip",
     )
-    parser.add_argument("--radius", type=float, default=32, help="shift: radius of the circle in pixels")
+    add_radius_argument(parser, "shift: ")
     add_duration_argument(parser, FRAME_MS, "shift, rotate, interpolate: ")
     parser.add_argument(
         "--plane",

@@ -35,6 +35,7 @@ from utils.flags import (
     add_duration_argument,
     add_lpips_weights_argument,
     add_noise_shift_argument,
+    add_radius_argument,
     distinct_stems,
     positive_int,
 )
@@ -378,7 +379,7 @@ def build_parser():
         default=0,
         help="project at this many shifts (at least 2) on a circle around the shift and write GIFs",
     )
-    parser.add_argument("--radius", type=float, default=32, help="radius of the --pics circle in pixels")
+    add_radius_argument(parser, "--pics: ")
     add_noise_shift_argument(parser)
     add_duration_argument(parser, 120)
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial noise maps and the latent noise")

@@ -116,6 +116,11 @@ def add_spread_argument(parser):
     )
 
 
+def add_radius_argument(parser, modes=""):
+    """--radius: the circle of shifts (utils/shift.py's circle_shift) an animation moves along."""
+    parser.add_argument("--radius", type=float, default=32, help=f"{modes}radius of the circle of shifts in pixels")
+
+
 def add_noise_shift_argument(parser):
     """--noise_shift: what a shift does to the per-layer noise maps (utils/shift.py)."""
     parser.add_argument(
