@@ -263,20 +263,27 @@ def run_iterations(args, model):
     return training_settings(args, model)["iter"]
 
 
-def run_name(args, model, seed):
-    """The experiment name of a run: one per model, seed and training setting except --iter, so a
-    larger --iter continues a run and any other change starts new ones. A run already trained past
-    --iter is not cut short: the shorter run is one of its own, named with -to<iter>."""
+def settings_run_name(args, model, seed):
+    """The experiment name of a model, seed and training setting except --iter, so that a larger
+    --iter continues the run and any other change starts new ones."""
     if is_diffusion(model):
         settings = training_settings(args, model)
         setting = [args.images, *(f"{key}={value}" for key, value in settings.items() if key != "iter")]
     else:
         setting = [args.images, *(getattr(args, flag) for flag in TRAINING_FLAGS if flag != "iter")]
     digest = hashlib.sha1(repr(setting).encode()).hexdigest()[:6]
-    name = f"evidence-{args.size}px-{model}-s{seed}-{digest}"
+    return f"evidence-{args.size}px-{model}-s{seed}-{digest}"
+
+
+def run_name(args, model, seed):
+    """The experiment name of a run: settings_run_name's, unless that run was trained past --iter
+    without keeping its <iter>.pt: it is not cut short, and the shorter run is one of its own,
+    named with -to<iter> (one per such --iter)."""
+    name = settings_run_name(args, model, seed)
     trained = numbered_checkpoints(experiment_dir(name))
     iterations = run_iterations(args, model)
-    if trained and checkpoint_iteration(trained[0]) > iterations:
+    kept = os.path.exists(checkpoint_path(name, iterations))
+    if trained and checkpoint_iteration(trained[0]) > iterations and not kept:
         return f"{name}-to{iterations}"
     return name
 
@@ -679,11 +686,21 @@ def refuse_other_report(args, runs):
         return
     with open(path, newline="") as file:
         reported = [row["checkpoint"] for row in csv.DictReader(file)]
-    if reported and set(reported) != {final_checkpoint(args, *run) for run in runs}:
+    if not reported or set(reported) == {final_checkpoint(args, *run) for run in runs}:
+        return
+    longer = {
+        checkpoint_path(settings_run_name(args, model, seed), run_iterations(args, model)) for model, seed in runs
+    }
+    if set(reported) == longer:
         raise SystemExit(
-            f"{args.out} holds the report of other runs ({reported[0]} and {len(reported) - 1} more), which this "
-            f"command would replace: give it another --out, or remove {args.out} to replace it"
+            f"{args.out} reports these runs at --iter, but they have trained on since without keeping those "
+            f"checkpoints ({reported[0]} and {len(reported) - 1} more); this command would train them again as runs "
+            f"of their own: remove {args.out} to replace its report, or give another --out"
         )
+    raise SystemExit(
+        f"{args.out} holds the report of other runs ({reported[0]} and {len(reported) - 1} more), which this "
+        f"command would replace: give it another --out, or remove {args.out} to replace it"
+    )
 
 
 def main(argv=None):
@@ -699,7 +716,9 @@ def main(argv=None):
     jobs = [("measure", run) for run in runs] + [("gif", (model, None)) for model in args.models]
     # the saved timesheet belongs to the runs it trained: when none of them has a checkpoint left
     # (a fresh clone beside the committed report, or runs to train again), it starts anew
-    resumed = any(numbered_checkpoints(experiment_dir(run_name(args, *run))) for run in runs)
+    # (the longer run of a -to<iter> run counts: the timesheet may be that one's)
+    names = {name(args, *run) for run in runs for name in (run_name, settings_run_name)}
+    resumed = any(numbered_checkpoints(experiment_dir(name)) for name in names)
     timesheet = Timesheet(args.out, machine(device), resume=resumed)
     rows = []
     with tqdm(total=len(runs) + len(jobs), desc="evidence: training", unit="job", file=sys.stdout) as progress:

@@ -141,6 +141,7 @@ def test_a_smaller_iter_trains_runs_of_its_own_and_a_larger_one_continues(tmp_pa
     trained = evidence.parse_args(["--preset", "cpu", "--iter", "6000"])
     folder = tmp_path / "checkpoint" / evidence.run_name(trained, "none", 0)
     folder.mkdir(parents=True)
+    (folder / "004500.pt").touch()
     (folder / "006000.pt").touch()
     assert evidence.final_checkpoint(trained, "none", 0) == os.path.join("checkpoint", folder.name, "006000.pt")
     longer = evidence.parse_args(["--preset", "cpu", "--iter", "9000"])
@@ -150,3 +151,12 @@ def test_a_smaller_iter_trains_runs_of_its_own_and_a_larger_one_continues(tmp_pa
     shorter = evidence.parse_args(["--preset", "cpu", "--iter", "500"])
     expected = os.path.join("checkpoint", f"{folder.name}-to500", "000500.pt")
     assert evidence.final_checkpoint(shorter, "none", 0) == expected
+    # its report, made before the run trained on, would be replaced by new runs' and says why
+    (tmp_path / "small").mkdir()
+    (tmp_path / "small" / "runs.csv").write_text(f"model,seed,checkpoint\nnone,0,checkpoint/{folder.name}/000500.pt\n")
+    shorter.out = str(tmp_path / "small")
+    with pytest.raises(SystemExit, match="trained on since without keeping those checkpoints"):
+        evidence.refuse_other_report(shorter, [("none", 0)])
+    # a checkpoint the longer run kept is the shorter run's (docs/stylegan3.md's --iter 3000 report)
+    kept = evidence.parse_args(["--preset", "cpu", "--iter", "4500"])
+    assert evidence.final_checkpoint(kept, "none", 0) == os.path.join("checkpoint", folder.name, "004500.pt")
