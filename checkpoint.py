@@ -558,11 +558,12 @@ def load_training_state(checkpoint, source, config, modules, optimizers, writer=
     """Load a training checkpoint read from `source` into `modules` and `optimizers` ({checkpoint
     key: module or optimiser}), or a SystemExit naming the missing or unfitting entry and pointing
     to a checkpoint that `writer` wrote for this model (`config`, for messages)."""
-    missing = [key for key in (*modules, *optimizers) if key not in checkpoint]
+    entries = [*modules, *optimizers]
+    missing = [key for key in entries if key not in checkpoint]
     if missing:
         raise SystemExit(
-            f"{source} cannot resume training: it lacks {', '.join(missing)}. Resume from a checkpoint "
-            f"written by {writer}."
+            f"{source} cannot resume training: it lacks {', '.join(missing)} of the {', '.join(entries)} a training "
+            f"checkpoint holds. Resume from a checkpoint written by {writer}."
         )
     for key, module in modules.items():
         load_model_state(module, checkpoint[key], f"{source} ('{key}')", config)
@@ -576,6 +577,23 @@ def load_training_state(checkpoint, source, config, modules, optimizers, writer=
             ) from None
 
 
+def checkpoint_arch(checkpoint, args=None):
+    """The architecture of a loaded checkpoint: its own configuration's, else `args`' (a
+    Namespace of model flags; None: the defaults)."""
+    args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
+    return model_config(checkpoint["args"] if "args" in checkpoint else args)["arch"]
+
+
+def refuse_diffusion(path, arch, gan_only):
+    """SystemExit for the checkpoint at `path` when its `arch` is a diffusion model's, for
+    `gan_only`, what the caller does in a GAN's style latent (say "PPL")."""
+    if arch == DIFFUSION_ARCH:
+        raise SystemExit(
+            f"{path} holds a diffusion model (--arch ddpm), whose latent is its noise x_T: {gan_only} works in a "
+            "GAN's style latent, so give a stylegan2, swagan or stylegan3 checkpoint"
+        )
+
+
 def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema", gan_only=None):
     """The generator of checkpoint `path`, in eval mode, and its configuration.
 
@@ -584,17 +602,15 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema", gan_
     `args`). A diffusion model samples as args' --sampler flags say (diffusion.apply_sampler_args).
     The flags of `explicit` that the checkpoint's kind of model does not read are refused: a GAN's
     the diffusion model's and sampler's, a diffusion model's the GANs'. `gan_only` names what the
-    caller does in a GAN's style latent (say "PPL"): a diffusion model is then refused. Returns
+    caller does in a GAN's style latent (say "PPL"): a diffusion model is then refused
+    (refuse_diffusion). Returns
     (generator, args).
     """
     checkpoint = load_checkpoint(path)
     args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)
-    arch = model_config(checkpoint["args"] if "args" in checkpoint else args)["arch"]
-    if arch == DIFFUSION_ARCH and gan_only:
-        raise SystemExit(
-            f"{path} holds a diffusion model (--arch ddpm), whose latent is its noise x_T: {gan_only} works in a "
-            "GAN's style latent, so give a stylegan2, swagan or stylegan3 checkpoint"
-        )
+    arch = checkpoint_arch(checkpoint, args)
+    if gan_only:
+        refuse_diffusion(path, arch, gan_only)
     if arch == DIFFUSION_ARCH:
         unread, kind = GAN_MODEL_FLAGS & set(explicit), "a GAN's model"
     else:

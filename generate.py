@@ -645,8 +645,12 @@ def main(argv=None):
     args.scales = parse_scales(args.scales)
     args.row_seeds = parse_seeds(args.row_seeds) if args.row_seeds else list(range(args.seed, args.seed + 4))
     args.col_seeds = parse_seeds(args.col_seeds) if args.col_seeds else list(range(args.seed + 4, args.seed + 8))
-    gan_only = f"--mode {args.mode}" if args.mode in ("mix", "rotate") else None
-    generator, args, _ = load_generator_from_args(parser, args, argv, gan_only)
+    generator, args, _ = load_generator_from_args(parser, args, argv, "--mode mix" if args.mode == "mix" else None)
+    if args.mode == "rotate" and isinstance(generator, DiffusionGenerator):
+        raise SystemExit(
+            "--mode rotate turns a GAN's positional input; a diffusion model's x_T cannot turn without resampling "
+            "it (as for EQ-R): use a GAN checkpoint with a positional encoding, or --mode shift"
+        )
     # StyleGAN2's default mixes the coarse and middle layers 0-6; keep the last layer unmixed
     # in generators too small to have them all
     default_styles = range(min(7, generator.n_latent - 1))

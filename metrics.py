@@ -36,7 +36,14 @@ import sys
 
 from tqdm import tqdm
 
-from checkpoint import load_generator, model_label, resolve_checkpoint
+from checkpoint import (
+    checkpoint_arch,
+    load_checkpoint,
+    load_generator,
+    model_label,
+    refuse_diffusion,
+    resolve_checkpoint,
+)
 from diffusion import DiffusionGenerator, SamplerSettings, apply_sampler_args
 from evaluation.common import (
     NOISE_MODES,
@@ -79,11 +86,10 @@ def output_folder(args, default_name=None):
     return results_folder(args.ckpt[0])
 
 
-def generators(args, device, gan_only=None):
-    """(path, label, generator, configuration) of every --ckpt, loaded one at a time; `gan_only`
-    as load_generator's."""
+def generators(args, device):
+    """(path, label, generator, configuration) of every --ckpt, loaded one at a time."""
     for path, label in zip(args.ckpt, checkpoint_labels(args.ckpt, args.labels)):
-        generator, config = load_generator(path, device, gan_only=gan_only)
+        generator, config = load_generator(path, device)
         yield path, label, apply_sampler_args(generator, args), config
 
 
@@ -232,10 +238,11 @@ def run_fid(args, device):
 
 
 def run_ppl(args, device):
-    percept, results = None, []
-    for path, label, generator, config in generators(args, device, gan_only="PPL"):
-        if percept is None:  # after the first checkpoint, so that a diffusion model is refused before the download
-            percept = build_lpips(args.lpips_weights, device)
+    for path in args.ckpt:  # every one before any work, and before the LPIPS download
+        refuse_diffusion(path, checkpoint_arch(load_checkpoint(path)), "PPL")
+    percept = build_lpips(args.lpips_weights, device)
+    results = []
+    for path, label, generator, config in generators(args, device):
         score = perceptual_path_length(
             generator,
             percept,

@@ -170,9 +170,14 @@ def write_json(path, command, args, results):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     settings = {key: value for key, value in vars(args).items() if key not in ("command", "handler")}
     record = {"command": command, "settings": settings, "results": results, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    history = os.path.splitext(path)[0] + ".jsonl"
+    earlier = []
+    if os.path.isfile(path) and not os.path.isfile(history):  # written before there was a history: its first line
+        with open(path) as file:
+            earlier = [json.load(file)]
+    with open(history, "a") as file:
+        for line in [*earlier, record]:
+            file.write(json.dumps(line) + "\n")
     with open(path, "w") as file:
         json.dump(record, file, indent=2)
-    history = os.path.splitext(path)[0] + ".jsonl"
-    with open(history, "a") as file:
-        file.write(json.dumps(record) + "\n")
     print(f"wrote {path} (every run: {history})")

@@ -29,9 +29,9 @@ def parse_padding(pad):
     """(pad_x0, pad_x1, pad_y0, pad_y1) of a padding given as one int, (pad0, pad1) for both axes,
     or all four."""
     if isinstance(pad, int):
-        return (pad,) * 4
-    if len(pad) == 2:
-        return (pad[0], pad[1], pad[0], pad[1])
+        pad = (pad,) * 4
+    elif len(pad) == 2:
+        pad = (pad[0], pad[1], pad[0], pad[1])
     return tuple(int(p) for p in pad)
 
 

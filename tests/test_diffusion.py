@@ -349,15 +349,19 @@ def tiny_checkpoint(tmp_path_factory, lmdb16):
     return folder, str(folder / "checkpoint" / NAME / "000002.pt")
 
 
-def test_the_scripts_of_a_gans_style_latent_refuse_a_diffusion_model_by_name(tiny_checkpoint, monkeypatch):
+def test_the_scripts_of_a_gans_style_latent_refuse_a_diffusion_model_by_name(
+    tiny_checkpoint, monkeypatch, make_tiny_checkpoint
+):
     folder, path = tiny_checkpoint
     monkeypatch.chdir(folder)
+    gan = make_tiny_checkpoint(folder / "gan.pt")
     face = os.path.join(ROOT, "ref_face", "00006.png")
     commands = [
         ("projection (into W or W+)", lambda: projector.main(["--ckpt", path, "--loss", "mse", "--step", "1", face])),
         ("SeFa (directions in W)", lambda: apply_factor.main(["--ckpt", path, "factor.pt"])),
         ("PPL", lambda: ppl.main(["--lpips_weights", "absent.pth", path])),
-        ("PPL", lambda: metrics.main(["ppl", "--ckpt", path, "--lpips_weights", "absent.pth"])),
+        # a GAN first: refused before it is measured
+        ("PPL", lambda: metrics.main(["ppl", "--ckpt", gan, path, "--lpips_weights", "absent.pth"])),
     ]
     for what, command in commands:
         with pytest.raises(SystemExit, match=f"holds a diffusion model .*: {re.escape(what)} works in a GAN's style"):
@@ -391,6 +395,8 @@ def test_generation_modes_on_a_diffusion_checkpoint(tiny_checkpoint, monkeypatch
     assert (out / "shift" / "grid.gif").is_file() and (out / "scale" / "grid_x2.png").is_file()
     with pytest.raises(SystemExit, match="--mode mix works in a GAN's style latent"):
         generate.main([*common, "--mode", "mix"])
+    with pytest.raises(SystemExit, match="--mode rotate turns a GAN's positional input"):
+        generate.main([*common, "--mode", "rotate"])
     with pytest.raises(SystemExit, match="circularly only"):
         generate.main([*common, "--mode", "shift", "--plane"])
 

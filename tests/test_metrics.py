@@ -170,6 +170,11 @@ def test_eqt_and_eqr_commands_write_their_results(tmp_path, capsys, make_tiny_ch
     with open(os.path.join(out, "eqt.jsonl")) as file:
         runs = [json.loads(line) for line in file]
     assert [(run["settings"]["n"], len(run["results"])) for run in runs] == [(2, 2), (3, 1)]
+    # a folder of results from before the history: the old eqt.json becomes its first line
+    os.remove(os.path.join(out, "eqt.jsonl"))
+    metrics.main(["eqt", "--ckpt", none, "--n", "2", "--batch", "2", "--device", "cpu", "--out", out])
+    with open(os.path.join(out, "eqt.jsonl")) as file:
+        assert [json.loads(line)["settings"]["n"] for line in file] == [3, 2]
 
 
 # ---------------------------------------------------------------------------------------------
