@@ -78,6 +78,15 @@ def pe_contributions(generator, **kwargs):
     return added
 
 
+def positional_maps(generator, **kwargs):
+    """The input PE, then what each MS-PE layer adds, recorded with forward hooks."""
+    maps = []
+    hook = generator.input.register_forward_hook(lambda m, i, o: maps.append(o))
+    maps += pe_contributions(generator, **kwargs)
+    hook.remove()
+    return maps
+
+
 def test_integer_shift_rolls_every_pe_circularly():
     generator = tiny_generator("mspe", 32)
     shift_h, shift_w = 8, -16  # whole cells of the 4x4 input grid: integer at every level
@@ -152,13 +161,13 @@ def test_scale_changes_resolution_not_content_placement(scale):
     generator = tiny_generator("mspe")
     image = render(generator, scale=scale)
     assert image.shape[-1] == int(32 * scale)
-    # the scaled input samples the same continuous coordinates: x / scale
-    pe = generator.input.encoding(int(4 * scale), int(4 * scale), scale=scale)
-    reference = generator.input.encoding(4, 4)
-    if scale == 2.0:
-        assert torch.allclose(pe[:, ::2, ::2], reference, atol=1e-6)
-    else:
-        assert torch.allclose(pe, reference[:, ::2, ::2], atol=1e-6)
+    # every encoding the network reads, the input's and each MS-PE layer's, samples the same
+    # continuous coordinates x / scale: the finer grid, taken every other pixel, is the coarser one
+    scaled, default = positional_maps(generator, scale=scale), positional_maps(generator)
+    fine, coarse = (scaled, default) if scale == 2.0 else (default, scaled)
+    assert len(fine) == len(coarse) == 1 + len(generator.pes)
+    for fine_map, coarse_map in zip(fine, coarse):
+        assert torch.allclose(fine_map[..., ::2, ::2], coarse_map, atol=1e-6)
     with pytest.raises(ValueError, match="scale"):
         Generator(32, LATENT, 2, position="none", scale=2.0)
     with pytest.raises(ValueError, match="scale"):  # a learned constant has no finer grid to sample
@@ -171,7 +180,7 @@ def test_non_wrapping_shift_needs_a_positional_model():
         render(tiny_generator("none"), shift_w=4, circular=False)
 
 
-def test_affine_input_starts_as_identity():
+def test_affine_input_starts_as_identity_and_renders_the_transform_it_learns():
     plain = tiny_generator("mspe")
     affine = Generator(32, LATENT, 2, position="mspe", channel_max=16, affine=True).eval()
     missing, unexpected = affine.load_state_dict(plain.state_dict(), strict=False)
@@ -179,6 +188,13 @@ def test_affine_input_starts_as_identity():
     assert torch.allclose(render(affine), render(plain), atol=1e-6)
     identity = torch.tensor([1.0, 0.0, 0.0, 0.0])
     assert torch.allclose(render(plain, transform=identity), render(plain), atol=1e-6)
+    # with its zero weight the bias is every latent's transform, normalised as an explicit one:
+    # (r_c, r_s) to a unit vector, the translation divided alike
+    with torch.no_grad():
+        affine.affine_fourier.bias.copy_(torch.tensor([2.0, 0.0, 1.0, -0.5]))
+    learned = render(affine)
+    assert not torch.allclose(learned, render(plain), atol=1e-2)
+    assert torch.allclose(learned, render(plain, transform=torch.tensor([1.0, 0.0, 0.5, -0.25])), atol=1e-6)
 
 
 def test_rotated_input_samples_every_channel_on_the_rotated_grid():

@@ -55,6 +55,10 @@ def test_shift_renders_the_edit_at_the_shifted_position(factored):
     """--shift_h/--shift_w: every row is the generator's shifted render, noise moved along."""
     _, ckpt, factor_path = factored
     generator, _ = load_generator(ckpt)
+    with torch.no_grad():
+        for name, weight in generator.named_parameters():
+            if name.endswith("noise.weight"):  # untrained, the noise is switched off: where it lies would not show
+                weight.fill_(1.0)
     direction = apply_factor.load_directions(factor_path, generator.style_dim)[:, 0][None]
     z, noises = seed_inputs(generator, range(2))
     with torch.no_grad():
