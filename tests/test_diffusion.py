@@ -3,6 +3,7 @@ against their closed forms, the samplers with the exact denoiser of Gaussian dat
 bit-exact resume of a tiny UNet per position, exact shift equivariance with circular padding,
 and generation and metrics on a tiny diffusion checkpoint."""
 
+import json
 import math
 import os
 import re
@@ -136,6 +137,26 @@ def draws_the_data(samples, mu=0.3, sigma=0.5):
 )
 def test_samplers_with_the_exact_denoiser_draw_the_data_distribution(sampler, steps, eta, variance):
     assert draws_the_data(sample_gaussian(0.5, sampler, steps, eta, variance))
+    if sampler == "ddpm":
+        # beta-tilde for beta draws the data as well, so the variance of one step tells them apart:
+        # two steps from x_T = 0 with a denoiser that predicts no noise and z = 1 end at the first
+        # step's sigma over sqrt(abar) of the second (its posterior mean is its x_0 estimate)
+        process = GaussianDiffusion(beta_schedule("linear", 1000))
+        abar, abar_next = (process.alphas_cumprod[t].item() for t in process.timesteps(2))
+        beta = 1 - abar / abar_next
+        expected = beta if variance == "beta" else beta * (1 - abar_next) / (1 - abar)
+        x_0 = process.sample(
+            lambda x, t: torch.zeros_like(x),
+            (1, 1),
+            "ddpm",
+            2,
+            variance=variance,
+            x_T=torch.zeros(1, 1),
+            step_noise=lambda k, shape: torch.ones(shape),
+            clip_denoised=False,
+            dtype=torch.float64,
+        )
+        assert (x_0.item() * math.sqrt(abar_next)) ** 2 == pytest.approx(expected, rel=1e-9)
 
 
 def test_a_wrong_denoiser_fails_the_sampler_check():
@@ -412,10 +433,19 @@ def test_metrics_on_a_diffusion_checkpoint(tiny_checkpoint, lmdb16, monkeypatch,
     folder, path = tiny_checkpoint
     monkeypatch.chdir(folder)
     fast = ["--steps", "2", "--batch", "4"]
-    metrics.main(["eqt", "--ckpt", path, "--n", "4", "--sampler", "ddpm", *fast])
+
+    def eqt(sampler):
+        """The EQ-T figures metrics.py writes with this --sampler."""
+        metrics.main(["eqt", "--ckpt", path, "--n", "4", "--sampler", sampler, "--out", f"eqt-{sampler}", *fast])
+        return json.loads((folder / f"eqt-{sampler}" / "eqt.json").read_text())["results"][0]
+
+    with_ddpm = eqt("ddpm")
     printed = capsys.readouterr().out
     # whatever --sampler says, EQ-T samples deterministically, and says so (no noise maps to keep)
     assert "ddpm-mspe): EQ-T int" in printed and "(circular shifts, deterministic DDIM of 2 steps from x_T)" in printed
+    # and measures what it says: DDIM's figures (finite, so that equal figures come from equal samples)
+    assert math.isfinite(with_ddpm["eqt_int"]) and math.isfinite(with_ddpm["eqt_frac"])
+    assert with_ddpm == eqt("ddim")
     swd_flags = "--patches 8 --directions 8 --repeats 1 --shifts 0,0.5 --n 4 --eqt_n 4".split()
     metrics.main(["report", "--ckpt", path, "--path", lmdb16, "--out", "report", *swd_flags, *fast])
     text = (folder / "report" / "report.md").read_text()

@@ -73,6 +73,23 @@ def test_shifted_w_plus_projection_with_lpips(workdir):
     assert run_metrics["loss_end"] < run_metrics["loss_start"]
     assert metrics["psnr"] > 0 and metrics["lpips"] is not None
 
+    # LPIPS is what the projection optimises, not only what scores it: from the same seed (so the
+    # same first render) the start loss is the LPIPS distance plus --mse times the pixel MSE, and
+    # the latents LPIPS and MSE steer towards differ
+    generator, _ = load_generator(str(workdir / "checkpoint" / "tiny" / "000100.pt"))
+    percept = build_lpips(str(workdir / "vgg16_random.pt"), "cpu")
+    with Image.open(FACE) as face:
+        targets = projector.to_target(face.convert("RGB"), 32)[None]
+
+    def projection(**settings):
+        settings = projector.ProjectionSettings(step=2, n_mean_latent=16, w_plus=True, **settings)
+        return next(projector.project_shifted(generator, targets, [(4, -8)], settings, percept))
+
+    lpips, mse, both = projection(loss="lpips"), projection(loss="mse"), projection(loss="lpips", mse=0.5)
+    assert not torch.allclose(lpips["loss_start"], mse["loss_start"])
+    torch.testing.assert_close(both["loss_start"], lpips["loss_start"] + 0.5 * mse["loss_start"])
+    assert not torch.allclose(lpips["latent"], mse["latent"])
+
 
 def test_an_alias_free_generator_inverts_a_target_moved_on_the_plane(workdir, monkeypatch, make_tiny_checkpoint):
     """Its shifts move an infinite plane: the target moves with zero fill (nothing wraps in, which
@@ -81,11 +98,22 @@ def test_an_alias_free_generator_inverts_a_target_moved_on_the_plane(workdir, mo
     checkpoint = make_tiny_checkpoint(workdir / "sg3.pt", position="none", arch="stylegan3-t")
     projector.main(["--name", "sg3", "--ckpt", checkpoint, "--loss", "mse", "--step", "2", "--shift_w", "5", FACE])
     with Image.open(FACE) as face:
-        unshifted = np.asarray(to_pil(projector.to_target(face.convert("RGB"), 32)))
+        face_target = projector.to_target(face.convert("RGB"), 32)
+    unshifted = np.asarray(to_pil(face_target))
     with Image.open(workdir / "inverse" / "sg3" / "00006-target.png") as target:
         moved = np.asarray(target)
     assert np.array_equal(moved[:, 5:], unshifted[:, :-5])
     assert np.all(np.abs(moved[:, :5].astype(int) - 128) <= 1)  # zero fill: mid-grey, not the wrapped right edge
+
+    # what the generator renders where the moved target is empty leaves the loss as it is
+    target, mask = projector.integer_translate(face_target[None], 0, 5, circular=False)
+    generated = torch.rand(1, 3, 32, 32) * 2 - 1
+    elsewhere = generated + 3 * (1 - mask)  # changed only in the 5 columns the shift emptied
+    settings = projector.ProjectionSettings(loss="mse")
+    loss = projector.reconstruction_loss(generated, target, None, settings, mask)
+    assert torch.equal(projector.reconstruction_loss(elsewhere, target, None, settings, mask), loss)
+    unmasked = projector.reconstruction_loss(generated, target, None, settings)
+    assert projector.reconstruction_loss(elsewhere, target, None, settings) > unmasked  # the change counts unmasked
 
 
 def test_projection_around_a_circle_with_mse_writes_gifs(workdir):

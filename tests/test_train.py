@@ -542,8 +542,12 @@ def test_channels_last_runs_the_whole_synthesis_channels_last(position):
     torch.testing.assert_close(image, expected, rtol=1e-4, atol=1e-5)
 
 
-def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2, modconv="grouped"):
+def run_steps(channels_last, autocast=contextlib.nullcontext, steps=2, modconv="grouped", feature_dtypes=None):
+    """Losses and g_ema after `steps` iterations; `feature_dtypes`, a list: gets the dtype of every
+    feature map the generator's first styled convolution puts out."""
     step = tiny_step("--g_reg_every", "2", "--modconv", modconv, ada=AdaptiveAugment(p=0.5), autocast=autocast)
+    if feature_dtypes is not None:
+        step.generator.conv1.register_forward_hook(lambda module, inputs, output: feature_dtypes.append(output.dtype))
     if channels_last:
         gan.use_channels_last(step.generator, step.discriminator, step.g_ema)
     torch.manual_seed(1)
@@ -578,7 +582,10 @@ def test_channels_last_and_plain_modconv_match_fp32_and_bf16_trains(monkeypatch)
     monkeypatch.setattr(gan.conv2d_gradfix, "enabled", True)  # restored after the test
     args, _ = train.parse_args(["--name", "x", "--path", "x", "--precision", "bf16"])
     autocast = train.configure_precision(args, torch.device("cpu"))
-    bf16_losses, _ = run_steps(channels_last=False, autocast=autocast)
+    feature_dtypes = []
+    bf16_losses, _ = run_steps(channels_last=False, autocast=autocast, feature_dtypes=feature_dtypes)
+    # feature maps in bfloat16: the losses alone agree with fp32's within the tolerance below even without autocast
+    assert set(feature_dtypes) == {torch.bfloat16}
     assert all(math.isfinite(value) for losses in bf16_losses for value in losses.values())
     assert bf16_losses[0]["d"] == pytest.approx(plain_losses[0]["d"], rel=0.05)
 
