@@ -638,8 +638,10 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema", gan_
 def load_generator_from_args(parser, args, argv, gan_only=None):
     """(generator, merged args, device) for a command line made with add_checkpoint_arguments:
     --ckpt resolved inside checkpoint/<--name>/, --device chosen, explicit model flags checked
-    against the checkpoint's; `gan_only` as load_generator's."""
+    against the checkpoint's; `gan_only` as load_generator's. The merged args' `ckpt` is the file
+    loaded, as outputs record it (not "latest")."""
     path = resolve_checkpoint(args.ckpt, args.name)
     device = choose_device(args.device)
     generator, args = load_generator(path, device, args, explicit_flags(parser, argv), gan_only=gan_only)
+    args.ckpt = path
     return generator, args, device

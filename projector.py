@@ -405,6 +405,16 @@ def main(argv=None):
 
     generator, args, device = load_generator_from_args(parser, args, argv, gan_only="projection (into W or W+)")
     generator.requires_grad_(False)
+    shifts = (
+        circle_shifts(args.pics, args.radius, args.shift_h, args.shift_w)
+        if args.pics
+        else [(args.shift_h, args.shift_w)]
+    )
+    if not generator.circular_shifts and any(max(abs(h), abs(w)) >= args.size for h, w in shifts):
+        raise SystemExit(
+            f"{model_label(args)} shifts move an infinite plane: a shift of {args.size} px or more leaves no image "
+            f"to compare; keep --shift_h/--shift_w (plus --radius with --pics) below {args.size}"
+        )
     targets = torch.stack([to_target(image, args.size) for image in images]).to(device)
     percept = (
         build_lpips(args.lpips_weights, device, alternative="--loss mse")
@@ -416,11 +426,6 @@ def main(argv=None):
     os.makedirs(folder, exist_ok=True)
 
     settings = ProjectionSettings(**{field.name: getattr(args, field.name) for field in fields(ProjectionSettings)})
-    shifts = (
-        circle_shifts(args.pics, args.radius, args.shift_h, args.shift_w)
-        if args.pics
-        else [(args.shift_h, args.shift_w)]
-    )
     results = {stem: [] for stem in stems}
     frames = {stem: ([], []) for stem in stems}  # targets, reconstructions
     projections = project_shifted(generator, targets, shifts, settings, percept, args.seed)

@@ -182,7 +182,13 @@ def translation_equivariance(
         {'eqt_int': dB, 'eqt_frac': dB}.
 
     A DiffusionGenerator is measured by diffusion_translation_equivariance (noise arguments unused).
+    Raises ValueError for a max_shift outside (0, 1): no shift to measure, or shifts of the
+    plane that leave nothing of the image to compare.
     """
+    if not 0 < max_shift < 1:
+        raise ValueError(
+            f"--max_shift is a fraction of the image size above 0 and below 1 (StyleGAN3: 0.125), not {max_shift}"
+        )
     if isinstance(generator, DiffusionGenerator):
         return diffusion_translation_equivariance(generator, n_sample, batch, max_shift, circular, seed, progress)
     if not circular:

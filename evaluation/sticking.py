@@ -83,11 +83,19 @@ def walk_strip(renderer, start, end, noises, pics, row, progress=None, **options
     return frames[:, :, row].permute(1, 0, 2)
 
 
+def check_neighbours(n):
+    """Raise ValueError unless `n` neighbourhood renders can make a sticking number: an average
+    of one render is that render, and all its detail would count as stuck."""
+    if n < 2:
+        raise ValueError(f"texture sticking averages at least 2 neighbour renders, not {n}")
+
+
 def sticking_pictures(renderer, centre, noises, seeds, spread, pics, row=None, progress=None, **options):
     """{'average': [3, H, W] mean of the neighbourhood renders of `seeds`, 'central': [3, H, W]
     the centre's render, 'strip': [3, pics, W] the walk from the centre to the first seed's
     latent, 'sticking_db': the sticking number of these renders}. `centre` [1, ...] and `noises`
     as neighbourhood_renders; `row`: the strip's image row (default: the centre row)."""
+    check_neighbours(len(seeds))
     # the centre first: its height judges `row` before the many renders
     central = renderer.render_latents(centre, noises, progress, **options).clamp(-1, 1)[0]
     height = central.shape[1]
@@ -145,8 +153,9 @@ def texture_sticking(
     STICKING_NOISE. Returns {'sticking_db': mean,
     'sticking_db_std': standard deviation over the centres (0 for one), 'per_centre': [dB],
     'floor_db': -10 log10(n), about what detail independent between the renders scores}."""
-    if n < 2 or centres < 1:
-        raise ValueError(f"texture sticking needs at least 2 neighbours and 1 centre, not {n} and {centres}")
+    check_neighbours(n)
+    if centres < 1:
+        raise ValueError(f"texture sticking needs at least 1 centre, not {centres}")
     scores = []
     with tqdm(total=centres * n, desc="sticking", unit="img", disable=not progress) as bar:
         for centre_seed in range(seed, seed + centres):

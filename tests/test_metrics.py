@@ -146,6 +146,10 @@ def test_eqt_is_higher_when_the_noise_moves_with_the_content():
 
 def test_equivariance_errors_name_the_fix_for_position_none(tmp_path, make_tiny_checkpoint):
     checkpoint = make_tiny_checkpoint(tmp_path / "none.pt", "none")
+    # shifts of the plane by the image size or more leave nothing to compare; none measure nothing
+    for max_shift in ("1", "0"):
+        with pytest.raises(SystemExit, match=f"--max_shift is a fraction .* above 0 and below 1 .*, not {max_shift}"):
+            metrics.main(["eqt", "--ckpt", checkpoint, "--max_shift", max_shift, "--n", "2", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="sspe'/'mspe"):
         metrics.main(["eqr", "--ckpt", checkpoint, "--n", "2", "--device", "cpu", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="circular"):

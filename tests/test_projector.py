@@ -72,6 +72,7 @@ def test_shifted_w_plus_projection_with_lpips(workdir):
     run_metrics = metrics["results"][0]
     assert run_metrics["loss_end"] < run_metrics["loss_start"]
     assert metrics["psnr"] > 0 and metrics["lpips"] is not None
+    assert metrics["checkpoint"] == os.path.join("checkpoint", "tiny", "000100.pt")  # the file, not what --ckpt said
 
     # LPIPS is what the projection optimises, not only what scores it: from the same seed (so the
     # same first render) the start loss is the LPIPS distance plus --mse times the pixel MSE, and
@@ -97,6 +98,9 @@ def test_an_alias_free_generator_inverts_a_target_moved_on_the_plane(workdir, mo
     monkeypatch.chdir(workdir)
     checkpoint = make_tiny_checkpoint(workdir / "sg3.pt", position="none", arch="stylegan3-t")
     projector.main(["--name", "sg3", "--ckpt", checkpoint, "--loss", "mse", "--step", "2", "--shift_w", "5", FACE])
+    # a shift of the whole image leaves nothing of the target: refused, where it wrote NaN figures
+    with pytest.raises(SystemExit, match="stylegan3-t shifts move an infinite plane: a shift of 32 px or more"):
+        projector.main(["--name", "sg3", "--ckpt", checkpoint, "--loss", "mse", "--shift_w", "32", FACE])
     with Image.open(FACE) as face:
         face_target = projector.to_target(face.convert("RGB"), 32)
     unshifted = np.asarray(to_pil(face_target))

@@ -106,7 +106,7 @@ def test_every_generator_kind_writes_the_three_sticking_pictures(kinds, kind, mo
     assert "seed0000: texture sticking" in capsys.readouterr().out
 
 
-def test_a_strip_row_outside_the_image_is_refused_before_the_renders(kinds, monkeypatch):
+def test_a_strip_row_outside_the_image_or_a_single_render_is_refused_before_the_renders(kinds, monkeypatch):
     monkeypatch.chdir(kinds)
 
     def no_renders(*_args, **_kwargs):
@@ -115,6 +115,9 @@ def test_a_strip_row_outside_the_image_is_refused_before_the_renders(kinds, monk
     monkeypatch.setattr(sticking, "neighbourhood_renders", no_renders)
     with pytest.raises(SystemExit, match="row 32 is outside the 32-pixel image: choose 0..31"):
         generate.main(["--name", "mspe", "--ckpt", "000100.pt", "--mode", "sticking", "--n_sample", "6", "--row", "32"])
+    # one render is its own average: it would print a sticking number of 0 dB, all detail stuck
+    with pytest.raises(SystemExit, match="texture sticking averages at least 2 neighbour renders, not 1"):
+        generate.main(["--name", "mspe", "--ckpt", "000100.pt", "--mode", "sticking", "--n_sample", "1"])
 
 
 def test_sticking_command_writes_mean_and_spread_of_every_checkpoint(kinds, monkeypatch):
