@@ -543,14 +543,24 @@ def build_discriminator(config, device="cpu"):
     ).to(device)
 
 
+# how much of torch's list of missing, unexpected and mismatched keys a refusal quotes
+QUOTED_KEYS_CHARS = 300
+
+
 def load_model_state(module, state, source, config):
-    """module.load_state_dict(state), or a SystemExit that says what `source` does not fit."""
+    """module.load_state_dict(state), or a SystemExit that says what `source` does not fit: the
+    start of torch's first complaint (missing keys, unexpected keys or a size mismatch)."""
     try:
         module.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError, KeyError) as error:  # a wrong shape, or not a state dict
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        # torch opens with "Error(s) in loading state_dict for Generator:", the detail follows
+        detail = " ".join(lines[:2]) if lines else type(error).__name__
+        if len(detail) > QUOTED_KEYS_CHARS:
+            detail = detail[:QUOTED_KEYS_CHARS] + " ..."
         raise SystemExit(
-            f"{source} does not fit {describe_model(config)}: {str(error).splitlines()[0]}. "
-            "Pass the flags it was trained with."
+            f"{source} does not fit {describe_model(config)}: {detail}; pass the flags it was trained with "
+            "(--arch, --size, --latent, --channel_multiplier, ...)"
         ) from None
 
 
