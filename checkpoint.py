@@ -613,8 +613,7 @@ def load_generator(path, device="cpu", args=None, explicit=(), key="g_ema", gan_
     The flags of `explicit` that the checkpoint's kind of model does not read are refused: a GAN's
     the diffusion model's and sampler's, a diffusion model's the GANs'. `gan_only` names what the
     caller does in a GAN's style latent (say "PPL"): a diffusion model is then refused
-    (refuse_diffusion). Returns
-    (generator, args).
+    (refuse_diffusion). Returns (generator, args).
     """
     checkpoint = load_checkpoint(path)
     args = args if args is not None else argparse.Namespace(**MODEL_DEFAULTS)

@@ -56,12 +56,12 @@ from evaluation.common import (
     results_folder,
     write_json,
 )
-from evaluation.equivariance import rotation_equivariance, translation_equivariance
+from evaluation.equivariance import check_max_shift, rotation_equivariance, translation_equivariance
 from evaluation.fid import cached_real_statistics, generator_fid, real_statistics, save_statistics
 from evaluation.perceptual import build_lpips
 from evaluation.ppl import perceptual_path_length
 from evaluation.spatial_bias import SHIFT_DIRECTIONS, spatial_bias_report, write_spatial_bias_report
-from evaluation.sticking import DEFAULT_CENTRES, DEFAULT_CUTOFF, STICKING_NOISE, texture_sticking
+from evaluation.sticking import DEFAULT_CENTRES, DEFAULT_CUTOFF, STICKING_NOISE, check_neighbours, texture_sticking
 from evaluation.swd import SWDDescriptors, swd, swd_resolutions
 from generate import Renderer
 from ppl import add_ppl_arguments
@@ -316,13 +316,13 @@ def nyquist_cutoff(text):
 
 
 def sticking_renders(text):
-    """--sticking_n: 0 (skip texture sticking), or the at least 2 renders an average needs."""
+    """--sticking_n: 0 (skip texture sticking), or the renders an average needs (check_neighbours)."""
     try:
         value = int(text)
+        if value != 0:
+            check_neighbours(value)
     except ValueError:
-        value = -1
-    if value < 0 or value == 1:
-        raise argparse.ArgumentTypeError(f"is 0 (skip it) or at least 2 renders, not {text!r}")
+        raise argparse.ArgumentTypeError(f"is 0 (skip it) or at least 2 renders, not {text!r}") from None
     return value
 
 
@@ -468,6 +468,8 @@ def main(argv=None):
         args.ckpt = [resolve_checkpoint(ckpt, args.name) for ckpt in args.ckpt]
     device = choose_device(args.device)
     try:
+        if hasattr(args, "max_shift"):  # before any work: report measures EQ-T last
+            check_max_shift(args.max_shift)
         args.handler(args, device)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(str(error)) from None

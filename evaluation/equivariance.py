@@ -149,6 +149,15 @@ def random_shift(rng, max_shift, size, integer):
     return shift_h, shift_w
 
 
+def check_max_shift(max_shift):
+    """Raise ValueError for an EQ-T max_shift outside (0, 1): no shift to measure, or shifts of
+    the plane that leave nothing of the image to compare."""
+    if not 0 < max_shift < 1:
+        raise ValueError(
+            f"--max_shift is a fraction of the image size above 0 and below 1 (StyleGAN3: 0.125), not {max_shift}"
+        )
+
+
 @torch.no_grad()
 def translation_equivariance(
     generator,
@@ -182,13 +191,9 @@ def translation_equivariance(
         {'eqt_int': dB, 'eqt_frac': dB}.
 
     A DiffusionGenerator is measured by diffusion_translation_equivariance (noise arguments unused).
-    Raises ValueError for a max_shift outside (0, 1): no shift to measure, or shifts of the
-    plane that leave nothing of the image to compare.
+    Raises ValueError for a max_shift outside (0, 1) (check_max_shift).
     """
-    if not 0 < max_shift < 1:
-        raise ValueError(
-            f"--max_shift is a fraction of the image size above 0 and below 1 (StyleGAN3: 0.125), not {max_shift}"
-        )
+    check_max_shift(max_shift)
     if isinstance(generator, DiffusionGenerator):
         return diffusion_translation_equivariance(generator, n_sample, batch, max_shift, circular, seed, progress)
     if not circular:
