@@ -71,8 +71,8 @@ def move_noise(noises, shift_h, shift_w, height, width, noise_shift=DEFAULT_NOIS
 
     Args:
         noises: list of [N, 1, h, w] maps, one per layer.
-        height, width: size of the rendered image; a map of h rows moves by
-            round(shift_h * h / height) rows (likewise columns), the shift at its resolution.
+        height, width: size of the rendered image; a map of h rows moves by the shift at its
+            resolution, round(shift_at(shift_h, height, h)) rows (likewise columns).
         noise_shift: "move" rolls the maps with the content, "keep" returns them unchanged.
     Returns:
         list of maps shaped like `noises`.
@@ -83,8 +83,8 @@ def move_noise(noises, shift_h, shift_w, height, width, noise_shift=DEFAULT_NOIS
         return list(noises)
     moved = []
     for noise in noises:
-        rows = round(shift_h * noise.shape[2] / height)
-        cols = round(shift_w * noise.shape[3] / width)
+        rows = round(shift_at(shift_h, height, noise.shape[2]))
+        cols = round(shift_at(shift_w, width, noise.shape[3]))
         moved.append(torch.roll(noise, (rows, cols), (2, 3)))
     return moved
 
