@@ -22,15 +22,16 @@ import sys
 import torch
 from tqdm import tqdm
 
-from checkpoint import add_checkpoint_arguments, load_generator_from_args
+from checkpoint import add_checkpoint_arguments, load_generator_from_args, warn_other_checkpoint
 from generate import Renderer, inputs_of_projections, inputs_of_seeds, mapped
 from utils.flags import add_duration_argument, add_noise_shift_argument, add_truncation_arguments, positive_int
 from utils.images import make_grid, save_gif, save_grid
 from utils.shift import DEFAULT_NOISE_SHIFT, move_noise
 
 
-def load_directions(path, latent_dim):
-    """The eigenvector matrix [latent, latent] of a factor file (columns are directions)."""
+def load_directions(path, latent_dim, checkpoint=None):
+    """The eigenvector matrix [latent, latent] of a factor file (columns are directions); a file
+    factorized from another checkpoint than `checkpoint` (the generator's file) is a warning."""
     if not os.path.isfile(path):
         raise SystemExit(
             f"factor file {path!r} not found; make it with: python closed_form_factorization.py CKPT --out {path}"
@@ -45,6 +46,7 @@ def load_directions(path, latent_dim):
             f"{path} holds directions of a {eigvec.shape[0]}-d latent, the generator's latent has {latent_dim}: "
             "factorize this checkpoint"
         )
+    warn_other_checkpoint(path, factor.get("ckpt"), checkpoint, "directions")
     return eigvec.float()
 
 
@@ -112,14 +114,14 @@ def main(argv=None):
     if args.truncation is None:
         args.truncation = 1.0 if args.projection else 0.7
     generator, args, _ = load_generator_from_args(parser, args, argv, gan_only="SeFa (directions in W)")
-    eigvec = load_directions(args.factor, generator.style_dim)
+    eigvec = load_directions(args.factor, generator.style_dim, args.ckpt)
     if not 0 <= args.index < eigvec.shape[1]:
         raise SystemExit(f"-i/--index must be 0..{eigvec.shape[1] - 1}, not {args.index}")
     direction = eigvec[:, args.index].unsqueeze(0)  # on the CPU, as the latents: the renderer moves them
 
     renderer = Renderer.from_args(generator, args)
     if args.projection:
-        inputs = inputs_of_projections(generator, args.projection)
+        inputs = inputs_of_projections(generator, args.projection, args.ckpt)
         args.n_sample = len(inputs.latents)
     else:
         inputs = mapped(renderer, inputs_of_seeds(generator, range(args.seed, args.seed + args.n_sample)))

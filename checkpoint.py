@@ -180,6 +180,18 @@ def load_checkpoint(path, map_location="cpu"):
     return checkpoint
 
 
+def warn_other_checkpoint(path, made_from, checkpoint, holds):
+    """Warn when the file at `path` was made from the checkpoint file `made_from` and is used with
+    another, `checkpoint`: what it `holds` (latents, directions) belongs to the first network. No
+    warning without both names (projections made before they recorded theirs)."""
+    if made_from and checkpoint and os.path.realpath(made_from) != os.path.realpath(checkpoint):
+        print(
+            f"warning: {path} was made from {made_from}, not from {checkpoint}: its {holds} belong to that "
+            "network, so these renders show other images (remake the file with this checkpoint)",
+            file=sys.stderr,
+        )
+
+
 def generator_state(checkpoint, key="g_ema"):
     """The generator weights of a loaded checkpoint: its `key` entry, else its 'g' (a checkpoint
     saved without an EMA copy, which load_checkpoint lets through)."""

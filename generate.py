@@ -281,10 +281,11 @@ def inputs_of_seeds(generator, seeds):
     return Inputs(latents, noises, [seed_tag(seed) for seed in seeds], seeds=list(seeds))
 
 
-def inputs_of_projections(generator, paths):
-    """Inputs of projector.py's files (projector.load_projection): their latents (W+ for all when
-    one is W+), noise maps and shift, which must be the same for all; tags are the file stems."""
-    projections = [load_projection(path, generator) for path in paths]
+def inputs_of_projections(generator, paths, checkpoint=None):
+    """Inputs of projector.py's files (projector.load_projection, which warns of files projected
+    into another `checkpoint`): their latents (W+ for all when one is W+), noise maps and shift,
+    which must be the same for all; tags are the file stems."""
+    projections = [load_projection(path, generator, checkpoint) for path in paths]
     shifts = {(projection["shift_h"], projection["shift_w"]) for projection in projections}
     if len(shifts) > 1:
         raise SystemExit(f"the projections were made at different shifts {sorted(shifts)}: give files of one shift")
@@ -467,7 +468,7 @@ def save_animation(frames, tags, args, folder):
 def mode_inputs(renderer, args):
     """The Inputs of --projection files, else of the seeds."""
     if args.projection:
-        return inputs_of_projections(renderer.generator, args.projection)
+        return inputs_of_projections(renderer.generator, args.projection, args.ckpt)
     return inputs_of_seeds(renderer.generator, args.seeds)
 
 
@@ -515,7 +516,7 @@ def generate_sticking(renderer, args, folder):
     """Per centre (--seed, each of --seeds, or each --projection): {tag}_average.png,
     {tag}_central.png and {tag}_strip.png, and its sticking number printed."""
     if args.projection:
-        centres = inputs_of_projections(renderer.generator, args.projection)
+        centres = inputs_of_projections(renderer.generator, args.projection, args.ckpt)
     else:
         centres = mapped(renderer, inputs_of_seeds(renderer.generator, args.centre_seeds))
     options = centres.shift_options(renderer.generator)

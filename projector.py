@@ -10,7 +10,7 @@ Shifted inversion, the paper's experiment: --shift_h/--shift_w roll the target a
 the same shift (the initial noise maps move with it, --noise_shift); --pics N repeats the
 projection at N shifts on a circle of --radius pixels around it and writes GIFs of the targets
 and reconstructions. All outputs go to inverse/<name>/: per input the target, the
-reconstruction, the latent and noise maps (.pt, `save_projection`; generate.py and
+reconstruction, the latent, noise maps and checkpoint file (.pt, `save_projection`; generate.py and
 apply_factor.py read them back with --projection) and the PSNR and LPIPS of the reconstruction
 (.json). Generators without noise inputs (stylegan3-t/-r) optimise the latent alone, and their
 shifted renders move the infinite plane of their Fourier input.
@@ -28,7 +28,7 @@ from PIL import UnidentifiedImageError
 from torch import optim
 from tqdm import tqdm
 
-from checkpoint import add_checkpoint_arguments, load_generator_from_args, model_label
+from checkpoint import add_checkpoint_arguments, load_generator_from_args, model_label, warn_other_checkpoint
 from evaluation.perceptual import build_lpips, perceptual_input
 from utils.flags import (
     HelpFormatter,
@@ -287,12 +287,14 @@ def project_shifted(generator, targets, shifts, settings=ProjectionSettings(), p
 # projection files: what main writes per target, and the one reader of them
 
 
-def save_projection(path, reconstruction, latent, noises, shift_h, shift_w):
+def save_projection(path, reconstruction, latent, noises, shift_h, shift_w, checkpoint):
     """A projection file: the reconstruction `img` [3, H, W], the optimised `latent` [1, style_dim]
     (W) or [1, n_latent, style_dim] (W+), its noise maps `noise` ([1, 1, h, w] per layer; none
-    for generators without noise inputs) and the shift (`shift_h`, `shift_w`) it renders at."""
+    for generators without noise inputs), the shift (`shift_h`, `shift_w`) it renders at and the
+    `ckpt` file of the generator it was projected into."""
     torch.save(
         {
+            "ckpt": checkpoint,
             "img": reconstruction.cpu(),
             "latent": latent.cpu(),
             "noise": [noise.cpu() for noise in noises],
@@ -303,10 +305,11 @@ def save_projection(path, reconstruction, latent, noises, shift_h, shift_w):
     )
 
 
-def load_projection(path, generator):
+def load_projection(path, generator, checkpoint=None):
     """The projection file at `path` (save_projection) checked against `generator`: a dict of
     `latent` (float [1, style_dim] or [1, n_latent, style_dim]), `noise`, `shift_h`, `shift_w`
-    and `img`. A latent or noise map of another shape is an error naming both shapes."""
+    and `img`. A latent or noise map of another shape is an error naming both shapes; a file
+    projected into another checkpoint than `checkpoint` (the generator's file) is a warning."""
     if not os.path.isfile(path):
         raise SystemExit(f"projection {path!r} not found; make it with: python projector.py --ckpt CKPT IMAGE")
     try:
@@ -328,6 +331,7 @@ def load_projection(path, generator):
             f"{path} holds noise maps of shapes {[list(noise.shape) for noise in noises]}, this generator takes "
             f"{[list(shape) for shape in noise_shapes]}: project the image with this checkpoint"
         )
+    warn_other_checkpoint(path, projection.get("ckpt"), checkpoint, "latents")
     return {"latent": latent, "noise": noises, "shift_h": shift_h, "shift_w": shift_w, "img": projection.get("img")}
 
 
@@ -443,6 +447,7 @@ def main(argv=None):
                 [noise[index : index + 1] for noise in projection["noises"]],
                 projection["shift_h"],
                 projection["shift_w"],
+                args.ckpt,
             )
             lpips_distances = projection["lpips"]
             results[stem].append(

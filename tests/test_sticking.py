@@ -204,7 +204,7 @@ def test_a_projection_regenerates_its_image_bit_exactly(kinds, projected, monkey
         assert torch.equal(image, projector.load_projection(path, generator)["img"])
 
 
-def test_a_projection_can_be_shifted_walked_and_edited(kinds, projected, monkeypatch):
+def test_a_projection_can_be_shifted_walked_and_edited(kinds, projected, monkeypatch, capsys):
     monkeypatch.chdir(kinds)
     projection = str(projected / "00006.pt")
     common = ["--name", "mspe", "--ckpt", "000100.pt", "--projection", projection]
@@ -223,6 +223,25 @@ def test_a_projection_can_be_shifted_walked_and_edited(kinds, projected, monkeyp
     grid = to_tensor(Image.open(kinds / "factor_index-0_degree-3.0.png"))
     unedited = grid[:, 2 + 34 : 2 + 34 + 32, 2 : 2 + 32]
     assert torch.equal(unedited, to_tensor(Image.open(projected / "00006-project.png")))
+    assert "was made from" not in capsys.readouterr().err
+
+
+def test_a_projection_or_factor_file_of_another_checkpoint_is_a_warning(
+    kinds, projected, make_tiny_checkpoint, monkeypatch, capsys
+):
+    monkeypatch.chdir(kinds)
+    make_tiny_checkpoint(kinds / "checkpoint" / "other" / "000100.pt", position="mspe")
+    projection = str(projected / "00006.pt")
+    generate.main(["--name", "other", "--ckpt", "000100.pt", "--projection", projection])
+    assert (
+        f"warning: {projection} was made from checkpoint/mspe/000100.pt, not from checkpoint/other/000100.pt: "
+        "its latents belong to that network"
+    ) in capsys.readouterr().err
+    factorize_main(["checkpoint/mspe/000100.pt", "--out", "factor.pt"])
+    apply_factor.main(["--ckpt", "checkpoint/other/000100.pt", "-n", "1", "--pics", "0", "factor.pt"])
+    assert "factor.pt was made from checkpoint/mspe/000100.pt, not from checkpoint/other/000100.pt: its directions" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_projection_of_another_generator_names_both_shapes(kinds, projected, make_tiny_checkpoint, monkeypatch):
