@@ -28,7 +28,7 @@ PE of a feature map downsampled d times moves by shift / d of its pixels, fracti
 """
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from model import POSITIONS, PositionalAdd, canonical_position, sinusoidal_encoding
+from utils.settings import FlagSettings
 from utils.shift import move_noise
 
 # the value of checkpoint.py's --arch that means this model
@@ -529,7 +530,7 @@ def build_unet(config):
 
 
 @dataclass(frozen=True)
-class SamplerSettings:
+class SamplerSettings(FlagSettings):
     """How a DiffusionGenerator samples: `sampler` ddim or ddpm over `steps` of the T steps, DDIM's
     `eta`, DDPM's per-step `variance`."""
 
@@ -537,11 +538,6 @@ class SamplerSettings:
     steps: int = 50
     eta: float = 0.0
     variance: str = "beta_tilde"
-
-    @classmethod
-    def from_args(cls, args):
-        """The settings named like args' attributes (None or absent: the default)."""
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
 
     def check(self, diffusion):
         """Raise ValueError unless GaussianDiffusion `diffusion` can sample with these settings:

@@ -14,7 +14,7 @@ import contextlib
 import copy
 import sys
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import optim
@@ -25,10 +25,11 @@ from training import distributed
 from training.distributed import wrap_ddp
 from training.gan import accumulate, requires_grad, to_channels_last
 from utils.flags import add_sampler_arguments
+from utils.settings import FlagSettings
 
 
 @dataclass(frozen=True)
-class DiffusionSettings:
+class DiffusionSettings(FlagSettings):
     """The hyperparameters of a diffusion training iteration, and the one place their defaults
     live (train.py's flags of the same names). lr: Adam's learning rate (Ho et al.: 2e-4);
     ema_decay: the EMA's decay after its warm-up (Ho et al.: 0.9999); grad_clip: the gradient's
@@ -39,10 +40,6 @@ class DiffusionSettings:
     ema_decay: float = 0.9999
     grad_clip: float = 1.0
     warmup: int = 0
-
-    @classmethod
-    def from_args(cls, args):
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
 
     def ema_decay_at(self, iteration):
         return min(self.ema_decay, (1 + iteration) / (10 + iteration))

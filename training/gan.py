@@ -14,7 +14,7 @@ import contextlib
 import copy
 import math
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import autograd, optim
@@ -28,6 +28,7 @@ from training import distributed
 from training.augment import AdaptiveAugment, augment
 from training.distributed import unwrap, wrap_ddp
 from training.finetune import freeze_discriminator, load_weights
+from utils.settings import FlagSettings
 
 # The generator EMA of the original: a half-life of 10k images at 32 images per step.
 EMA_DECAY = 0.5 ** (32 / (10 * 1000))
@@ -129,7 +130,7 @@ def mixing_latents(batch, latent_dim, prob, n_latent, device, compiled=False):
 
 
 @dataclass(frozen=True)
-class StepSettings:
+class StepSettings(FlagSettings):
     """The hyperparameters of one training iteration, and the one place their defaults live:
     train.py's flags of the same names take them from here.
 
@@ -160,12 +161,6 @@ class StepSettings:
     blur_fade_iterations: int = 0
     g_adam_every: int = ORIGINAL_G_REG_EVERY
     ema_rampup: float = 0.0
-
-    @classmethod
-    def from_args(cls, args):
-        """The settings named like args' attributes; None (a flag the recipe has not resolved) keeps
-        the default."""
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None})
 
     def ema_decay_at(self, iteration):
         """The EMA's decay per step at `iteration`: ema_decay, whose half-life of h steps is
