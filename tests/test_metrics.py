@@ -214,6 +214,11 @@ def test_fid_is_zero_for_identical_features_symmetric_and_sees_a_mean_shift():
     # equal covariances: the distance is the squared distance of the means, 16 * 1^2
     shifted = fid.feature_statistics(features_a + 1.0)
     assert fid.frechet_distance(*stats_a, *shifted) == pytest.approx(16.0, rel=1e-6)
+    # diagonal covariances: the trace term is the sum of (sigma_a - sigma_b)^2 per dimension
+    variances_a, variances_b = rng.uniform(0.5, 2, 16), rng.uniform(0.5, 2, 16)
+    expected = ((np.sqrt(variances_a) - np.sqrt(variances_b)) ** 2).sum()
+    distance = fid.frechet_distance(np.zeros(16), np.diag(variances_a), np.zeros(16), np.diag(variances_b))
+    assert distance == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.fixture(scope="module")
