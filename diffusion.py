@@ -425,7 +425,11 @@ class GaussianDiffusion:
 
     def timesteps(self, steps):
         """`steps` timesteps from T-1 down to 0, evenly spaced (rounded), as a descending list; one
-        step is T-1 alone, a jump from pure noise to the data."""
+        step is T-1 alone, a jump from pure noise to the data. These are improved-diffusion's
+        space_timesteps(T, [steps]) but for its one step, t = 0, and for the points k (T-1) /
+        (steps-1) that are exactly halves, which each rounds by its own floating-point error to
+        either neighbour (at T = 1000: 283 of the odd step counts, 21, 23, 27, ..., in 1 to 19 of
+        their timesteps; no even count)."""
         if not 1 <= steps <= self.num_timesteps:
             raise ValueError(f"steps must be from 1 to the model's {self.num_timesteps} diffusion steps, not {steps}")
         if steps == 1:  # linspace's one point would be t = 0, which leaves the noise as it is

@@ -1,7 +1,8 @@
 """diffusion.py, training/diffusion.py and the scripts on diffusion checkpoints: the schedules
-against their closed forms, the samplers with the exact denoiser of Gaussian data, training and
-bit-exact resume of a tiny UNet per position, exact shift equivariance with circular padding,
-and generation and metrics on a tiny diffusion checkpoint."""
+against their closed forms, the samplers with the exact denoiser of Gaussian data, the process and
+samplers against openai/improved-diffusion's outputs, training and bit-exact resume of a tiny UNet
+per position, exact shift equivariance with circular padding, and generation and metrics on a tiny
+diffusion checkpoint."""
 
 import json
 import math
@@ -215,6 +216,182 @@ def test_ddim_with_eta_one_is_ddpm_with_beta_tilde():
 
     assert torch.allclose(run("ddim", 1.0), run("ddpm", 0.0), rtol=0, atol=1e-12)
     assert not torch.allclose(run("ddim", 0.0), run("ddpm", 0.0), atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# against openai/improved-diffusion
+
+# the denoiser both processes ran for the reference data: a fixed mix of each pixel's channels plus
+# a function of t; its x_0 estimates leave [-1, 1], so that clipping takes part
+REFERENCE_MIX = torch.tensor([[0.9, 0.2, -0.1], [-0.3, 0.8, 0.2], [0.1, -0.2, 1.1]], dtype=torch.float64)
+
+
+def reference_denoiser(x, t):
+    """eps(x, t) = REFERENCE_MIX x (over the channels of each pixel) + 0.3 sin(t / 7)."""
+    mixed = torch.einsum("ij,njhw->nihw", REFERENCE_MIX.to(x.dtype), x)
+    return mixed + 0.3 * torch.sin(t.to(x.dtype) / 7).view(-1, 1, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def improved_diffusion():
+    """tests/data/improved_diffusion_reference.pt holds what openai/improved-diffusion (commit
+    1bc7bbb, improved_diffusion/gaussian_diffusion.py, respace.py and script_util.py) computed
+    with reference_denoiser as its model, from the stored `inputs` (drawn after
+    torch.manual_seed(0)):
+
+    - schedules: betas, alphas_cumprod, posterior_variance and posterior_log_variance_clipped of
+      GaussianDiffusion(betas=get_named_beta_schedule(schedule, T)), linear and cosine, every
+      entry at T = 100 and those at `indices` at T = 1000;
+    - process, per schedule at T = 100: q_sample(x0, t, noise); q_posterior_mean_variance(x0,
+      that x_t, t); p_mean_variance(model, x_t, t) with clip_denoised True and False
+      (pred_xstart, mean) and with FIXED_SMALL and FIXED_LARGE (variance, log_variance);
+      training_losses(model, x0, t, noise=noise)["loss"] (EPSILON, LossType.MSE), per sample;
+    - spacing: sorted(space_timesteps(T, [steps])) for steps 2..100 at T = 100 and 2..64 at
+      T = 1000, concatenated;
+    - chains: of create_gaussian_diffusion(steps=100, sigma_small=(variance == "beta_tilde"),
+      noise_schedule=schedule, rescale_timesteps=False, timestep_respacing=str(steps)), its
+      timestep_map, betas and posterior_variance, and the "sample" of every step of
+      p_sample_loop_progressive (ddpm) or ddim_sample_loop_progressive(eta=eta) from noise=x_T
+      with clip_denoised=clip, torch.randn_like replaced so that step k draws step_noise[k].
+
+    Their _extract_into_tensor casts the float64 tables to float32 before use; the data were made
+    with it keeping float64 (that cast alone changed), so that both sides compute in float64 and
+    a difference beyond rounding is a difference of formula."""
+    return torch.load(os.path.join(ROOT, "tests", "data", "improved_diffusion_reference.pt"), weights_only=True)
+
+
+def step_variances(process, timesteps):
+    """(beta-tilde, beta) [len(timesteps)] of the steps from each of the ascending `timesteps` to
+    the one before it (from the first to the data), as q_posterior gives them."""
+    abar = process.alphas_cumprod.tolist()
+    zero = torch.zeros((), dtype=torch.float64)
+    previous = [-1, *timesteps[:-1]]
+    steps = [
+        process.q_posterior(zero, zero, abar[t], abar[s] if s >= 0 else 1.0)[1:] for s, t in zip(previous, timesteps)
+    ]
+    return tuple(torch.tensor(values, dtype=torch.float64) for values in zip(*steps))
+
+
+def assert_same_tables(ours, theirs, what):
+    """Betas and variances, 1 minus a ratio near 1: both sides round them to 1e-16 absolute."""
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-15, msg=what)
+
+
+def test_schedules_and_posterior_variances_match_improved_diffusion(improved_diffusion):
+    """Betas, alpha-bars and the posterior's beta-tilde of both schedules, and its log, which
+    theirs clips at t = 0 (where beta-tilde is 0 and no noise is added) to that of t = 1."""
+    for name, tables in improved_diffusion["schedules"].items():
+        schedule, steps = re.fullmatch(r"([a-z]+)(\d+)", name).groups()
+        process = GaussianDiffusion(beta_schedule(schedule, int(steps)))
+        indices = tables["indices"]
+        beta_tilde = step_variances(process, list(range(process.num_timesteps)))[0][indices]
+        assert_same_tables(process.betas[indices], tables["betas"], name)
+        torch.testing.assert_close(process.alphas_cumprod[indices], tables["alphas_cumprod"], rtol=1e-13, atol=0)
+        assert_same_tables(beta_tilde, tables["posterior_variance"], name)
+        # the log of a variance rounded to 1e-16 absolute near 1e-5 (the cosine schedule's start)
+        log_variance = tables["posterior_log_variance_clipped"]
+        torch.testing.assert_close(beta_tilde[1:].log(), log_variance[1:], rtol=0, atol=1e-11, msg=name)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_forward_process_posterior_and_loss_match_improved_diffusion(improved_diffusion, schedule):
+    """q_sample; the posterior of x_0 and that of the denoiser's x_0 estimate, clipped or not; both
+    DDPM variances; the training loss: at eight timesteps of T = 100, 0 and 99 among them."""
+    inputs, expected = improved_diffusion["inputs"], improved_diffusion["process"][schedule]
+    t, x0, noise = inputs["t"], inputs["x0"], inputs["noise"]
+    process = GaussianDiffusion(beta_schedule(schedule, 100))
+    x_t = process.q_sample(x0, t, noise)
+    torch.testing.assert_close(x_t, expected["q_sample"], rtol=1e-13, atol=1e-14)
+
+    abar = process.alphas_cumprod.tolist()
+    steps = [(abar[step], abar[step - 1] if step else 1.0) for step in t.tolist()]
+    means, beta_tilde, beta = zip(*[process.q_posterior(x0[i], x_t[i], *step) for i, step in enumerate(steps)])
+    torch.testing.assert_close(torch.stack(means), expected["posterior_mean"], rtol=1e-13, atol=1e-14)
+    assert_same_tables(torch.tensor(beta_tilde, dtype=torch.float64), expected["posterior_variance"], "beta-tilde")
+    # at t = 0 theirs stands t = 1's beta-tilde in for beta and for the log of beta-tilde (0): that
+    # step adds no noise
+    noisy = t > 0
+    for name, variances in (("beta_tilde", beta_tilde), ("beta", beta)):
+        ours = torch.tensor(variances, dtype=torch.float64)[noisy]
+        assert_same_tables(ours, expected[f"p_variance_{name}"][noisy], name)
+        torch.testing.assert_close(ours.log(), expected[f"p_log_variance_{name}"][noisy], rtol=0, atol=1e-11)
+
+    eps = reference_denoiser(x_t, t)
+    for clip in (True, False):
+        estimates = torch.stack([process.estimate_x0(x_t[i], eps[i], step[0], clip) for i, step in enumerate(steps)])
+        torch.testing.assert_close(estimates, expected[f"pred_xstart_clip{clip}"], rtol=1e-13, atol=1e-14)
+        means = torch.stack([process.q_posterior(estimates[i], x_t[i], *step)[0] for i, step in enumerate(steps)])
+        torch.testing.assert_close(means, expected[f"p_mean_clip{clip}"], rtol=1e-13, atol=1e-14)
+    assert not torch.equal(expected["pred_xstart_clipTrue"], expected["pred_xstart_clipFalse"])  # clipping took part
+
+    # ours averages the squared error over every element in float32 (theirs per sample, in float64)
+    loss = process.training_loss(reference_denoiser, x0, t, noise)
+    assert loss.item() == pytest.approx(expected["training_loss"].mean().item(), rel=1e-6)
+
+
+def test_spaced_timesteps_match_improved_diffusion_but_at_exact_halves(improved_diffusion):
+    """Ours rounds linspace(0, T-1, steps), theirs a running sum of the stride (T-1) / (steps-1):
+    the same timesteps, except where k (T-1) / (steps-1) is exactly a half, which each rounds by
+    its own floating-point error to either neighbour (at T = 1000 the middle timestep of 21 steps
+    is 500 here and 499 there)."""
+    differences = 0
+    for name, flat in improved_diffusion["spacing"].items():
+        total = int(name[1:])
+        process = GaussianDiffusion(beta_schedule("cosine", total))
+        start, steps = 0, 2
+        while start < len(flat):
+            theirs = flat[start : start + steps].tolist()
+            ours = sorted(process.timesteps(steps))
+            for k, (mine, their) in enumerate(zip(ours, theirs)):
+                half = 2 * k * (total - 1) % (2 * (steps - 1)) == steps - 1
+                assert mine == their or (half and abs(mine - their) == 1), (total, steps, k, mine, their)
+                differences += mine != their
+            start, steps = start + steps, steps + 1
+    assert differences > 0  # the data hold such ties, so the rule above is tested
+
+
+def sample_step_by_step(process, chain, x_T, step_noise):
+    """Every step's x of our sampler run with a chain's settings: what it hands the denoiser after
+    the first step, then the sample."""
+    denoised = []
+
+    def denoiser(x, t):
+        denoised.append(x)
+        return reference_denoiser(x, t)
+
+    sample = process.sample(
+        denoiser,
+        x_T.shape,
+        chain["sampler"],
+        chain["steps"],
+        chain["eta"],
+        chain["variance"],
+        x_T=x_T,
+        step_noise=lambda k, shape: step_noise[k],
+        clip_denoised=chain["clip"],
+        dtype=torch.float64,
+    )
+    return torch.stack([*denoised[1:], sample])
+
+
+def test_samplers_match_improved_diffusion_step_by_step(improved_diffusion):
+    """DDPM with either variance and DDIM with eta 0, 0.5 and 1, over all T = 100 steps and fewer,
+    x_0 estimates clipped or not: from the same x_T with the same per-step noise every step lands
+    where theirs does, which pins down the respacing, the posterior and DDIM's sigma."""
+    x_T, step_noise = improved_diffusion["inputs"]["x_T"], improved_diffusion["inputs"]["step_noise"]
+    for chain in improved_diffusion["chains"]:
+        what = "{schedule} {sampler} eta {eta} {variance}, {steps} steps, clip {clip}".format(**chain)
+        process = GaussianDiffusion(beta_schedule(chain["schedule"], 100))
+        timesteps = process.timesteps(chain["steps"])
+        assert timesteps == chain["timesteps"].flip(0).tolist(), what
+        beta_tilde, beta = step_variances(process, timesteps[::-1])
+        assert_same_tables(beta, chain["betas"], what)
+        assert_same_tables(beta_tilde, chain["posterior_variance"], what)
+        # the x_0 estimate of the first step divides x_T by sqrt(abar_{T-1}) (5e-4 in the cosine
+        # schedule, 5e-3 in the linear one), which scales its float64 rounding up as much
+        rtol = 1e-13 / process.alphas_cumprod[-1].sqrt().item()
+        trajectory = sample_step_by_step(process, chain, x_T, step_noise)
+        torch.testing.assert_close(trajectory, chain["trajectory"], rtol=rtol, atol=1e-13, msg=what)
 
 
 # ---------------------------------------------------------------------------------------------
