@@ -45,7 +45,10 @@ def lanczos_window(x, a):
 
 def rotation_matrix(angle):
     """3x3 matrix [[cos, sin, 0], [-sin, cos, 0], [0, 0, 1]] (the layout of the model's transform)."""
-    cos, sin = math.cos(angle), math.sin(angle)
+    # cos and sin of the angle rounded to float32, in float32, as StyleGAN3 takes them: entries
+    # rounded from float64 differ in their last bit, and so do the pixels resampled with them
+    angle = torch.as_tensor(angle, dtype=torch.float32)
+    cos, sin = angle.cos().item(), angle.sin().item()
     return torch.tensor([[cos, sin, 0.0], [-sin, cos, 0.0], [0.0, 0.0, 1.0]])
 
 
@@ -88,7 +91,9 @@ def affine_transform_images(images, mat, up=4, **filter_kwargs):
     kernel = affine_bandlimit_filter(mat, up=up, **filter_kwargs).to(images.device)
     pad = kernel.shape[0] // 2
 
-    theta = torch.inverse(mat.double()).float().to(images.device)
+    # inverted in float32, as StyleGAN3 does: a float64 inverse rounds the sampling grid's matrix
+    # differently in its last bit, which moves the bilinear taps enough to change pixels by 4e-5
+    theta = torch.inverse(mat.float()).to(images.device)
     theta[:2, 2] *= 2
     theta[0, 2] += 1 / up / width
     theta[1, 2] += 1 / up / height

@@ -3,6 +3,7 @@ command line metrics.py): EQ-T / EQ-R on toy generators with known equivariance,
 loader and the spatial-bias report end to end."""
 
 import csv
+import functools
 import json
 import math
 import os
@@ -19,6 +20,8 @@ import metrics
 from checkpoint import build_generator
 from evaluation import equivariance, fid, inception, spatial_bias, swd
 from model import PositionalInput
+from utils import shift
+from utils.images import psnr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,6 +92,135 @@ def test_rotate_images_matches_the_model_input_transform():
     # the opposite direction would be far off
     wrong, _ = equivariance.rotate_images(reference, -angle)
     assert ((wrong - rendered).abs() * mask).max() > 0.3
+
+
+# ---------------------------------------------------------------------------------------------
+# StyleGAN3's own transforms and PSNR, from reference data
+
+STYLEGAN3_REFERENCE = os.path.join(ROOT, "tests", "data", "nvidia_equivariance.pt")
+
+
+@pytest.fixture(scope="module")
+def stylegan3_reference():
+    """What NVIDIA's metrics/equivariance.py produced, for the tests below to compare ours with.
+
+    tests/data/nvidia_equivariance.pt was made once, outside the repository, by running
+    metrics/equivariance.py of NVlabs/stylegan3 (commit c233a919a6faee6e36a316ddd4eddababad1adf9)
+    unmodified on the CPU (torch_utils' reference upfirdn2d; stand-ins for the modules requests and
+    pkg_resources, which the functions used never call) with torch 2.14.1+cu130; it holds only
+    their outputs:
+    - inputs, after torch.manual_seed(0): randn [1, 2, 32, 32] ('square'), then [2, 1, 20, 36]
+      ('wide'): batches, channels and non-square sides;
+    - apply_integer_translation and apply_fractional_translation(images, tx, ty) (a=3) at the
+      (shift_h, shift_w) pixel shifts stored with them, rounded to float32: integer (5, -3) of
+      the square and (-7, 11) of the wide inputs; fractional (-0.3, 6.6), (0, -2) and
+      (-27.4, 1.5) (a strip of the image left) of the square and (3.7, -10.2) of the wide ones;
+    - apply_fractional_rotation and apply_fractional_pseudo_rotation(images, angle) (a=3) at
+      NVIDIA angles 0.4 and -2.3 rad (square) and 1.1 (wide), float32 values;
+    - apply_affine_transformation(square, mat, a=3, amax=6) for
+      mat = [[0.9, 0.2, 0.05], [-0.15, 1.1, -0.1], [0, 0, 1]];
+    - construct_affine_bandlimit_filter(mat, a=3, amax=6, up=4), and (rotation_matrix(-0.4),
+      a=3, amax=6, up=1), the filter of the pseudo-rotation by 0.4;
+    - compute_equivariance_metrics(num_samples=4, batch_size=2, EQ-T, EQ-T frac and EQ-R) after
+      torch.manual_seed(5), on a stand-in generator (20 px, 1 channel: six plane waves of the
+      latent's amplitudes and phases evaluated at M applied to the pixel centres, as StyleGAN3's
+      SynthesisInput applies its transform M, plus a fixed frame noise of std 0.02): every render
+      it asked for, the translations t and angle it drew (replayed from the seed and checked
+      against the M it set) and the three PSNRs it returned.
+    NVIDIA's masks are [N, C, H, W] and were checked to hold one map for every sample and channel;
+    that map is stored, as bool.
+
+    The mapping to our conventions (utils/shift.py: +shift_h moves content down, +shift_w right):
+    - NVIDIA's (tx, ty) are fractions of the width and height, x first, and move the content the
+      same way: shift_h = ty * H, shift_w = tx * W (NVIDIA multiplies in float32; the stored
+      shifts are exactly what it got), and its EQ-T sets M[:2, 2] = -t for a render shifted so;
+    - NVIDIA's angle is ours negated: apply_fractional_rotation(x, angle) is
+      rotate_images(x, -angle), apply_fractional_pseudo_rotation(x, angle) is
+      pseudo_rotate_images(x, -angle), and its EQ-R renders with M = rotation_matrix(-angle),
+      our generator's rotation -angle;
+    - affine_transform_images and affine_bandlimit_filter take NVIDIA's matrix as it is;
+    - our masks are that one [1, 1, H, W] map.
+    """
+    return torch.load(STYLEGAN3_REFERENCE, weights_only=True)
+
+
+def test_translations_match_stylegan3_reference(stylegan3_reference):
+    """Whole-pixel and Lanczos-3 translations of an infinite plane (circular=False; StyleGAN3 has
+    no circular ones) give NVIDIA's images and masks. translate_images sends shifts of whole pixels
+    on both axes to integer_translate, whose mask keeps every pixel with a source in the image,
+    where NVIDIA's fractional translation, even of (0, -2), keeps only those whose 6 taps all lie
+    inside: lanczos_translate is compared for that shift, translate_images for the others (our
+    EQ-T frac draws real-valued shifts, whole ones with probability 0)."""
+    for case in (stylegan3_reference["square"], stylegan3_reference["wide"]):
+        images = case["images"]
+        for expected in case["integer"]:
+            for translate in (shift.integer_translate, shift.translate_images):
+                moved, mask = translate(images, expected["shift_h"], expected["shift_w"], circular=False)
+                assert torch.equal(moved, expected["images"])
+                assert torch.equal(mask.bool(), expected["mask"])
+        for expected in case["fractional"]:
+            translations = [shift.lanczos_translate]
+            if not (expected["shift_h"].is_integer() and expected["shift_w"].is_integer()):
+                translations.append(functools.partial(shift.translate_images, circular=False))
+            for translate in translations:
+                moved, mask = translate(images, expected["shift_h"], expected["shift_w"])
+                assert (moved - expected["images"]).abs().max() < 1e-5
+                assert torch.equal(mask.bool(), expected["mask"])
+
+
+def test_rotations_and_affine_resampling_match_stylegan3_reference(stylegan3_reference):
+    """Band-limited rotation, pseudo-rotation, general affine resampling and their filters give
+    NVIDIA's images, masks and taps."""
+    filters = stylegan3_reference["filters"]
+    kernel = equivariance.affine_bandlimit_filter(filters["affine_matrix"], a=3, amax=6, up=4)
+    assert (kernel - filters["affine_up4"]).abs().max() < 1e-7
+    kernel = equivariance.affine_bandlimit_filter(filters["rotation_matrix"], a=3, amax=6, up=1)
+    assert (kernel - filters["rotation_up1"]).abs().max() < 1e-7
+
+    square = stylegan3_reference["square"]
+    affine = square["affine"]
+    transformed, mask = equivariance.affine_transform_images(square["images"], affine["matrix"], a=3, amax=6)
+    assert (transformed - affine["images"]).abs().max() < 1e-5
+    assert torch.equal(mask.bool(), affine["mask"])
+
+    for case in (square, stylegan3_reference["wide"]):
+        for expected in case["rotations"]:
+            angle = -expected["nvidia_angle"]
+            rotated, rotated_mask = equivariance.rotate_images(case["images"], angle)
+            filtered, filtered_mask = equivariance.pseudo_rotate_images(case["images"], angle)
+            assert (rotated - expected["rotated"]).abs().max() < 1e-5
+            assert torch.equal(rotated_mask.bool(), expected["rotated_mask"])
+            assert (filtered - expected["pseudo"]).abs().max() < 1e-5
+            assert torch.equal(filtered_mask.bool(), expected["pseudo_mask"])
+
+
+def test_eqt_and_eqr_of_stylegan3_renders_match_its_psnrs(stylegan3_reference):
+    """On the renders NVIDIA's compute_equivariance_metrics got, our metrics' arithmetic (the
+    translation or rotation of the reference, masked_error's squared errors and counts summed over
+    samples and batches, one PSNR of peak 2) gives the EQ-T, EQ-T frac and EQ-R it returned."""
+    metric = stylegan3_reference["metric"]
+    sums = {"eqt_int": [0.0, 0.0], "eqt_frac": [0.0, 0.0], "eqr": [0.0, 0.0]}
+    for batch in metric["batches"]:
+        reference = batch["reference"]
+        height, width = reference.shape[-2:]
+        for key, t, image in (
+            ("eqt_int", batch["t_int"], batch["image_int"]),
+            ("eqt_frac", batch["t_frac"], batch["image_frac"]),
+        ):
+            expected, mask = shift.translate_images(
+                reference, float(t[1] * height), float(t[0] * width), circular=False
+            )
+            error, values = equivariance.masked_error(image, expected, mask)
+            sums[key][0] += error
+            sums[key][1] += values
+        angle = -batch["angle"].item()
+        expected, expected_mask = equivariance.rotate_images(reference, angle)
+        filtered, filtered_mask = equivariance.pseudo_rotate_images(batch["image_rot"], angle)
+        error, values = equivariance.masked_error(filtered, expected, expected_mask * filtered_mask)
+        sums["eqr"][0] += error
+        sums["eqr"][1] += values
+    for key, (error, values) in sums.items():
+        assert psnr(error / values) == pytest.approx(metric[key], abs=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
