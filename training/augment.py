@@ -132,6 +132,8 @@ def sample_geometric(p, batch, height, width, device):
     flip = _gate(torch.randint(0, 2, (batch,), device=device).float(), p, 0)
     inverse = inverse @ scale2d(1 - 2 * flip, 1, batch, device)
 
+    # any of the four, as NVIDIA's; rosinality's non_leaking.py draws from the categories (0, 3),
+    # so that it turns by 0 or 270 degrees only
     quarter_turns = _gate(torch.randint(0, 4, (batch,), device=device).float(), p, 0)
     inverse = inverse @ rotate2d(math.pi / 2 * quarter_turns, batch, device)
 
@@ -270,9 +272,11 @@ class AdaptiveAugment:
     `tune(real_pred)` once per discriminator step. After every `update_every` real images
     (summed over all ranks), r_t = mean(sign(real_pred)) over them; p moves by
     images / `length` towards more augmentation while r_t > `target`, towards less otherwise,
-    and stays within [0, 1] (rosinality's AdaptiveAugment). The signs are summed on the device;
-    the host reads them once per update, not once per step. With `adaptive=False`, p stays
-    fixed (train.py's --augment_p) and `tune` does nothing.
+    and stays within [0, 1] (rosinality's AdaptiveAugment, which counts its update_every in calls
+    of `tune` instead; its train.py passes 8, not its --ada_every: for a constant B real images
+    per step over all ranks, update_every = 8 B here moves p as it does). The signs are summed
+    on the device; the host reads them once per update, not once per step. With
+    `adaptive=False`, p stays fixed (train.py's --augment_p) and `tune` does nothing.
     """
 
     def __init__(self, target=0.6, length=500_000, update_every=256, p=0.0, adaptive=True):
