@@ -1,6 +1,6 @@
 """The metrics (evaluation/: equivariance.py, swd.py, fid.py, inception.py, spatial_bias.py, and their
 command line metrics.py): EQ-T / EQ-R on toy generators with known equivariance, SWD, FID, the Inception
-loader and the spatial-bias report end to end."""
+loader, FID's features and distance against pytorch-fid's outputs, and the spatial-bias report end to end."""
 
 import csv
 import functools
@@ -355,13 +355,14 @@ def test_fid_is_zero_for_identical_features_symmetric_and_sees_a_mean_shift():
 
 @pytest.fixture(scope="module")
 def inception_weights(tmp_path_factory):
-    """Random-weight state dicts of torchvision's inception_v3 and of the FID Inception."""
+    """State dict files of torchvision's inception_v3 (random weights) and of the FID Inception
+    (formula_inception_state's weights, those of the pytorch-fid reference data)."""
     folder = tmp_path_factory.mktemp("inception")
     torch.manual_seed(0)
     torchvision_path = str(folder / "inception_v3_random.pt")
     torch.save(inception.tv_inception.Inception3(init_weights=False).state_dict(), torchvision_path)
-    fid_path = str(folder / "pt_inception_random.pth")
-    torch.save(inception.fid_inception_v3().state_dict(), fid_path)
+    fid_path = str(folder / "pt_inception_formula.pth")
+    torch.save(formula_inception_state(inception.fid_inception_v3().state_dict()), fid_path)
     return torchvision_path, fid_path
 
 
@@ -377,6 +378,121 @@ def test_missing_inception_weights_say_where_they_come_from(tmp_path):
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05") as error:
         inception.load_inception(str(tmp_path / "missing.pth"))
     assert "inception_v3" in str(error.value) and "IMAGENET1K_V1" in str(error.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# pytorch-fid's FID Inception features and Fréchet distance, from reference data
+
+PYTORCH_FID_REFERENCE = os.path.join(ROOT, "tests", "data", "pytorch_fid_reference.pt")
+# the image batches whose features are compared, (count, side): the Inception resizes them to
+# its 299 px, up from 64 and 256 px (the default model size), down from 512 px
+FORMULA_IMAGE_BATCHES = ((4, 64), (1, 256), (1, 299), (1, 512))
+
+
+def formula_inception_state(template):
+    """A state dict with the keys and shapes of `template` whose every value comes from a formula
+    of its key's position and no random generator, so that it is the same with any torch.
+
+    The entries, in sorted key order, take consecutive stretches of one integer sequence i; each
+    value is sin(2 pi r / p) with r = (48271 (i^2 mod p) + 16807 i) mod p, p = 2^31 - 1, exact in
+    int64 and spread like noise (a wave of i alone would make every output channel of a
+    convolution one wave, shifted). Scaled as an initialisation would scale it, the activations
+    stay of order 1 through all the layers: convolution weights (and fc's) by 2 / sqrt(fan-in),
+    batch-norm scales 1 +- 0.25, their shifts and running means (and fc's bias) +- 0.1, running
+    variances 1 +- 0.5 (positive), num_batches_tracked 0.
+    """
+    prime = 2**31 - 1
+    state, start = {}, 0
+    for key in sorted(template):
+        shape = template[key].shape
+        index = torch.arange(start, start + shape.numel(), dtype=torch.int64)
+        start += shape.numel()
+        residue = (index * index % prime * 48271 + index * 16807) % prime
+        wave = torch.sin(2 * math.pi * residue.double() / prime).view(shape)
+        if key.endswith("num_batches_tracked"):
+            value = torch.zeros(shape, dtype=torch.int64)
+        elif key.endswith("running_var"):
+            value = 1 + 0.5 * wave
+        elif key.endswith(("running_mean", "bias")):
+            value = 0.1 * wave
+        elif len(shape) > 1:  # convolutions and fc
+            value = wave * 2 / math.sqrt(shape[1:].numel())
+        else:  # batch-norm scales
+            value = 1 + 0.25 * wave
+        state[key] = value.to(template[key].dtype)
+    return state
+
+
+def formula_images(count, side):
+    """[count, 3, side, side] float32 images in [-1, 1], a generator's range: a smooth wave of each
+    image and channel plus stripes of a 4 px period, which the choice of resampling changes."""
+    axis = (torch.arange(side, dtype=torch.float64) + 0.5) / side
+    rows, columns = torch.meshgrid(axis, axis, indexing="ij")
+    images = torch.empty(count, 3, side, side, dtype=torch.float64)
+    for image in range(count):
+        for channel in range(3):
+            smooth = torch.sin(2 * math.pi * ((image + 1) * columns + (channel + 1) * rows) + image - channel)
+            stripes = torch.cos(2 * math.pi * side / 4 * (columns + (image % 2) * rows) + channel)
+            images[image, channel] = 0.6 * smooth + 0.4 * stripes
+    return images.float()
+
+
+@pytest.fixture(scope="module")
+def pytorch_fid_reference():
+    """What mseitzer's pytorch-fid computed, for the tests below to compare ours with.
+
+    tests/data/pytorch_fid_reference.pt was made once, outside the repository, with pytorch-fid
+    0.3.0 from PyPI, unmodified, on the CPU (torch 2.14.1+cu130, torchvision 0.29.1, numpy 2.4.6,
+    scipy 1.17.1); it holds only its outputs:
+    - 'features' {side: [count, 2048] float32} for each (count, side) of FORMULA_IMAGE_BATCHES:
+      formula_inception_state of our fid_inception_v3's state dict was handed to pytorch-fid's
+      fid_inception_v3 in place of its download of FID_WEIGHTS_URL (its strict load_state_dict
+      took it, and its network's state dict then equalled it entry for entry: its key layout is
+      ours); InceptionV3(output_blocks=[3], resize_input=True, normalize_input=True,
+      use_fid_inception=True) in eval mode was given (formula_images(count, side) + 1) / 2, its
+      input range being [0, 1] where ours is a generator's [-1, 1], and its pool3 output
+      [count, 2048, 1, 1] squeezed as get_activations does;
+    - 'distances' {case: {'features_a', 'features_b', 'distance'}}: two float64 feature sets of
+      16 dimensions (Gaussian, numpy's default_rng(2024), through random mixing matrices, b's
+      mean shifted by 0.3) of 64 and 48 samples ('well_conditioned') and of 6 and 5 samples
+      ('fewer_samples_than_dimensions', singular covariances, as FID from few images has), their
+      statistics np.mean(axis=0) and np.cov(rowvar=False) (calculate_activation_statistics'
+      arithmetic) and calculate_frechet_distance of them (default eps; with this scipy its
+      sqrtm stays finite even for the singular product, so neither side takes its eps branch);
+    - 'pytorch_fid_version'.
+    """
+    return torch.load(PYTORCH_FID_REFERENCE, weights_only=True)
+
+
+def test_fid_inception_features_match_pytorch_fid(pytorch_fid_reference, inception_weights):
+    """The same weights, loaded from a file as a pt_inception file is, give pytorch-fid's pool3
+    features on images of 64 px (resized up to 299, in a batch of 4), 256, 299 and 512 px
+    (resized down): the TensorFlow blocks, the bilinear resize and the input range agree.
+
+    In float64 the two networks agree to 3e-14 (measured); in float32 each lies up to 6.2e-5
+    from its float64 features (of magnitudes up to 17), so two float32 runs, even with another
+    torch's kernels, stay within 2e-4 of each other. Each difference tried moved some feature by
+    0.24 or more: count_include_pad in the TensorFlow average pool, Mixed_7c's max pool made an
+    average pool, bicubic or align_corners resizing, an antialiased downsampling, [0, 1] input.
+    """
+    inception_features = inception.load_inception(inception_weights[1])
+    for count, side in FORMULA_IMAGE_BATCHES:
+        with torch.no_grad():
+            features = inception_features(formula_images(count, side))
+        expected = pytorch_fid_reference["features"][side]
+        assert features.shape == expected.shape == (count, 2048)
+        assert (features - expected).abs().max() < 2e-4, side
+
+
+def test_frechet_distance_matches_pytorch_fid(pytorch_fid_reference):
+    """Our statistics and Fréchet distance of two feature sets give pytorch-fid's FID, also when
+    there are fewer samples than dimensions. An independent computation of the trace of the
+    square root (numpy's eigenvalues of the product) differs from scipy's sqrtm by 1.2e-9
+    relative on the singular case, hence the tolerance of 1e-7."""
+    for case in pytorch_fid_reference["distances"].values():
+        statistics_a = fid.feature_statistics(case["features_a"].numpy())
+        statistics_b = fid.feature_statistics(case["features_b"].numpy())
+        assert fid.frechet_distance(*statistics_a, *statistics_b) == pytest.approx(case["distance"], rel=1e-7)
 
 
 # ---------------------------------------------------------------------------------------------
