@@ -6,8 +6,10 @@ For random pairs of latents (z0, z1) and t in [0, 1] (t = 0 with `--sampling end
 interpolation of z0 and z1 in Z (`--space z`) or the linear interpolation of their mapped
 latents in W (`--space w`). Both images of a pair share their noise maps; renders larger than
 256 px are average-pooled to 256 before LPIPS, as StyleGAN's PPL does (rosinality's resizes
-bilinearly). The PPL is the mean distance after dropping those below the 1st and above the 99th
-percentile. Lower means a smoother latent space.
+bilinearly), by the size after the crop as StyleGAN's TensorFlow code does: StyleGAN3 divides
+the full resolution by 256, so with --crop from 512 px on it pools the crop to half our size.
+The PPL is the mean distance after dropping those below the 1st and above the 99th percentile.
+Lower means a smoother latent space.
 
 `ppl.py` (rosinality's command line) and `metrics.py ppl` measure it.
 """

@@ -2,6 +2,10 @@
 metrics/sliced_wasserstein.py): 7x7 patches of every level of a Laplacian pyramid, normalised
 per channel, compared along random directions. Reported x 1e3, per level and averaged; lower
 is better. Needs no pretrained network, so it runs anywhere.
+
+ProGAN measures 8-bit images, its renders rounded to them; we measure images as they come, in
+[-1, 1] (the normalisation takes the scale out). On 32 px faces, rounding renders to 8 bits moves
+SWD by up to about 0.5%.
 """
 
 import numpy as np

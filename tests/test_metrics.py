@@ -335,6 +335,86 @@ def test_swd_is_zero_for_the_same_set_and_grows_with_noise():
     assert 1 < slightly < strongly
 
 
+NVIDIA_SWD_PPL = os.path.join(ROOT, "tests", "data", "nvidia_swd_ppl.pt")
+
+
+@pytest.fixture(scope="module")
+def progan_swd():
+    """What ProGAN's metrics/sliced_wasserstein.py produced, for the tests below to compare ours with.
+
+    The 'swd' part of tests/data/nvidia_swd_ppl.pt was made once, outside the repository, by running
+    metrics/sliced_wasserstein.py of tkarras/progressive_growing_of_gans (commit
+    2504c3f3cb98ca58751610ad61fa1097313152bd; the file is unchanged since a92638a4, and NVlabs/stylegan
+    has none) unmodified with numpy 2.4.6 and scipy 1.17.1. It holds only inputs and their outputs:
+    - images_a, images_b: 3 + 3 uint8 images [3, 3, 32, 32] (bilinearly upsampled 8x8 noise plus
+      pixel noise, torch seeds 10 and 11), SWD's two pyramid levels 32 and 16;
+    - pyr_down(a[:1]), pyr_up(pyr_down(a[:1])) and generate_laplacian_pyramid(a, 2) of the images
+      as float32;
+    - get_descriptors_for_minibatch(level, 7, 8) of each level of a's pyramid ('pieces_raw_a') and
+      finalize_descriptors of a's and b's ('pieces_final_a', 'pieces_final_b');
+    - sliced_wasserstein(final_a, final_b, 4, 128) per level ('pieces_sliced');
+    - API(3, [3, 32, 32]): feed('reals', a) then feed('fakes', b), each in batches of 2 and 1, end()'s
+      [SWD x1e3 at 32, at 16, mean] ('whole'; 7x7 patches, 128 an image, 4 x 128 directions).
+    NVIDIA draws patch centres and directions from numpy's global generator; they were replaced by
+    ours, replayed from the seeds the tests give SWDDescriptors and sliced_wasserstein (torch's
+    generator, seed 0: per add() and level, rows then columns [batch, P, 1, 1]; per repeat a
+    [147, 128] normal draw), so both sides cut the same patches and project along the same
+    directions. NVIDIA's descriptor holds each patch transposed (its axis 2 runs along x): its
+    directions got the same permutation of components, which leaves every projection unchanged.
+    """
+    return torch.load(NVIDIA_SWD_PPL, weights_only=True)["swd"]
+
+
+def progan_patches(descriptors):
+    """ProGAN's [M, 3, 7, 7] or [M, 147] descriptors in our layout, [M, 3, 7, 7] with axis 2 along y."""
+    return descriptors.reshape(len(descriptors), 3, 7, 7).transpose(-1, -2)
+
+
+def test_laplacian_pyramid_matches_progan(progan_swd):
+    """Bit for bit: integer pixels and the binomial kernels' dyadic weights (k / 256, k / 64) leave
+    every sum exactly representable in float32, whatever the order of summation."""
+    images = progan_swd["images_a"].float()
+    assert torch.equal(swd.pyramid_down(images[:1]), progan_swd["pyr_down"])
+    assert torch.equal(swd.pyramid_up(swd.pyramid_down(images[:1])), progan_swd["pyr_up"])
+    for ours, theirs in zip(swd.laplacian_pyramid(images, 2), progan_swd["pyramid"], strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_swd_patches_and_their_normalisation_match_progan(progan_swd):
+    """The patches cut from ProGAN's own pyramid levels are its descriptors exactly; normalised per
+    channel over the set they agree to 1.2e-6 (values up to about 4: float32 means and standard
+    deviations summed in another order), allowed 1e-5."""
+    cutter = swd.SWDDescriptors(32, patches_per_image=8, seed=0)
+    for band, theirs in zip(progan_swd["pyramid"], progan_swd["pieces_raw_a"], strict=True):
+        assert torch.equal(cutter.cut(band), progan_patches(theirs))
+    for name in ("a", "b"):
+        descriptors = swd.SWDDescriptors(32, patches_per_image=8, seed=0)
+        descriptors.add(progan_swd[f"images_{name}"].float())
+        for ours, theirs in zip(descriptors.descriptors(), progan_swd[f"pieces_final_{name}"], strict=True):
+            assert (ours - progan_patches(theirs).flatten(1)).abs().max() < 1e-5
+
+
+def test_sliced_wasserstein_matches_progan_along_the_same_directions(progan_swd):
+    """On ProGAN's descriptors: 4e-8 apart relatively (it normalises the directions in float64,
+    we in float32), allowed 1e-6."""
+    pairs = zip(progan_swd["pieces_final_a"], progan_swd["pieces_final_b"], progan_swd["pieces_sliced"], strict=True)
+    for final_a, final_b, theirs in pairs:
+        ours = swd.sliced_wasserstein(progan_patches(final_a).flatten(1), progan_patches(final_b).flatten(1))
+        assert ours == pytest.approx(theirs.item(), rel=1e-6)
+
+
+def test_swd_of_images_in_minus_one_to_one_matches_progan_on_8_bit_images(progan_swd):
+    """The whole metric at ProGAN's settings. We measure [-1, 1] images, ProGAN 8-bit ones: the
+    per-channel normalisation takes the scale out, and the figures agree to 1.4e-7 relatively
+    (allowed 1e-6). ProGAN also rounds renders to 8 bits, which we do not (evaluation/swd.py)."""
+    sets = [swd.SWDDescriptors(32, seed=0) for _ in range(2)]
+    for descriptors, name in zip(sets, ("images_a", "images_b")):
+        for batch in progan_swd[name].split(2):
+            descriptors.add(batch.float() / 127.5 - 1)
+    levels, mean = swd.swd(*sets)
+    assert [*levels, mean] == pytest.approx(progan_swd["whole"].tolist(), rel=1e-6)
+
+
 def test_fid_is_zero_for_identical_features_symmetric_and_sees_a_mean_shift():
     rng = np.random.default_rng(0)
     features_a = rng.standard_normal((400, 16))

@@ -2,6 +2,8 @@
 nothing is downloaded."""
 
 import json
+import math
+import os
 
 import numpy as np
 import pytest
@@ -71,6 +73,110 @@ def test_slerp_ends_at_its_inputs_and_stays_on_the_sphere():
 def test_the_percentile_filter_drops_the_outliers():
     distances = np.concatenate([np.full(198, 1.0), [0.0, 1e6]])
     assert ppl_metric.filtered_mean(distances) == pytest.approx(1.0)
+
+
+NVIDIA_SWD_PPL = os.path.join(os.path.dirname(__file__), "data", "nvidia_swd_ppl.pt")
+
+
+@pytest.fixture(scope="module")
+def stylegan3_ppl():
+    """What StyleGAN3's metrics/perceptual_path_length.py produced, for the tests below.
+
+    The 'ppl' part of tests/data/nvidia_swd_ppl.pt was made once, outside the repository, by running
+    metrics/perceptual_path_length.py of NVlabs/stylegan3 (commit c233a919a6faee6e36a316ddd4eddababad1adf9)
+    on the CPU with torch 2.14.1 and numpy 2.4.6, changed only where numpy 2 removed percentile's
+    `interpolation` keyword (now `method`, same values). It holds only inputs and their outputs:
+    - 'interpolation': z0, z1 [8, 8] (torch seed 2) and t [8, 1] (0 to 1, 0.4999 and 0.5 among
+      them), its slerp(z0, z1, t) and slerp(z0, z1, t + 1e-4), and w0.lerp(w1, t) of
+      PPLSampler's [N, num_ws, w_dim] layout with z0, z1 for w, in float32 and float64;
+    - 'crop_maps': PPLSampler(crop=True)'s crop of 64, 60 and 36 px renders whose pixels hold
+      their own index (recorded at its feature detector, undoing its [0, 255] scaling);
+    - 'cases': compute_ppl(num_samples n, epsilon 1e-4, space, sampling, crop, batch_size) of
+      StandInGenerator's formulas behind StyleGAN3's G interface (mapping returns one w per
+      sample, [N, 1, 8]; no noise buffers) with a feature detector whose squared embedding
+      distance is msd below: the per-pair distances PPLSampler returned and the PPL. Its
+      torch.rand and torch.randn were replaced by the draws of our path_distances(seed) replayed
+      (per batch z [2 * count, 8], pairs interleaved, then t [count, 1] when sampling is full),
+      so both sides measure the same pairs.
+    """
+    return torch.load(NVIDIA_SWD_PPL, weights_only=True)["ppl"]
+
+
+class StandInGenerator(nn.Module):
+    """The generator the PPL reference data were made with: a normalised linear mapping and the
+    tanh of a linear map of w as a `size` px image (weights from torch seed 1), no noise maps."""
+
+    style_dim = 8
+
+    def __init__(self, size):
+        super().__init__()
+        generator = torch.Generator().manual_seed(1)
+        self.register_buffer("mapping_weight", torch.randn(8, 8, generator=generator))
+        self.register_buffer("synthesis_weight", torch.randn(8, 3 * size * size, generator=generator))
+        self.size = size
+
+    def style(self, z):
+        return (z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)) @ self.mapping_weight / math.sqrt(8)
+
+    def make_noise(self, batch, rng=None):
+        return []
+
+    def forward(self, styles, input_is_latent=False, noise=None):
+        w = styles[0] if input_is_latent else self.style(styles[0])
+        return torch.tanh(w @ self.synthesis_weight / math.sqrt(8)).view(-1, 3, self.size, self.size), None
+
+
+def msd(image_a, image_b):
+    """The stand-in for LPIPS: the mean squared difference of two [-1, 1] images."""
+    return (image_a - image_b).square().flatten(1).mean(1)
+
+
+def test_slerp_and_lerp_match_stylegan3(stylegan3_ppl):
+    """slerp is StyleGAN3's to the bit here (our clamp of the cosine only acts where rounding would
+    make its acos NaN); 1e-6 leaves room for other CPUs' vectorised acos / sin / cos. lerp: torch.lerp
+    computes b - (b - a)(1 - t) from t = 0.5 on, a float32 ulp (1.2e-7 here) from a + (b - a) t."""
+    reference = stylegan3_ppl["interpolation"]
+    for bits, dtype, tolerance in (("32", torch.float32, 1e-6), ("64", torch.float64, 1e-12)):
+        z0, z1, t = (reference[name].to(dtype) for name in ("interp_z0", "interp_z1", "interp_t"))
+        for step, suffix in ((0, ""), (1e-4, "eps_")):
+            slerped = ppl_metric.slerp(z0, z1, t + step)
+            assert (slerped - reference[f"slerp_{suffix}{bits}"]).abs().max() <= tolerance
+            assert (ppl_metric.lerp(z0, z1, t + step) - reference[f"lerp_{suffix}{bits}"]).abs().max() <= tolerance
+
+
+def test_face_crop_matches_stylegan3(stylegan3_ppl):
+    for size, theirs in stylegan3_ppl["crop_maps"].items():
+        indices = torch.arange(size * size, dtype=torch.int32).view(1, 1, size, size)
+        assert torch.equal(ppl_metric.face_crop(indices)[0, 0], theirs)
+
+
+def test_path_distances_and_ppl_match_stylegan3(stylegan3_ppl):
+    """Both spaces and samplings, the face crop at 64 px and the average pooling of 512 px renders
+    to 256. An eps = 1e-4 difference of float32 images is itself rounded: StyleGAN3's own float32
+    distances differ from a float64 run of it by up to 5.6e-3 (its PPL by 1.6e-4). Ours differ
+    from its float32 ones by up to 1.4e-3 (w, full sampling: torch.lerp rounds apart from
+    a + (b - a) t) and its PPL by 3.1e-5: allowed 1e-2 and 2e-4.
+
+    Not compared: with --crop above 256 px StyleGAN3 pools by the full resolution // 256, a 512 px
+    render's 256 px crop to 128 px, where we (and StyleGAN's TensorFlow code) pool by the crop's
+    own size, so not at all (this stand-in's PPL comes out 4.0 times StyleGAN3's); LPIPS itself
+    (StyleGAN3's takes [0, 255] images, lpips [-1, 1]); the noise maps (StyleGAN3 draws one for a
+    whole batch, we one per pair)."""
+    for case in stylegan3_ppl["cases"]:
+        settings = {key: case[key] for key in ("space", "eps", "crop", "sampling", "seed")}
+        distances = ppl_metric.path_distances(StandInGenerator(case["size"]), msd, case["n"], case["batch"], **settings)
+        theirs = case["distances"].double().numpy()
+        np.testing.assert_allclose(distances, theirs, rtol=1e-2)
+        assert ppl_metric.filtered_mean(distances) == pytest.approx(case["ppl"], rel=2e-4)
+
+
+def test_the_percentile_filter_matches_stylegan3(stylegan3_ppl):
+    """On StyleGAN3's own distances: its float32 mean of the kept ones is 6e-8 from ours, allowed
+    1e-6. Of 200 distances the filter drops the smallest and the largest, moving the mean by 0.5%
+    to 1.1%."""
+    for case in stylegan3_ppl["cases"]:
+        theirs = case["distances"].double().numpy()
+        assert ppl_metric.filtered_mean(theirs) == pytest.approx(case["ppl"], rel=1e-6)
 
 
 def test_the_original_command_line_and_the_metrics_command(
