@@ -10,9 +10,9 @@ Shifted inversion, the paper's experiment: --shift_h/--shift_w roll the target a
 the same shift (the initial noise maps move with it, --noise_shift); --pics N repeats the
 projection at N shifts on a circle of --radius pixels around it and writes GIFs of the targets
 and reconstructions. All outputs go to inverse/<name>/: per input the target, the
-reconstruction, the latent, noise maps and checkpoint file (.pt, `save_projection`; generate.py and
-apply_factor.py read them back with --projection) and the PSNR and LPIPS of the reconstruction
-(.json). Generators without noise inputs (stylegan3-t/-r) optimise the latent alone, and their
+reconstruction, the latent, noise maps and checkpoint file (.pt, `save_projection`;
+generate.py and apply_factor.py read them back with --projection) and the PSNR and LPIPS of
+the reconstruction (.json). Generators without noise inputs (stylegan3-t/-r) optimise the latent alone, and their
 shifted renders move the infinite plane of their Fourier input.
 """
 
