@@ -730,3 +730,165 @@ def test_r1_and_the_generator_augment_with_p_as_ada_just_tuned_it(monkeypatch):
     tuned = ada.p
     assert tuned != 0.5
     assert seen == [0.5, 0.5, tuned, tuned]  # fakes and reals for D, then R1's reals, G's fakes
+
+
+# ---------------------------------------------------------------------------------------------
+# three iterations against rosinality/stylegan2-pytorch's train.py
+
+
+@pytest.fixture(scope="module")
+def rosinality_run():
+    """tests/data/rosinality_train_reference.pt holds what rosinality/stylegan2-pytorch (commit
+    bef283a) computed on the CPU: its op/ without the CUDA extensions (upfirdn2d_native and
+    fused_leaky_relu's CPU branch), its model.py's two channel tables capped at 8 (our
+    --channel_max 8), nothing else changed.
+
+    - `generator`, `discriminator`: the initial state of Generator(16, 16, 2, channel_multiplier=2)
+      built after torch.manual_seed(0) and Discriminator(16, channel_multiplier=2) after
+      torch.manual_seed(1); g_ema was a third Generator that accumulate(g_ema, generator, 0)
+      set to the generator's parameters, as its __main__ does. `real_images`: three batches of 4
+      torch.rand * 2 - 1 after torch.manual_seed(3).
+    - `adam`: the learning rate, betas and eps of the two Adams built as its __main__ builds them
+      for `settings` (its flags: lr 0.002, d_reg_every 2, g_reg_every 2, ...).
+    - what train.train(args, ...) did for --iter 3 (iterations 0 to 2, R1 and path length at 0
+      and 2), batch 4, mixing 0.9, r1 10, path_regularize 2, path_batch_shrink 2, no
+      augmentation, after torch.manual_seed(4) and random.seed(4): `torch_draws` and
+      `python_draws`, every value that torch.randn, torch.randn_like, Tensor.normal_,
+      random.random and random.randint returned, in call order (the draws of torch rounded to
+      float16 and the run fed the rounded values, so that they store in half the bytes; its
+      first draw, sample_z of its sample grids, left out); `losses`, what its d_logistic_loss,
+      d_r1_loss, g_nonsaturating_loss and g_path_regularize returned, in call order; `steps`, the
+      optimiser of every step, and `grads`, the gradients at the first four (iteration 0's D,
+      R1, G and path-length steps); `ema_decays`, the decay of each accumulate; and `final_*`,
+      the parameters after the run. Its sample grid and checkpoint at iteration 0 were skipped.
+    - `defaults`: its argparse defaults of the step's flags, `default_adam`: its two Adams for them.
+    """
+    return torch.load(os.path.join(ROOT, "tests", "data", "rosinality_train_reference.pt"), weights_only=True)
+
+
+class ReplayedDraws:
+    """Stands in for the training step's random draws: torch.randn (latents), torch.randn_like
+    (the path-length probe), Tensor.normal_ (the generator's noise), random.random and
+    random.randint (style mixing) return the values of rosinality's run, in its order, each only
+    to the function and shape (or arguments) it was drawn by."""
+
+    def __init__(self, torch_draws, python_draws, monkeypatch):
+        self.torch_draws = [(kind, value.float()) for kind, value in torch_draws]
+        self.python_draws = list(python_draws)
+        monkeypatch.setattr(torch, "randn", lambda *size, device=None: self.next_tensor("randn", size))
+        monkeypatch.setattr(torch, "randn_like", lambda tensor: self.next_tensor("randn_like", tensor.shape))
+        # a function, not the bound method: it binds to each tensor as its method
+        monkeypatch.setattr(torch.Tensor, "normal_", lambda tensor: self.fill_normal(tensor))
+        monkeypatch.setattr(random, "random", lambda: self.next_number("random", ()))
+        monkeypatch.setattr(random, "randint", lambda low, high: self.next_number("randint", (low, high)))
+
+    def fill_normal(self, tensor):
+        return tensor.copy_(self.next_tensor("normal_", tensor.shape))
+
+    def next_tensor(self, function, size):
+        expected_function, value = self.torch_draws.pop(0)
+        assert (function, tuple(size)) == (expected_function, tuple(value.shape))
+        return value.clone()
+
+    def next_number(self, function, arguments):
+        expected_function, expected_arguments, value = self.python_draws.pop(0)
+        assert (function, arguments) == (expected_function, tuple(expected_arguments))
+        return value
+
+
+# Tolerances, about 3x the float32 differences measured (float32's eps is 1.2e-7):
+# losses up to 3.0e-7 of their value (2.5 eps);
+LOSS_RTOL = 1e-6
+# gradients up to 6.9e-6 (58 eps) of their tensor's largest entry, at a noise strength, whose
+# gradient is a sum over every pixel that mostly cancels (in float64 the two differ there by 46
+# float64 eps);
+GRAD_TOL_OF_MAX = 2e-5
+# weights and EMA within 4 eps of their value plus 7e-9; the EMA is 3 eps off at 410 (a
+# mapping weight stored / lr_mul) as ours lerps where rosinality's multiplies and adds. One step
+# moves a weight by up to lr = 1.3e-3, the EMA by 0.0022 of that, 3e-6.
+WEIGHT_RTOL, WEIGHT_ATOL = 1e-6, 1e-7
+
+
+def losses_per_iteration(calls):
+    """rosinality's loss calls ([(name, {figure: value})]) as one dict per iteration, each opened
+    by the discriminator's loss."""
+    iterations = []
+    for name, figures in calls:
+        if name == "d":
+            iterations.append({})
+        iterations[-1].update(figures)
+    return iterations
+
+
+def test_the_default_hyperparameters_are_rosinalitys_but_for_path_length(rosinality_run):
+    """A bare command line trains as rosinality's train.py does by default, except that the
+    path-length penalty is off, as in the original research code; G's Adam is still corrected for
+    rosinality's interval of 4."""
+    defaults, ours = rosinality_run["defaults"], gan.StepSettings()
+    for name in ("lr", "mixing", "r1", "path_regularize", "path_batch_shrink", "d_reg_every"):
+        assert getattr(ours, name) == defaults[name], name
+    assert (ours.g_reg_every, defaults["g_reg_every"]) == (0, 4)
+    generator, discriminator = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    for optimizer, key in zip(gan.build_optimizers(generator, discriminator, ours), ("g", "d")):
+        group = optimizer.param_groups[0]
+        assert (group["lr"], group["betas"], group["eps"]) == rosinality_run["default_adam"][key]
+    assert all(ours.ema_decay_at(iteration) == decay for iteration, decay in enumerate(rosinality_run["ema_decays"]))
+
+
+def test_three_iterations_train_as_rosinalitys_train_loop(rosinality_run, monkeypatch):
+    """Iterations 0 to 2 of GANStep from rosinality's initial weights, real images and random
+    draws: the same draws asked for in the same order, the same losses, gradients at every step
+    of iteration 0, weights and EMA after iteration 2. Both run once in float64 (from the same
+    draws) agreed to 1e-16: what differs in float32 is the rounding of sums taken in other orders
+    (see the tolerances)."""
+    reference = rosinality_run
+    config = reference["config"]  # position "none": rosinality's has no positional encoding
+    generator, discriminator, g_ema = gan.build_models(config, torch.device("cpu"))
+    generator.load_state_dict(reference["generator"])
+    discriminator.load_state_dict(reference["discriminator"])
+    # rosinality's g_ema, a third Generator, has the generator's parameters but other stored noise
+    # maps (unused in training; ours copies the generator's buffers at every EMA step)
+    g_ema.load_state_dict(reference["generator"])
+    settings = {key: value for key, value in reference["settings"].items() if key != "batch"}
+    settings = gan.StepSettings(latent=config["latent"], **settings)
+    g_optim, d_optim = gan.build_optimizers(generator, discriminator, settings)
+    for optimizer, key in ((g_optim, "g"), (d_optim, "d")):
+        group = optimizer.param_groups[0]
+        assert (group["lr"], group["betas"], group["eps"]) == reference["adam"][key]
+    step = gan.GANStep(generator, discriminator, g_ema, g_optim, d_optim, settings)
+
+    steps = []  # (optimiser, {parameter: gradient}) at each optimiser step
+    for key, optimizer, module in (("g", g_optim, generator), ("d", d_optim, discriminator)):
+
+        def recording_step(optimizer_step=optimizer.step, key=key, module=module):
+            grads = {name: param.grad.clone() for name, param in module.named_parameters() if param.grad is not None}
+            steps.append((key, grads))
+            return optimizer_step()
+
+        monkeypatch.setattr(optimizer, "step", recording_step)
+    draws = ReplayedDraws(reference["torch_draws"], reference["python_draws"], monkeypatch)
+    losses = []
+    for iteration, real_img in enumerate(reference["real_images"].float()):
+        figures = step(iteration, real_img)
+        if "path" in figures:
+            figures["mean_path_length"] = step.mean_path_length
+        losses.append(figures)
+    assert not draws.torch_draws and not draws.python_draws
+    assert [key for key, _ in steps] == reference["steps"]
+
+    expected_losses = losses_per_iteration(reference["losses"])
+    assert [set(figures) for figures in losses] == [set(figures) for figures in expected_losses]
+    for figures, expected in zip(losses, expected_losses):
+        for name, value in expected.items():
+            torch.testing.assert_close(figures[name], value, rtol=LOSS_RTOL, atol=0, msg=name)
+    for (_, grads), (_, expected_grads) in zip(steps, reference["grads"]):
+        assert grads.keys() == expected_grads.keys()
+        for name, expected in expected_grads.items():
+            scale = expected.abs().max()
+            torch.testing.assert_close(grads[name], expected, rtol=0, atol=GRAD_TOL_OF_MAX * scale, msg=name)
+    for module, key in ((generator, "final_generator"), (discriminator, "final_discriminator"), (g_ema, "final_g_ema")):
+        for name, param in module.named_parameters():
+            expected = reference[key][name]
+            torch.testing.assert_close(
+                param.detach(), expected, rtol=WEIGHT_RTOL, atol=WEIGHT_ATOL, msg=f"{key} {name}"
+            )
