@@ -172,7 +172,7 @@ def load_checkpoint(path, map_location="cpu"):
                 "checkpoint; --ckpt latest picks the newest complete one."
             ) from None
         raise SystemExit(
-            f"{path} is not a checkpoint this project can load safely ({reason}). Checkpoints hold "
+            f"{path} is not a checkpoint this project can load safely ({reason.split('. ')[0]}). Checkpoints hold "
             "tensors, plain containers and argparse.Namespace only; re-save it from its state dicts."
         ) from None
     if not isinstance(checkpoint, dict) or not any(key in checkpoint for key in ("g_ema", "g")):
