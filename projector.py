@@ -12,8 +12,8 @@ projection at N shifts on a circle of --radius pixels around it and writes GIFs 
 and reconstructions. All outputs go to inverse/<name>/: per input the target, the
 reconstruction, the latent, noise maps and checkpoint file (.pt, `save_projection`;
 generate.py and apply_factor.py read them back with --projection) and the PSNR and LPIPS of
-the reconstruction (.json). Generators without noise inputs (stylegan3-t/-r) optimise the latent alone, and their
-shifted renders move the infinite plane of their Fourier input.
+the reconstruction (.json). Generators without noise inputs (stylegan3-t/-r) optimise the
+latent alone, and their shifted renders move the infinite plane of their Fourier input.
 """
 
 import argparse
