@@ -20,10 +20,12 @@ $(INSTALLED): requirements.txt
 test: $(INSTALLED)
 	$(PY) -m pytest -q -n $(TEST_JOBS) tests
 
-# ruff's linter and formatter, configured in pyproject.toml (lines of 120 characters)
+# ruff's linter and formatter, configured in pyproject.toml (lines of 120 characters), and
+# vermin, which refuses syntax and library calls newer than the Python 3.9 the README promises
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/vermin --quiet --no-tips --violations --eval-annotations -t=3.9- --exclude-regex '(^|/)\.venv/' .
 
 demo: $(INSTALLED)
 	$(PY) demo.py
