@@ -1,9 +1,10 @@
 """diffusion.py, training/diffusion.py and the scripts on diffusion checkpoints: the schedules
-against their closed forms, the samplers with the exact denoiser of Gaussian data, the process and
-samplers against openai/improved-diffusion's outputs, training and bit-exact resume of a tiny UNet
-per position, exact shift equivariance with circular padding, and generation and metrics on a tiny
-diffusion checkpoint."""
+against their closed forms, the samplers with the exact denoiser of Gaussian data, the process,
+the samplers and the UNet against openai/improved-diffusion's outputs, training and bit-exact
+resume of a tiny UNet per position, exact shift equivariance with circular padding, and
+generation and metrics on a tiny diffusion checkpoint."""
 
+import contextlib
 import json
 import math
 import os
@@ -20,7 +21,16 @@ import ppl
 import projector
 import train
 from checkpoint import load_checkpoint, load_generator
-from diffusion import DiffusionGenerator, GaussianDiffusion, SamplerSettings, UNet, beta_schedule, diffusion_config
+from diffusion import (
+    DiffusionGenerator,
+    GaussianDiffusion,
+    SamplerSettings,
+    UNet,
+    beta_schedule,
+    diffusion_config,
+    timestep_embedding,
+)
+from formulas import formula_state
 from training.diffusion import build_diffusion_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -465,6 +475,111 @@ def test_integer_circular_shift_of_the_noise_shifts_the_sample_exactly(position,
         moved = torch.roll(x_T, (1, 0), (2, 3))
         image = generator([latents], noise=[moved, step_seed], shift_h=1, shift_w=0)[0]
         assert (image - torch.roll(reference, (1, 0), (2, 3))).abs().max() > 1e-4
+
+
+# the tiny UNet whose formula weights openai/improved-diffusion's UNetModel ran for the reference
+# data: two levels of two blocks, 32 and 64 channels (32 groups in every GroupNorm, as theirs), and
+# attention at 8 px, in the encoder, the middle block and the decoder
+REFERENCE_UNET = {
+    "size": 16,
+    "channels": 32,
+    "channel_mult": (1, 2),
+    "num_res_blocks": 2,
+    "attention_resolutions": (8,),
+    "dropout": 0.1,
+}
+
+
+@pytest.fixture(scope="module")
+def improved_diffusion_unet():
+    """tests/data/improved_diffusion_unet.pt holds what openai/improved-diffusion's UNetModel
+    (commit 1bc7bbb, improved_diffusion/unet.py and nn.py) computed, run once outside the
+    repository on the CPU (torch 2.14.1), from the stored `inputs`:
+
+    - x [4, 3, 16, 16] float64, 1.5 sin(2 pi r / p) over the flat index i = 0, 1, ... with
+      formula_state's r and p (noise-like, in [-1.5, 1.5]), and t = (0, 37, 500, 999);
+    - the model: UNetModel(in_channels=3, model_channels=32, out_channels=3, num_res_blocks=2,
+      attention_resolutions=(2,) (theirs are downsampling rates: 16 px / 8 px), dropout=0.1,
+      channel_mult=(1, 2), conv_resample=True, dims=2, num_classes=None, use_checkpoint=False,
+      num_heads=1, use_scale_shift_norm=False) in eval mode, its strict load_state_dict given
+      formula_state(the state dict of UNet(**REFERENCE_UNET, position="none"), weight_gain=
+      sqrt(2)) under their keys: input_conv as input_blocks.0.0; encoder.i as input_blocks.(i+1),
+      its res as .0, its attention as .1, a Downsample's conv as .0.op; middle.j as
+      middle_block.j; the decoder's Levels in turn as output_blocks.0, 1, ..., res as .0,
+      attention as .1, and an Upsample's conv in the output block of the Level before it, after
+      that Level's layers (.2.conv here); embed_layers as emb_layers, skip as skip_connection,
+      proj as proj_out; time_embed and out under their own names. time_embed.0.weight's columns
+      were put in their embedding's channel order: their column j is our column
+      their_channel_order(32)[j];
+    - 'float32': eps = model(x.float(), t) and timestep_embedding(t, 32) of their code as it is;
+    - 'float64': the same with the model and x in float64, in a copy of their code where the
+      float32 casts of GroupNorm32.forward (x.float()), of QKVAttention.forward's softmax
+      (weight.float()) and of timestep_embedding (frequencies made in float32, timesteps.float())
+      keep float64 (those alone changed), so that both sides compute in float64 and a difference
+      beyond rounding is a difference of formula."""
+    return torch.load(os.path.join(ROOT, "tests", "data", "improved_diffusion_unet.pt"), weights_only=True)
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """torch's default dtype set to `dtype` inside the block, and back after."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def their_channel_order(dim):
+    """Our timestep embedding's channels in improved-diffusion's order: cos of every frequency,
+    then sin of every frequency (ours: sin, cos of each frequency in turn)."""
+    return torch.cat([torch.arange(1, dim, 2), torch.arange(0, dim, 2)])
+
+
+def reference_unet_eps(x, t, dtype):
+    """eps of our REFERENCE_UNET with formula weights, in eval mode, for x and t, computed in
+    `dtype`. It is torch's default dtype meanwhile: our timestep_embedding makes its frequencies
+    in that dtype (t it takes in float32, exact for whole timesteps)."""
+    with default_dtype(dtype):
+        unet = UNet(**REFERENCE_UNET, position="none").eval()
+        unet.load_state_dict(formula_state(unet.state_dict(), weight_gain=math.sqrt(2)))
+        with torch.no_grad():
+            return unet(x.to(dtype), t)
+
+
+def test_timestep_embedding_is_improved_diffusions_in_another_channel_order(improved_diffusion_unet):
+    """Theirs is [cos(t f_k) for every k, sin(t f_k) for every k], ours sin(t f_k), cos(t f_k) for
+    each k in turn, f_k = 10000^(-2k / dim) on both sides: the same values, channel for channel once
+    reordered, in float64 to rounding and in float32 within its spacing at angles up to 999
+    radians (6e-5; on this torch the two agree exactly, in either dtype)."""
+    t, order = improved_diffusion_unet["inputs"]["t"], their_channel_order(32)
+    for name, dtype, atol in (("float64", torch.float64, 1e-12), ("float32", torch.float32, 2e-4)):
+        with default_dtype(dtype):
+            ours = timestep_embedding(t, 32)
+        theirs = improved_diffusion_unet[name]["timestep_embedding"]
+        assert ours.dtype == theirs.dtype == dtype
+        torch.testing.assert_close(ours[:, order], theirs, rtol=0, atol=atol, msg=name)
+
+
+def test_unet_is_improved_diffusions_unet_model(improved_diffusion_unet):
+    """Our UNet and their UNetModel, the same weights mapped onto each, give the same eps: in
+    float64 to rounding (6.7e-15 apart, measured, for eps up to 2.8), so that the time MLP, the
+    ResBlocks (GroupNorm of 32 groups, the embedding added after the first conv, the 1x1 skips),
+    the single-head attention (the q, k, v split, the 1 / sqrt(channels) scale), the resampling and
+    the order of the skip connections are theirs; in float32, their code unchanged, within 5e-5
+    (2.4e-6 measured: each side lies within 3e-6 of its float64 eps).
+
+    Each difference tried moved some eps by 0.2 or more, but GroupNorm's eps of 1e-6 for 1e-5 (by
+    3.7e-4): sin and cos swapped in the embedding, or its frequencies 10000^(-k / dim); the
+    attention unscaled, q swapped with k or with v, or without its GroupNorm; the middle block
+    without attention; a skip concatenated before h; 16 groups; the embedding's SiLU dropped;
+    bilinear upsampling; the output head without its SiLU."""
+    inputs = improved_diffusion_unet["inputs"]
+    eps = reference_unet_eps(inputs["x"], inputs["t"], torch.float64)
+    torch.testing.assert_close(eps, improved_diffusion_unet["float64"]["eps"], rtol=0, atol=1e-12)
+    eps = reference_unet_eps(inputs["x"], inputs["t"], torch.float32)
+    torch.testing.assert_close(eps, improved_diffusion_unet["float32"]["eps"], rtol=0, atol=5e-5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from torch import nn
 import metrics
 from checkpoint import build_generator
 from evaluation import equivariance, fid, inception, spatial_bias, swd
+from formulas import formula_state
 from model import PositionalInput
 from utils import shift
 from utils.images import psnr
@@ -458,13 +459,13 @@ def test_fid_is_zero_for_identical_features_symmetric_and_sees_a_mean_shift():
 @pytest.fixture(scope="module")
 def inception_weights(tmp_path_factory):
     """State dict files of torchvision's inception_v3 (random weights) and of the FID Inception
-    (formula_inception_state's weights, those of the pytorch-fid reference data)."""
+    (formula_state's weights, those of the pytorch-fid reference data)."""
     folder = tmp_path_factory.mktemp("inception")
     torch.manual_seed(0)
     torchvision_path = str(folder / "inception_v3_random.pt")
     torch.save(inception.tv_inception.Inception3(init_weights=False).state_dict(), torchvision_path)
     fid_path = str(folder / "pt_inception_formula.pth")
-    torch.save(formula_inception_state(inception.fid_inception_v3().state_dict()), fid_path)
+    torch.save(formula_state(inception.fid_inception_v3().state_dict()), fid_path)
     return torchvision_path, fid_path
 
 
@@ -491,40 +492,6 @@ PYTORCH_FID_REFERENCE = os.path.join(ROOT, "tests", "data", "pytorch_fid_referen
 FORMULA_IMAGE_BATCHES = ((4, 64), (1, 256), (1, 299), (1, 512))
 
 
-def formula_inception_state(template):
-    """A state dict with the keys and shapes of `template` whose every value comes from a formula
-    of its key's position and no random generator, so that it is the same with any torch.
-
-    The entries, in sorted key order, take consecutive stretches of one integer sequence i; each
-    value is sin(2 pi r / p) with r = (48271 (i^2 mod p) + 16807 i) mod p, p = 2^31 - 1, exact in
-    int64 and spread like noise (a wave of i alone would make every output channel of a
-    convolution one wave, shifted). Scaled as an initialisation would scale it, the activations
-    stay of order 1 through all the layers: convolution weights (and fc's) by 2 / sqrt(fan-in),
-    batch-norm scales 1 +- 0.25, their shifts and running means (and fc's bias) +- 0.1, running
-    variances 1 +- 0.5 (positive), num_batches_tracked 0.
-    """
-    prime = 2**31 - 1
-    state, start = {}, 0
-    for key in sorted(template):
-        shape = template[key].shape
-        index = torch.arange(start, start + shape.numel(), dtype=torch.int64)
-        start += shape.numel()
-        residue = (index * index % prime * 48271 + index * 16807) % prime
-        wave = torch.sin(2 * math.pi * residue.double() / prime).view(shape)
-        if key.endswith("num_batches_tracked"):
-            value = torch.zeros(shape, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            value = 1 + 0.5 * wave
-        elif key.endswith(("running_mean", "bias")):
-            value = 0.1 * wave
-        elif len(shape) > 1:  # convolutions and fc
-            value = wave * 2 / math.sqrt(shape[1:].numel())
-        else:  # batch-norm scales
-            value = 1 + 0.25 * wave
-        state[key] = value.to(template[key].dtype)
-    return state
-
-
 def formula_images(count, side):
     """[count, 3, side, side] float32 images in [-1, 1], a generator's range: a smooth wave of each
     image and channel plus stripes of a 4 px period, which the choice of resampling changes."""
@@ -547,7 +514,7 @@ def pytorch_fid_reference():
     0.3.0 from PyPI, unmodified, on the CPU (torch 2.14.1+cu130, torchvision 0.29.1, numpy 2.4.6,
     scipy 1.17.1); it holds only its outputs:
     - 'features' {side: [count, 2048] float32} for each (count, side) of FORMULA_IMAGE_BATCHES:
-      formula_inception_state of our fid_inception_v3's state dict was handed to pytorch-fid's
+      formula_state (tests/formulas.py) of our fid_inception_v3's state dict was handed to pytorch-fid's
       fid_inception_v3 in place of its download of FID_WEIGHTS_URL (its strict load_state_dict
       took it, and its network's state dict then equalled it entry for entry: its key layout is
       ours); InceptionV3(output_blocks=[3], resize_input=True, normalize_input=True,
