@@ -14,6 +14,18 @@ reconstruction, the latent, noise maps and checkpoint file (.pt, `save_projectio
 generate.py and apply_factor.py read them back with --projection) and the PSNR and LPIPS of
 the reconstruction (.json). Generators without noise inputs (stylegan3-t/-r) optimise the
 latent alone, and their shifted renders move the infinite plane of their Fourier input.
+
+The defaults, the targets' resizing and every step of the optimisation are the original code's
+(tests/test_projector.py replays its run). It differs on purpose where the original could not
+do what is asked: targets are centre-cropped to a square (it took square images only) and kept
+at the generator's size, LPIPS seeing both pooled to 256 px (it resized them to 256, so above
+256 px its shift moved target and render by different amounts); shifts move both axes to the
+whole pixel nearest the circle (it rolled the target along x only, truncating); the initial noise
+maps move with the shift (--noise_shift keep leaves them, as it did); every shift starts from
+the same noise maps (--seed), and W's mean comes from seeded draws; with several targets each
+image's noise maps are normalised alone and its MSE is its own (it normalised and averaged over
+the batch); the reconstruction renders the last step's latent (it took the latent of the last
+multiple of 100 steps, and failed under 100).
 """
 
 import argparse
@@ -24,7 +36,7 @@ import sys
 from dataclasses import dataclass, fields
 
 import torch
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from torch import optim
 from tqdm import tqdm
 
@@ -105,8 +117,9 @@ def open_images(paths):
 
 
 def to_target(image, size):
-    """A PIL image as a [3, size, size] tensor in [-1, 1]: shorter side resized, centre cropped."""
-    return to_tensor(resize_and_crop(image, size))
+    """A PIL image as a [3, size, size] tensor in [-1, 1]: shorter side resized bilinearly (the
+    original code's transforms.Resize, pixel for pixel), centre cropped."""
+    return to_tensor(resize_and_crop(image, size, Image.BILINEAR))
 
 
 def reconstruction_loss(generated, target, percept, settings, mask=None):
@@ -134,10 +147,11 @@ class ProjectionSettings:
     step: Adam steps at learning rate lr, warmed up over the first lr_rampup and ramped down
     (cosine) over the last lr_rampdown of them (a ramp of 0: none). noise: strength of the noise
     added to the latent (times W's spread), decaying to none over the first noise_ramp of the
-    steps (0: no latent noise at all). noise_regularize: weight of
-    the noise maps' autocorrelation penalty. loss: 'lpips' (plus mse times the pixel MSE) or
-    'mse'. w_plus: one latent per layer (W+) instead of one for all (W). noise_shift: what a shift
-    does to the initial noise maps. n_mean_latent: mapped samples for W's mean and spread.
+    steps (0: no latent noise at all). noise_regularize: weight of the noise maps'
+    autocorrelation penalty (the original code's 1e3; rosinality's projector has 1e5). loss:
+    'lpips' (plus mse times the pixel MSE) or 'mse'. w_plus: one latent per layer (W+) instead of
+    one for all (W). noise_shift: what a shift does to the initial noise maps. n_mean_latent:
+    mapped samples for W's mean and spread.
     """
 
     step: int = 1000
@@ -146,12 +160,17 @@ class ProjectionSettings:
     lr_rampdown: float = 0.25
     noise: float = 0.05
     noise_ramp: float = 0.75
-    noise_regularize: float = 1e5
+    noise_regularize: float = 1e3
     mse: float = 0.0
     loss: str = "lpips"
     w_plus: bool = False
     noise_shift: str = DEFAULT_NOISE_SHIFT
     n_mean_latent: int = 10000
+
+    @classmethod
+    def from_args(cls, args):
+        """The settings projector.py's parsed command line `args` asks for."""
+        return cls(**{field.name: getattr(args, field.name) for field in fields(cls)})
 
 
 @torch.no_grad()
@@ -429,7 +448,7 @@ def main(argv=None):
     folder = os.path.join("inverse", args.name)
     os.makedirs(folder, exist_ok=True)
 
-    settings = ProjectionSettings(**{field.name: getattr(args, field.name) for field in fields(ProjectionSettings)})
+    settings = ProjectionSettings.from_args(args)
     results = {stem: [] for stem in stems}
     frames = {stem: ([], []) for stem in stems}  # targets, reconstructions
     projections = project_shifted(generator, targets, shifts, settings, percept, args.seed)
