@@ -33,7 +33,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -52,6 +52,7 @@ from utils.flags import (
     positive_int,
 )
 from utils.images import load_rgb, psnr, resize_and_crop, save_gif, to_pil, to_tensor
+from utils.settings import FlagSettings
 from utils.shift import DEFAULT_NOISE_SHIFT, circle_shift, integer_translate, move_noise
 
 LOSSES = ("lpips", "mse")
@@ -140,7 +141,7 @@ def reconstruction_loss(generated, target, percept, settings, mask=None):
 
 
 @dataclass(frozen=True)
-class ProjectionSettings:
+class ProjectionSettings(FlagSettings):
     """How a projection optimises, and the one place these defaults live: projector.py's flags of
     the same names take them from here.
 
@@ -166,11 +167,6 @@ class ProjectionSettings:
     w_plus: bool = False
     noise_shift: str = DEFAULT_NOISE_SHIFT
     n_mean_latent: int = 10000
-
-    @classmethod
-    def from_args(cls, args):
-        """The settings projector.py's parsed command line `args` asks for."""
-        return cls(**{field.name: getattr(args, field.name) for field in fields(cls)})
 
 
 @torch.no_grad()
