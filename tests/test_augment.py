@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from replay import ScriptedDraws
 from training.augment import (
     AdaptiveAugment,
     apply_color,
@@ -145,27 +146,6 @@ def draws_of_ours(reference_draws, p):
         for selected, probability in zip(selections, probabilities)
     ]
     return [draw for pair in zip(parameter_draws, gate_draws) for draw in pair]
-
-
-class ScriptedDraws:
-    """Stands in for torch.rand, randn and randint: returns the given draws in order, each only
-    to the function and shape it was made for."""
-
-    def __init__(self, draws, monkeypatch):
-        self.draws = list(draws)
-        monkeypatch.setattr(torch, "rand", lambda *size, device=None: self.next("rand", size))
-        monkeypatch.setattr(torch, "randn", lambda *size, device=None: self.next("randn", size))
-        monkeypatch.setattr(torch, "randint", self.randint)
-
-    def randint(self, low, high, size, device=None):
-        value = self.next("randint", size)
-        assert low <= value.min() and value.max() < high
-        return value
-
-    def next(self, function, size):
-        expected_function, value = self.draws.pop(0)
-        assert (function, tuple(size)) == (expected_function, tuple(value.shape))
-        return value.clone()
 
 
 def test_reference_draws_are_one_parameter_then_one_selection_per_transform(rosinality):

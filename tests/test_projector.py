@@ -23,6 +23,7 @@ from checkpoint import load_generator
 from evaluation.perceptual import build_lpips
 from formulas import formula_stylegan2_state
 from model import Generator
+from replay import ScriptedDraws
 from utils.images import to_pil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -300,16 +301,9 @@ def test_a_projection_retraces_the_original_codes(original_run, case, dtype, mon
         generator.load_state_dict(formula_stylegan2_state(generator.state_dict()), strict=True)
         generator.to(dtype)
 
-        noise_draws = [value.to(dtype) for value in reference["noise_draws"]]
-        latent_draws = list(reference["latent_draws"].to(dtype))
-
-        def replay(draws, size):
-            value = draws.pop(0)
-            assert tuple(value.shape) == tuple(size)
-            return value.clone()
-
-        monkeypatch.setattr(torch, "randn", lambda *size, **options: replay(noise_draws, size))
-        monkeypatch.setattr(torch, "randn_like", lambda tensor: replay(latent_draws, tensor.shape))
+        draws = [("randn", value.to(dtype)) for value in reference["noise_draws"]]
+        draws += [("randn_like", value) for value in reference["latent_draws"].to(dtype)]
+        scripted = ScriptedDraws(draws, monkeypatch)
         statistics = (reference["latent_mean"].to(dtype), reference["latent_std"])
         monkeypatch.setattr(projector, "latent_statistics", lambda *arguments: statistics)
         latents, adam_step = {}, torch.optim.Adam.step
@@ -334,7 +328,7 @@ def test_a_projection_retraces_the_original_codes(original_run, case, dtype, mon
         projection = next(projector.project_shifted(generator, target, [reference["shift"]], settings, percept))
     finally:
         torch.set_default_dtype(previous_dtype)
-    assert not noise_draws and not latent_draws
+    assert not scripted.draws
 
     def check(actual, expected, kind):
         tolerance = 1e-12 if dtype == torch.float64 else FLOAT32_TOLERANCES[kind]
